@@ -1,0 +1,188 @@
+"""Command line: ``lusviewer score|train|info``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from lusviewer import __version__
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _err(msg: str) -> None:
+    print(f"lusviewer: {msg}", file=sys.stderr, flush=True)
+
+
+def _score(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from lusviewer.inference import ScoringEngine
+    from lusviewer.io import ClipError, find_clips, open_clip
+    from lusviewer.model import ModelError, load_model
+    from lusviewer.report import ReportWriter
+    from lusviewer.resources import default_model_path
+
+    model_path = args.model or str(default_model_path())
+    try:
+        loaded = load_model(model_path)
+        engine = ScoringEngine(
+            loaded, device=args.device, precision=args.precision, batch_size=args.batch_size, rule=args.rule
+        )
+    except (ModelError, ValueError) as exc:
+        _err(f"cannot load the model: {exc}")
+        return EXIT_USAGE
+    clips: list[str] = []
+    failed = 0
+    for p in args.paths:
+        found = find_clips(p)
+        if Path(p).is_dir() and not found:
+            _err(f"{p}: no supported clips in this folder")
+            failed += 1
+        clips.extend(found)
+    if not args.quiet:
+        _err(f"model {loaded.card.display_name} ({loaded.weights_path.name}) on {engine.description}")
+    with ReportWriter(args.output) as writer:
+        for path in clips:
+            try:
+                reader = open_clip(path)
+            except ClipError as exc:
+                _err(f"error: {exc}")
+                failed += 1
+                continue
+            bar = tqdm(
+                total=reader.info.frame_count,
+                desc=Path(path).name[:40],
+                unit="frame",
+                disable=args.quiet,
+                file=sys.stderr,
+            )
+
+            def progress(done: int, total: int, bar: tqdm = bar) -> None:  # type: ignore[type-arg]
+                bar.total = max(total, done)
+                bar.n = done
+                bar.refresh()
+
+            try:
+                with reader:
+                    result = engine.score_clip(reader, progress=progress)
+                result.clip = path
+            except ClipError as exc:
+                bar.close()
+                _err(f"error: {exc}")
+                failed += 1
+                continue
+            except (OSError, RuntimeError, ValueError) as exc:
+                bar.close()
+                _err(f"error: {path}: could not be scored ({type(exc).__name__}: {exc})")
+                failed += 1
+                continue
+            bar.set_postfix_str(f"clip score {result.summary.clip_score}", refresh=True)
+            bar.close()
+            writer.add(result)
+        if writer.n_clips:
+            writer.commit()
+            if not args.quiet:
+                _err(f"wrote {writer.path} and {writer.clips_path} ({writer.n_clips} clips)")
+        else:
+            _err("no clip could be scored; no report written")
+            return EXIT_SOME_FAILED
+    if failed:
+        _err(f"{failed} input(s) could not be scored (see above); the report holds the others")
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lusviewer.training.train import TrainConfig, run_training
+
+    cfg = TrainConfig(
+        data=args.data,
+        out=args.out,
+        work_dir=args.work_dir,
+        cache_dir=args.cache_dir,
+        variant=args.variant,
+        tiny=args.tiny,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        frames_per_clip=args.frames_per_clip,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        cnn_epochs=args.cnn_epochs,
+        cnn_minutes=args.cnn_minutes,
+        lstm_epochs=args.lstm_epochs,
+        lstm_minutes=args.lstm_minutes,
+        bf16=not args.fp32,
+        threads=args.threads,
+        name=args.name,
+        version=args.model_version,
+    )
+    run_training(cfg)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="lusviewer",
+        description="Lung-ultrasound severity scoring (0-3). Research software, not a medical device.",
+    )
+    p.add_argument("--version", action="version", version=f"lusviewer {__version__}")
+    sub = p.add_subparsers(dest="command")
+
+    s = sub.add_parser(
+        "score",
+        help="score clips (files or folders) and write a per-frame CSV report",
+        description=(
+            "Score every frame of each clip and write REPORT (one row per frame) and "
+            "REPORT_clips.csv (one row per clip). Exit status: 0 all inputs scored; "
+            "1 some input could not be scored (the others are in the report); 2 usage "
+            "error or the model cannot be loaded (no report)."
+        ),
+    )
+    s.add_argument("paths", nargs="+", metavar="PATH", help="a clip, or a folder of clips (searched recursively)")
+    s.add_argument("-o", "--output", default="report.csv", help="per-frame report (default: report.csv)")
+    s.add_argument("--model", default=None, help="model card .json or its .safetensors (default: shipped model)")
+    s.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    s.add_argument("--batch-size", type=int, default=32)
+    s.add_argument("--rule", default="persistent", choices=["persistent", "majority", "max"], help="clip score rule")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    s.set_defaults(func=_score)
+
+    t = sub.add_parser("train", help="train the CNN, then the LSTM on frozen CNN features")
+    t.add_argument("--data", required=True, help="COVID-BLUeS-style folder (severity.csv + videos/)")
+    t.add_argument("--out", default="models", help="folder for the .safetensors + .json card")
+    t.add_argument("--work-dir", default="runs/train", help="checkpoints; rerun to resume")
+    t.add_argument("--cache-dir", default=None, help="keep decoded 128 px frames here (.npy)")
+    t.add_argument("--variant", default="cnn_lstm", choices=["densenet", "cnn", "cnn_lstm"])
+    t.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out")
+    t.add_argument("--frames-per-clip", type=int, default=16, help="frames sampled per clip per epoch")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--cnn-epochs", type=int, default=70)
+    t.add_argument("--cnn-minutes", type=float, default=60.0, help="wall-clock budget of stage 1")
+    t.add_argument("--lstm-epochs", type=int, default=120)
+    t.add_argument("--lstm-minutes", type=float, default=10.0, help="wall-clock budget of stage 2")
+    t.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    t.add_argument("--name", default="lusviewer-hybrid")
+    t.add_argument("--model-version", default="1")
+    t.set_defaults(func=_train)
+    return p
+
+
+def run(argv: list[str]) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    try:
+        return int(args.func(args))
+    except KeyboardInterrupt:
+        print("lusviewer: interrupted", file=sys.stderr)
+        return 130

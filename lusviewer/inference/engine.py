@@ -1,0 +1,297 @@
+"""The scoring engine: stream a clip through the model in batches, on CUDA or CPU.
+
+One :class:`ScoringEngine` holds one loaded model on one device and scores any
+number of clips, one at a time. Frames are decoded by a prefetch thread while the
+model runs (OpenCV releases the GIL), in batches of ``batch_size``; only the
+current and the next batch are ever decoded, so memory does not grow with clip
+length. Per-frame results are a few numbers each.
+
+Precision: on CUDA, bf16 autocast where the GPU supports it, else fp16; on CPU,
+bf16 autocast where the CPU has bf16 instructions *and* the model card records
+that bf16 and fp32 agreed on >= 99 % of frame labels on real clips
+(``inference.bf16_label_agreement``), else fp32. Always channels_last. The LSTM
+head runs in fp32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, SequenceStreamer
+from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
+from lusviewer.model.preprocess import resize_frame, to_model_input
+from lusviewer.model.weights import LoadedModel
+from lusviewer.report.aggregate import ClipSummary, summarize_clip
+
+BF16_AGREEMENT_FLOOR = 0.99
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+class Cancelled(Exception):
+    """The job's cancel flag was set; raised between batches."""
+
+
+@dataclass(frozen=True)
+class ScoredFrames:
+    """Final results for frames ``start .. start + len(scores) - 1`` of a clip."""
+
+    start: int
+    probs: np.ndarray  # (n, C) float32
+    scores: np.ndarray  # (n,) int64
+    recon_error: np.ndarray  # (n,) float32; NaN where the model has no autoencoder
+
+
+@dataclass
+class ClipResult:
+    info: ClipInfo
+    clip: str  # the path as given
+    probs: np.ndarray
+    scores: np.ndarray
+    recon_error: np.ndarray
+    summary: ClipSummary
+    model_name: str
+    weights_sha256: str
+    device: str
+    precision: str
+    elapsed_s: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def frames_per_second(self) -> float:
+        return len(self.scores) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return torch.backends.cpu.get_cpu_capability() in ("AVX512", "AMX") and bool(
+            getattr(torch.backends.mkldnn, "is_available", lambda: False)()
+        )
+    except Exception:  # older torch without get_cpu_capability
+        return False
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("CUDA was requested but no CUDA device is available")
+    return dev
+
+
+def resolve_precision(device: torch.device, precision: str, card_inference: dict[str, Any]) -> str:
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    agreement = float(card_inference.get("bf16_label_agreement", 0.0) or 0.0)
+    return "bf16" if cpu_supports_bf16() and agreement >= BF16_AGREEMENT_FLOOR else "fp32"
+
+
+class ScoringEngine:
+    """Scores clips with one loaded model; thread-compatible (one job at a time)."""
+
+    def __init__(
+        self,
+        loaded: LoadedModel,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        batch_size: int = 32,
+        rule: str = "persistent",
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.loaded = loaded
+        self.card = loaded.card
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(self.device, precision, self.card.inference)
+        self.batch_size = batch_size
+        self.rule = rule
+        self.model = loaded.model.to(self.device).eval()
+        self.model.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+        self.input_size = self.card.config.input_size
+        self.window = int(self.card.inference.get("lstm_window", DEFAULT_WINDOW))
+        self.burn_in = int(self.card.inference.get("lstm_burn_in", DEFAULT_BURN_IN))
+
+    @property
+    def description(self) -> str:
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
+        return f"{name} ({self.precision})"
+
+    def _autocast(self) -> contextlib.AbstractContextManager[Any]:
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
+
+    def _batches(self, reader: ClipReader, cancel: threading.Event | None) -> Iterator[np.ndarray]:
+        """Resized uint8 batches, decoded one batch ahead on a helper thread."""
+        q: queue.Queue[Any] = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                buf: list[np.ndarray] = []
+                for frame in reader.iter_frames():
+                    if stop.is_set():
+                        return
+                    buf.append(resize_frame(frame, self.input_size))
+                    if len(buf) == self.batch_size:
+                        q.put(np.stack(buf))
+                        buf = []
+                if buf:
+                    q.put(np.stack(buf))
+                q.put(None)
+            except BaseException as exc:  # handed to the consumer, re-raised there
+                q.put(exc)
+
+        t = threading.Thread(target=produce, name="lusviewer-decode", daemon=True)
+        t.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+                if cancel is not None and cancel.is_set():
+                    raise Cancelled()
+        finally:
+            stop.set()
+            while t.is_alive():  # unblock a producer waiting on a full queue
+                with contextlib.suppress(queue.Empty):
+                    q.get(timeout=0.05)
+            t.join()
+
+    @torch.inference_mode()
+    def _cnn(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+        x = to_model_input(batch, self.device)
+        with self._autocast():
+            out = self.model.cnn(x)
+        probs = torch.softmax(out.logits.float(), 1).cpu()
+        feats = out.features.float().cpu()
+        if out.reconstruction is None:
+            err = np.full(len(batch), np.nan, dtype=np.float32)
+        else:
+            err = (out.reconstruction.float() - x).abs().mean((1, 2, 3)).cpu().numpy().astype(np.float32)
+        return probs, feats, err
+
+    def score_clip(
+        self,
+        clip: str | ClipReader,
+        *,
+        progress: Callable[[int, int], None] | None = None,
+        on_frames: Callable[[ScoredFrames], None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ClipResult:
+        """Score every frame of a clip (a path or an open reader).
+
+        ``progress(done, total)`` and ``on_frames(ScoredFrames)`` are called as
+        frames become final; ``cancel`` is checked between batches (raises
+        :class:`Cancelled`). Raises :class:`~lusviewer.io.ClipError` for bad input.
+        """
+        own = isinstance(clip, str)
+        reader = open_clip(clip) if isinstance(clip, str) else clip
+        try:
+            return self._score(reader, str(clip) if own else reader.info.path, progress, on_frames, cancel)
+        finally:
+            if own:
+                reader.close()
+
+    def _score(
+        self,
+        reader: ClipReader,
+        label: str,
+        progress: Callable[[int, int], None] | None,
+        on_frames: Callable[[ScoredFrames], None] | None,
+        cancel: threading.Event | None,
+    ) -> ClipResult:
+        t0 = time.perf_counter()
+        total = reader.info.frame_count
+        seq = self.model.sequence
+        streamer = SequenceStreamer(seq, window=self.window, burn_in=self.burn_in) if seq is not None else None
+        probs_out: list[np.ndarray] = []
+        errs: list[np.ndarray] = []
+        pending_err: list[np.ndarray] = []
+        done = 0
+
+        def emit(p: np.ndarray) -> None:
+            nonlocal done
+            n = len(p)
+            e = np.concatenate(pending_err)[:n] if pending_err else np.full(n, np.nan, np.float32)
+            rest = np.concatenate(pending_err)[n:] if pending_err else None
+            pending_err.clear()
+            if rest is not None and len(rest):
+                pending_err.append(rest)
+            probs_out.append(p)
+            errs.append(e)
+            if on_frames is not None:
+                on_frames(ScoredFrames(done, p, p.argmax(1), e))
+            done += n
+            if progress is not None:
+                progress(done, total)
+
+        if cancel is not None and cancel.is_set():
+            raise Cancelled()
+        for batch in self._batches(reader, cancel):
+            probs, feats, err = self._cnn(batch)
+            pending_err.append(err)
+            if streamer is None:
+                emit(probs.numpy())
+            else:
+                with torch.inference_mode():
+                    logits = streamer.push(feats.to(self.device))
+                if len(logits):
+                    emit(torch.softmax(logits.float(), 1).cpu().numpy())
+        if streamer is not None:
+            with torch.inference_mode():
+                logits = streamer.flush()
+            if len(logits):
+                emit(torch.softmax(logits.float(), 1).cpu().numpy())
+        if not probs_out:
+            raise ClipError(label, "no frame could be decoded")
+        probs_all = np.concatenate(probs_out).astype(np.float32)
+        scores = probs_all.argmax(1)
+        if len(scores) != total:  # the container's count was wrong: trust what decoded
+            reader.info = ClipInfo(**{**reader.info.__dict__, "frame_count": len(scores)})
+        summary = summarize_clip(scores, probs_all, fps=reader.info.fps, rule=self.rule)
+        return ClipResult(
+            info=reader.info,
+            clip=label,
+            probs=probs_all,
+            scores=scores,
+            recon_error=np.concatenate(errs).astype(np.float32),
+            summary=summary,
+            model_name=self.card.display_name,
+            weights_sha256=self.card.sha256,
+            device=self.device.type,
+            precision=self.precision,
+            elapsed_s=time.perf_counter() - t0,
+        )
+
+    @torch.inference_mode()
+    def reconstruct(self, frame: np.ndarray) -> np.ndarray | None:
+        """Autoencoder reconstruction of one RGB frame, resized back to the frame's size."""
+        if self.model.cnn.autoencoder is None:
+            return None
+        small = resize_frame(frame, self.input_size)
+        x = to_model_input(small[None], self.device)
+        with self._autocast():
+            rec = self.model.cnn.autoencoder(x).reconstruction
+        img = (rec[0].float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        import cv2
+
+        return np.ascontiguousarray(cv2.resize(img, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR))

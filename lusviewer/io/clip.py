@@ -1,0 +1,227 @@
+"""Clip readers: random access and streaming over video containers and DICOM.
+
+Frames come out as RGB ``uint8`` arrays of shape (H, W, 3). Nothing here holds
+more than one decoded frame (plus OpenCV's own decoder state), so memory does not
+grow with clip length.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import cv2
+import numpy as np
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mpeg", ".mpg", ".gif", ".m4v", ".mkv", ".wmv")
+DICOM_EXTENSIONS = (".dcm", ".dicom")
+SUPPORTED_EXTENSIONS = VIDEO_EXTENSIONS + DICOM_EXTENSIONS
+
+#: Forward distance (frames) up to which decoding onwards beats a container seek.
+_SEEK_THRESHOLD = 48
+
+
+class ClipError(Exception):
+    """A clip could not be opened or read. ``str()`` names the file and the reason."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str) -> None:
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    path: str
+    frame_count: int
+    fps: float
+    width: int
+    height: int
+    format: str  # "video/<fourcc>" or "dicom"
+
+    @property
+    def duration_s(self) -> float:
+        return self.frame_count / self.fps if self.fps > 0 else 0.0
+
+
+class ClipReader:
+    """Base class: frame access by index and in order."""
+
+    info: ClipInfo
+
+    def __len__(self) -> int:
+        return self.info.frame_count
+
+    def frame(self, index: int) -> np.ndarray:
+        """Frame ``index`` as RGB uint8 (H, W, 3). Raises ``IndexError`` or ``ClipError``."""
+        raise NotImplementedError
+
+    def iter_frames(self, start: int = 0, stop: int | None = None) -> Iterator[np.ndarray]:
+        """Frames ``start`` .. ``stop - 1`` in order, one at a time."""
+        stop = self.info.frame_count if stop is None else min(stop, self.info.frame_count)
+        for i in range(max(0, start), stop):
+            yield self.frame(i)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> ClipReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _check_index(self, index: int) -> int:
+        if index < 0:
+            index += self.info.frame_count
+        if not 0 <= index < self.info.frame_count:
+            raise IndexError(f"frame {index} out of range 0..{self.info.frame_count - 1}")
+        return index
+
+
+def _to_rgb(frame: np.ndarray) -> np.ndarray:
+    if frame.ndim == 2:
+        return np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB))
+    if frame.shape[2] == 4:
+        return np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB))
+    return np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+
+
+class VideoClipReader(ClipReader):
+    """OpenCV (FFmpeg) reader with frame-accurate random access.
+
+    Reading in order decodes once per frame. A jump forward of up to
+    ``_SEEK_THRESHOLD`` frames decodes onwards (``grab``) instead of seeking; a
+    longer or backward jump seeks the container with ``CAP_PROP_POS_FRAMES`` and,
+    where the backend lands elsewhere (some inter-frame codecs), re-seeks to 0 and
+    decodes onwards, so frame ``i`` by index always equals frame ``i`` in order.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self._path = str(path)
+        cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
+        if not cap.isOpened():
+            cap.release()
+            raise ClipError(path, "not a readable video (the decoder could not open it)")
+        self._cap = cap
+        self._next = 0  # index of the frame the next read() returns
+        ok, first = cap.read()
+        if not ok or first is None:
+            cap.release()
+            raise ClipError(path, "no frame could be decoded (empty, truncated or corrupt video)")
+        self._next = 1
+        self._last: tuple[int, np.ndarray] | None = (0, first)
+        self._seek_exact = True
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not np.isfinite(fps) or fps <= 0 or fps > 1000:
+            fps = 25.0
+        fourcc = int(cap.get(cv2.CAP_PROP_FOURCC) or 0)
+        codec = "".join(chr((fourcc >> (8 * k)) & 0xFF) for k in range(4)).strip("\x00 ")
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.info = ClipInfo(
+            path=self._path,
+            frame_count=max(1, count),
+            fps=fps,
+            width=int(first.shape[1]),
+            height=int(first.shape[0]),
+            format=f"video/{codec or 'unknown'}",
+        )
+        self._verify_count(count)
+
+    def _verify_count(self, count: int) -> None:
+        """Containers can over- or under-state their frame count: check the tail."""
+        if count > 1:
+            try:
+                self._read_at(count - 1)
+                # One more decodable frame means the header undercounts.
+                if not self._cap.grab():
+                    return
+            except ClipError:
+                pass
+        elif not self._cap.grab():  # one frame read already; is there another?
+            return
+        # Count by decoding from a fresh capture (grab only): exact, costs one pass.
+        self._cap.release()
+        self._cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
+        n = 0
+        while self._cap.grab():
+            n += 1
+        if n == 0:
+            raise ClipError(self._path, "no frame could be decoded (truncated or corrupt video)")
+        self._next = n
+        self.info = ClipInfo(**{**self.info.__dict__, "frame_count": n})
+
+    def _seek_to(self, index: int) -> None:
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, float(index))
+        self._next = index
+
+    def _read_at(self, index: int) -> np.ndarray:
+        if self._last is not None and self._last[0] == index:
+            return self._last[1]
+        if not (0 <= index - self._next <= _SEEK_THRESHOLD):
+            self._seek_to(index if self._seek_exact else 0)
+            if self._seek_exact:
+                pos = int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))
+                if pos != index:
+                    self._seek_exact = False
+                    self._seek_to(0)
+        while self._next < index:
+            if not self._cap.grab():
+                raise ClipError(self._path, f"frame {index} could not be decoded (truncated?)")
+            self._next += 1
+        ok, frame = self._cap.read()
+        if not ok or frame is None:
+            raise ClipError(self._path, f"frame {index} could not be decoded (truncated?)")
+        self._next = index + 1
+        self._last = (index, frame)
+        return frame
+
+    def frame(self, index: int) -> np.ndarray:
+        return _to_rgb(self._read_at(self._check_index(index)))
+
+    def close(self) -> None:
+        self._cap.release()
+        self._last = None
+
+
+def open_clip(path: str | os.PathLike[str]) -> ClipReader:
+    """Open a clip for reading; raises :class:`ClipError` with a readable reason."""
+    p = Path(path)
+    if not p.exists():
+        raise ClipError(path, "file not found")
+    if p.is_dir():
+        raise ClipError(path, "is a folder, not a clip")
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(132)
+    except OSError as exc:
+        raise ClipError(path, f"cannot be read ({exc.strerror or exc})") from None
+    if size == 0:
+        raise ClipError(path, "file is empty")
+    if p.suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
+        from lusviewer.io.dicom import DicomClipReader
+
+        return DicomClipReader(p)
+    return VideoClipReader(p)
+
+
+def find_clips(path: str | os.PathLike[str]) -> list[str]:
+    """A clip path as given, or the supported clips in a folder (recursively, sorted)."""
+    p = Path(path)
+    if not p.is_dir():
+        return [str(path)]
+    found = [
+        str(f)
+        for f in sorted(p.rglob("*"))
+        if f.is_file() and f.suffix.lower() in SUPPORTED_EXTENSIONS and not f.name.startswith(".")
+    ]
+    return found

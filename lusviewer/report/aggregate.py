@@ -1,0 +1,106 @@
+"""Clip-level scores from per-frame scores.
+
+Default rule, ``persistent``: a clip is scored by the worst pattern that persists,
+as clinicians score a clip by the worst finding they see in it rather than by its
+average frame. Precisely: the clip score is the highest score ``s`` such that at
+least ``k`` consecutive frames have a score ``>= s``, where ``k`` is the number of
+frames in ``min_duration_s`` (0.2 s: 5 frames at 25 fps), at least ``min_frames``
+(3), and at most the clip's length. A single-frame flicker to a higher score does
+not raise the clip score; a pattern held for a fifth of a second does.
+
+Other rules: ``majority`` (most frequent frame score, ties to the higher score)
+and ``max`` (the highest frame score).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+RULES = ("persistent", "majority", "max")
+
+
+@dataclass(frozen=True)
+class ClipSummary:
+    clip_score: int
+    rule: str
+    counts: tuple[int, ...]  # frames per score
+    worst_frame: int  # the most confident frame of the clip score among those that made it
+
+
+def persistence_frames(n_frames: int, fps: float, *, min_duration_s: float = 0.2, min_frames: int = 3) -> int:
+    k = max(min_frames, round(min_duration_s * fps))
+    return max(1, min(k, n_frames))
+
+
+def _longest_run(mask: np.ndarray) -> int:
+    best = run = 0
+    for m in mask:
+        run = run + 1 if m else 0
+        best = max(best, run)
+    return best
+
+
+def _run_mask(mask: np.ndarray, k: int) -> np.ndarray:
+    """Frames that belong to runs of at least ``k`` consecutive True values."""
+    out = np.zeros_like(mask, dtype=bool)
+    start = None
+    for i, m in enumerate([*mask.tolist(), False]):
+        if m and start is None:
+            start = i
+        elif not m and start is not None:
+            if i - start >= k:
+                out[start:i] = True
+            start = None
+    return out
+
+
+def summarize_clip(
+    scores: Sequence[int] | np.ndarray,
+    probs: np.ndarray | None = None,
+    *,
+    fps: float = 25.0,
+    rule: str = "persistent",
+    num_classes: int = 4,
+    min_duration_s: float = 0.2,
+    min_frames: int = 3,
+) -> ClipSummary:
+    """Score a clip from its frame scores (``probs`` (T, C) picks the worst frame)."""
+    s = np.asarray(scores, dtype=np.int64)
+    if s.size == 0:
+        raise ValueError("a clip needs at least one scored frame")
+    counts = tuple(int(c) for c in np.bincount(s, minlength=num_classes)[:num_classes])
+    if rule == "persistent":
+        k = persistence_frames(s.size, fps, min_duration_s=min_duration_s, min_frames=min_frames)
+        clip = 0
+        for level in range(num_classes - 1, -1, -1):
+            if _longest_run(s >= level) >= k:
+                clip = level
+                break
+        label = f"persistent: highest score held >= {k} consecutive frames"
+    elif rule == "majority":
+        c = np.asarray(counts)
+        clip = int(np.flatnonzero(c == c.max()).max())
+        label = "majority: most frequent frame score"
+    elif rule == "max":
+        clip = int(s.max())
+        label = "max: highest frame score"
+    else:
+        raise ValueError(f"unknown clip rule {rule!r}; expected one of {RULES}")
+    if rule == "persistent":
+        candidates = np.flatnonzero(_run_mask(s >= clip, k))
+    elif rule == "majority":
+        candidates = np.flatnonzero(s == clip)
+    else:
+        candidates = np.flatnonzero(s >= clip)
+    if candidates.size == 0:
+        candidates = np.arange(s.size)
+    if probs is not None:
+        # The frame most confidently at or above the clip score.
+        p = np.asarray(probs)[candidates, clip:].sum(1)
+        worst = int(candidates[int(np.argmax(p))])
+    else:
+        worst = int(candidates[candidates.size // 2])
+    return ClipSummary(clip, label, counts, worst)

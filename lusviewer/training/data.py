@@ -1,0 +1,124 @@
+"""Labelled clips, patient-disjoint splits, a decoded-frame cache and augmentation."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+import os
+import random
+import re
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from lusviewer.io import open_clip
+from lusviewer.model.preprocess import resize_frame
+
+_PATIENT_RE = re.compile(r"patient_(\d+)")
+
+
+@dataclass(frozen=True)
+class LabelledClip:
+    path: str
+    score: int
+    group: str  # patient id: splits never put one group on both sides
+
+
+def load_covid_blues(root: str | os.PathLike[str]) -> list[LabelledClip]:
+    """Clips and per-clip scores of a COVID-BLUeS folder (``severity.csv`` + ``videos/``)."""
+    root = Path(root)
+    table = root / "severity.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"{table}: label table not found")
+    clips: list[LabelledClip] = []
+    with open(table, newline="") as fh:
+        for row in csv.DictReader(fh):
+            name = row["video_file"].strip()
+            m = _PATIENT_RE.search(name)
+            if not m:
+                raise ValueError(f"{table}: cannot read a patient id from {name!r}")
+            video = root / "videos" / (name if Path(name).suffix else name + ".mp4")
+            clips.append(LabelledClip(str(video), int(float(row["Severity Score"])), m.group(1)))
+    return clips
+
+
+def split_by_group(
+    clips: Sequence[LabelledClip], *, val_fraction: float, seed: int
+) -> tuple[list[LabelledClip], list[LabelledClip]]:
+    """Patient-disjoint split, stratified by each patient's worst clip score."""
+    by_group: dict[str, list[LabelledClip]] = defaultdict(list)
+    for c in clips:
+        by_group[c.group].append(c)
+    strata: dict[int, list[str]] = defaultdict(list)
+    for g, cs in sorted(by_group.items()):
+        strata[max(c.score for c in cs)].append(g)
+    rng = random.Random(seed)
+    val_groups: set[str] = set()
+    for _, groups in sorted(strata.items()):
+        rng.shuffle(groups)
+        val_groups.update(groups[: max(1, round(len(groups) * val_fraction))])
+    train = [c for c in clips if c.group not in val_groups]
+    val = [c for c in clips if c.group in val_groups]
+    assert not {c.group for c in train} & {c.group for c in val}
+    return train, val
+
+
+def decode_clip(path: str, size: int) -> np.ndarray:
+    """All frames of a clip, resized for the model: uint8 (T, size, size, 3)."""
+    with open_clip(path) as reader:
+        return np.stack([resize_frame(f, size) for f in reader.iter_frames()])
+
+
+def cached_frames(path: str, size: int, cache_dir: str | os.PathLike[str] | None) -> np.ndarray:
+    """:func:`decode_clip`, kept as ``.npy`` in ``cache_dir`` (keyed by path, size, mtime)."""
+    if cache_dir is None:
+        return decode_clip(path, size)
+    st = os.stat(path)
+    key = hashlib.sha1(f"{os.path.abspath(path)}|{size}|{st.st_mtime_ns}|{st.st_size}".encode()).hexdigest()
+    f = Path(cache_dir) / f"{Path(path).stem}-{key[:12]}.npy"
+    if f.is_file():
+        return np.asarray(np.load(f, allow_pickle=False))
+    arr = decode_clip(path, size)
+    f.parent.mkdir(parents=True, exist_ok=True)
+    tmp = f.with_name(f.name + ".tmp.npy")
+    np.save(tmp, arr, allow_pickle=False)
+    os.replace(tmp, f)
+    return arr
+
+
+def augment(batch: Tensor, gen: torch.Generator) -> Tensor:
+    """Ultrasound-safe augmentation of (N, 3, S, S) in [0, 1].
+
+    Small rotation (+-10 deg), zoom (0.9-1.1), shift (+-8 %), horizontal flip, gain
+    and gamma. No vertical flip and no large rotation: the pleural line sits near
+    the top of every LUS frame and A-lines lie horizontal below it; the paper's
+    360-degree rotation and vertical flip make frames no probe produces.
+    """
+    n = batch.shape[0]
+
+    def u(lo: float, hi: float) -> Tensor:
+        return torch.rand(n, generator=gen) * (hi - lo) + lo
+
+    ang = u(-10, 10) * math.pi / 180
+    scale = u(0.9, 1.1)
+    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
+    theta = torch.zeros(n, 2, 3)
+    theta[:, 0, 0] = cos * flip
+    theta[:, 0, 1] = -sin
+    theta[:, 1, 0] = sin * flip
+    theta[:, 1, 1] = cos
+    theta[:, 0, 2] = u(-0.16, 0.16)
+    theta[:, 1, 2] = u(-0.16, 0.16)
+    grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
+    out = F.grid_sample(batch.contiguous(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    gain = u(0.8, 1.2).view(n, 1, 1, 1)
+    gamma = torch.exp(u(-0.25, 0.25)).view(n, 1, 1, 1)
+    return (out.clamp(0, 1) ** gamma * gain).clamp(0, 1)

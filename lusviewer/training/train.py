@@ -1,0 +1,480 @@
+"""Two-stage training (the paper's recipe): the CNN on frames, then the LSTM on
+frozen CNN features of consecutive frames. Patient-disjoint validation.
+
+Each frame takes its clip's score (COVID-BLUeS scores clips, not frames). Stage
+1 samples ``frames_per_clip`` random frames of every training clip per epoch;
+stage 2 reads windows of consecutive frames. Both stages run for a wall-clock
+budget (minutes) as well as an epoch cap, keep the checkpoint with the best
+validation macro-F1, and can resume from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, sequence_logits
+from lusviewer.model.hybrid import HybridModel, ModelConfig, parameter_counts
+from lusviewer.model.preprocess import to_model_input
+from lusviewer.model.weights import ModelCard, save_model
+from lusviewer.report.aggregate import summarize_clip
+from lusviewer.training.data import (
+    LabelledClip,
+    augment,
+    cached_frames,
+    load_covid_blues,
+    split_by_group,
+)
+from lusviewer.training.metrics import classification_metrics
+
+COVID_BLUES_LICENCE = "CC BY-NC-ND 4.0"
+COVID_BLUES_CITATION = (
+    'Wiedemann N. et al., "COVID-BLUeS - A Prospective Study on the Value of AI in Lung '
+    'Ultrasound Analysis", IEEE Journal of Biomedical and Health Informatics 29(9):6301-6310, '
+    "2025, doi:10.1109/JBHI.2025.3543686"
+)
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    work_dir: str = "runs/train"
+    cache_dir: str | None = None
+    variant: str = "cnn_lstm"
+    tiny: bool = False
+    seed: int = 0
+    val_fraction: float = 0.2
+    frames_per_clip: int = 16
+    val_frames_per_clip: int = 12
+    batch_size: int = 32
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    recon_weight: float = 0.5
+    cnn_epochs: int = 70
+    cnn_minutes: float = 60.0
+    lstm_epochs: int = 120
+    lstm_minutes: float = 10.0
+    lstm_batch_size: int = 25
+    lstm_lr: float = 1e-3
+    seq_len: int = DEFAULT_WINDOW
+    bf16: bool = True
+    threads: int = 0
+    name: str = "lusviewer-hybrid"
+    version: str = "1"
+    command: str = field(default_factory=lambda: " ".join(["lusviewer", *sys.argv[1:]]))
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def _autocast(enabled: bool) -> Any:
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+
+
+def _save_state(path: Path, module: nn.Module) -> None:
+    from safetensors.torch import save_file
+
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _load_state(path: Path, module: nn.Module) -> None:
+    from safetensors.torch import load_file
+
+    module.load_state_dict(load_file(str(path)))
+
+
+def _save_optim(path: Path, opt: torch.optim.Optimizer) -> None:
+    from safetensors.torch import save_file
+
+    sd = opt.state_dict()
+    tensors = {
+        f"{pid}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+        for pid, st in sd["state"].items()
+        for k, v in st.items()
+    }
+    tmp = path.with_name(path.name + ".tmp")
+    save_file(tensors, str(tmp), metadata={"param_groups": json.dumps(sd["param_groups"])})
+    os.replace(tmp, path)
+
+
+def _load_optim(path: Path, opt: torch.optim.Optimizer) -> None:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        groups = json.loads((fh.metadata() or {})["param_groups"])
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for key in fh:
+            pid, name = key.split(".", 1)
+            state.setdefault(int(pid), {})[name] = fh.get_tensor(key)
+    opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+class _Run:
+    """Resumable progress of one training run, kept as JSON in the work dir."""
+
+    def __init__(self, work: Path) -> None:
+        self.path = work / "state.json"
+        self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def save(self) -> None:
+        tmp = self.path.with_name("state.json.tmp")
+        tmp.write_text(json.dumps(self.data, indent=2))
+        os.replace(tmp, self.path)
+
+
+def _class_weights(scores: Sequence[int], n: int = 4) -> torch.Tensor:
+    counts = np.bincount(np.asarray(scores), minlength=n).astype(np.float64)
+    w = counts.sum() / np.maximum(counts, 1) / n
+    return torch.tensor(w, dtype=torch.float32)
+
+
+@torch.no_grad()
+def _cnn_outputs(
+    model: HybridModel, frames: np.ndarray, *, bf16: bool, batch: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax probabilities (T, C) and features (T, F) of the CNN for uint8 frames."""
+    probs, feats = [], []
+    for s in range(0, len(frames), batch):
+        x = to_model_input(frames[s : s + batch])
+        with _autocast(bf16):
+            out = model.cnn(x)
+        probs.append(torch.softmax(out.logits.float(), 1).numpy())
+        feats.append(out.features.float().numpy())
+    return np.concatenate(probs), np.concatenate(feats)
+
+
+def _validate_cnn(
+    model: HybridModel,
+    val: Sequence[LabelledClip],
+    frames: dict[str, np.ndarray],
+    idx: dict[str, np.ndarray],
+    bf16: bool,
+) -> dict[str, float]:
+    model.eval()
+    ys, ps, losses = [], [], []
+    for c in val:
+        probs, _ = _cnn_outputs(model, frames[c.path][idx[c.path]], bf16=bf16)
+        ys.append(np.full(len(probs), c.score))
+        ps.append(probs.argmax(1))
+        losses.append(-np.log(np.clip(probs[:, c.score], 1e-7, 1)).mean())
+    m = classification_metrics(np.concatenate(ys), np.concatenate(ps))
+    m["loss"] = float(np.mean(losses))
+    return m
+
+
+def train_cnn(
+    cfg: TrainConfig,
+    model: HybridModel,
+    train: Sequence[LabelledClip],
+    val: Sequence[LabelledClip],
+    frames: dict[str, np.ndarray],
+    work: Path,
+    run: _Run,
+) -> dict[str, Any]:
+    """Stage 1. Returns the best validation metrics; leaves the best weights in ``model``."""
+    best_path, last_path, optim_path = (
+        work / "cnn_best.safetensors",
+        work / "cnn_last.safetensors",
+        work / "cnn_optim.safetensors",
+    )
+    st = run.data.setdefault("cnn", {"epoch": 0, "elapsed_s": 0.0, "best": None, "done": False})
+    if st["done"]:
+        _log(f"stage 1 already done (best val macro-F1 {st['best']['macro_f1']:.3f}); loading it")
+        _load_state(best_path, model.cnn)
+        return dict(st["best"])
+    cnn = model.cnn
+    cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = torch.optim.AdamW(cnn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if st["epoch"] > 0 and last_path.is_file():
+        _load_state(last_path, cnn)
+        _load_optim(optim_path, opt)
+        _log(f"resuming stage 1 at epoch {st['epoch']} ({st['elapsed_s'] / 60:.1f} min done)")
+    weights = _class_weights([c.score for c in train])
+    rng = np.random.default_rng(cfg.seed + st["epoch"])
+    gen = torch.Generator().manual_seed(cfg.seed + st["epoch"])
+    val_idx = {
+        c.path: np.unique(np.linspace(0, len(frames[c.path]) - 1, cfg.val_frames_per_clip).round().astype(int))
+        for c in val
+    }
+    budget = cfg.cnn_minutes * 60
+    t_start = time.time() - st["elapsed_s"]
+    while st["epoch"] < cfg.cnn_epochs and time.time() - t_start < budget:
+        cnn.train()
+        items = [
+            (c.path, int(i), c.score)
+            for c in train
+            for i in rng.choice(len(frames[c.path]), min(cfg.frames_per_clip, len(frames[c.path])), replace=False)
+        ]
+        rng.shuffle(items)
+        nb = len(items) // cfg.batch_size
+        t_epoch, tot, seen = time.time(), 0.0, 0
+        for b in range(nb):
+            frac = min(1.0, (time.time() - t_start) / budget)
+            lr = cfg.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
+            for g in opt.param_groups:
+                g["lr"] = max(lr, cfg.lr * 0.01)
+            chunk = items[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]))
+            y = torch.tensor([s for _, _, s in chunk])
+            clean = augment(x, gen).contiguous(memory_format=torch.channels_last)
+            noisy = (clean + 0.03 * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
+            with _autocast(cfg.bf16):
+                out = cnn(noisy)
+                loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
+                if out.reconstruction is not None:
+                    loss = loss + cfg.recon_weight * F.mse_loss(out.reconstruction.float(), clean)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            nn.utils.clip_grad_norm_(cnn.parameters(), 5.0)
+            opt.step()
+            tot += float(loss.detach()) * len(chunk)
+            seen += len(chunk)
+            if b % 20 == 0:
+                rate = seen / max(time.time() - t_epoch, 1e-6)
+                _log(
+                    f"  epoch {st['epoch'] + 1} batch {b + 1}/{nb} loss {tot / seen:.4f} "
+                    f"lr {lr:.2e} {rate:.1f} frames/s"
+                )
+        m = _validate_cnn(model, val, frames, val_idx, cfg.bf16)
+        st["epoch"] += 1
+        st["elapsed_s"] = time.time() - t_start
+        _log(
+            f"epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f}  val loss {m['loss']:.4f} "
+            f"acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ({st['elapsed_s'] / 60:.1f} min)"
+        )
+        if st["best"] is None or m["macro_f1"] > st["best"]["macro_f1"]:
+            st["best"] = {**m, "epoch": st["epoch"]}
+            _save_state(best_path, cnn)
+        _save_state(last_path, cnn)
+        _save_optim(optim_path, opt)
+        run.save()
+    st["done"] = True
+    run.save()
+    _load_state(best_path, cnn)
+    return dict(st["best"])
+
+
+def train_lstm(
+    cfg: TrainConfig,
+    model: HybridModel,
+    train: Sequence[LabelledClip],
+    val: Sequence[LabelledClip],
+    feats: dict[str, np.ndarray],
+    work: Path,
+    run: _Run,
+) -> dict[str, Any]:
+    """Stage 2 on frozen CNN features. Leaves the best head in ``model.sequence``."""
+    head = model.sequence
+    assert head is not None
+    best_path = work / "lstm_best.safetensors"
+    st = run.data.setdefault("lstm", {"epoch": 0, "best": None, "done": False})
+    if st["done"]:
+        _load_state(best_path, head)
+        return dict(st["best"])
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    opt = torch.optim.Adam(head.parameters(), lr=cfg.lstm_lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=5)
+    weights = _class_weights([c.score for c in train])
+    t0 = time.time()
+    patience, bad = 15, 0
+    while st["epoch"] < cfg.lstm_epochs and time.time() - t0 < cfg.lstm_minutes * 60 and bad < patience:
+        head.train()
+        windows = []
+        for c in train:
+            f = feats[c.path]
+            for _ in range(max(1, math.ceil(len(f) / cfg.seq_len)) * 2):
+                s = int(rng.integers(0, max(1, len(f) - cfg.seq_len + 1)))
+                windows.append((f[s : s + cfg.seq_len], c.score))
+        rng.shuffle(windows)  # type: ignore[arg-type]
+        for b in range(0, len(windows), cfg.lstm_batch_size):
+            chunk = windows[b : b + cfg.lstm_batch_size]
+            x = torch.zeros(len(chunk), cfg.seq_len, model.cfg.feature_dim)
+            mask = torch.zeros(len(chunk), cfg.seq_len, dtype=torch.bool)
+            for j, (f, _) in enumerate(chunk):
+                x[j, : len(f)] = torch.from_numpy(f)
+                mask[j, : len(f)] = True
+            x = F.dropout(x, 0.2) + 0.05 * torch.randn_like(x) * x.std()
+            y = torch.tensor([s for _, s in chunk]).view(-1, 1).expand(-1, cfg.seq_len)
+            logits, _ = head(x)
+            loss = F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+            opt.step()
+        m = evaluate_sequence(head, val, feats)
+        st["epoch"] += 1
+        sched.step(m["frame"]["macro_f1"])
+        _log(
+            f"lstm epoch {st['epoch']}: val frame acc {m['frame']['accuracy']:.3f} F1 {m['frame']['macro_f1']:.3f}"
+            f" | clip acc {m['clip']['accuracy']:.3f} F1 {m['clip']['macro_f1']:.3f}"
+        )
+        if st["best"] is None or m["frame"]["macro_f1"] > st["best"]["frame"]["macro_f1"]:
+            st["best"] = {**m, "epoch": st["epoch"]}
+            _save_state(best_path, head)
+            bad = 0
+        else:
+            bad += 1
+        run.save()
+    st["done"] = True
+    run.save()
+    _load_state(best_path, head)
+    return dict(st["best"])
+
+
+def _clip_eval(
+    val: Sequence[LabelledClip], probs_of: Callable[[LabelledClip], np.ndarray], fps: float = 25.0
+) -> dict[str, Any]:
+    ys, ps, cy, cp_persist, cp_major = [], [], [], [], []
+    for c in val:
+        p = probs_of(c)
+        pred = p.argmax(1)
+        ys.append(np.full(len(pred), c.score))
+        ps.append(pred)
+        cy.append(c.score)
+        cp_persist.append(summarize_clip(pred, p, fps=fps).clip_score)
+        cp_major.append(summarize_clip(pred, p, fps=fps, rule="majority").clip_score)
+    return {
+        "frame": classification_metrics(np.concatenate(ys), np.concatenate(ps)),
+        "clip": classification_metrics(cy, cp_persist),
+        "clip_majority_rule": classification_metrics(cy, cp_major),
+    }
+
+
+@torch.no_grad()
+def evaluate_sequence(head: nn.Module, val: Sequence[LabelledClip], feats: dict[str, np.ndarray]) -> dict[str, Any]:
+    head.eval()
+
+    def probs(c: LabelledClip) -> np.ndarray:
+        logits = sequence_logits(head, torch.from_numpy(feats[c.path]))  # type: ignore[arg-type]
+        return torch.softmax(logits, 1).numpy()
+
+    return _clip_eval(val, probs)
+
+
+def baselines(
+    train: Sequence[LabelledClip], val: Sequence[LabelledClip], frames: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """Majority-class (of the training clips) and chance references on the validation set."""
+    major = int(np.bincount([c.score for c in train], minlength=4).argmax())
+    ys = np.concatenate([np.full(len(frames[c.path]), c.score) for c in val])
+    return {
+        "majority_class": major,
+        "majority_frame": classification_metrics(ys, np.full_like(ys, major)),
+        "majority_clip": classification_metrics([c.score for c in val], [major] * len(val)),
+        "chance_accuracy": 0.25,
+    }
+
+
+def run_training(cfg: TrainConfig) -> Path:
+    """Both stages end to end; writes ``<out>/<name>.safetensors`` + ``.json``."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    torch.manual_seed(cfg.seed)
+    work = Path(cfg.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    run = _Run(work)
+    if run.data.get("config") and run.data["config"]["seed"] != cfg.seed:
+        raise SystemExit(f"{work}: holds a run with another seed; use a new --work-dir")
+    run.data["config"] = asdict(cfg)
+    run.save()
+
+    clips = load_covid_blues(cfg.data)
+    train, val = split_by_group(clips, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    _log(
+        f"{len(clips)} clips: train {len(train)} clips / {len({c.group for c in train})} patients, "
+        f"val {len(val)} clips / {len({c.group for c in val})} patients"
+    )
+    mcfg = ModelConfig.tiny(cfg.variant) if cfg.tiny else ModelConfig(variant=cfg.variant)
+    model = HybridModel(mcfg)
+    t0 = time.time()
+    frames = {c.path: cached_frames(c.path, mcfg.input_size, cfg.cache_dir) for c in clips}
+    _log(f"decoded {sum(len(v) for v in frames.values())} frames in {time.time() - t0:.0f} s")
+
+    cnn_best = train_cnn(cfg, model, train, val, frames, work, run)
+    model.eval()
+    metrics: dict[str, Any] = {"baselines": baselines(train, val, frames), "cnn_selection": cnn_best}
+
+    _log("CNN on every frame of every clip (features for stage 2, full validation)")
+    t0 = time.time()
+    probs, feats = {}, {}
+    for c in clips:
+        probs[c.path], feats[c.path] = _cnn_outputs(model, frames[c.path], bf16=cfg.bf16)
+    _log(f"  {sum(len(v) for v in feats.values())} frames in {time.time() - t0:.0f} s")
+    metrics["cnn"] = _clip_eval(val, lambda c: probs[c.path])
+    if model.sequence is not None:
+        train_lstm(cfg, model, train, val, feats, work, run)
+        metrics["cnn_lstm"] = evaluate_sequence(model.sequence, val, feats)
+    final = metrics["cnn_lstm" if model.sequence is not None else "cnn"]
+    _log(
+        f"validation ({len(val)} clips): frame acc {final['frame']['accuracy']:.3f} "
+        f"macro-F1 {final['frame']['macro_f1']:.3f}; clip acc {final['clip']['accuracy']:.3f} "
+        f"macro-F1 {final['clip']['macro_f1']:.3f}"
+    )
+
+    card = ModelCard(
+        name=cfg.name,
+        version=cfg.version,
+        config=mcfg,
+        weights_file="",
+        preprocessing={
+            "resize": "cv2.resize to size x size, INTER_AREA (aspect not kept)",
+            "scale": "uint8 / 255 -> [0, 1]",
+            "colour": "RGB; grayscale clips as three equal channels",
+        },
+        inference={
+            "lstm_window": DEFAULT_WINDOW,
+            "lstm_burn_in": DEFAULT_BURN_IN,
+            "clip_rule": "persistent",
+        },
+        training={
+            "data": "COVID-BLUeS development subset (Maastricht UMC+), Philips Lumify convex probe",
+            "data_licence": COVID_BLUES_LICENCE,
+            "citation": COVID_BLUES_CITATION,
+            "model_licence": f"weights trained on {COVID_BLUES_LICENCE} data: non-commercial research use only",
+            "labels": "per-clip expert scores; every frame takes its clip's score",
+            "split": {
+                "kind": "patient-disjoint, stratified by each patient's worst score",
+                "seed": cfg.seed,
+                "train_patients": sorted({c.group for c in train}, key=int),
+                "val_patients": sorted({c.group for c in val}, key=int),
+                "train_clips": len(train),
+                "val_clips": len(val),
+            },
+            "command": cfg.command,
+            "settings": {k: v for k, v in asdict(cfg).items() if k not in ("command",)},
+            "initialisation": "from scratch (no ImageNet weights)",
+            "epochs": {"cnn": run.data["cnn"]["epoch"], "lstm": run.data.get("lstm", {}).get("epoch", 0)},
+            "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
+        },
+        metrics={
+            "note": (
+                "Validation patients were also used to pick the best epoch (early stopping), so these "
+                "numbers are mildly optimistic; the cross-validated numbers come with the training toolkit."
+            ),
+            **metrics,
+        },
+        parameters=parameter_counts(model),
+    )
+    out = save_model(model, card, Path(cfg.out) / f"{cfg.name}.json")
+    _log(f"wrote {out} and {out.with_suffix('.safetensors')}")
+    return out

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import ROOT, shared_data
+
+from lusviewer import __version__
+from lusviewer.report import CLIP_COLUMNS, FRAME_COLUMNS
+
+
+def lusviewer(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lusviewer", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd or ROOT,
+        timeout=600,
+    )
+
+
+def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
+    with open(path, newline="") as fh:
+        reader = csv.DictReader(fh)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def check_report(report: Path, clips: dict[str, int]) -> None:
+    cols, rows = read_csv(report)
+    assert tuple(cols[: len(FRAME_COLUMNS)]) == FRAME_COLUMNS
+    assert len(rows) == sum(clips.values())
+    for r in rows:
+        assert abs(sum(float(r[f"p{k}"]) for k in range(4)) - 1.0) < 1e-4
+        assert int(r["score"]) == int(np.argmax([float(r[f"p{k}"]) for k in range(4)]))
+    ccols, crows = read_csv(report.with_name(report.stem + "_clips.csv"))
+    assert tuple(ccols[: len(CLIP_COLUMNS)]) == CLIP_COLUMNS
+    assert {r["clip"]: int(r["frames"]) for r in crows} == clips
+    for r in crows:
+        assert sum(int(r[f"n{k}"]) for k in range(4)) == int(r["frames"])
+
+
+def test_version() -> None:
+    out = lusviewer("--version")
+    assert out.returncode == 0 and __version__ in out.stdout
+
+
+def test_end_to_end_shipped_model_on_shipped_sample(tmp_path: Path) -> None:
+    """The README's main job: the shipped model scores the shipped sample clip."""
+    report = tmp_path / "report.csv"
+    out = lusviewer("score", "resources/sample_clip.mp4", "-o", str(report))
+    assert out.returncode == 0, out.stderr
+    check_report(report, {"resources/sample_clip.mp4": 50})
+    _, rows = read_csv(report)
+    card = json.loads((ROOT / "models" / "lusviewer-hybrid.json").read_text())
+    assert {r["weights_sha256"] for r in rows} == {card["sha256"]}
+    assert all(r["recon_error"] for r in rows)
+
+
+def test_bad_inputs_reported_and_others_scored(tmp_path: Path, tiny_model: Path, synthetic_clip: Path) -> None:
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    truncated = tmp_path / "truncated.mp4"
+    data = synthetic_clip.read_bytes()
+    truncated.write_bytes(data[: len(data) // 3])
+    text = tmp_path / "notes.avi"
+    text.write_text("not a video at all\n" * 20)
+    missing = tmp_path / "missing.mp4"
+    report = tmp_path / "out" / "report.csv"
+    out = lusviewer(
+        "score", str(empty), str(synthetic_clip), str(truncated), str(missing), str(text),
+        "--model", str(tiny_model), "-o", str(report), "-q",
+    )  # fmt: skip
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("lusviewer: error:")]
+    assert len(errors) == 4, out.stderr
+    for bad in (empty, truncated, missing, text):
+        assert sum(str(bad) in line for line in errors) == 1
+    assert "Traceback" not in out.stderr
+    check_report(report, {str(synthetic_clip): 40})
+    assert not list(report.parent.glob(".*.tmp"))
+
+
+def test_folder_input_and_model_hash_mismatch(tmp_path: Path, tiny_model: Path, synthetic_clip: Path) -> None:
+    folder = tmp_path / "clips"
+    (folder / "day2").mkdir(parents=True)
+    (folder / "a.mp4").write_bytes(synthetic_clip.read_bytes())
+    (folder / "day2" / "b.mp4").write_bytes(synthetic_clip.read_bytes())
+    report = tmp_path / "r.csv"
+    out = lusviewer("score", str(folder), "--model", str(tiny_model), "-o", str(report), "--batch-size", "5")
+    assert out.returncode == 0, out.stderr
+    check_report(report, {str(folder / "a.mp4"): 40, str(folder / "day2" / "b.mp4"): 40})
+
+    bad_model = tmp_path / "model"
+    bad_model.mkdir()
+    for f in (tiny_model, tiny_model.with_suffix(".safetensors")):
+        (bad_model / f.name).write_bytes(f.read_bytes())
+    w = bad_model / tiny_model.with_suffix(".safetensors").name
+    w.write_bytes(w.read_bytes()[:-1] + b"\0")
+    report2 = tmp_path / "r2.csv"
+    out = lusviewer("score", str(folder), "--model", str(bad_model / tiny_model.name), "-o", str(report2))
+    assert out.returncode == 2
+    assert "does not match the model card" in out.stderr and "Traceback" not in out.stderr
+    assert not report2.exists()
+
+
+def test_score_real_covid_blues_clip_with_corrupt_neighbour(tmp_path: Path) -> None:
+    clip = shared_data("covid-blues", "videos", "patient_11_L1.mp4")
+    corrupt = tmp_path / "corrupt.mp4"
+    corrupt.write_bytes(clip.read_bytes()[:5000])
+    report = tmp_path / "report.csv"
+    out = lusviewer("score", str(clip), str(corrupt), "-o", str(report), "-q")
+    assert out.returncode == 1
+    assert str(corrupt) in out.stderr
+    from lusviewer.io import open_clip
+
+    with open_clip(clip) as c:
+        n = c.info.frame_count
+    check_report(report, {str(clip): n})
+
+
+@pytest.mark.parametrize("args", [["score"], ["score", "x.mp4", "--rule", "mean"]])
+def test_usage_errors(args: list[str]) -> None:
+    assert lusviewer(*args).returncode == 2

@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import shared_data
+
+from lusviewer.io import ClipError, find_clips, open_clip
+from lusviewer.io.synthetic import synthetic_frames, write_video
+
+
+@pytest.mark.parametrize(("suffix", "fourcc"), [(".mp4", "mp4v"), (".avi", "MJPG"), (".avi", "XVID")])
+def test_video_containers_frame_accurate(tmp_path: Path, suffix: str, fourcc: str) -> None:
+    path = write_video(tmp_path / f"clip{suffix}", synthetic_frames(30, size=64, seed=2), fps=15.0, fourcc=fourcc)
+    with open_clip(path) as clip:
+        assert clip.info.frame_count == 30
+        assert clip.info.fps == pytest.approx(15.0)
+        assert (clip.info.width, clip.info.height) == (64, 64)
+        in_order = list(clip.iter_frames())
+        assert len(in_order) == 30 and in_order[0].shape == (64, 64, 3) and in_order[0].dtype == np.uint8
+        for i in [29, 0, 17, 3, 28, 5, 6, 29, 12]:
+            assert np.array_equal(clip.frame(i), in_order[i]), f"frame {i} by index differs"
+        assert np.array_equal(clip.frame(-1), in_order[-1])
+        with pytest.raises(IndexError):
+            clip.frame(30)
+
+
+def test_gif(tmp_path: Path) -> None:
+    from PIL import Image
+
+    frames = [Image.fromarray(f) for f in synthetic_frames(8, size=48, seed=3)]
+    path = tmp_path / "clip.gif"
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+    with open_clip(path) as clip:
+        assert clip.info.frame_count == 8
+        seq = list(clip.iter_frames())
+        assert np.array_equal(clip.frame(5), seq[5])
+
+
+def _dicom(path: Path, frames: np.ndarray, photometric: str, **attrs: object) -> Path:
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    n = frames.shape[0]
+    ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
+    ds.SamplesPerPixel = 3 if frames.ndim == 4 else 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    if ds.SamplesPerPixel == 3:
+        ds.PlanarConfiguration = 0
+    if n > 1:
+        ds.NumberOfFrames = n
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.PixelData = frames.tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+def test_dicom_monochrome_multiframe(tmp_path: Path) -> None:
+    frames = np.stack([f[:, :, 0] for f in synthetic_frames(6, size=40, seed=4)])
+    path = _dicom(tmp_path / "mono.dcm", frames, "MONOCHROME2", FrameTime="40")
+    with open_clip(path) as clip:
+        assert clip.info.frame_count == 6 and clip.info.fps == pytest.approx(25.0)
+        assert clip.info.format == "dicom"
+        seq = list(clip.iter_frames())
+        assert np.array_equal(seq[3][:, :, 0], frames[3])
+        assert np.array_equal(clip.frame(3), seq[3]) and np.array_equal(clip.frame(0), seq[0])
+
+
+def test_dicom_rgb_and_ybr_and_cine_rate(tmp_path: Path) -> None:
+    import cv2
+
+    rgb = np.stack(list(synthetic_frames(4, size=32, seed=5)))
+    rgb[..., 0] = 200  # make it colourful
+    path = _dicom(tmp_path / "rgb.dcm", rgb, "RGB", CineRate="30")
+    with open_clip(path) as clip:
+        assert clip.info.fps == pytest.approx(30.0)
+        assert np.array_equal(clip.frame(2), rgb[2])
+    ybr = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2YCrCb)[:, :, [0, 2, 1]] for f in rgb])
+    path = _dicom(tmp_path / "ybr.dcm", ybr, "YBR_FULL")
+    with open_clip(path) as clip:
+        got = clip.frame(1).astype(int)
+        assert np.abs(got - rgb[1].astype(int)).max() <= 3  # YBR -> RGB rounding
+
+
+def test_dicom_palette_and_single_frame(tmp_path: Path) -> None:
+    idx = np.arange(32 * 32, dtype=np.uint8).reshape(1, 32, 32) % 4
+    lut_r = (np.array([0, 100, 200, 255], dtype=np.uint16) * 257).tobytes()
+    lut_g = (np.array([0, 50, 60, 70], dtype=np.uint16) * 257).tobytes()
+    lut_b = (np.array([10, 20, 30, 40], dtype=np.uint16) * 257).tobytes()
+    path = _dicom(
+        tmp_path / "pal.dcm",
+        idx,
+        "PALETTE COLOR",
+        RedPaletteColorLookupTableDescriptor=[4, 0, 16],
+        GreenPaletteColorLookupTableDescriptor=[4, 0, 16],
+        BluePaletteColorLookupTableDescriptor=[4, 0, 16],
+        RedPaletteColorLookupTableData=lut_r,
+        GreenPaletteColorLookupTableData=lut_g,
+        BluePaletteColorLookupTableData=lut_b,
+    )
+    with open_clip(path) as clip:
+        assert clip.info.frame_count == 1
+        f = clip.frame(0)
+        assert f.shape == (32, 32, 3)
+        assert tuple(f[0, 1]) == (100, 50, 20)  # index 1 through the LUT, 16 -> 8 bit
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "truncated", "not_video", "folder", "garbage_dicom"])
+def test_bad_input_names_file_and_reason(tmp_path: Path, synthetic_clip: Path, case: str) -> None:
+    path = tmp_path / f"{case}.mp4"
+    if case == "empty":
+        path.write_bytes(b"")
+    elif case == "truncated":
+        data = synthetic_clip.read_bytes()
+        path.write_bytes(data[: len(data) // 3])
+    elif case == "not_video":
+        path.write_text("this is a text file, not a video\n" * 50)
+    elif case == "folder":
+        path.mkdir()
+    elif case == "garbage_dicom":
+        path = tmp_path / "garbage.dcm"
+        path.write_bytes(b"\0" * 128 + b"DICM" + os.urandom(300))
+    with pytest.raises(ClipError) as err, open_clip(path) as clip:
+        list(clip.iter_frames())
+    assert str(path) in str(err.value)
+    assert err.value.reason
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_unreadable_file(tmp_path: Path, synthetic_clip: Path) -> None:
+    path = tmp_path / "locked.mp4"
+    path.write_bytes(synthetic_clip.read_bytes())
+    path.chmod(0)
+    with pytest.raises(ClipError, match="cannot be read"):
+        open_clip(path)
+
+
+def test_find_clips(tmp_path: Path, synthetic_clip: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    for name in ["b.mp4", "sub/a.AVI", "notes.txt", ".hidden.mp4"]:
+        (tmp_path / name).write_bytes(b"x")
+    found = find_clips(tmp_path)
+    assert found == [str(tmp_path / "b.mp4"), str(tmp_path / "sub/a.AVI")]
+    assert find_clips(synthetic_clip) == [str(synthetic_clip)]
+
+
+def test_real_clips_frame_accurate_and_counted() -> None:
+    """Every unscored POCUS clip (avi FMP4/h264, mp4, mov, gif): index == in order."""
+    folder = shared_data("pocus-unscored")
+    with open(folder / "metadata.csv", newline="") as fh:
+        meta = {r["file"]: r for r in csv.DictReader(fh)}
+    rng = np.random.default_rng(0)
+    for path in sorted((folder / "videos").iterdir()):
+        with open_clip(path) as clip:
+            seq = list(clip.iter_frames())
+            assert len(seq) == clip.info.frame_count, path.name
+            if path.name in meta and meta[path.name].get("frames"):
+                assert clip.info.frame_count == int(meta[path.name]["frames"]), path.name
+            picks = [len(seq) - 1, 0, *rng.integers(0, len(seq), 6).tolist()]
+            for i in picks:
+                assert np.array_equal(clip.frame(i), seq[i]), f"{path.name}: frame {i}"

@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from lusviewer.report.aggregate import persistence_frames, summarize_clip
+from lusviewer.training.metrics import classification_metrics
+
+
+def test_persistent_rule_ignores_flicker() -> None:
+    scores = [0] * 20 + [3] + [1] * 10 + [0] * 5
+    s = summarize_clip(scores, fps=25.0)
+    assert s.clip_score == 1  # the lone 3 does not persist; the run of ten 1s does
+    assert s.counts == (25, 10, 0, 1)
+    assert 21 <= s.worst_frame <= 30
+    assert "5 consecutive" in s.rule
+
+
+def test_persistent_rule_counts_higher_scores_as_at_least() -> None:
+    # 2,3,2,3,2: no five frames of 3, but five frames >= 2.
+    s = summarize_clip([0, 0, 2, 3, 2, 3, 2, 0], fps=25.0)
+    assert s.clip_score == 2
+
+
+def test_short_clip_and_rules() -> None:
+    assert persistence_frames(2, 25.0) == 2
+    assert summarize_clip([3], fps=25.0).clip_score == 3
+    probs = np.eye(4)[[1, 1, 2, 2, 2, 0]]
+    assert summarize_clip(probs.argmax(1), probs, rule="majority").clip_score == 2
+    assert summarize_clip([0, 1, 0], rule="max").clip_score == 1
+    with pytest.raises(ValueError):
+        summarize_clip([0], rule="mean")
+    with pytest.raises(ValueError):
+        summarize_clip([])
+
+
+def test_metrics_match_sklearn() -> None:
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        t = rng.integers(0, 4, 200)
+        p = np.where(rng.random(200) < 0.6, t, rng.integers(0, 4, 200))
+        m = classification_metrics(t, p)
+        assert m["accuracy"] == pytest.approx(sk.accuracy_score(t, p))
+        assert m["macro_f1"] == pytest.approx(sk.f1_score(t, p, average="macro"))
+        assert m["sensitivity"] == pytest.approx(sk.recall_score(t, p, average="macro"))
+        assert m["qwk"] == pytest.approx(sk.cohen_kappa_score(t, p, weights="quadratic"))
+        cm = sk.confusion_matrix(t, p)
+        spec = np.mean(
+            [(cm.sum() - cm[i].sum() - cm[:, i].sum() + cm[i, i]) / (cm.sum() - cm[i].sum()) for i in range(4)]
+        )
+        assert m["specificity"] == pytest.approx(spec)
