@@ -175,7 +175,19 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+SUBCOMMANDS = ("score", "train")
+
+
 def run(argv: list[str]) -> int:
+    if not argv or (argv[0] not in SUBCOMMANDS and not argv[0].startswith("-")) or argv[0] == "--model":
+        # `lusviewer` or `lusviewer CLIP [--model CARD]`: the desktop viewer.
+        gui = argparse.ArgumentParser(prog="lusviewer", description="LUS Viewer (desktop app)")
+        gui.add_argument("clip", nargs="?", default=None)
+        gui.add_argument("--model", default=None)
+        a = gui.parse_args(argv)
+        from lusviewer.ui.app import run_gui
+
+        return run_gui(a.clip, a.model)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

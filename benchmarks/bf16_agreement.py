@@ -1,0 +1,80 @@
+"""Do bf16 autocast and fp32 give the same frame labels on real clips?
+
+    python benchmarks/bf16_agreement.py [--model models/lusviewer-hybrid.json]
+        [--clips 16] [--write-card]
+
+Scores real COVID-BLUeS clips of the model's validation patients (from its card)
+with the engine in fp32 and in bf16, and prints the share of frames whose label
+(argmax) agrees, and the largest probability difference. With ``--write-card`` the
+result goes into the card's ``inference`` section, where the engine reads it: on
+CPU, bf16 is used by default only when this agreement is >= 0.99. The weights,
+and so the card's sha256, are unchanged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from lusviewer.inference import ScoringEngine  # noqa: E402
+from lusviewer.inference.engine import BF16_AGREEMENT_FLOOR  # noqa: E402
+from lusviewer.model import load_model  # noqa: E402
+from lusviewer.resources import default_model_path  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "covid-blues" / "videos"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(default_model_path()))
+    ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--write-card", action="store_true")
+    args = ap.parse_args()
+    loaded = load_model(args.model)
+    split = loaded.card.training.get("split", {})
+    val = set(split.get("val_patients", []))
+    vids = sorted(p for p in DATA.glob("*.mp4") if not val or p.name.split("_")[1] in val)
+    if not vids:
+        raise SystemExit(f"no clips found under {DATA}")
+    step = max(1, len(vids) // args.clips)
+    clips = vids[::step][: args.clips]
+    fp32 = ScoringEngine(loaded, device="cpu", precision="fp32")
+    bf16 = ScoringEngine(loaded, device="cpu", precision="bf16")
+    same = total = 0
+    clip_same = 0
+    max_diff = 0.0
+    t0 = time.time()
+    for c in clips:
+        a, b = fp32.score_clip(str(c)), bf16.score_clip(str(c))
+        same += int((a.scores == b.scores).sum())
+        total += len(a.scores)
+        clip_same += int(a.summary.clip_score == b.summary.clip_score)
+        max_diff = max(max_diff, float(np.abs(a.probs - b.probs).max()))
+    agreement = same / total
+    print(
+        f"{len(clips)} clips, {total} frames: bf16 vs fp32 frame-label agreement {agreement:.4f}, "
+        f"clip-score agreement {clip_same}/{len(clips)}, max |dp| {max_diff:.4f} ({time.time() - t0:.0f} s)"
+    )
+    print("bf16 OK as CPU default" if agreement >= BF16_AGREEMENT_FLOOR else "bf16 NOT OK: CPU default stays fp32")
+    if args.write_card:
+        card_path = loaded.card_path
+        card = json.loads(card_path.read_text())
+        card["inference"]["bf16_label_agreement"] = round(agreement, 4)
+        card["inference"]["bf16_check"] = (
+            f"{total} frames of {len(clips)} validation clips; clip scores agreed on {clip_same}/{len(clips)}; "
+            f"max probability difference {max_diff:.4f} (benchmarks/bf16_agreement.py)"
+        )
+        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        print(f"wrote the result into {card_path}")
+
+
+if __name__ == "__main__":
+    main()

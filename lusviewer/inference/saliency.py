@@ -1,0 +1,60 @@
+"""Grad-CAM saliency for one frame (Selvaraju et al. 2017), as the paper ships it.
+
+The map is taken at the last convolution of the classification paths (32x32 at a
+128 px input, where path A, path B and the traded autoencoder/separable features
+meet); for the ``densenet`` variant, at DenseNet-201's last feature map. Gradients
+are those of the logit of ``target`` (default: the CNN's own prediction).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from lusviewer.model.hybrid import HybridCNN
+from lusviewer.model.preprocess import resize_frame, to_model_input
+
+
+def _target_layer(cnn: HybridCNN) -> nn.Module:
+    layer: nn.Module = cnn.paths.f2 if cnn.paths is not None else cnn.densenet.features
+    return layer
+
+
+def grad_cam(
+    cnn: HybridCNN, frame: np.ndarray, *, target: int | None = None, device: torch.device | str = "cpu"
+) -> tuple[np.ndarray, int]:
+    """Saliency in [0, 1] at the frame's own size (H, W) float32, and the class explained."""
+    size = cnn.cfg.input_size
+    x = to_model_input(resize_frame(frame, size)[None], device)
+    store: dict[str, Tensor] = {}
+
+    def hook(_m: nn.Module, _inp: Any, out: Tensor) -> None:
+        out.retain_grad()
+        store["act"] = out
+
+    was_training = cnn.training
+    cnn.eval()
+    handle = _target_layer(cnn).register_forward_hook(hook)
+    try:
+        with torch.enable_grad():
+            out = cnn(x.requires_grad_(True))
+            cls = int(out.logits[0].argmax()) if target is None else int(target)
+            cnn.zero_grad(set_to_none=True)
+            out.logits[0, cls].backward()  # type: ignore[no-untyped-call]
+        act = store["act"].detach()[0]
+        grad = store["act"].grad
+        assert grad is not None
+        weights = grad[0].mean((1, 2))
+        cam = torch.relu((weights[:, None, None] * act).sum(0)).float().cpu().numpy()
+    finally:
+        handle.remove()
+        cnn.zero_grad(set_to_none=True)
+        cnn.train(was_training)
+    if cam.max() > 0:
+        cam = cam / cam.max()
+    cam = cv2.resize(cam, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+    return np.clip(cam, 0, 1).astype(np.float32), cls

@@ -1,0 +1,281 @@
+"""The controller: the one place that wires the views to the clip and the worker.
+
+It owns the open clip (read on the GUI thread for display, with a small frame
+cache), the per-frame results of the current clip, and the one long-lived
+:class:`~lusviewer.ui.worker.InferenceWorker` in its ``QThread``. Every scoring
+job gets an id and its own cancel flag; results tagged with an older id are
+dropped, so a stale result never reaches the timeline of a newer clip.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
+from lusviewer.ui.worker import InferenceWorker, ModelStatus
+
+log = logging.getLogger(__name__)
+
+_CACHE_FRAMES = 48
+
+
+class Controller(QObject):
+    # to the worker (queued: the worker lives in its own thread)
+    _request_model = Signal(str, str)
+    _request_score = Signal(int, str, object)
+    _request_overlay = Signal(int, int, object, bool)
+
+    # to the views
+    clip_opened = Signal(object)  # ClipInfo
+    clip_failed = Signal(str, str)  # path, reason (the open clip is kept)
+    frame_changed = Signal(int, object)  # index, RGB frame
+    model_ready = Signal(object)  # ModelStatus
+    model_failed = Signal(str)
+    scoring_started = Signal(int)  # frame count
+    scores_updated = Signal(int, int)  # first new frame, number of frames scored so far
+    scoring_progress = Signal(int, int, float)  # done, total, frames/s
+    scoring_finished = Signal(object)  # ClipResult
+    scoring_failed = Signal(str)
+    scoring_cancelled = Signal()
+    overlay_ready = Signal(int, object, object)  # frame index, reconstruction|None, grad-cam|None
+    overlay_failed = Signal(str)
+
+    def __init__(self, model_path: str, device: str = "auto", parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.model_path = model_path
+        self.device = device
+        self.model_status: ModelStatus | None = None
+        self.model_error: str | None = None
+        self.reader: ClipReader | None = None
+        self.info: ClipInfo | None = None
+        self.index = 0
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._job = 0
+        self._cancel: threading.Event | None = None
+        self._overlay_req = 0
+        self.running = False
+        self.result: object | None = None  # ClipResult once the job has finished
+        self._reset_results(0)
+
+        self._thread = QThread()
+        self._thread.setObjectName("lusviewer-inference")
+        self._worker = InferenceWorker()
+        self._worker.moveToThread(self._thread)
+        self._thread.finished.connect(self._worker.deleteLater)
+        self._request_model.connect(self._worker.load_model)
+        self._request_score.connect(self._worker.score)
+        self._request_overlay.connect(self._worker.overlay)
+        w = self._worker
+        w.model_ready.connect(self._on_model_ready)
+        w.model_failed.connect(self._on_model_failed)
+        w.frames_scored.connect(self._on_frames)
+        w.progress.connect(self._on_progress)
+        w.job_finished.connect(self._on_finished)
+        w.job_failed.connect(self._on_failed)
+        w.job_cancelled.connect(self._on_cancelled)
+        w.overlay_ready.connect(self._on_overlay)
+        w.overlay_failed.connect(self._on_overlay_failed)
+        self._thread.start()
+        self._request_model.emit(model_path, device)
+
+    # ----------------------------------------------------------------- results
+    def _reset_results(self, n: int) -> None:
+        self.probs = np.full((n, 4), np.nan, dtype=np.float32)
+        self.scores = np.full(n, -1, dtype=np.int64)
+        self.recon_error = np.full(n, np.nan, dtype=np.float32)
+        self.n_scored = 0
+        self.result = None
+
+    @property
+    def job_id(self) -> int:
+        return self._job
+
+    # -------------------------------------------------------------------- clip
+    def open(self, path: str) -> bool:
+        """Open a clip; on failure keep the current one and emit ``clip_failed``."""
+        try:
+            reader = open_clip(path)
+            first = reader.frame(0)
+        except ClipError as exc:
+            self.clip_failed.emit(path, exc.reason)
+            return False
+        except Exception as exc:  # never let a bad file take the window down
+            log.exception("opening %s", path)
+            self.clip_failed.emit(path, f"{type(exc).__name__}: {exc}")
+            return False
+        self.cancel()
+        if self.reader is not None:
+            self.reader.close()
+        self.reader = reader
+        self.info = reader.info
+        self._cache.clear()
+        self._cache[0] = first
+        self.index = 0
+        self._reset_results(reader.info.frame_count)
+        self.clip_opened.emit(reader.info)
+        self.frame_changed.emit(0, first)
+        self.start_scoring()
+        return True
+
+    def frame(self, index: int) -> np.ndarray:
+        assert self.reader is not None
+        cached = self._cache.get(index)
+        if cached is not None:
+            self._cache.move_to_end(index)
+            return cached
+        f = self.reader.frame(index)
+        self._cache[index] = f
+        if len(self._cache) > _CACHE_FRAMES:
+            self._cache.popitem(last=False)
+        return f
+
+    def seek(self, index: int) -> None:
+        if self.info is None:
+            return
+        index = max(0, min(int(index), self.info.frame_count - 1))
+        if index == self.index and index in self._cache:
+            return
+        try:
+            f = self.frame(index)
+        except (ClipError, IndexError) as exc:
+            self.clip_failed.emit(self.info.path, f"frame {index} cannot be shown ({exc})")
+            return
+        self.index = index
+        self.frame_changed.emit(index, f)
+
+    def step(self, delta: int) -> None:
+        self.seek(self.index + delta)
+
+    # ----------------------------------------------------------------- scoring
+    def start_scoring(self) -> None:
+        if self.info is None or self.model_error is not None:
+            return
+        self.cancel()
+        self._job += 1
+        self._cancel = threading.Event()
+        self._reset_results(self.info.frame_count)
+        self.running = True
+        self.scoring_started.emit(self.info.frame_count)
+        self._request_score.emit(self._job, self.info.path, self._cancel)
+
+    def cancel(self) -> None:
+        """Cancel the running job (its results are dropped from now on)."""
+        if self._cancel is not None:
+            self._cancel.set()
+        if self.running:
+            self.running = False
+            self._job += 1  # anything still in flight is now stale
+            self.scoring_cancelled.emit()
+
+    def set_device(self, device: str) -> None:
+        if device == self.device:
+            return
+        self.device = device
+        self.cancel()
+        self.model_status = None
+        self.model_error = None
+        self._request_model.emit(self.model_path, device)
+
+    def request_overlay(self, want_cam: bool) -> None:
+        if self.reader is None:
+            return
+        self._overlay_req += 1
+        self._request_overlay.emit(self._overlay_req, self.index, self.frame(self.index), want_cam)
+
+    # ------------------------------------------------------------ worker slots
+    @Slot(object)
+    def _on_model_ready(self, status: ModelStatus) -> None:
+        self.model_status = status
+        self.model_error = None
+        self.model_ready.emit(status)
+        if self.info is not None and not self.running and self.result is None:
+            self.start_scoring()
+
+    @Slot(str)
+    def _on_model_failed(self, message: str) -> None:
+        self.model_status = None
+        self.model_error = message
+        self.model_failed.emit(message)
+
+    @Slot(int, object)
+    def _on_frames(self, job: int, chunk: object) -> None:
+        if job != self._job:
+            return
+        from lusviewer.inference import ScoredFrames
+
+        assert isinstance(chunk, ScoredFrames)
+        s, n = chunk.start, len(chunk.scores)
+        if s + n > len(self.scores):  # the container under-stated its frame count
+            grow = s + n - len(self.scores)
+            self.probs = np.vstack([self.probs, np.full((grow, 4), np.nan, np.float32)])
+            self.scores = np.concatenate([self.scores, np.full(grow, -1, np.int64)])
+            self.recon_error = np.concatenate([self.recon_error, np.full(grow, np.nan, np.float32)])
+        self.probs[s : s + n] = chunk.probs
+        self.scores[s : s + n] = chunk.scores
+        self.recon_error[s : s + n] = chunk.recon_error
+        self.n_scored = s + n
+        self.scores_updated.emit(s, self.n_scored)
+
+    @Slot(int, int, int, float)
+    def _on_progress(self, job: int, done: int, total: int, fps: float) -> None:
+        if job == self._job:
+            self.scoring_progress.emit(done, total, fps)
+
+    @Slot(int, object)
+    def _on_finished(self, job: int, result: object) -> None:
+        if job != self._job:
+            return
+        self.running = False
+        self.result = result
+        self.scoring_finished.emit(result)
+
+    @Slot(int, str)
+    def _on_failed(self, job: int, message: str) -> None:
+        if job != self._job:
+            return
+        self.running = False
+        self.scoring_failed.emit(message)
+
+    @Slot(int)
+    def _on_cancelled(self, job: int) -> None:
+        if job == self._job:  # only when not already announced by cancel()
+            self.running = False
+            self.scoring_cancelled.emit()
+
+    @Slot(int, int, object, object)
+    def _on_overlay(self, req: int, index: int, rec: object, cam: object) -> None:
+        if req == self._overlay_req:
+            self.overlay_ready.emit(index, rec, cam)
+
+    @Slot(int, str)
+    def _on_overlay_failed(self, req: int, message: str) -> None:
+        if req == self._overlay_req:
+            self.overlay_failed.emit(message)
+
+    # ---------------------------------------------------------------- shutdown
+    def shutdown(self) -> None:
+        """Cancel, let the worker finish its batch, stop the thread. Never terminate()."""
+        self.cancel()
+        self._thread.quit()
+        self._thread.wait()
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
+
+    @property
+    def thread_running(self) -> bool:
+        return self._thread.isRunning()
+
+    def export(self, path: str) -> tuple[Path, Path]:
+        """Write the same two CSV files as ``lusviewer score`` (atomically)."""
+        from lusviewer.report import write_report
+
+        if self.result is None:
+            raise RuntimeError("scoring has not finished")
+        return write_report(path, [self.result])  # type: ignore[list-item]

@@ -1,0 +1,275 @@
+"""Thin views: the frame with its overlay, the severity timeline, the clip summary.
+
+They draw what they are given and emit what the user does; none of them knows
+about the model, the worker or the clip file.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor, QFont
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+#: One colour per severity score: green, amber, orange, red (colour-blind-safer hues).
+SCORE_COLOURS = ("#2e9d4a", "#e3b505", "#ef7d1a", "#d62728")
+SCORE_NAMES = (
+    "0  A-lines, regular pleura",
+    "1  indented pleura, B-lines",
+    "2  broken pleura, small consolidations",
+    "3  white lung",
+)
+SCORE_SHORT = ("0 normal", "1 B-lines", "2 consolidation", "3 white lung")
+PROB_COLOURS = SCORE_COLOURS
+OVERLAY_MODES = ("off", "reconstruction", "error", "grad-cam")
+
+
+class FrameView(pg.GraphicsLayoutWidget):
+    """The frame at full resolution, aspect kept, mouse zoom/pan, fixed levels, overlay."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("k")
+        self.view = self.addViewBox(lockAspect=True, invertY=True, enableMenu=False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.overlay = pg.ImageItem(axisOrder="row-major")
+        self.overlay.setZValue(10)
+        self.overlay.setOpacity(0.5)
+        self.overlay.setVisible(False)
+        self.view.addItem(self.image)
+        self.view.addItem(self.overlay)
+        self._error_map = pg.colormap.get("inferno")
+        self._cam_map = pg.colormap.get("turbo") if "turbo" in pg.colormap.listMaps() else self._error_map
+        self.legend = pg.ColorBarItem(
+            values=(0, 128),
+            colorMap=self._error_map,
+            interactive=False,
+            width=14,
+        )
+        self.legend.setVisible(False)
+        self.addItem(self.legend)
+        self._shape: tuple[int, int] | None = None
+
+    def set_frame(self, frame: np.ndarray) -> None:
+        first = self._shape != frame.shape[:2]
+        self.image.setImage(frame, autoLevels=False, levels=(0, 255))
+        if first:
+            self._shape = (frame.shape[0], frame.shape[1])
+            self.fit()
+
+    def fit(self) -> None:
+        self.view.autoRange(padding=0.0)
+
+    def clear_overlay(self) -> None:
+        self.overlay.setVisible(False)
+        self.legend.setVisible(False)
+
+    def show_reconstruction(self, rec: np.ndarray) -> None:
+        self.overlay.setLookupTable(None)
+        self.overlay.setImage(rec, autoLevels=False, levels=(0, 255))
+        self.overlay.setVisible(True)
+        self.legend.setVisible(False)
+
+    def show_error(self, frame: np.ndarray, rec: np.ndarray) -> None:
+        err = np.abs(frame.astype(np.int16) - rec.astype(np.int16)).mean(2).astype(np.float32)
+        self._show_map(err, (0.0, 128.0), self._error_map, "|frame − reconstruction| (grey levels)")
+
+    def show_cam(self, cam: np.ndarray) -> None:
+        self._show_map(cam, (0.0, 1.0), self._cam_map, "Grad-CAM saliency")
+
+    def _show_map(self, data: np.ndarray, levels: tuple[float, float], cmap: pg.ColorMap, label: str) -> None:
+        self.overlay.setImage(data, autoLevels=False, levels=levels)
+        self.overlay.setLookupTable(cmap.getLookupTable(nPts=256))
+        self.overlay.setVisible(True)
+        self.legend.setColorMap(cmap)
+        self.legend.setLevels(levels)
+        self.legend.axis.setLabel(label)
+        self.legend.setVisible(True)
+
+    def set_overlay_opacity(self, value: float) -> None:
+        self.overlay.setOpacity(value)
+
+
+class ScoreTimeline(pg.GraphicsLayoutWidget):
+    """Per-frame score as a step line on 0-3, probabilities and reconstruction error
+    below it, and a cursor at the current frame; click or drag to seek."""
+
+    seek_requested = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("w")
+        self.score_plot = self.addPlot(row=0, col=0)
+        self.prob_plot = self.addPlot(row=1, col=0)
+        self.ci.layout.setRowStretchFactor(0, 3)
+        self.ci.layout.setRowStretchFactor(1, 2)
+        sp, pp = self.score_plot, self.prob_plot
+        for p in (sp, pp):
+            p.setMenuEnabled(False)
+            p.setMouseEnabled(x=False, y=False)
+            p.hideButtons()
+            p.showGrid(x=True, y=False, alpha=0.15)
+            p.getAxis("left").setWidth(110)
+            for ax in ("left", "bottom"):
+                p.getAxis(ax).setTextPen("k")
+                p.getAxis(ax).setPen("k")
+        sp.setYRange(-0.4, 3.4, padding=0)
+        sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
+        sp.setTitle("Severity score per frame", color="k", size="10pt")
+        pp.setXLink(sp)
+        pp.setYRange(0, 1.02, padding=0)
+        pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
+        pp.setLabel("bottom", "frame", color="k")
+        for k, c in enumerate(SCORE_COLOURS):
+            band = pg.LinearRegionItem(
+                values=(k - 0.4, k + 0.4),
+                orientation="horizontal",
+                movable=False,
+                brush=pg.mkBrush(QColor(c).lighter(180).name() + "40"),
+                pen=pg.mkPen(None),
+            )
+            band.setZValue(-10)
+            sp.addItem(band)
+        self.score_line = sp.plot(pen=pg.mkPen("#555555", width=1))
+        self.score_levels = [sp.plot(pen=pg.mkPen(c, width=4), connect="finite") for c in SCORE_COLOURS]
+        self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5), name=f"p{k}") for k, c in enumerate(PROB_COLOURS)]
+        self.recon_curve = pp.plot(pen=pg.mkPen("#1f5fbf", width=1.5, style=Qt.PenStyle.DashLine), name="recon error")
+        self.cursors = []
+        for p in (sp, pp):
+            line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#1f1fbf", width=2))
+            line.sigDragged.connect(self._cursor_dragged)
+            p.addItem(line)
+            self.cursors.append(line)
+            p.scene().sigMouseClicked.connect(self._clicked)
+        self._n = 0
+        self._recon_scale = 1.0
+
+    def reset(self, n_frames: int) -> None:
+        self._n = n_frames
+        for item in [self.score_line, *self.score_levels, *self.prob_curves, self.recon_curve]:
+            item.setData([], [])
+        self.score_plot.setXRange(-0.5, max(n_frames, 1) - 0.5, padding=0.01)
+        for c in self.cursors:
+            c.setBounds((0, max(n_frames - 1, 0)))
+        self.set_cursor(0)
+
+    def update_scores(self, scores: np.ndarray, probs: np.ndarray, recon: np.ndarray, n_done: int) -> None:
+        """Redraw the first ``n_done`` frames (a few thousand points: cheap)."""
+        if n_done <= 0:
+            return
+        s = scores[:n_done].astype(np.float64)
+        x_edges = np.arange(n_done + 1, dtype=np.float64) - 0.5
+        self.score_line.setData(x_edges, s, stepMode="center")
+        for k, item in enumerate(self.score_levels):
+            item.setData(x_edges, np.where(s == k, s, np.nan), stepMode="center", connect="finite")
+        x = np.arange(n_done, dtype=np.float64)
+        for k, curve in enumerate(self.prob_curves):
+            curve.setData(x, probs[:n_done, k])
+        r = recon[:n_done]
+        finite = r[np.isfinite(r)]
+        if finite.size:
+            self._recon_scale = float(max(finite.max(), 1e-6))
+            self.recon_curve.setData(x, np.nan_to_num(r / self._recon_scale, nan=0.0))
+
+    def set_probabilities_visible(self, on: bool) -> None:
+        for c in self.prob_curves:
+            c.setVisible(on)
+        self._update_prob_plot_visibility()
+
+    def set_recon_visible(self, on: bool) -> None:
+        self.recon_curve.setVisible(on)
+        self._update_prob_plot_visibility()
+
+    def _update_prob_plot_visibility(self) -> None:
+        self.prob_plot.setVisible(self.prob_curves[0].isVisible() or self.recon_curve.isVisible())
+
+    def set_cursor(self, index: int) -> None:
+        for c in self.cursors:
+            with QSignalBlocker(c):
+                c.setValue(index)
+
+    def _cursor_dragged(self, line: pg.InfiniteLine) -> None:
+        self.seek_requested.emit(round(line.value()))
+
+    def _clicked(self, event: object) -> None:
+        pos = event.scenePos()  # type: ignore[attr-defined]
+        for p in (self.score_plot, self.prob_plot):
+            if p.isVisible() and p.vb.sceneBoundingRect().contains(pos):
+                x = p.vb.mapSceneToView(pos).x()
+                if self._n:
+                    self.seek_requested.emit(round(min(max(x, 0), self._n - 1)))
+                return
+
+
+class SummaryPanel(QWidget):
+    """Clip score with its rule, frames per score, and a jump to the worst frame."""
+
+    jump_to_worst = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        self.title = QLabel("Clip score")
+        self.score = QLabel("—")
+        f = QFont()
+        f.setPointSize(18)
+        f.setBold(True)
+        self.score.setFont(f)
+        self.rule = QLabel("")
+        self.rule.setWordWrap(True)
+        self.rule.setStyleSheet("color: #555;")
+        grid = QGridLayout()
+        self.count_labels = []
+        for k, (c, name) in enumerate(zip(SCORE_COLOURS, SCORE_NAMES, strict=True)):
+            swatch = QLabel()
+            swatch.setFixedSize(14, 14)
+            swatch.setStyleSheet(f"background: {c}; border: 1px solid #333;")
+            lab = QLabel(name)
+            cnt = QLabel("")
+            cnt.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            grid.addWidget(swatch, k, 0)
+            grid.addWidget(lab, k, 1)
+            grid.addWidget(cnt, k, 2)
+            self.count_labels.append(cnt)
+        self.worst = QPushButton("Jump to worst frame")
+        self.worst.setEnabled(False)
+        self.worst.clicked.connect(lambda: self.jump_to_worst.emit(self._worst))
+        self._worst = 0
+        head = QGridLayout()
+        head.addWidget(self.title, 0, 0)
+        head.addWidget(self.score, 1, 0)
+        head.addWidget(self.worst, 1, 1, Qt.AlignmentFlag.AlignRight)
+        layout.addLayout(head)
+        layout.addWidget(self.rule)
+        layout.addLayout(grid)
+
+    def clear(self, text: str = "—") -> None:
+        self.score.setText(text)
+        self.score.setStyleSheet("")
+        self.rule.setText("")
+        for c in self.count_labels:
+            c.setText("")
+        self.worst.setEnabled(False)
+
+    def set_counts(self, counts: np.ndarray | tuple[int, ...], total: int) -> None:
+        for lab, c in zip(self.count_labels, counts, strict=False):
+            pct = 100.0 * c / total if total else 0.0
+            lab.setText(f"{int(c)} frames ({pct:.0f} %)")
+
+    def set_summary(self, clip_score: int, rule: str, counts: tuple[int, ...], worst: int, total: int) -> None:
+        self.score.setText(f"Score {clip_score}")
+        self.score.setStyleSheet(f"color: {SCORE_COLOURS[clip_score]};")
+        self.rule.setText(f"Rule — {rule}. Worst frame: {worst}.")
+        self.set_counts(counts, total)
+        self._worst = worst
+        self.worst.setEnabled(True)

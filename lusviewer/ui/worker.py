@@ -1,0 +1,114 @@
+"""The one long-lived inference worker: owns the loaded model, runs one job at a time.
+
+It lives in its own ``QThread``; the controller talks to it only through queued
+signals, and it answers only through signals tagged with the job id, so the GUI
+can drop results of a job it no longer cares about. Each job carries its own
+``threading.Event`` for cancelling: the engine checks it between batches (a queued
+"cancel" slot could not run while the worker is busy).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+
+import numpy as np
+from PySide6.QtCore import QObject, Signal, Slot
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ModelStatus:
+    name: str  # "lusviewer-hybrid 1"
+    device: str  # "CPU (bf16)"
+    card_path: str
+    card: dict[str, object]
+
+
+class InferenceWorker(QObject):
+    model_ready = Signal(object)  # ModelStatus
+    model_failed = Signal(str)
+    frames_scored = Signal(int, object)  # job id, ScoredFrames
+    progress = Signal(int, int, int, float)  # job id, done, total, frames/s
+    job_finished = Signal(int, object)  # job id, ClipResult
+    job_failed = Signal(int, str)  # job id, message naming the file and the reason
+    job_cancelled = Signal(int)
+    overlay_ready = Signal(int, int, object, object)  # request id, frame, reconstruction|None, grad-cam|None
+    overlay_failed = Signal(int, str)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._engine: object | None = None
+
+    @Slot(str, str)
+    def load_model(self, path: str, device: str) -> None:
+        """Import torch and load the model here, off the GUI thread."""
+        try:
+            from lusviewer.inference import ScoringEngine
+            from lusviewer.model import load_model
+
+            loaded = load_model(path)
+            engine = ScoringEngine(loaded, device=device)
+        except Exception as exc:
+            log.warning("model load failed: %s", exc)
+            self._engine = None
+            self.model_failed.emit(str(exc))
+            return
+        self._engine = engine
+        import json
+
+        card = json.loads(loaded.card_path.read_text())
+        self.model_ready.emit(ModelStatus(loaded.card.display_name, engine.description, str(loaded.card_path), card))
+
+    @Slot(int, str, object)
+    def score(self, job_id: int, path: str, cancel: threading.Event) -> None:
+        from lusviewer.inference import Cancelled, ScoredFrames, ScoringEngine
+        from lusviewer.io import ClipError
+
+        engine = self._engine
+        if not isinstance(engine, ScoringEngine):
+            self.job_failed.emit(job_id, "no model is loaded")
+            return
+        t0 = time.perf_counter()
+
+        def on_frames(chunk: ScoredFrames) -> None:
+            self.frames_scored.emit(job_id, chunk)
+
+        def progress(done: int, total: int) -> None:
+            dt = time.perf_counter() - t0
+            self.progress.emit(job_id, done, total, done / dt if dt > 0 else 0.0)
+
+        try:
+            result = engine.score_clip(path, on_frames=on_frames, progress=progress, cancel=cancel)
+        except Cancelled:
+            self.job_cancelled.emit(job_id)
+        except ClipError as exc:
+            self.job_failed.emit(job_id, str(exc))
+        except Exception as exc:  # keep the worker alive whatever happens
+            log.error("scoring %s failed:\n%s", path, traceback.format_exc())
+            self.job_failed.emit(job_id, f"{path}: scoring failed ({type(exc).__name__}: {exc})")
+        else:
+            self.job_finished.emit(job_id, result)
+
+    @Slot(int, int, object, bool)
+    def overlay(self, request_id: int, index: int, frame: np.ndarray, want_cam: bool) -> None:
+        """Reconstruction (and Grad-CAM when asked) of one frame."""
+        from lusviewer.inference import ScoringEngine
+        from lusviewer.inference.saliency import grad_cam
+
+        engine = self._engine
+        if not isinstance(engine, ScoringEngine):
+            self.overlay_failed.emit(request_id, "no model is loaded")
+            return
+        try:
+            rec = engine.reconstruct(frame)
+            cam = grad_cam(engine.model.cnn, frame, device=engine.device)[0] if want_cam else None
+        except Exception as exc:
+            log.error("overlay failed:\n%s", traceback.format_exc())
+            self.overlay_failed.emit(request_id, f"overlay failed ({type(exc).__name__}: {exc})")
+            return
+        self.overlay_ready.emit(request_id, index, rec, cam)

@@ -1,0 +1,259 @@
+"""The viewer, driven through pytest-qt, offscreen, with a tiny random-init model."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings, Qt, QThread
+
+from lusviewer.io import open_clip
+from lusviewer.io.synthetic import synthetic_frames, write_video
+from lusviewer.ui.main_window import MainWindow
+
+TIMEOUT = 60_000  # ms: scoring under a loaded CI machine
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_qthreads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail any test that leaves a QThread running (as napari's suite does)."""
+    started: list[QThread] = []
+    original = QThread.start
+
+    def start(self: QThread, *args: object) -> None:
+        started.append(self)
+        original(self, *args)
+
+    monkeypatch.setattr(QThread, "start", start)
+    yield
+    leaked = [t for t in started if t.isRunning()]
+    assert not leaked, f"QThreads left running: {[t.objectName() for t in leaked]}"
+
+
+@pytest.fixture(scope="module")
+def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("long") / "long.avi"
+    return write_video(path, synthetic_frames(1500, size=64, seed=5), fps=25.0, fourcc="MJPG")
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+@pytest.fixture
+def window(qtbot, tiny_model: Path, settings: QSettings) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
+    w = MainWindow(str(tiny_model), settings, quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    yield w
+    w.close()
+    assert not w.controller.thread_running
+
+
+def wait_scored(qtbot, w: MainWindow) -> None:  # type: ignore[no-untyped-def]
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+
+
+def shown(w: MainWindow) -> np.ndarray:
+    img = w.frame_view.image.image
+    assert img is not None
+    return np.asarray(img)
+
+
+def test_open_score_and_timeline(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    assert window.open_clip(str(synthetic_clip))
+    wait_scored(qtbot, window)
+    c = window.controller
+    assert c.n_scored == 40 and (c.scores >= 0).all()
+    window._redraw_timeline()
+    _, y = window.timeline.score_line.getData()
+    assert len(y) == 40  # one step per frame
+    assert window.slider.maximum() == 39
+    assert window.summary.score.text().startswith("Score ")
+    assert window.summary.worst.isEnabled()
+    assert "CPU" in window.model_label.text()
+
+
+def test_keys_step_jump_and_frame_accuracy(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(synthetic_clip))
+    with open_clip(synthetic_clip) as clip:
+        frames = list(clip.iter_frames())
+    c = window.controller
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert c.index == 1
+    qtbot.keyClick(window, Qt.Key.Key_Right, Qt.KeyboardModifier.ShiftModifier)
+    assert c.index == 11
+    qtbot.keyClick(window, Qt.Key.Key_Period)
+    assert c.index == 12
+    qtbot.keyClick(window, Qt.Key.Key_Comma)
+    qtbot.keyClick(window, Qt.Key.Key_Left)
+    assert c.index == 10
+    assert np.array_equal(shown(window), frames[10])
+    qtbot.keyClick(window, Qt.Key.Key_End)
+    assert c.index == 39 and np.array_equal(shown(window), frames[39])
+    qtbot.keyClick(window, Qt.Key.Key_Left, Qt.KeyboardModifier.ShiftModifier)
+    assert c.index == 29 and np.array_equal(shown(window), frames[29])
+    qtbot.keyClick(window, Qt.Key.Key_Home)
+    assert c.index == 0 and np.array_equal(shown(window), frames[0])
+    for i in [17, 3, 38, 22]:  # random access shows exactly frame i
+        window.seek(i)
+        qtbot.wait(20)
+        assert c.index == i and np.array_equal(shown(window), frames[i])
+
+
+def test_play_at_clip_rate(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(synthetic_clip))  # 40 frames at 20 fps: 2 s
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    t0 = time.perf_counter()
+    qtbot.waitUntil(lambda: window.controller.index >= 10, timeout=5000)
+    elapsed = time.perf_counter() - t0
+    assert elapsed >= 0.4  # not faster than the clip's own rate (10 frames at 20 fps = 0.5 s)
+    qtbot.keyClick(window, Qt.Key.Key_Space)
+    stopped = window.controller.index
+    qtbot.wait(200)
+    assert window.controller.index == stopped
+
+
+def test_cursor_and_slider_sync_both_ways(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(synthetic_clip))
+    window.slider.setValue(12)
+    qtbot.waitUntil(lambda: window.controller.index == 12)
+    assert all(round(cur.value()) == 12 for cur in window.timeline.cursors)
+    window.timeline.seek_requested.emit(30)
+    qtbot.waitUntil(lambda: window.controller.index == 30)
+    assert window.slider.value() == 30
+    window.timeline.cursors[0].setValue(7)
+    window.timeline.cursors[0].sigDragged.emit(window.timeline.cursors[0])
+    qtbot.waitUntil(lambda: window.controller.index == 7)
+    assert window.slider.value() == 7 and round(window.timeline.cursors[1].value()) == 7
+
+
+def test_overlay_modes(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(synthetic_clip))
+    fv = window.frame_view
+    for mode in (1, 2, 3):
+        window.overlay_mode.setCurrentIndex(mode)
+        qtbot.waitUntil(lambda: fv.overlay.isVisible(), timeout=TIMEOUT)
+        ov = fv.overlay.image
+        assert ov is not None and ov.shape[:2] == shown(window).shape[:2]
+        assert fv.legend.isVisible() == (mode in (2, 3))
+    window.opacity.setValue(30)
+    assert fv.overlay.opacity() == pytest.approx(0.3)
+    qtbot.keyClick(window, Qt.Key.Key_O)  # grad-cam -> off
+    assert window.overlay == "off" and not fv.overlay.isVisible()
+
+
+def test_export_equals_cli(qtbot, window: MainWindow, synthetic_clip: Path, tiny_model: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(synthetic_clip))
+    wait_scored(qtbot, window)
+    gui = tmp_path / "gui.csv"
+    assert window.export_to(str(gui))
+    cli = tmp_path / "cli.csv"
+    out = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(cli)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr
+    assert gui.read_text() == cli.read_text()
+    assert (tmp_path / "gui_clips.csv").read_text() == (tmp_path / "cli_clips.csv").read_text()
+    assert not window.export_to(str(gui), overwrite=False)  # asks before overwriting
+
+
+def test_export_before_scoring_finished_waits(qtbot, window: MainWindow, long_clip: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(long_clip))
+    assert window.controller.result is None
+    with pytest.raises(RuntimeError, match="not finished"):
+        window.controller.export(str(tmp_path / "early.csv"))
+
+
+def test_cancel_mid_run(qtbot, window: MainWindow, long_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(long_clip))
+    c = window.controller
+    qtbot.waitUntil(lambda: c.n_scored > 0, timeout=TIMEOUT)
+    qtbot.keyClick(window, Qt.Key.Key_Escape)
+    assert not c.running
+    n = c.n_scored
+    qtbot.wait(500)
+    assert c.n_scored == n < 1500  # nothing lands after the cancel
+    assert c.result is None
+    assert "cancelled" in window.rate_label.text().lower()
+
+
+def test_open_second_clip_mid_run_drops_stale_results(
+    qtbot, window: MainWindow, long_clip: Path, synthetic_clip: Path
+) -> None:  # type: ignore[no-untyped-def]
+    c = window.controller
+    window.open_clip(str(long_clip))
+    qtbot.waitUntil(lambda: c.n_scored > 0, timeout=TIMEOUT)
+    old_job = c.job_id
+    window.open_clip(str(synthetic_clip))
+    assert c.job_id > old_job
+    wait_scored(qtbot, window)
+    assert len(c.scores) == 40 and c.n_scored == 40
+    qtbot.wait(300)  # any in-flight batch of the old job arrives now, and is dropped
+    assert len(c.scores) == 40 and (c.scores >= 0).all()
+    assert c.result is not None and c.result.info.path == str(synthetic_clip)  # type: ignore[attr-defined]
+
+
+def test_close_during_scoring(qtbot, tiny_model: Path, settings: QSettings, long_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    w = MainWindow(str(tiny_model), settings, quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    w.open_clip(str(long_clip))
+    qtbot.waitUntil(lambda: w.controller.n_scored > 0, timeout=TIMEOUT)
+    w.close()
+    assert not w.controller.thread_running
+
+
+def test_bad_file_keeps_current_clip(qtbot, window: MainWindow, synthetic_clip: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(synthetic_clip))
+    bad = tmp_path / "broken.mp4"
+    bad.write_text("not a video")
+    with qtbot.waitSignal(window.controller.clip_failed) as sig:
+        assert not window.open_clip(str(bad))
+    assert sig.args[0] == str(bad) and sig.args[1]
+    assert window.controller.info is not None and window.controller.info.path == str(synthetic_clip)
+    qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert window.controller.index == 1  # still usable
+
+
+def test_settings_persist(qtbot, tiny_model: Path, settings: QSettings, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    w = MainWindow(str(tiny_model), settings, quiet=True)
+    qtbot.addWidget(w)
+    w.open_clip(str(synthetic_clip))
+    w.overlay_mode.setCurrentIndex(2)
+    w.opacity.setValue(70)
+    w.show_probs.setChecked(False)
+    w.close()
+    w2 = MainWindow(str(tiny_model), settings, quiet=True)
+    qtbot.addWidget(w2)
+    assert w2.overlay_mode.currentIndex() == 2 and w2.opacity.value() == 70
+    assert not w2.show_probs.isChecked()
+    assert w2.recent_files()[0] == str(synthetic_clip)
+    w2.close()
+
+
+def test_missing_model_is_reported_not_fatal(qtbot, settings: QSettings, tmp_path: Path, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    w = MainWindow(str(tmp_path / "none.json"), settings, quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.model_label.text() == "No model loaded", timeout=TIMEOUT)
+    assert w.open_clip(str(synthetic_clip))  # the clip still opens for viewing
+    qtbot.keyClick(w, Qt.Key.Key_Right)
+    assert w.controller.index == 1
+    assert not w.controller.running and w.summary.score.text() == "No model"
+    w.close()
