@@ -177,6 +177,12 @@ def test_export_before_scoring_finished_waits(qtbot, window: MainWindow, long_cl
     assert window.controller.result is None
     with pytest.raises(RuntimeError, match="not finished"):
         window.controller.export(str(tmp_path / "early.csv"))
+    out = tmp_path / "early.csv"
+    assert not window.request_export(str(out))  # offers to wait (auto-accepted in tests)
+    assert not out.exists()
+    wait_scored(qtbot, window)
+    qtbot.waitUntil(out.exists, timeout=TIMEOUT)
+    assert len(out.read_text().splitlines()) == 1501
 
 
 def test_cancel_mid_run(qtbot, window: MainWindow, long_clip: Path) -> None:  # type: ignore[no-untyped-def]
@@ -229,6 +235,19 @@ def test_bad_file_keeps_current_clip(qtbot, window: MainWindow, synthetic_clip: 
     assert window.controller.info is not None and window.controller.info.path == str(synthetic_clip)
     qtbot.keyClick(window, Qt.Key.Key_Right)
     assert window.controller.index == 1  # still usable
+
+
+def test_drop_opens_clip(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(synthetic_clip))])
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    window.dropEvent(event)
+    assert window.controller.info is not None and window.controller.info.path == str(synthetic_clip)
 
 
 def test_settings_persist(qtbot, tiny_model: Path, settings: QSettings, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]

@@ -22,7 +22,9 @@ from lusviewer.ui.worker import InferenceWorker, ModelStatus
 
 log = logging.getLogger(__name__)
 
-_CACHE_FRAMES = 48
+#: Decoded frames kept for scrubbing: a memory budget, not a frame count, so short
+#: clips stay whole in memory (instant seeks) and long or 1080p clips stay bounded.
+CACHE_BYTES = 256 * 2**20
 
 
 class Controller(QObject):
@@ -131,7 +133,8 @@ class Controller(QObject):
             return cached
         f = self.reader.frame(index)
         self._cache[index] = f
-        if len(self._cache) > _CACHE_FRAMES:
+        limit = max(8, CACHE_BYTES // max(f.nbytes, 1))
+        while len(self._cache) > limit:
             self._cache.popitem(last=False)
         return f
 

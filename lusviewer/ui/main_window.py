@@ -371,26 +371,29 @@ class MainWindow(QMainWindow):
         c = self.controller
         if c.info is None:
             return
-        if c.result is None:
-            if c.running and self._ask(
-                "Scoring has not finished",
-                "Scoring of this clip is still running. Wait for it, then export?",
-            ):
-                c.scoring_finished.connect(self._export_after_wait, Qt.ConnectionType.SingleShotConnection)
-            elif not c.running:
-                self._warn("Nothing to export", "This clip has not been scored (scoring was cancelled or failed).")
-            return
-        self._export_after_wait()
-
-    def _export_after_wait(self, *_: object) -> None:
-        c = self.controller
-        assert c.info is not None
         suggested = str(Path(c.info.path).with_suffix("")) + "_report.csv"
         path, _ = QFileDialog.getSaveFileName(
             self, "Export CSV report", suggested, "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
         )
         if path:
-            self.export_to(path)
+            self.request_export(path)
+
+    def request_export(self, path: str) -> bool:
+        """Export now, or, while scoring runs, offer to export when it finishes."""
+        c = self.controller
+        if c.result is not None:
+            return self.export_to(path)
+        if c.running:
+            if self._ask(
+                "Scoring has not finished",
+                f"{Path(c.info.path).name if c.info else 'The clip'} is still being scored "
+                f"({c.n_scored} of {len(c.scores)} frames). Export when it finishes?",
+            ):
+                c.scoring_finished.connect(lambda _r: self.export_to(path), Qt.ConnectionType.SingleShotConnection)
+                self.statusBar().showMessage("The report will be written when scoring finishes", 8000)
+            return False
+        self._warn("Nothing to export", "This clip has not been scored (scoring was cancelled or failed).")
+        return False
 
     def export_to(self, path: str, *, overwrite: bool | None = None) -> bool:
         from lusviewer.report import clips_path_for

@@ -141,8 +141,12 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
             sp.addItem(band)
         self.score_line = sp.plot(pen=pg.mkPen("#555555", width=1))
         self.score_levels = [sp.plot(pen=pg.mkPen(c, width=4), connect="finite") for c in SCORE_COLOURS]
+        legend = pp.addLegend(offset=(-10, 5), colCount=5, labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 200))
         self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5), name=f"p{k}") for k, c in enumerate(PROB_COLOURS)]
-        self.recon_curve = pp.plot(pen=pg.mkPen("#1f5fbf", width=1.5, style=Qt.PenStyle.DashLine), name="recon error")
+        self.recon_curve = pp.plot(
+            pen=pg.mkPen("#1f5fbf", width=1.5, style=Qt.PenStyle.DashLine), name="recon error (÷ clip max)"
+        )
+        legend.setLabelTextSize("8pt")
         self.cursors = []
         for p in (sp, pp):
             line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#1f1fbf", width=2))
