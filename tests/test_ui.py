@@ -276,3 +276,33 @@ def test_missing_model_is_reported_not_fatal(qtbot, settings: QSettings, tmp_pat
     assert w.controller.index == 1
     assert not w.controller.running and w.summary.score.text() == "No model"
     w.close()
+
+
+def test_uncaught_error_is_logged_and_shown(qtbot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    import logging
+
+    from PySide6.QtWidgets import QMessageBox
+
+    from lusviewer.ui import app as app_module
+
+    monkeypatch.setattr(app_module, "log_dir", lambda: tmp_path / "logs")
+    shown_dialogs: list[str] = []
+    monkeypatch.setattr(QMessageBox, "exec", lambda self: shown_dialogs.append(self.text()) or 0)
+    monkeypatch.setattr(sys, "excepthook", sys.excepthook)
+    root = logging.getLogger()
+    handlers = list(root.handlers)
+    log_path = app_module.setup_logging()
+    try:
+        app_module.install_excepthook(log_path)
+        try:
+            raise ValueError("boom in a slot")
+        except ValueError as exc:
+            sys.excepthook(type(exc), exc, exc.__traceback__)
+    finally:
+        for h in root.handlers[:]:
+            if h not in handlers:
+                h.close()
+                root.removeHandler(h)
+    assert shown_dialogs and "boom in a slot" in shown_dialogs[0]
+    text = log_path.read_text()
+    assert "ValueError: boom in a slot" in text and "Traceback" in text

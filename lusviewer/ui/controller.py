@@ -83,7 +83,7 @@ class Controller(QObject):
         w.job_cancelled.connect(self._on_cancelled)
         w.overlay_ready.connect(self._on_overlay)
         w.overlay_failed.connect(self._on_overlay_failed)
-        self._thread.start()
+        self._thread.start(QThread.Priority.LowPriority)
         self._request_model.emit(model_path, device)
 
     # ----------------------------------------------------------------- results

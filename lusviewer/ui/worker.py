@@ -43,10 +43,31 @@ class InferenceWorker(QObject):
     def __init__(self) -> None:
         super().__init__()
         self._engine: object | None = None
+        self._niced = False
+
+    def _lower_priority(self) -> None:
+        """Run the model below the GUI thread's priority, so scrubbing stays smooth.
+
+        On Linux, thread niceness is per thread and inherited by threads created
+        later: done before torch starts its compute threads (torch is first
+        imported here), the whole intra-op pool runs at the lower priority too.
+        ``QThread.LowPriority`` does the same where the OS honours it.
+        """
+        if self._niced:
+            return
+        self._niced = True
+        import os
+
+        if hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+            except OSError as exc:  # not permitted: carry on at normal priority
+                log.info("could not lower the worker's priority: %s", exc)
 
     @Slot(str, str)
     def load_model(self, path: str, device: str) -> None:
         """Import torch and load the model here, off the GUI thread."""
+        self._lower_priority()
         try:
             from lusviewer.inference import ScoringEngine
             from lusviewer.model import load_model

@@ -1,0 +1,77 @@
+"""Screenshots of the real app on a real X server (Xvfb), at 1280x800.
+
+    Xvfb :99 -screen 0 1280x800x24 &
+    DISPLAY=:99 python docs/screenshots/make_screenshots.py CLIP [--model CARD]
+
+Takes `import -window root` shots (ImageMagick) of the whole screen: just opened,
+mid-scoring, scored, and scored with the error / Grad-CAM overlays on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("clip")
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--frame", type=int, default=None, help="frame to show at the end (default: the worst)")
+    args = ap.parse_args()
+
+    from PySide6.QtCore import QCoreApplication, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    from lusviewer.resources import default_model_path
+    from lusviewer.ui.main_window import MainWindow
+
+    app = QApplication(sys.argv[:1])
+    QCoreApplication.setOrganizationName("lusviewer-screenshots")
+    w = MainWindow(args.model or str(default_model_path()), quiet=True)
+    w.setGeometry(0, 0, 1280, 800)
+    w.showMaximized()
+    c = w.controller
+    shots: list[str] = []
+
+    def shot(name: str) -> None:
+        app.processEvents()
+        path = OUT / f"{name}.png"
+        subprocess.run(["import", "-window", "root", str(path)], check=True)
+        shots.append(str(path))
+
+    state = {"mid": False}
+
+    def on_scores(_s: int, n: int) -> None:
+        if not state["mid"] and n >= len(c.scores) // 3:
+            state["mid"] = True
+            w.jump(n // 2)
+            QTimer.singleShot(150, lambda: shot("viewer-mid-scoring"))
+
+    def finished(result: object) -> None:
+        target = args.frame if args.frame is not None else result.summary.worst_frame  # type: ignore[attr-defined]
+        w.jump(target)
+        QTimer.singleShot(300, lambda: shot("viewer-scored"))
+        QTimer.singleShot(400, lambda: w.overlay_mode.setCurrentIndex(2))
+        QTimer.singleShot(2500, lambda: shot("viewer-error-overlay"))
+        QTimer.singleShot(2600, lambda: w.overlay_mode.setCurrentIndex(3))
+        QTimer.singleShot(6000, lambda: shot("viewer-gradcam"))
+        QTimer.singleShot(6200, w.close)
+
+    def opened() -> None:
+        w.open_clip(args.clip)
+        QTimer.singleShot(100, lambda: shot("viewer-opened"))
+
+    c.scores_updated.connect(on_scores)
+    c.scoring_finished.connect(finished)
+    c.model_ready.connect(lambda _st: QTimer.singleShot(200, opened))
+    app.exec()
+    print("\n".join(shots))
+
+
+if __name__ == "__main__":
+    main()
