@@ -7,6 +7,7 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import numpy as np
 import pytest
 
 from lusviewer.io.synthetic import synthetic_frames, write_video
@@ -53,3 +54,34 @@ def synthetic_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 40-frame 96x96 mp4 at 20 fps."""
     path = tmp_path_factory.mktemp("clips") / "synthetic.mp4"
     return write_video(path, synthetic_frames(40, size=96, seed=1), fps=20.0)
+
+
+def make_dicom(path: Path, frames: np.ndarray, photometric: str, **attrs: object) -> Path:
+    """Write an uncompressed ultrasound DICOM (multi-frame when frames has > 1 frame)."""
+    from pydicom.dataset import FileDataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
+
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
+    ds.SOPClassUID = meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    n = frames.shape[0]
+    ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
+    ds.SamplesPerPixel = 3 if frames.ndim == 4 else 1
+    ds.PhotometricInterpretation = photometric
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit = 7
+    ds.PixelRepresentation = 0
+    if ds.SamplesPerPixel == 3:
+        ds.PlanarConfiguration = 0
+    if n > 1:
+        ds.NumberOfFrames = n
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.PixelData = frames.tobytes()
+    ds.save_as(str(path), enforce_file_format=True)
+    return path

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, shared_data
+from conftest import ROOT, make_dicom, shared_data
 
 from lusviewer import __version__
 from lusviewer.report import CLIP_COLUMNS, FRAME_COLUMNS
@@ -126,3 +126,16 @@ def test_score_real_covid_blues_clip_with_corrupt_neighbour(tmp_path: Path) -> N
 @pytest.mark.parametrize("args", [["score"], ["score", "x.mp4", "--rule", "mean"]])
 def test_usage_errors(args: list[str]) -> None:
     assert lusviewer(*args).returncode == 2
+
+
+def test_score_dicom(tmp_path: Path, tiny_model: Path) -> None:
+    from lusviewer.io.synthetic import synthetic_frames
+
+    frames = np.stack([f[:, :, 0] for f in synthetic_frames(9, size=48, seed=9)])
+    dcm = make_dicom(tmp_path / "clip.dcm", frames, "MONOCHROME2", FrameTime="50")
+    report = tmp_path / "r.csv"
+    out = lusviewer("score", str(dcm), "--model", str(tiny_model), "-o", str(report), "-q")
+    assert out.returncode == 0, out.stderr
+    check_report(report, {str(dcm): 9})
+    _, rows = read_csv(report)
+    assert rows[1]["time_s"] == "0.0500"  # 20 fps from Frame Time

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_dicom as _dicom
 from conftest import shared_data
 
 from lusviewer.io import ClipError, find_clips, open_clip
@@ -38,36 +39,6 @@ def test_gif(tmp_path: Path) -> None:
         assert clip.info.frame_count == 8
         seq = list(clip.iter_frames())
         assert np.array_equal(clip.frame(5), seq[5])
-
-
-def _dicom(path: Path, frames: np.ndarray, photometric: str, **attrs: object) -> Path:
-    from pydicom.dataset import FileDataset, FileMetaDataset
-    from pydicom.uid import ExplicitVRLittleEndian, UltrasoundMultiFrameImageStorage, generate_uid
-
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundMultiFrameImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
-    ds = FileDataset(str(path), {}, file_meta=meta, preamble=b"\0" * 128)
-    ds.SOPClassUID = meta.MediaStorageSOPClassUID
-    ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    n = frames.shape[0]
-    ds.Rows, ds.Columns = frames.shape[1], frames.shape[2]
-    ds.SamplesPerPixel = 3 if frames.ndim == 4 else 1
-    ds.PhotometricInterpretation = photometric
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit = 7
-    ds.PixelRepresentation = 0
-    if ds.SamplesPerPixel == 3:
-        ds.PlanarConfiguration = 0
-    if n > 1:
-        ds.NumberOfFrames = n
-    for k, v in attrs.items():
-        setattr(ds, k, v)
-    ds.PixelData = frames.tobytes()
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
 
 
 def test_dicom_monochrome_multiframe(tmp_path: Path) -> None:
