@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from lusviewer import __version__
 
@@ -95,6 +96,78 @@ def _score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def model_summary(card: dict[str, Any]) -> str:
+    """The model card as Markdown: what it is, what it was trained on, how it scored."""
+    tr = card.get("training", {})
+    split = tr.get("split", {})
+    lines = [
+        f"# {card['name']} {card.get('version', '')}".rstrip(),
+        "",
+        f"- architecture: `{card['architecture']['variant']}`, input {card['input']['size']} px, "
+        f"{card.get('parameters', {}).get('total', '?'):,} parameters",
+        f"- weights: `{card['weights_file']}` ({card.get('weights_dtype', '?')}), sha256 `{card['sha256']}`",
+        f"- training data: {tr.get('data', '?')}",
+        f"- data licence: {tr.get('data_licence', '?')}; {tr.get('model_licence', '')}",
+        f"- citation: {tr.get('citation', '?')}",
+        f"- split: {split.get('kind', '?')}, seed {split.get('seed', '?')}: "
+        f"{len(split.get('train_patients', []))} training patients ({split.get('train_clips', '?')} clips), "
+        f"{len(split.get('val_patients', []))} validation patients ({split.get('val_clips', '?')} clips)",
+        f"- command: `{tr.get('command', '?')}`",
+        "",
+    ]
+    metrics = card.get("metrics", {})
+    rows = []
+    base = metrics.get("baselines", {})
+    for label, key, level in [
+        ("CNN+LSTM", "cnn_lstm", "frame"),
+        ("CNN alone", "cnn", "frame"),
+        ("CNN+LSTM", "cnn_lstm", "clip"),
+        ("CNN alone", "cnn", "clip"),
+        ("CNN+LSTM, majority rule", "cnn_lstm", "clip_majority_rule"),
+    ]:
+        m = metrics.get(key, {}).get(level)
+        if m:
+            rows.append((label, level.replace("_", " "), m))
+    for level in ("frame", "clip"):
+        m = base.get(f"majority_{level}")
+        if m:
+            rows.append((f"always score {base.get('majority_class', '?')} (majority class)", level, m))
+    if rows:
+        lines += [
+            "Validation patients (held out from training):",
+            "",
+            "| model | level | n | accuracy | macro-F1 | sensitivity | specificity | within-one | QWK |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for label, level, m in rows:
+            lines.append(
+                f"| {label} | {level} | {int(m['n'])} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
+                f"{m['sensitivity']:.3f} | {m['specificity']:.3f} | {m['within_one']:.3f} | {m['qwk']:.3f} |"
+            )
+        lines.append("")
+    if metrics.get("note"):
+        lines += [metrics["note"], ""]
+    return "\n".join(lines)
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from lusviewer.model import ModelError, load_model
+    from lusviewer.resources import default_model_path
+
+    path = args.model or str(default_model_path())
+    try:
+        loaded = load_model(path)  # verifies the sha256
+    except ModelError as exc:
+        _err(f"cannot load the model: {exc}")
+        return EXIT_USAGE
+    card = json.loads(loaded.card_path.read_text())
+    print(model_summary(card))
+    print(f"(loaded from {loaded.card_path}; sha256 verified)")
+    return EXIT_OK
+
+
 def _train(args: argparse.Namespace) -> int:
     from lusviewer.training.train import TrainConfig, run_training
 
@@ -151,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_score)
 
+    i = sub.add_parser("info", help="show the model card: training data, licence, validation metrics")
+    i.add_argument("--model", default=None, help="model card .json or its .safetensors (default: shipped model)")
+    i.set_defaults(func=_info)
+
     t = sub.add_parser("train", help="train the CNN, then the LSTM on frozen CNN features")
     t.add_argument("--data", required=True, help="COVID-BLUeS-style folder (severity.csv + videos/)")
     t.add_argument("--out", default="models", help="folder for the .safetensors + .json card")
@@ -175,7 +252,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SUBCOMMANDS = ("score", "train")
+SUBCOMMANDS = ("score", "train", "info")
 
 
 def run(argv: list[str]) -> int:

@@ -139,3 +139,9 @@ def test_score_dicom(tmp_path: Path, tiny_model: Path) -> None:
     check_report(report, {str(dcm): 9})
     _, rows = read_csv(report)
     assert rows[1]["time_s"] == "0.0500"  # 20 fps from Frame Time
+
+
+def test_info_shows_card_and_verifies_hash(tiny_model: Path) -> None:
+    out = lusviewer("info", "--model", str(tiny_model))
+    assert out.returncode == 0, out.stderr
+    assert "tiny-cnn_lstm" in out.stdout and "sha256 verified" in out.stdout
