@@ -120,7 +120,7 @@ def _load_optim(path: Path, opt: torch.optim.Optimizer) -> None:
     with safe_open(str(path), "pt") as fh:
         groups = json.loads((fh.metadata() or {})["param_groups"])
         state: dict[int, dict[str, torch.Tensor]] = {}
-        for key in fh:
+        for key in fh.keys():  # noqa: SIM118  (safe_open is not iterable)
             pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = fh.get_tensor(key)
     opt.load_state_dict({"state": state, "param_groups": groups})
