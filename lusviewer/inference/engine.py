@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
 import torch
 
@@ -231,11 +232,9 @@ class ScoringEngine:
         def emit(p: np.ndarray) -> None:
             nonlocal done
             n = len(p)
-            e = np.concatenate(pending_err)[:n] if pending_err else np.full(n, np.nan, np.float32)
-            rest = np.concatenate(pending_err)[n:] if pending_err else None
-            pending_err.clear()
-            if rest is not None and len(rest):
-                pending_err.append(rest)
+            buf = np.concatenate(pending_err)  # errors of frames not yet final, in order
+            e = buf[:n]
+            pending_err[:] = [buf[n:]] if len(buf) > n else []
             probs_out.append(p)
             errs.append(e)
             if on_frames is not None:
@@ -292,6 +291,4 @@ class ScoringEngine:
         with self._autocast():
             rec = self.model.cnn.autoencoder(x).reconstruction
         img = (rec[0].float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        import cv2
-
         return np.ascontiguousarray(cv2.resize(img, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR))

@@ -121,6 +121,7 @@ def save_model(
     }
     tmp = weights_path.with_name(weights_path.name + ".tmp")
     save_file(state, str(tmp), metadata={"format": "pt", "card": card_path.name})
+    os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the weights are meant to be shared
     os.replace(tmp, weights_path)
     card.weights_file = weights_path.name
     card.weights_dtype = str(dtype).removeprefix("torch.")
