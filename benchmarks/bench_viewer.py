@@ -115,6 +115,8 @@ def main() -> None:
         lat.append((time.perf_counter() - t1) * 1000)
     lat_a = np.array(lat)
     w.close()
+    w.deleteLater()
+    app.processEvents()
 
     print(f"Platform: {args.platform}; clip: {Path(args.clip).name} ({n} frames); model: {model}")
     print()

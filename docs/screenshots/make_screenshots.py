@@ -35,6 +35,7 @@ def main() -> None:
     w = MainWindow(args.model or str(default_model_path()), quiet=True)
     w.setGeometry(0, 0, 1280, 800)
     w.showMaximized()
+    w.overlay_mode.setCurrentIndex(0)  # start without an overlay, whatever was saved
     c = w.controller
     shots: list[str] = []
 
@@ -52,15 +53,30 @@ def main() -> None:
             w.jump(n // 2)
             QTimer.singleShot(150, lambda: shot("viewer-mid-scoring"))
 
+    # Overlays arrive from the worker: each shot waits for its overlay, then moves on.
+    overlay_steps = [(2, "viewer-error-overlay"), (3, "viewer-gradcam")]
+
+    def next_overlay() -> None:
+        if not overlay_steps:
+            w.close()
+            return
+        mode, _name = overlay_steps[0]
+        w.overlay_mode.setCurrentIndex(mode)
+
+    def overlay_arrived(_i: int, _rec: object, cam: object) -> None:
+        if not overlay_steps:
+            return
+        mode, name = overlay_steps[0]
+        if mode == 3 and cam is None:
+            return  # the reconstruction came first; Grad-CAM follows
+        overlay_steps.pop(0)
+        QTimer.singleShot(300, lambda: (shot(name), next_overlay()))
+
     def finished(result: object) -> None:
         target = args.frame if args.frame is not None else result.summary.worst_frame  # type: ignore[attr-defined]
         w.jump(target)
-        QTimer.singleShot(300, lambda: shot("viewer-scored"))
-        QTimer.singleShot(400, lambda: w.overlay_mode.setCurrentIndex(2))
-        QTimer.singleShot(2500, lambda: shot("viewer-error-overlay"))
-        QTimer.singleShot(2600, lambda: w.overlay_mode.setCurrentIndex(3))
-        QTimer.singleShot(6000, lambda: shot("viewer-gradcam"))
-        QTimer.singleShot(6200, w.close)
+        c.overlay_ready.connect(overlay_arrived)
+        QTimer.singleShot(300, lambda: (shot("viewer-scored"), next_overlay()))
 
     def opened() -> None:
         w.open_clip(args.clip)

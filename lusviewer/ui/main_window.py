@@ -479,7 +479,7 @@ class MainWindow(QMainWindow):
             s = self.controller.scores[index] if index < len(self.controller.scores) else -1
             score = f"score {s}" if s >= 0 else "not scored yet"
             self.frame_label.setText(
-                f"Frame {index} of 0–{info.frame_count - 1}   ·   {index / info.fps:.2f} s   ·   "
+                f"Frame {index} (0–{info.frame_count - 1})   ·   {index / info.fps:.2f} s   ·   "
                 f"{info.fps:.1f} fps   ·   {info.width}×{info.height}   ·   {score}"
             )
         self._refresh_overlay()

@@ -88,7 +88,10 @@ class FrameView(pg.GraphicsLayoutWidget):
 
     def _show_map(self, data: np.ndarray, levels: tuple[float, float], cmap: pg.ColorMap, label: str) -> None:
         self.overlay.setImage(data, autoLevels=False, levels=levels)
-        self.overlay.setLookupTable(cmap.getLookupTable(nPts=256))
+        # Transparent where the map is low, so the anatomy stays visible under it.
+        lut = cmap.getLookupTable(nPts=256, alpha=True)
+        lut[:, 3] = np.clip(np.linspace(0, 255 * 2.5, 256), 0, 255).astype(lut.dtype)
+        self.overlay.setLookupTable(lut)
         self.overlay.setVisible(True)
         self.legend.setColorMap(cmap)
         self.legend.setLevels(levels)
