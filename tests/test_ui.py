@@ -306,3 +306,16 @@ def test_uncaught_error_is_logged_and_shown(qtbot, tmp_path: Path, monkeypatch: 
     assert shown_dialogs and "boom in a slot" in shown_dialogs[0]
     text = log_path.read_text()
     assert "ValueError: boom in a slot" in text and "Traceback" in text
+
+
+def test_overlay_requests_are_coalesced_while_scrubbing(qtbot, window: MainWindow, long_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    sent: list[int] = []
+    window.controller._request_overlay.connect(lambda req, index, frame, cam: sent.append(index))
+    window.overlay_mode.setCurrentIndex(1)
+    window.open_clip(str(long_clip))  # the worker is now busy scoring 1500 frames
+    for _ in range(30):
+        qtbot.keyClick(window, Qt.Key.Key_Right)
+    assert window.controller.index == 30
+    assert len(sent) <= 2  # one in flight, the newest wish waiting: not thirty queued
+    qtbot.waitUntil(lambda: window._overlay_cache is not None and window._overlay_cache[0] == 30, timeout=TIMEOUT)
+    assert sent[-1] == 30

@@ -61,6 +61,9 @@ class Controller(QObject):
         self._job = 0
         self._cancel: threading.Event | None = None
         self._overlay_req = 0
+        self._overlay_valid_from = 1  # requests older than this belong to a previous clip
+        self._overlay_in_flight = False
+        self._overlay_wanted: tuple[int, bool] | None = None
         self.running = False
         self.result: object | None = None  # ClipResult once the job has finished
         self._reset_results(0)
@@ -114,6 +117,8 @@ class Controller(QObject):
         self.cancel()
         if self.reader is not None:
             self.reader.close()
+        self._overlay_valid_from = self._overlay_req + 1
+        self._overlay_wanted = None
         self.reader = reader
         self.info = reader.info
         self._cache.clear()
@@ -186,10 +191,23 @@ class Controller(QObject):
         self._request_model.emit(self.model_path, device)
 
     def request_overlay(self, want_cam: bool) -> None:
+        """Ask for the current frame's overlay. Requests are coalesced: one in flight
+        at a time, and only the newest wish waits behind it, so scrubbing or playing
+        with an overlay on never queues up work on the worker."""
         if self.reader is None:
             return
+        self._overlay_wanted = (self.index, want_cam)
+        if not self._overlay_in_flight:
+            self._send_overlay()
+
+    def _send_overlay(self) -> None:
+        if self._overlay_wanted is None or self.reader is None:
+            return
+        index, want_cam = self._overlay_wanted
+        self._overlay_wanted = None
+        self._overlay_in_flight = True
         self._overlay_req += 1
-        self._request_overlay.emit(self._overlay_req, self.index, self.frame(self.index), want_cam)
+        self._request_overlay.emit(self._overlay_req, index, self.frame(index), want_cam)
 
     # ------------------------------------------------------------ worker slots
     @Slot(object)
@@ -253,13 +271,17 @@ class Controller(QObject):
 
     @Slot(int, int, object, object)
     def _on_overlay(self, req: int, index: int, rec: object, cam: object) -> None:
-        if req == self._overlay_req:
+        self._overlay_in_flight = False
+        if req >= self._overlay_valid_from:
             self.overlay_ready.emit(index, rec, cam)
+        self._send_overlay()
 
     @Slot(int, str)
     def _on_overlay_failed(self, req: int, message: str) -> None:
-        if req == self._overlay_req:
+        self._overlay_in_flight = False
+        if req >= self._overlay_valid_from:
             self.overlay_failed.emit(message)
+        self._send_overlay()
 
     # ---------------------------------------------------------------- shutdown
     def shutdown(self) -> None:
