@@ -77,8 +77,11 @@ def test_open_score_and_timeline(qtbot, window: MainWindow, synthetic_clip: Path
     c = window.controller
     assert c.n_scored == 40 and (c.scores >= 0).all()
     window._redraw_timeline()
-    _, y = window.timeline.score_line.getData()
-    assert len(y) == 40  # one step per frame
+    x, y = window.timeline.score_line.getData()
+    # One step per run of equal scores, covering every frame exactly once.
+    assert x[0] == -0.5 and x[-1] == 39.5 and len(x) == len(y) + 1
+    expanded = np.repeat(y, np.diff(x).astype(int))
+    assert np.array_equal(expanded, c.scores)
     assert window.slider.maximum() == 39
     assert window.summary.score.text().startswith("Score ")
     assert window.summary.worst.isEnabled()
@@ -319,3 +322,21 @@ def test_overlay_requests_are_coalesced_while_scrubbing(qtbot, window: MainWindo
     assert len(sent) <= 2  # one in flight, the newest wish waiting: not thirty queued
     qtbot.waitUntil(lambda: window._overlay_cache is not None and window._overlay_cache[0] == 30, timeout=TIMEOUT)
     assert sent[-1] == 30
+
+
+def test_timeline_stays_light_on_long_clips(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from lusviewer.ui.views import ScoreTimeline
+
+    t = ScoreTimeline()
+    qtbot.addWidget(t)
+    n = 100_000
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 3, n)
+    scores[50_000:50_010] = 3  # a short worst pattern must survive the overview
+    t.reset(n)
+    t.update_scores(scores, rng.dirichlet(np.ones(4), n).astype(np.float32), rng.random(n).astype(np.float32), n)
+    x, y = t.score_line.getData()
+    assert x[0] == -0.5 and x[-1] == n - 0.5
+    assert len(y) <= t.MAX_POINTS and y.max() == 3
+    px, _ = t.prob_curves[0].getData()
+    assert len(px) <= t.MAX_POINTS

@@ -107,6 +107,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
     below it, and a cursor at the current frame; click or drag to seek."""
 
     seek_requested = Signal(int)
+    MAX_POINTS = 2000
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -173,19 +174,30 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
         """Redraw the first ``n_done`` frames (a few thousand points: cheap)."""
         if n_done <= 0:
             return
-        s = scores[:n_done].astype(np.float64)
-        x_edges = np.arange(n_done + 1, dtype=np.float64) - 0.5
-        self.score_line.setData(x_edges, s, stepMode="center")
+        s = scores[:n_done]
+        step = 1
+        starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]  # one step per run of equal scores
+        if len(starts) > self.MAX_POINTS:  # flickering long clip: the worst score per bin
+            step = -(-n_done // self.MAX_POINTS)
+            s = np.r_[s, np.full((-n_done) % step, s[-1])].reshape(-1, step).max(1)
+            starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+        x_edges = np.minimum(np.r_[starts * step, n_done], n_done).astype(np.float64) - 0.5
+        runs = s[starts].astype(np.float64)
+        self.score_line.setData(x_edges, runs, stepMode="center")
         for k, item in enumerate(self.score_levels):
-            item.setData(x_edges, np.where(s == k, s, np.nan), stepMode="center", connect="finite")
-        x = np.arange(n_done, dtype=np.float64)
+            item.setData(x_edges, np.where(runs == k, runs, np.nan), stepMode="center", connect="finite")
+        # Long clips (10^4-10^5 frames): bin means, about MAX_POINTS per curve; a
+        # 100,000-point path costs ~0.3 s to paint, far more than a screen shows.
+        step = max(1, -(-n_done // self.MAX_POINTS))
+        m = (n_done // step) * step
+        x = np.arange(0, m, step, dtype=np.float64) + (step - 1) / 2
         for k, curve in enumerate(self.prob_curves):
-            curve.setData(x, probs[:n_done, k])
-        r = recon[:n_done]
+            curve.setData(x, probs[:m, k].reshape(-1, step).mean(1))
+        r = recon[:m]
         finite = r[np.isfinite(r)]
         if finite.size:
             self._recon_scale = float(max(finite.max(), 1e-6))
-            self.recon_curve.setData(x, np.nan_to_num(r / self._recon_scale, nan=0.0))
+            self.recon_curve.setData(x, np.nan_to_num(r / self._recon_scale, nan=0.0).reshape(-1, step).mean(1))
 
     def set_probabilities_visible(self, on: bool) -> None:
         for c in self.prob_curves:
