@@ -123,10 +123,12 @@ def test_unreadable_file(tmp_path: Path, synthetic_clip: Path) -> None:
 
 def test_find_clips(tmp_path: Path, synthetic_clip: Path) -> None:
     (tmp_path / "sub").mkdir()
-    for name in ["b.mp4", "sub/a.AVI", "notes.txt", ".hidden.mp4"]:
+    for name in ["b.mp4", "sub/a.AVI", "notes.txt", ".hidden.mp4", "README"]:
         (tmp_path / name).write_bytes(b"x")
+    for name in ["sub/IM0001", "DICOMDIR"]:  # PACS-style names: DICOM preamble, no extension
+        (tmp_path / name).write_bytes(b"\0" * 128 + b"DICM" + b"\0" * 16)
     found = find_clips(tmp_path)
-    assert found == [str(tmp_path / "b.mp4"), str(tmp_path / "sub/a.AVI")]
+    assert found == [str(tmp_path / "b.mp4"), str(tmp_path / "sub/IM0001"), str(tmp_path / "sub/a.AVI")]
     assert find_clips(synthetic_clip) == [str(synthetic_clip)]
 
 

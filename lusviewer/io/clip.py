@@ -207,21 +207,34 @@ def open_clip(path: str | os.PathLike[str]) -> ClipReader:
         raise ClipError(path, f"cannot be read ({exc.strerror or exc})") from None
     if size == 0:
         raise ClipError(path, "file is empty")
-    if p.suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":
+    if p.suffix.lower() in DICOM_EXTENSIONS or head[128:132] == b"DICM":  # see is_dicom_file
         from lusviewer.io.dicom import DicomClipReader
 
         return DicomClipReader(p)
     return VideoClipReader(p)
 
 
+def is_dicom_file(path: Path) -> bool:
+    """True if the file has the DICOM preamble ("DICM" at byte 128)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(132)[128:132] == b"DICM"
+    except OSError:
+        return False
+
+
 def find_clips(path: str | os.PathLike[str]) -> list[str]:
-    """A clip path as given, or the supported clips in a folder (recursively, sorted)."""
+    """A clip path as given, or the clips in a folder (recursively, sorted): files with a
+    supported extension, and extension-less files with the DICOM preamble (as PACS
+    exports name them, e.g. ``IM00001``); DICOMDIR index files are skipped."""
     p = Path(path)
     if not p.is_dir():
         return [str(path)]
-    found = [
-        str(f)
-        for f in sorted(p.rglob("*"))
-        if f.is_file() and f.suffix.lower() in SUPPORTED_EXTENSIONS and not f.name.startswith(".")
-    ]
+    found = []
+    for f in sorted(p.rglob("*")):
+        if not f.is_file() or f.name.startswith(".") or f.name.upper() == "DICOMDIR":
+            continue
+        suffix = f.suffix.lower()
+        if suffix in SUPPORTED_EXTENSIONS or (not suffix and is_dicom_file(f)):
+            found.append(str(f))
     return found
