@@ -189,6 +189,7 @@ def _train(args: argparse.Namespace) -> int:
         lstm_minutes=args.lstm_minutes,
         bf16=not args.fp32,
         threads=args.threads,
+        init_densenet=args.init_densenet,
         name=args.name,
         version=args.model_version,
     )
@@ -246,6 +247,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lstm-minutes", type=float, default=10.0, help="wall-clock budget of stage 2")
     t.add_argument("--fp32", action="store_true", help="no bf16 autocast")
     t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    t.add_argument(
+        "--init-densenet",
+        default=None,
+        metavar="PTH",
+        help="initialise the DenseNet-201 branch from a torchvision state dict you supply "
+        "(e.g. ImageNet densenet201-c1103571.pth; .pth read with weights_only, or .safetensors)",
+    )
     t.add_argument("--name", default="lusviewer-hybrid")
     t.add_argument("--model-version", default="1")
     t.set_defaults(func=_train)

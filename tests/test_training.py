@@ -16,9 +16,12 @@ from lusviewer.training.train import TrainConfig, _load_optim, _save_optim, run_
 
 @pytest.fixture(scope="module")
 def blues_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return blues_like_folder(tmp_path_factory.mktemp("blues"))
+
+
+def blues_like_folder(root: Path) -> Path:
     """A COVID-BLUeS-shaped folder: 8 patients x 2 clips, synthetic frames."""
-    root = tmp_path_factory.mktemp("blues")
-    (root / "videos").mkdir()
+    (root / "videos").mkdir(parents=True)
     with open(root / "severity.csv", "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["video_file", "Severity Score", "A-lines", "B-lines", "comments"])

@@ -73,6 +73,7 @@ class TrainConfig:
     seq_len: int = DEFAULT_WINDOW
     bf16: bool = True
     threads: int = 0
+    init_densenet: str | None = None
     name: str = "lusviewer-hybrid"
     version: str = "1"
     command: str = field(default_factory=lambda: " ".join(["lusviewer", *sys.argv[1:]]))
@@ -406,6 +407,17 @@ def run_training(cfg: TrainConfig) -> Path:
     )
     mcfg = ModelConfig.tiny(cfg.variant) if cfg.tiny else ModelConfig(variant=cfg.variant)
     model = HybridModel(mcfg)
+    initialisation = "from scratch (no ImageNet weights)"
+    if cfg.init_densenet:
+        from lusviewer.model.pretrained import init_densenet_from
+        from lusviewer.model.weights import sha256_file
+
+        n = init_densenet_from(model, cfg.init_densenet)
+        initialisation = (
+            f"DenseNet-201 branch from {Path(cfg.init_densenet).name} "
+            f"(sha256 {sha256_file(cfg.init_densenet)}, {n} tensors); the rest from scratch"
+        )
+        _log(f"initialised the DenseNet branch from {cfg.init_densenet} ({n} tensors)")
     t0 = time.time()
     frames = {c.path: cached_frames(c.path, mcfg.input_size, cfg.cache_dir) for c in clips}
     _log(f"decoded {sum(len(v) for v in frames.values())} frames in {time.time() - t0:.0f} s")
@@ -462,7 +474,7 @@ def run_training(cfg: TrainConfig) -> Path:
             },
             "command": cfg.command,
             "settings": {k: v for k, v in asdict(cfg).items() if k not in ("command",)},
-            "initialisation": "from scratch (no ImageNet weights)",
+            "initialisation": initialisation,
             "epochs": {"cnn": run.data["cnn"]["epoch"], "lstm": run.data.get("lstm", {}).get("epoch", 0)},
             "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
         },
