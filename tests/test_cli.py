@@ -145,3 +145,11 @@ def test_info_shows_card_and_verifies_hash(tiny_model: Path) -> None:
     out = lusviewer("info", "--model", str(tiny_model))
     assert out.returncode == 0, out.stderr
     assert "tiny-cnn_lstm" in out.stdout and "sha256 verified" in out.stdout
+
+
+def test_self_test(tiny_model: Path, tmp_path: Path) -> None:
+    ok = lusviewer("--self-test")
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert ok.stdout.startswith("lusviewer self-test ok:") and len(ok.stdout.strip().splitlines()) == 1
+    bad = lusviewer("--self-test", "--model", str(tmp_path / "missing.json"))
+    assert bad.returncode == 1 and "FAILED" in bad.stdout and "missing.json" in bad.stdout
