@@ -50,3 +50,9 @@ def test_metrics_match_sklearn() -> None:
             [(cm.sum() - cm[i].sum() - cm[:, i].sum() + cm[i, i]) / (cm.sum() - cm[i].sum()) for i in range(4)]
         )
         assert m["specificity"] == pytest.approx(spec)
+
+
+def test_worst_frame_has_highest_expected_severity() -> None:
+    probs = np.array([[0.9, 0.1, 0, 0], [0.5, 0.1, 0.1, 0.3], [0.8, 0.2, 0, 0], [0.6, 0.4, 0, 0]])
+    s = summarize_clip(probs.argmax(1), probs, fps=25.0)
+    assert s.clip_score == 0 and s.worst_frame == 1

@@ -27,7 +27,7 @@ class ClipSummary:
     clip_score: int
     rule: str
     counts: tuple[int, ...]  # frames per score
-    worst_frame: int  # the most confident frame of the clip score among those that made it
+    worst_frame: int  # of the frames that made the clip score, the one of highest expected severity
 
 
 def persistence_frames(n_frames: int, fps: float, *, min_duration_s: float = 0.2, min_frames: int = 3) -> int:
@@ -98,9 +98,11 @@ def summarize_clip(
     if candidates.size == 0:
         candidates = np.arange(s.size)
     if probs is not None:
-        # The frame most confidently at or above the clip score.
-        p = np.asarray(probs)[candidates, clip:].sum(1)
-        worst = int(candidates[int(np.argmax(p))])
+        # Of the frames that made the clip score, the one with the highest expected
+        # severity (sum of k * p_k): the frame that shows the worst of the clip best.
+        p = np.asarray(probs, dtype=np.float64)
+        expected = p[candidates] @ np.arange(p.shape[1], dtype=np.float64)
+        worst = int(candidates[int(np.argmax(expected))])
     else:
         worst = int(candidates[candidates.size // 2])
     return ClipSummary(clip, label, counts, worst)
