@@ -121,6 +121,21 @@ def test_unreadable_file(tmp_path: Path, synthetic_clip: Path) -> None:
         open_clip(path)
 
 
+def test_image_folder_is_a_clip(tmp_path: Path) -> None:
+    import cv2
+
+    frames = list(synthetic_frames(12, size=40, seed=6))
+    folder = tmp_path / "clip_001"
+    folder.mkdir()
+    for i, f in enumerate(frames):  # natural order: frame_2 before frame_10
+        cv2.imwrite(str(folder / f"frame_{i}_Score1.png"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
+    with open_clip(folder) as clip:
+        assert clip.info.frame_count == 12 and clip.info.format == "images"
+        assert np.array_equal(clip.frame(10), frames[10])
+        assert np.array_equal(list(clip.iter_frames())[2], frames[2])
+    assert find_clips(tmp_path) == [str(folder)]
+
+
 def test_find_clips(tmp_path: Path, synthetic_clip: Path) -> None:
     (tmp_path / "sub").mkdir()
     for name in ["b.mp4", "sub/a.AVI", "notes.txt", ".hidden.mp4", "README"]:

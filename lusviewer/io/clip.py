@@ -8,6 +8,7 @@ grow with clip length.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,13 +193,57 @@ class VideoClipReader(ClipReader):
         self._last = None
 
 
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+
+def _natural_key(name: str) -> list[object]:
+    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
+
+
+def image_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files of a folder (not recursive), in natural order (2 before 10)."""
+    files = [f for f in Path(folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    return sorted(files, key=lambda f: _natural_key(f.name))
+
+
+class ImageFolderReader(ClipReader):
+    """A folder of frame images as one clip (the ICLUS-DB layout), in natural order."""
+
+    def __init__(self, path: str | os.PathLike[str], *, fps: float = 25.0) -> None:
+        self._path = str(path)
+        self.files = image_files(path)
+        if not self.files:
+            raise ClipError(path, "is a folder with no frame images (.png, .jpg, .bmp, .tif)")
+        first = self._read(0)
+        self.info = ClipInfo(
+            path=self._path,
+            frame_count=len(self.files),
+            fps=fps,
+            width=int(first.shape[1]),
+            height=int(first.shape[0]),
+            format="images",
+        )
+
+    def _read(self, index: int) -> np.ndarray:
+        img = cv2.imread(str(self.files[index]), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise ClipError(self.files[index], "image could not be decoded")
+        if img.dtype != np.uint8:
+            lo, hi = float(img.min()), float(img.max())
+            img = ((img.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-6))).astype(np.uint8)
+        return _to_rgb(img)
+
+    def frame(self, index: int) -> np.ndarray:
+        return self._read(self._check_index(index))
+
+
 def open_clip(path: str | os.PathLike[str]) -> ClipReader:
     """Open a clip for reading; raises :class:`ClipError` with a readable reason."""
     p = Path(path)
     if not p.exists():
         raise ClipError(path, "file not found")
     if p.is_dir():
-        raise ClipError(path, "is a folder, not a clip")
+        return ImageFolderReader(p)
     try:
         size = p.stat().st_size
         with open(p, "rb") as fh:
@@ -225,16 +270,20 @@ def is_dicom_file(path: Path) -> bool:
 
 def find_clips(path: str | os.PathLike[str]) -> list[str]:
     """A clip path as given, or the clips in a folder (recursively, sorted): files with a
-    supported extension, and extension-less files with the DICOM preamble (as PACS
-    exports name them, e.g. ``IM00001``); DICOMDIR index files are skipped."""
+    supported extension, extension-less files with the DICOM preamble (as PACS exports
+    name them, e.g. ``IM00001``; DICOMDIR index files are skipped), and folders of
+    frame images (the ICLUS-DB layout: one folder per clip), each as one clip."""
     p = Path(path)
     if not p.is_dir():
         return [str(path)]
     found = []
+    frame_dirs = set()
     for f in sorted(p.rglob("*")):
         if not f.is_file() or f.name.startswith(".") or f.name.upper() == "DICOMDIR":
             continue
         suffix = f.suffix.lower()
         if suffix in SUPPORTED_EXTENSIONS or (not suffix and is_dicom_file(f)):
             found.append(str(f))
-    return found
+        elif suffix in IMAGE_EXTENSIONS:
+            frame_dirs.add(str(f.parent))
+    return sorted(found + sorted(frame_dirs))
