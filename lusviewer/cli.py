@@ -230,6 +230,14 @@ def _train(args: argparse.Namespace) -> int:
         bf16=not args.fp32,
         threads=args.threads,
         init_densenet=args.init_densenet,
+        layout=args.layout,
+        labels=args.labels,
+        group_by=args.group_by,
+        group_column=args.group_column,
+        frame_labels=args.frame_labels,
+        data_name=args.data_name,
+        data_licence=args.data_licence,
+        citation=args.citation,
         name=args.name,
         version=args.model_version,
     )
@@ -275,7 +283,25 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_info)
 
     t = sub.add_parser("train", help="train the CNN, then the LSTM on frozen CNN features")
-    t.add_argument("--data", required=True, help="COVID-BLUeS-style folder (severity.csv + videos/)")
+    t.add_argument(
+        "--data",
+        required=True,
+        help="COVID-BLUeS folder (severity.csv + videos/), a folder of clips with --labels, "
+        "or ICLUS-style frame folders (frame names carry Score<N>)",
+    )
+    t.add_argument("--layout", default="auto", choices=["auto", "covid-blues", "csv", "iclus"])
+    t.add_argument("--labels", default=None, help="CSV with columns clip, score (paths relative to --data)")
+    t.add_argument("--group-column", default=None, help="column of --labels holding the patient id")
+    t.add_argument(
+        "--group-by",
+        default=None,
+        metavar="REGEX",
+        help="patient id from each clip's name (first group of REGEX); default: patient_<ID>",
+    )
+    t.add_argument("--frame-labels", default=None, help="CSV clip, frame, score: per-frame labels")
+    t.add_argument("--data-name", default=None, help="what the data is, for the model card")
+    t.add_argument("--data-licence", default=None, help="the data's licence, for the model card")
+    t.add_argument("--citation", default=None, help="how to cite the data, for the model card")
     t.add_argument("--out", default="models", help="folder for the .safetensors + .json card")
     t.add_argument("--work-dir", default="runs/train", help="checkpoints; rerun to resume")
     t.add_argument("--cache-dir", default=None, help="keep decoded 128 px frames here (.npy)")

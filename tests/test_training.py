@@ -100,3 +100,62 @@ def test_train_tiny_end_to_end_and_resume(blues_like: Path, tmp_path: Path) -> N
     run_training(cfg)
     after = load_model(card_path).model.cnn.classifier[1].weight.detach().numpy()
     np.testing.assert_allclose(before, after, atol=1e-3)
+
+
+def test_label_csv_with_group_column_and_regex(tmp_path: Path, blues_like: Path) -> None:
+    from lusviewer.training.data import load_label_csv
+
+    table = tmp_path / "labels.csv"
+    table.write_text("clip,score,subject\nvideos/patient_1_L1.mp4,2,A\nvideos/patient_3_R2.mp4,0.0,B\n")
+    by_col = load_label_csv(table, root=blues_like, group_column="subject")
+    assert [(c.score, c.group) for c in by_col] == [(2, "A"), (0, "B")]
+    assert Path(by_col[0].path) == blues_like / "videos" / "patient_1_L1.mp4"
+    by_regex = load_label_csv(table, root=blues_like, group_by=r"patient_(\d+)_")
+    assert [c.group for c in by_regex] == ["1", "3"]
+    table.write_text("clip,score\nx.mp4,7\n")
+    with pytest.raises(ValueError, match="outside 0-3"):
+        load_label_csv(table)
+
+
+def make_iclus(root: Path) -> Path:
+    """ICLUS-DB-style frame folders: per-frame Score<N> in the file names."""
+    import cv2
+
+    for p in range(1, 7):
+        for k in range(2):
+            folder = root / f"Patient{p:02d}" / f"convex_{k}"
+            folder.mkdir(parents=True)
+            for i, f in enumerate(synthetic_frames(8, size=40, seed=p * 7 + k)):
+                score = (p + k + (i >= 4)) % 4
+                cv2.imwrite(str(folder / f"frame{i}_Score{score}.png"), f)
+    return root
+
+
+def test_iclus_layout_trains_with_per_frame_labels(tmp_path: Path) -> None:
+    from lusviewer.training.data import load_dataset
+
+    data = make_iclus(tmp_path / "iclus")
+    clips = load_dataset(data, group_by=r"(Patient\d+)")
+    assert len(clips) == 12 and {c.group for c in clips} == {f"Patient{p:02d}" for p in range(1, 7)}
+    c = clips[0]
+    assert c.frame_scores is not None and len(c.frame_scores) == 8 and c.score == max(c.frame_scores)
+    cfg = TrainConfig(
+        data=str(data), out=str(tmp_path / "out"), work_dir=str(tmp_path / "w"), tiny=True, group_by=r"(Patient\d+)",
+        val_fraction=0.34, frames_per_clip=4, val_frames_per_clip=3, batch_size=8, cnn_epochs=1, lstm_epochs=1,
+        seq_len=6, bf16=False, command="test", data_licence="test licence",
+    )  # fmt: skip
+    card = json.loads(run_training(cfg).read_text())
+    assert card["training"]["labels"].startswith("per-frame labels for 12 of 12 clips")
+    assert card["training"]["data_licence"] == "test licence"
+    assert card["training"]["citation"].startswith("not stated")
+
+
+def test_frame_label_csv_overrides_clip_score(tmp_path: Path, blues_like: Path) -> None:
+    from lusviewer.training.data import load_dataset
+
+    table = tmp_path / "frames.csv"
+    table.write_text("clip,frame,score\npatient_1_L1.mp4,0,3\npatient_1_L1.mp4,2,1\n")
+    clips = {Path(c.path).name: c for c in load_dataset(blues_like, frame_labels=table)}
+    c = clips["patient_1_L1.mp4"]
+    assert c.frame_scores == (3, c.score, 1) and c.target(0) == 3 and c.target(9) == c.score
+    assert clips["patient_2_L1.mp4"].frame_scores is None

@@ -27,8 +27,103 @@ _PATIENT_RE = re.compile(r"patient_(\d+)")
 @dataclass(frozen=True)
 class LabelledClip:
     path: str
-    score: int
+    score: int  # the clip's score (for per-frame labels: the worst frame score)
     group: str  # patient id: splits never put one group on both sides
+    frame_scores: tuple[int, ...] | None = None  # per-frame labels where the data has them
+
+    def target(self, frame: int) -> int:
+        """The training target of one frame: its own label, else the clip's score."""
+        if self.frame_scores is not None and frame < len(self.frame_scores):
+            return self.frame_scores[frame]
+        return self.score
+
+    def targets(self, n_frames: int) -> np.ndarray:
+        return np.array([self.target(i) for i in range(n_frames)], dtype=np.int64)
+
+
+def _group_of(path: str, group_by: str | None) -> str:
+    if group_by is None:
+        m = _PATIENT_RE.search(Path(path).name)
+        return m.group(1) if m else Path(path).stem
+    m = re.search(group_by, Path(path).name) or re.search(group_by, str(path))
+    if not m:
+        raise ValueError(f"--group-by {group_by!r} does not match {path!r}")
+    return m.group(1) if m.groups() else m.group(0)
+
+
+def load_label_csv(
+    table: str | os.PathLike[str],
+    *,
+    root: str | os.PathLike[str] | None = None,
+    clip_column: str = "clip",
+    score_column: str = "score",
+    group_column: str | None = None,
+    group_by: str | None = None,
+) -> list[LabelledClip]:
+    """Clips and scores from a CSV: a clip path (relative to ``root``, default the CSV's
+    folder), a score 0-3, and the group (patient) from a column or a regex on the name."""
+    table = Path(table)
+    base = Path(root) if root is not None else table.parent
+    clips = []
+    with open(table, newline="") as fh:
+        for i, row in enumerate(csv.DictReader(fh), start=2):
+            try:
+                name = row[clip_column].strip()
+                score = int(float(row[score_column]))
+            except (KeyError, ValueError) as exc:
+                raise ValueError(
+                    f"{table}, line {i}: needs columns {clip_column!r} and {score_column!r} ({exc})"
+                ) from None
+            if not 0 <= score <= 3:
+                raise ValueError(f"{table}, line {i}: score {score} outside 0-3")
+            path = str(base / name)
+            group = row[group_column].strip() if group_column else _group_of(path, group_by)
+            clips.append(LabelledClip(path, score, group))
+    return clips
+
+
+_FRAME_SCORE_RE = re.compile(r"score[_-]?(\d)", re.IGNORECASE)
+
+
+def load_iclus_folders(root: str | os.PathLike[str], *, group_by: str | None = None) -> list[LabelledClip]:
+    """ICLUS-DB layout: one folder per clip, frame images whose names carry ``Score<N>``
+    (per-frame labels). The clip's score is its worst frame score."""
+    from lusviewer.io.clip import image_files
+
+    clips = []
+    for folder in sorted({f.parent for f in Path(root).rglob("*") if f.is_file()}):
+        files = image_files(folder)
+        if not files:
+            continue
+        scores = []
+        for f in files:
+            m = _FRAME_SCORE_RE.search(f.name)
+            if not m:
+                raise ValueError(f"{f}: frame name carries no Score<N> label")
+            scores.append(int(m.group(1)))
+        clips.append(LabelledClip(str(folder), max(scores), _group_of(str(folder), group_by), tuple(scores)))
+    if not clips:
+        raise FileNotFoundError(f"{root}: no folders of frame images found")
+    return clips
+
+
+def apply_frame_labels(clips: Sequence[LabelledClip], table: str | os.PathLike[str]) -> list[LabelledClip]:
+    """Per-frame labels from a CSV (``clip,frame,score``; clip as in the clip list, or its
+    file name). Clips not in the table keep their per-clip score for every frame."""
+    per: dict[str, dict[int, int]] = defaultdict(dict)
+    with open(table, newline="") as fh:
+        for row in csv.DictReader(fh):
+            per[row["clip"].strip()][int(row["frame"])] = int(float(row["score"]))
+    out = []
+    for c in clips:
+        labels = per.get(c.path) or per.get(Path(c.path).name) or per.get(Path(c.path).stem)
+        if labels:
+            n = max(labels) + 1
+            scores = tuple(labels.get(i, c.score) for i in range(n))
+            out.append(LabelledClip(c.path, c.score, c.group, scores))
+        else:
+            out.append(c)
+    return out
 
 
 def load_covid_blues(root: str | os.PathLike[str]) -> list[LabelledClip]:
@@ -47,6 +142,36 @@ def load_covid_blues(root: str | os.PathLike[str]) -> list[LabelledClip]:
             video = root / "videos" / (name if Path(name).suffix else name + ".mp4")
             clips.append(LabelledClip(str(video), int(float(row["Severity Score"])), m.group(1)))
     return clips
+
+
+LAYOUTS = ("auto", "covid-blues", "csv", "iclus")
+
+
+def load_dataset(
+    data: str | os.PathLike[str],
+    *,
+    layout: str = "auto",
+    labels: str | os.PathLike[str] | None = None,
+    group_by: str | None = None,
+    group_column: str | None = None,
+    frame_labels: str | os.PathLike[str] | None = None,
+) -> list[LabelledClip]:
+    """Any supported layout: COVID-BLUeS (``severity.csv`` + ``videos/``), clips + a label
+    CSV (``--labels``), or ICLUS-style frame folders; then optional per-frame labels."""
+    root = Path(data)
+    if layout == "auto":
+        layout = "csv" if labels else "covid-blues" if (root / "severity.csv").is_file() else "iclus"
+    if layout == "covid-blues":
+        clips = load_covid_blues(root)
+    elif layout == "csv":
+        if labels is None:
+            raise ValueError("the csv layout needs --labels CSV")
+        clips = load_label_csv(labels, root=root, group_column=group_column, group_by=group_by)
+    elif layout == "iclus":
+        clips = load_iclus_folders(root, group_by=group_by)
+    else:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
+    return apply_frame_labels(clips, frame_labels) if frame_labels else clips
 
 
 def split_by_group(

@@ -35,7 +35,7 @@ from lusviewer.training.data import (
     LabelledClip,
     augment,
     cached_frames,
-    load_covid_blues,
+    load_dataset,
     split_by_group,
 )
 from lusviewer.training.metrics import classification_metrics
@@ -74,6 +74,14 @@ class TrainConfig:
     bf16: bool = True
     threads: int = 0
     init_densenet: str | None = None
+    layout: str = "auto"
+    labels: str | None = None
+    group_by: str | None = None
+    group_column: str | None = None
+    frame_labels: str | None = None
+    data_name: str | None = None
+    data_licence: str | None = None
+    citation: str | None = None
     name: str = "lusviewer-hybrid"
     version: str = "1"
     command: str = field(default_factory=lambda: " ".join(["lusviewer", *sys.argv[1:]]))
@@ -172,9 +180,10 @@ def _validate_cnn(
     ys, ps, losses = [], [], []
     for c in val:
         probs, _ = _cnn_outputs(model, frames[c.path][idx[c.path]], bf16=bf16)
-        ys.append(np.full(len(probs), c.score))
+        t = np.array([c.target(int(i)) for i in idx[c.path]])
+        ys.append(t)
         ps.append(probs.argmax(1))
-        losses.append(-np.log(np.clip(probs[:, c.score], 1e-7, 1)).mean())
+        losses.append(-np.log(np.clip(probs[np.arange(len(t)), t], 1e-7, 1)).mean())
     m = classification_metrics(np.concatenate(ys), np.concatenate(ps))
     m["loss"] = float(np.mean(losses))
     return m
@@ -219,7 +228,7 @@ def train_cnn(
     while st["epoch"] < cfg.cnn_epochs and time.time() - t_start < budget:
         cnn.train()
         items = [
-            (c.path, int(i), c.score)
+            (c.path, int(i), c.target(int(i)))
             for c in train
             for i in rng.choice(len(frames[c.path]), min(cfg.frames_per_clip, len(frames[c.path])), replace=False)
         ]
@@ -303,7 +312,8 @@ def train_lstm(
             f = feats[c.path]
             for _ in range(max(1, math.ceil(len(f) / cfg.seq_len)) * 2):
                 s = int(rng.integers(0, max(1, len(f) - cfg.seq_len + 1)))
-                windows.append((f[s : s + cfg.seq_len], c.score))
+                n = len(f[s : s + cfg.seq_len])
+                windows.append((f[s : s + cfg.seq_len], np.array([c.target(s + j) for j in range(n)])))
         rng.shuffle(windows)  # type: ignore[arg-type]
         for b in range(0, len(windows), cfg.lstm_batch_size):
             chunk = windows[b : b + cfg.lstm_batch_size]
@@ -313,7 +323,9 @@ def train_lstm(
                 x[j, : len(f)] = torch.from_numpy(f)
                 mask[j, : len(f)] = True
             x = F.dropout(x, 0.2) + 0.05 * torch.randn_like(x) * x.std()
-            y = torch.tensor([s for _, s in chunk]).view(-1, 1).expand(-1, cfg.seq_len)
+            y = torch.zeros(len(chunk), cfg.seq_len, dtype=torch.long)
+            for j, (_, t) in enumerate(chunk):
+                y[j, : len(t)] = torch.from_numpy(t)
             logits, _ = head(x)
             loss = F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
@@ -347,7 +359,7 @@ def _clip_eval(
     for c in val:
         p = probs_of(c)
         pred = p.argmax(1)
-        ys.append(np.full(len(pred), c.score))
+        ys.append(c.targets(len(pred)))
         ps.append(pred)
         cy.append(c.score)
         cp_persist.append(summarize_clip(pred, p, fps=fps).clip_score)
@@ -375,12 +387,34 @@ def baselines(
 ) -> dict[str, Any]:
     """Majority-class (of the training clips) and chance references on the validation set."""
     major = int(np.bincount([c.score for c in train], minlength=4).argmax())
-    ys = np.concatenate([np.full(len(frames[c.path]), c.score) for c in val])
+    ys = np.concatenate([c.targets(len(frames[c.path])) for c in val])
     return {
         "majority_class": major,
         "majority_frame": classification_metrics(ys, np.full_like(ys, major)),
         "majority_clip": classification_metrics([c.score for c in val], [major] * len(val)),
         "chance_accuracy": 0.25,
+    }
+
+
+def _group_key(group: str) -> tuple[int, int, str]:
+    """Numeric patient ids in numeric order, others after them alphabetically."""
+    return (0, int(group), "") if group.isdigit() else (1, 0, group)
+
+
+def _data_provenance(cfg: TrainConfig) -> dict[str, str]:
+    """What the card says about the data: COVID-BLUeS is recognised; for other data the
+    user's --data-name / --data-licence / --citation, or a plain 'not stated'."""
+    is_blues = (Path(cfg.data) / "severity.csv").is_file() and cfg.layout in ("auto", "covid-blues")
+    name = cfg.data_name or (
+        "COVID-BLUeS development subset (Maastricht UMC+), Philips Lumify convex probe" if is_blues else cfg.data
+    )
+    licence = cfg.data_licence or (COVID_BLUES_LICENCE if is_blues else "not stated (pass --data-licence)")
+    citation = cfg.citation or (COVID_BLUES_CITATION if is_blues else "not stated (pass --citation)")
+    return {
+        "data": name,
+        "data_licence": licence,
+        "citation": citation,
+        "model_licence": f"weights trained on {licence} data: the data licence's terms apply to the weights",
     }
 
 
@@ -399,7 +433,15 @@ def run_training(cfg: TrainConfig) -> Path:
     run.data["config"] = asdict(cfg)
     run.save()
 
-    clips = load_covid_blues(cfg.data)
+    clips = load_dataset(
+        cfg.data,
+        layout=cfg.layout,
+        labels=cfg.labels,
+        group_by=cfg.group_by,
+        group_column=cfg.group_column,
+        frame_labels=cfg.frame_labels,
+    )
+    per_frame = sum(c.frame_scores is not None for c in clips)
     train, val = split_by_group(clips, val_fraction=cfg.val_fraction, seed=cfg.seed)
     _log(
         f"{len(clips)} clips: train {len(train)} clips / {len({c.group for c in train})} patients, "
@@ -459,16 +501,18 @@ def run_training(cfg: TrainConfig) -> Path:
             "clip_rule": "persistent",
         },
         training={
-            "data": "COVID-BLUeS development subset (Maastricht UMC+), Philips Lumify convex probe",
-            "data_licence": COVID_BLUES_LICENCE,
-            "citation": COVID_BLUES_CITATION,
-            "model_licence": f"weights trained on {COVID_BLUES_LICENCE} data: non-commercial research use only",
-            "labels": "per-clip expert scores; every frame takes its clip's score",
+            **_data_provenance(cfg),
+            "labels": (
+                "per-clip expert scores; every frame takes its clip's score"
+                if per_frame == 0
+                else f"per-frame labels for {per_frame} of {len(clips)} clips; the others: every frame "
+                "takes its clip's score"
+            ),
             "split": {
                 "kind": "patient-disjoint, stratified by each patient's worst score",
                 "seed": cfg.seed,
-                "train_patients": sorted({c.group for c in train}, key=int),
-                "val_patients": sorted({c.group for c in val}, key=int),
+                "train_patients": sorted({c.group for c in train}, key=_group_key),
+                "val_patients": sorted({c.group for c in val}, key=_group_key),
                 "train_clips": len(train),
                 "val_clips": len(val),
             },
