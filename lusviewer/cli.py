@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from lusviewer import __version__
@@ -208,6 +209,55 @@ def self_test(model: str | None = None) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from lusviewer.model import ModelError, load_model
+    from lusviewer.resources import default_model_path
+    from lusviewer.training.data import load_dataset
+    from lusviewer.training.evaluate import evaluate_model, write_eval_report
+
+    try:
+        loaded = load_model(args.model or str(default_model_path()))
+    except ModelError as exc:
+        _err(f"cannot load the model: {exc}")
+        return EXIT_USAGE
+    try:
+        clips = load_dataset(
+            args.data,
+            layout=args.layout,
+            labels=args.labels,
+            group_by=args.group_by,
+            group_column=args.group_column,
+            frame_labels=args.frame_labels,
+        )
+    except (OSError, ValueError) as exc:
+        _err(f"cannot read the data: {exc}")
+        return EXIT_USAGE
+    if args.card_val_patients:
+        val = set(loaded.card.training.get("split", {}).get("val_patients", []))
+        if not val:
+            _err("the model card names no validation patients")
+            return EXIT_USAGE
+        clips = [c for c in clips if c.group in val]
+    bar = tqdm(total=len(clips), unit="clip", disable=args.quiet, file=sys.stderr)
+    result = evaluate_model(
+        loaded,
+        clips,
+        device=args.device,
+        batch_size=args.batch_size,
+        rule=args.rule,
+        on_clip=lambda i, n, path: (bar.update(1 if i else 0), bar.set_description(Path(path).name[:30])),
+    )
+    bar.update(1)
+    bar.close()
+    report = write_eval_report(result, args.output, command=" ".join(["lusviewer", *sys.argv[1:]]))
+    for failure in result.failed:
+        _err(f"error: {failure}")
+    print(report.read_text())
+    return EXIT_SOME_FAILED if result.failed else EXIT_OK
+
+
 def _train(args: argparse.Namespace) -> int:
     from lusviewer.training.train import TrainConfig, run_training
 
@@ -243,6 +293,25 @@ def _train(args: argparse.Namespace) -> int:
     )
     run_training(cfg)
     return 0
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        required=True,
+        help="COVID-BLUeS folder (severity.csv + videos/), a folder of clips with --labels, "
+        "or ICLUS-style frame folders (frame names carry Score<N>)",
+    )
+    p.add_argument("--layout", default="auto", choices=["auto", "covid-blues", "csv", "iclus"])
+    p.add_argument("--labels", default=None, help="CSV with columns clip, score (paths relative to --data)")
+    p.add_argument("--group-column", default=None, help="column of --labels holding the patient id")
+    p.add_argument(
+        "--group-by",
+        default=None,
+        metavar="REGEX",
+        help="patient id from each clip's name (first group of REGEX); default: patient_<ID>",
+    )
+    p.add_argument("--frame-labels", default=None, help="CSV clip, frame, score: per-frame labels")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -282,23 +351,23 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--model", default=None, help="model card .json or its .safetensors (default: shipped model)")
     i.set_defaults(func=_info)
 
+    e = sub.add_parser("evaluate", help="score labelled clips with a model; metrics, report.md, confusion PNGs")
+    _add_data_args(e)
+    e.add_argument("--model", default=None, help="model card .json (default: shipped model)")
+    e.add_argument("-o", "--output", default="evaluation", help="folder for metrics.csv, report.md, PNGs")
+    e.add_argument("--device", default="auto")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--rule", default="persistent", choices=["persistent", "majority", "max"])
+    e.add_argument(
+        "--card-val-patients",
+        action="store_true",
+        help="only the validation patients named in the model card (reproduces the card's numbers)",
+    )
+    e.add_argument("-q", "--quiet", action="store_true")
+    e.set_defaults(func=_evaluate)
+
     t = sub.add_parser("train", help="train the CNN, then the LSTM on frozen CNN features")
-    t.add_argument(
-        "--data",
-        required=True,
-        help="COVID-BLUeS folder (severity.csv + videos/), a folder of clips with --labels, "
-        "or ICLUS-style frame folders (frame names carry Score<N>)",
-    )
-    t.add_argument("--layout", default="auto", choices=["auto", "covid-blues", "csv", "iclus"])
-    t.add_argument("--labels", default=None, help="CSV with columns clip, score (paths relative to --data)")
-    t.add_argument("--group-column", default=None, help="column of --labels holding the patient id")
-    t.add_argument(
-        "--group-by",
-        default=None,
-        metavar="REGEX",
-        help="patient id from each clip's name (first group of REGEX); default: patient_<ID>",
-    )
-    t.add_argument("--frame-labels", default=None, help="CSV clip, frame, score: per-frame labels")
+    _add_data_args(t)
     t.add_argument("--data-name", default=None, help="what the data is, for the model card")
     t.add_argument("--data-licence", default=None, help="the data's licence, for the model card")
     t.add_argument("--citation", default=None, help="how to cite the data, for the model card")
@@ -331,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-SUBCOMMANDS = ("score", "train", "info")
+SUBCOMMANDS = ("score", "train", "info", "evaluate")
 
 
 def run(argv: list[str]) -> int:

@@ -159,3 +159,37 @@ def test_frame_label_csv_overrides_clip_score(tmp_path: Path, blues_like: Path) 
     c = clips["patient_1_L1.mp4"]
     assert c.frame_scores == (3, c.score, 1) and c.target(0) == 3 and c.target(9) == c.score
     assert clips["patient_2_L1.mp4"].frame_scores is None
+
+
+def test_evaluate_cli_writes_report_and_pngs(tmp_path: Path, blues_like: Path, tiny_model: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "eval"
+    run = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "evaluate", "--data", str(blues_like), "--model", str(tiny_model),
+         "-o", str(out), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["level"] for r in rows] == ["frame", "clip"]
+    assert int(rows[0]["n"]) == 160 and int(rows[1]["n"]) == 16
+    assert "| frame | 160 |" in (out / "report.md").read_text()
+    import cv2
+
+    png = cv2.imread(str(out / "confusion_frame.png"))
+    assert png is not None and png.shape[0] > 300
+
+
+def test_confusion_png_and_metrics_agree() -> None:
+    from lusviewer.training.evaluate import confusion_png
+    from lusviewer.training.metrics import confusion
+
+    cm = confusion([0, 1, 2, 3, 3], [0, 1, 1, 3, 2])
+    assert cm.sum() == 5 and cm[2, 1] == 1 and cm[3, 2] == 1
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        assert confusion_png(cm, Path(d) / "cm.png", "test").is_file()
