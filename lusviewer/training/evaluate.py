@@ -79,12 +79,12 @@ def evaluate_model(
 def confusion_png(cm: np.ndarray, path: str | os.PathLike[str], title: str) -> Path:
     """A readable confusion matrix (counts and row percentages) drawn with OpenCV."""
     n = cm.shape[0]
-    cell, left, top = 110, 120, 90
+    cell, left, top = 110, 120, 100
     img = np.full((top + n * cell + 60, left + n * cell + 20, 3), 255, np.uint8)
     rows = cm.sum(1, keepdims=True).clip(min=1)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(img, title, (10, 30), font, 0.7, (0, 0, 0), 2, cv2.LINE_AA)
-    cv2.putText(img, "predicted score", (left + n * cell // 2 - 80, 75), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(img, title, (10, 28), font, 0.7, (0, 0, 0), 2, cv2.LINE_AA)
+    cv2.putText(img, "predicted score", (left + n * cell // 2 - 80, 60), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
     for i in range(n):
         cv2.putText(img, str(i), (left + i * cell + cell // 2 - 6, top - 8), font, 0.7, (0, 0, 0), 2, cv2.LINE_AA)
         cv2.putText(img, f"true {i}", (10, top + i * cell + cell // 2 + 6), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
@@ -110,6 +110,10 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
         w.writerow(["model", "level", "n", *METRICS])
         for level, m in (("frame", result.frame), ("clip", result.clip)):
             w.writerow([result.model, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS)])
+    for level, cm in (("frame", result.frame_confusion), ("clip", result.clip_confusion)):
+        np.savetxt(
+            out / f"confusion_{level}.csv", cm, fmt="%d", delimiter=",", header="rows: true 0-3, columns: predicted 0-3"
+        )
     confusion_png(result.frame_confusion, out / "confusion_frame.png", f"{result.model}: frames")
     confusion_png(result.clip_confusion, out / "confusion_clip.png", f"{result.model}: clips ({result.rule} rule)")
     lines = [
