@@ -193,3 +193,28 @@ def test_confusion_png_and_metrics_agree() -> None:
 
     with tempfile.TemporaryDirectory() as d:
         assert confusion_png(cm, Path(d) / "cm.png", "test").is_file()
+
+
+def test_group_kfold_patient_disjoint_and_stratified() -> None:
+    from lusviewer.training.data import LabelledClip, group_kfold
+
+    rng = np.random.default_rng(0)
+    clips = [
+        LabelledClip(f"p{p}_{i}.mp4", int(s), str(p))
+        for p in range(40)
+        for i, s in enumerate(rng.integers(0, 4, rng.integers(2, 8)))
+    ]
+    folds = group_kfold(clips, k=5, seed=1)
+    tests = [{c.group for c in test} for _, test in folds]
+    assert set().union(*tests) == {str(p) for p in range(40)}  # every patient tested once
+    assert sum(len(t) for t in tests) == 40
+    for train, test in folds:
+        assert {c.group for c in train}.isdisjoint({c.group for c in test})
+        assert len(train) + len(test) == len(clips)
+        worst = {max(c.score for c in test if c.group == g) for g in {c.group for c in test}}
+        assert worst >= {2, 3}  # the severe strata are spread over all folds
+    sizes = [len(test) for _, test in folds]
+    assert max(sizes) - min(sizes) <= 8
+    assert group_kfold(clips, k=5, seed=1)[0][1] == folds[0][1]  # deterministic
+    with pytest.raises(ValueError):
+        group_kfold(clips, k=41, seed=0)

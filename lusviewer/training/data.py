@@ -195,6 +195,40 @@ def split_by_group(
     return train, val
 
 
+def group_kfold(
+    clips: Sequence[LabelledClip], *, k: int, seed: int
+) -> list[tuple[list[LabelledClip], list[LabelledClip]]]:
+    """k patient-disjoint (train, test) folds, stratified by each patient's worst score:
+    within each stratum, shuffled patients are dealt to the folds in turn (the fold that
+    has the fewest clips so far first), so every fold sees every severity where possible."""
+    by_group: dict[str, list[LabelledClip]] = defaultdict(list)
+    for c in clips:
+        by_group[c.group].append(c)
+    if k < 2 or k > len(by_group):
+        raise ValueError(f"need 2 <= k <= number of patients ({len(by_group)}), got k={k}")
+    strata: dict[int, list[str]] = defaultdict(list)
+    for g, cs in sorted(by_group.items()):
+        strata[max(c.score for c in cs)].append(g)
+    rng = random.Random(seed)
+    fold_groups: list[list[str]] = [[] for _ in range(k)]
+    fold_size = [0] * k
+    for level in sorted(strata, reverse=True):  # rarest (worst) first
+        groups = strata[level]
+        rng.shuffle(groups)
+        for g in groups:
+            f = min(range(k), key=lambda i: (fold_size[i], len(fold_groups[i])))
+            fold_groups[f].append(g)
+            fold_size[f] += len(by_group[g])
+    folds = []
+    for test_groups in fold_groups:
+        test_set = set(test_groups)
+        train = [c for c in clips if c.group not in test_set]
+        test = [c for c in clips if c.group in test_set]
+        assert not {c.group for c in train} & {c.group for c in test}, "patient on both sides"
+        folds.append((train, test))
+    return folds
+
+
 def decode_clip(path: str, size: int) -> np.ndarray:
     """All frames of a clip, resized for the model: uint8 (T, size, size, 3)."""
     with open_clip(path) as reader:
