@@ -258,15 +258,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if result.failed else EXIT_OK
 
 
-def _train(args: argparse.Namespace) -> int:
-    from lusviewer.training.train import TrainConfig, run_training
+def _train_config(args: argparse.Namespace) -> Any:
+    from lusviewer.training.train import TrainConfig
 
-    cfg = TrainConfig(
+    return TrainConfig(
         data=args.data,
         out=args.out,
-        work_dir=args.work_dir,
+        work_dir=getattr(args, "work_dir", "runs/train"),
         cache_dir=args.cache_dir,
-        variant=args.variant,
+        variant=getattr(args, "variant", "cnn_lstm"),
         tiny=args.tiny,
         seed=args.seed,
         val_fraction=args.val_fraction,
@@ -288,11 +288,29 @@ def _train(args: argparse.Namespace) -> int:
         data_name=args.data_name,
         data_licence=args.data_licence,
         citation=args.citation,
-        name=args.name,
-        version=args.model_version,
+        name=getattr(args, "name", "lusviewer-hybrid"),
+        version=getattr(args, "model_version", "1"),
     )
-    run_training(cfg)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from lusviewer.training.train import run_training
+
+    run_training(_train_config(args))
     return 0
+
+
+def _crossval(args: argparse.Namespace) -> int:
+    from lusviewer.training.crossval import run_crossval
+
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    bad = [v for v in variants if v not in ("densenet", "cnn", "cnn_lstm")]
+    if bad:
+        _err(f"unknown variant(s) {bad}; choose from densenet, cnn, cnn_lstm")
+        return EXIT_USAGE
+    report = run_crossval(_train_config(args), k=args.folds, variants=variants)
+    print(report.read_text())
+    return EXIT_OK
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -312,6 +330,32 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
         help="patient id from each clip's name (first group of REGEX); default: patient_<ID>",
     )
     p.add_argument("--frame-labels", default=None, help="CSV clip, frame, score: per-frame labels")
+
+
+def _add_training_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--data-name", default=None, help="what the data is, for the model card")
+    t.add_argument("--data-licence", default=None, help="the data's licence, for the model card")
+    t.add_argument("--citation", default=None, help="how to cite the data, for the model card")
+    t.add_argument("--cache-dir", default=None, help="keep decoded 128 px frames here (.npy)")
+    t.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out")
+    t.add_argument("--frames-per-clip", type=int, default=16, help="frames sampled per clip per epoch")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--lr", type=float, default=1e-3)
+    t.add_argument("--cnn-epochs", type=int, default=70)
+    t.add_argument("--cnn-minutes", type=float, default=60.0, help="wall-clock budget of stage 1")
+    t.add_argument("--lstm-epochs", type=int, default=120)
+    t.add_argument("--lstm-minutes", type=float, default=10.0, help="wall-clock budget of stage 2")
+    t.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    t.add_argument(
+        "--init-densenet",
+        default=None,
+        metavar="PTH",
+        help="initialise the DenseNet-201 branch from a torchvision state dict you supply "
+        "(e.g. ImageNet densenet201-c1103571.pth; .pth read with weights_only, or .safetensors)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -366,41 +410,30 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_evaluate)
 
+    cv = sub.add_parser(
+        "crossval",
+        help="patient-disjoint k-fold cross-validation of densenet, cnn and cnn_lstm; report.md like Table 2",
+    )
+    cv.add_argument("--out", default="docs/results/cv", help="folder for report.md, metrics.csv, PNGs, checkpoints")
+    cv.add_argument("-k", "--folds", type=int, default=5)
+    cv.add_argument("--variants", default="densenet,cnn,cnn_lstm")
+    _add_data_args(cv)
+    _add_training_args(cv)
+    cv.set_defaults(func=_crossval)
+
     t = sub.add_parser("train", help="train the CNN, then the LSTM on frozen CNN features")
     _add_data_args(t)
-    t.add_argument("--data-name", default=None, help="what the data is, for the model card")
-    t.add_argument("--data-licence", default=None, help="the data's licence, for the model card")
-    t.add_argument("--citation", default=None, help="how to cite the data, for the model card")
     t.add_argument("--out", default="models", help="folder for the .safetensors + .json card")
     t.add_argument("--work-dir", default="runs/train", help="checkpoints; rerun to resume")
-    t.add_argument("--cache-dir", default=None, help="keep decoded 128 px frames here (.npy)")
     t.add_argument("--variant", default="cnn_lstm", choices=["densenet", "cnn", "cnn_lstm"])
-    t.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out")
-    t.add_argument("--frames-per-clip", type=int, default=16, help="frames sampled per clip per epoch")
-    t.add_argument("--batch-size", type=int, default=32)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--cnn-epochs", type=int, default=70)
-    t.add_argument("--cnn-minutes", type=float, default=60.0, help="wall-clock budget of stage 1")
-    t.add_argument("--lstm-epochs", type=int, default=120)
-    t.add_argument("--lstm-minutes", type=float, default=10.0, help="wall-clock budget of stage 2")
-    t.add_argument("--fp32", action="store_true", help="no bf16 autocast")
-    t.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
-    t.add_argument(
-        "--init-densenet",
-        default=None,
-        metavar="PTH",
-        help="initialise the DenseNet-201 branch from a torchvision state dict you supply "
-        "(e.g. ImageNet densenet201-c1103571.pth; .pth read with weights_only, or .safetensors)",
-    )
     t.add_argument("--name", default="lusviewer-hybrid")
     t.add_argument("--model-version", default="1")
+    _add_training_args(t)
     t.set_defaults(func=_train)
     return p
 
 
-SUBCOMMANDS = ("score", "train", "info", "evaluate")
+SUBCOMMANDS = ("score", "train", "info", "evaluate", "crossval")
 
 
 def run(argv: list[str]) -> int:

@@ -218,3 +218,30 @@ def test_group_kfold_patient_disjoint_and_stratified() -> None:
     assert group_kfold(clips, k=5, seed=1)[0][1] == folds[0][1]  # deterministic
     with pytest.raises(ValueError):
         group_kfold(clips, k=41, seed=0)
+
+
+def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "cv"
+    args = [
+        sys.executable, "-m", "lusviewer", "crossval", "--data", str(blues_like), "--out", str(out), "-k", "2",
+        "--tiny", "--fp32", "--frames-per-clip", "3", "--batch-size", "8", "--cnn-epochs", "1", "--lstm-epochs", "1",
+        "--val-fraction", "0.25",
+    ]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    with open(out / "metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 2 * 3 * 2  # folds x variants x levels
+    report = (out / "report.md").read_text()
+    for name in ("DenseNet-201", "proposed CNN", "CNN+LSTM"):
+        assert report.count(f"| {name} |") == 2  # frame and clip tables
+    assert "±" in report
+    tested = [json.loads((out / f"fold{i}" / "cnn" / "result.json").read_text())["test_patients"] for i in range(2)]
+    assert set(tested[0]).isdisjoint(tested[1]) and len(tested[0]) + len(tested[1]) == 8
+    assert (out / "confusion_cnn_lstm_clip.png").is_file()
+    # A rerun finds every fold done and only rewrites the report.
+    again = subprocess.run(args, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0 and "fold 1/2" not in again.stdout

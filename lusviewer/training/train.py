@@ -38,7 +38,7 @@ from lusviewer.training.data import (
     load_dataset,
     split_by_group,
 )
-from lusviewer.training.metrics import classification_metrics
+from lusviewer.training.metrics import classification_metrics, confusion
 
 COVID_BLUES_LICENCE = "CC BY-NC-ND 4.0"
 COVID_BLUES_CITATION = (
@@ -364,10 +364,12 @@ def _clip_eval(
         cy.append(c.score)
         cp_persist.append(summarize_clip(pred, p, fps=fps).clip_score)
         cp_major.append(summarize_clip(pred, p, fps=fps, rule="majority").clip_score)
+    y, p_all = np.concatenate(ys), np.concatenate(ps)
     return {
-        "frame": classification_metrics(np.concatenate(ys), np.concatenate(ps)),
+        "frame": classification_metrics(y, p_all),
         "clip": classification_metrics(cy, cp_persist),
         "clip_majority_rule": classification_metrics(cy, cp_major),
+        "confusion": {"frame": confusion(y, p_all).tolist(), "clip": confusion(cy, cp_persist).tolist()},
     }
 
 
