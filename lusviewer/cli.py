@@ -214,7 +214,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from lusviewer.model import ModelError, load_model
     from lusviewer.resources import default_model_path
-    from lusviewer.training.data import load_dataset
+    from lusviewer.training.data import load_dataset_with
     from lusviewer.training.evaluate import evaluate_model, write_eval_report
 
     try:
@@ -223,14 +223,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         _err(f"cannot load the model: {exc}")
         return EXIT_USAGE
     try:
-        clips = load_dataset(
-            args.data,
-            layout=args.layout,
-            labels=args.labels,
-            group_by=args.group_by,
-            group_column=args.group_column,
-            frame_labels=args.frame_labels,
-        )
+        clips = load_dataset_with(args)
     except (OSError, ValueError) as exc:
         _err(f"cannot read the data: {exc}")
         return EXIT_USAGE

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from lusviewer.model.hybrid import HybridModel, ModelConfig
-from lusviewer.training.data import cached_frames, group_kfold, load_dataset, split_by_group
+from lusviewer.training.data import cached_frames, group_kfold, load_dataset_with, split_by_group
 from lusviewer.training.evaluate import METRICS, confusion_png
 from lusviewer.training.train import (
     TrainConfig,
@@ -44,14 +44,7 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
-    clips = load_dataset(
-        cfg.data,
-        layout=cfg.layout,
-        labels=cfg.labels,
-        group_by=cfg.group_by,
-        group_column=cfg.group_column,
-        frame_labels=cfg.frame_labels,
-    )
+    clips = load_dataset_with(cfg)
     folds = group_kfold(clips, k=k, seed=cfg.seed)
     t0 = time.time()
     size = (ModelConfig.tiny() if cfg.tiny else ModelConfig()).input_size

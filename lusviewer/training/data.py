@@ -12,6 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -172,6 +173,18 @@ def load_dataset(
     else:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
     return apply_frame_labels(clips, frame_labels) if frame_labels else clips
+
+
+def load_dataset_with(options: Any) -> list[LabelledClip]:
+    """:func:`load_dataset` with the data options of a ``TrainConfig`` or parsed CLI arguments."""
+    return load_dataset(
+        options.data,
+        layout=options.layout,
+        labels=options.labels,
+        group_by=options.group_by,
+        group_column=options.group_column,
+        frame_labels=options.frame_labels,
+    )
 
 
 def split_by_group(

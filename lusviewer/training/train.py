@@ -35,7 +35,7 @@ from lusviewer.training.data import (
     LabelledClip,
     augment,
     cached_frames,
-    load_dataset,
+    load_dataset_with,
     split_by_group,
 )
 from lusviewer.training.metrics import classification_metrics, confusion
@@ -435,14 +435,7 @@ def run_training(cfg: TrainConfig) -> Path:
     run.data["config"] = asdict(cfg)
     run.save()
 
-    clips = load_dataset(
-        cfg.data,
-        layout=cfg.layout,
-        labels=cfg.labels,
-        group_by=cfg.group_by,
-        group_column=cfg.group_column,
-        frame_labels=cfg.frame_labels,
-    )
+    clips = load_dataset_with(cfg)
     per_frame = sum(c.frame_scores is not None for c in clips)
     train, val = split_by_group(clips, val_fraction=cfg.val_fraction, seed=cfg.seed)
     _log(
