@@ -272,6 +272,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         lstm_minutes=args.lstm_minutes,
         bf16=not args.fp32,
         threads=args.threads,
+        device=args.device,
         init_densenet=args.init_densenet,
         layout=args.layout,
         labels=args.labels,
@@ -326,6 +327,7 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_training_args(t: argparse.ArgumentParser) -> None:
+    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
     t.add_argument("--data-name", default=None, help="what the data is, for the model card")
     t.add_argument("--data-licence", default=None, help="the data's licence, for the model card")
     t.add_argument("--citation", default=None, help="how to cite the data, for the model card")

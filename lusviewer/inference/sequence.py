@@ -64,7 +64,7 @@ class SequenceStreamer:
     def flush(self) -> Tensor:
         """Logits for the frames still pending at the end of the clip."""
         if not self._n_pending:
-            return torch.zeros((0, self.head.fc.out_features))
+            return self.head.fc.weight.new_zeros((0, self.head.fc.out_features))
         out = self._run(torch.cat(self._pending))
         self._pending, self._n_pending = [], 0
         return out

@@ -73,6 +73,9 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
                 from lusviewer.model.pretrained import init_densenet_from
 
                 init_densenet_from(model, cfg.init_densenet)
+            from lusviewer.inference.engine import resolve_device
+
+            model.to(resolve_device(cfg.device))
             run = _Run(work)
             train_cnn(vcfg, model, train, val, frames, work, run)
             model.eval()

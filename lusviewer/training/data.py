@@ -289,8 +289,9 @@ def augment(batch: Tensor, gen: torch.Generator) -> Tensor:
     theta[:, 1, 1] = cos
     theta[:, 0, 2] = u(-0.16, 0.16)
     theta[:, 1, 2] = u(-0.16, 0.16)
+    theta = theta.to(batch.device)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     out = F.grid_sample(batch.contiguous(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    gain = u(0.8, 1.2).view(n, 1, 1, 1)
-    gamma = torch.exp(u(-0.25, 0.25)).view(n, 1, 1, 1)
+    gain = u(0.8, 1.2).view(n, 1, 1, 1).to(batch.device)
+    gamma = torch.exp(u(-0.25, 0.25)).view(n, 1, 1, 1).to(batch.device)
     return (out.clamp(0, 1) ** gamma * gain).clamp(0, 1)

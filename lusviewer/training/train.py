@@ -73,6 +73,7 @@ class TrainConfig:
     seq_len: int = DEFAULT_WINDOW
     bf16: bool = True
     threads: int = 0
+    device: str = "auto"
     init_densenet: str | None = None
     layout: str = "auto"
     labels: str | None = None
@@ -91,15 +92,21 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def _autocast(enabled: bool) -> Any:
-    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=enabled)
+def _device_of(module: nn.Module) -> torch.device:
+    return next(module.parameters()).device
+
+
+def _autocast(enabled: bool, device: torch.device | None = None) -> Any:
+    kind = "cpu" if device is None else device.type
+    dtype = torch.bfloat16 if kind == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast(kind, dtype=dtype, enabled=enabled)
 
 
 def _save_state(path: Path, module: nn.Module) -> None:
     from safetensors.torch import save_file
 
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(tmp))
+    save_file({k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}, str(tmp))
     os.replace(tmp, path)
 
 
@@ -114,7 +121,7 @@ def _save_optim(path: Path, opt: torch.optim.Optimizer) -> None:
 
     sd = opt.state_dict()
     tensors = {
-        f"{pid}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous()
+        f"{pid}.{k}": (v if torch.is_tensor(v) else torch.tensor(v)).contiguous().cpu()
         for pid, st in sd["state"].items()
         for k, v in st.items()
     }
@@ -160,12 +167,13 @@ def _cnn_outputs(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (T, C) and features (T, F) of the CNN for uint8 frames."""
     probs, feats = [], []
+    dev = _device_of(model.cnn)
     for s in range(0, len(frames), batch):
-        x = to_model_input(frames[s : s + batch])
-        with _autocast(bf16):
+        x = to_model_input(frames[s : s + batch], dev)
+        with _autocast(bf16, dev):
             out = model.cnn(x)
-        probs.append(torch.softmax(out.logits.float(), 1).numpy())
-        feats.append(out.features.float().numpy())
+        probs.append(torch.softmax(out.logits.float(), 1).cpu().numpy())
+        feats.append(out.features.float().cpu().numpy())
     return np.concatenate(probs), np.concatenate(feats)
 
 
@@ -216,7 +224,8 @@ def train_cnn(
         _load_state(last_path, cnn)
         _load_optim(optim_path, opt)
         _log(f"resuming stage 1 at epoch {st['epoch']} ({st['elapsed_s'] / 60:.1f} min done)")
-    weights = _class_weights([c.score for c in train])
+    dev = _device_of(cnn)
+    weights = _class_weights([c.score for c in train]).to(dev)
     rng = np.random.default_rng(cfg.seed + st["epoch"])
     gen = torch.Generator().manual_seed(cfg.seed + st["epoch"])
     val_idx = {
@@ -241,11 +250,11 @@ def train_cnn(
             for g in opt.param_groups:
                 g["lr"] = max(lr, cfg.lr * 0.01)
             chunk = items[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-            x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]))
-            y = torch.tensor([s for _, _, s in chunk])
+            x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]), dev)
+            y = torch.tensor([s for _, _, s in chunk], device=dev)
             clean = augment(x, gen).contiguous(memory_format=torch.channels_last)
-            noisy = (clean + 0.03 * torch.randn(clean.shape, generator=gen)).clamp(0, 1)
-            with _autocast(cfg.bf16):
+            noisy = (clean + 0.03 * torch.randn(clean.shape, generator=gen).to(dev)).clamp(0, 1)
+            with _autocast(cfg.bf16, dev):
                 out = cnn(noisy)
                 loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
                 if out.reconstruction is not None:
@@ -302,7 +311,8 @@ def train_lstm(
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lstm_lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=5)
-    weights = _class_weights([c.score for c in train])
+    dev = _device_of(head)
+    weights = _class_weights([c.score for c in train]).to(dev)
     t0 = time.time()
     patience, bad = 15, 0
     while st["epoch"] < cfg.lstm_epochs and time.time() - t0 < cfg.lstm_minutes * 60 and bad < patience:
@@ -322,10 +332,12 @@ def train_lstm(
             for j, (f, _) in enumerate(chunk):
                 x[j, : len(f)] = torch.from_numpy(f)
                 mask[j, : len(f)] = True
+            x, mask = x.to(dev), mask.to(dev)
             x = F.dropout(x, 0.2) + 0.05 * torch.randn_like(x) * x.std()
             y = torch.zeros(len(chunk), cfg.seq_len, dtype=torch.long)
             for j, (_, t) in enumerate(chunk):
                 y[j, : len(t)] = torch.from_numpy(t)
+            y = y.to(dev)
             logits, _ = head(x)
             loss = F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
@@ -378,8 +390,9 @@ def evaluate_sequence(head: nn.Module, val: Sequence[LabelledClip], feats: dict[
     head.eval()
 
     def probs(c: LabelledClip) -> np.ndarray:
-        logits = sequence_logits(head, torch.from_numpy(feats[c.path]))  # type: ignore[arg-type]
-        return torch.softmax(logits, 1).numpy()
+        f = torch.from_numpy(feats[c.path]).to(_device_of(head))
+        logits = sequence_logits(head, f)  # type: ignore[arg-type]
+        return torch.softmax(logits.float(), 1).cpu().numpy()
 
     return _clip_eval(val, probs)
 
@@ -455,6 +468,9 @@ def run_training(cfg: TrainConfig) -> Path:
             f"(sha256 {sha256_file(cfg.init_densenet)}, {n} tensors); the rest from scratch"
         )
         _log(f"initialised the DenseNet branch from {cfg.init_densenet} ({n} tensors)")
+    from lusviewer.inference.engine import resolve_device
+
+    model.to(resolve_device(cfg.device))
     t0 = time.time()
     frames = {c.path: cached_frames(c.path, mcfg.input_size, cfg.cache_dir) for c in clips}
     _log(f"decoded {sum(len(v) for v in frames.values())} frames in {time.time() - t0:.0f} s")
