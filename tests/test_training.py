@@ -245,3 +245,23 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
     # A rerun finds every fold done and only rewrites the report.
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "fold 1/2" not in again.stdout
+
+
+def test_torchrun_two_cpu_processes_gloo(tmp_path: Path, blues_like: Path) -> None:
+    """The same `lusviewer train` runs data-parallel under torchrun (gloo on CPU)."""
+    import subprocess
+    import sys
+
+    args = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+        "-m", "lusviewer", "train", "--data", str(blues_like), "--out", str(tmp_path / "out"),
+        "--work-dir", str(tmp_path / "work"), "--tiny", "--fp32", "--frames-per-clip", "4", "--batch-size", "4",
+        "--cnn-epochs", "2", "--lstm-epochs", "1", "--val-fraction", "0.25", "--threads", "1",
+    ]  # fmt: skip
+    run = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    assert "rank 0: data-parallel over 2 processes" in run.stdout
+    assert "rank 1: data-parallel over 2 processes" in run.stdout
+    card = json.loads((tmp_path / "out" / "lusviewer-hybrid.json").read_text())
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert state["cnn"]["epoch"] == 2 and card["metrics"]["cnn_lstm"]["frame"]["n"] > 0

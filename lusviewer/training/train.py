@@ -92,6 +92,44 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _dist() -> tuple[int, int]:
+    """(rank, world size) under torchrun / DistributedDataParallel, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def init_distributed(device: str) -> str:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on CUDA
+    (one GPU per process, ``cuda:LOCAL_RANK``), gloo on CPU. Returns the device to use."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or dist.is_initialized():
+        return device
+    cuda = torch.cuda.is_available() and device in ("auto", "cuda")
+    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    if cuda:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return f"cuda:{local}"
+    return "cpu"
+
+
+def _all_agree(flag: bool) -> bool:
+    """True only if every process says True (keeps the ranks' loops in step)."""
+    import torch.distributed as dist
+
+    if _dist()[1] == 1:
+        return flag
+    t = torch.tensor([1 if flag else 0])
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return bool(t.item())
+
+
 def _device_of(module: nn.Module) -> torch.device:
     return next(module.parameters()).device
 
@@ -150,6 +188,8 @@ class _Run:
         self.data: dict[str, Any] = json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def save(self) -> None:
+        if _dist()[0] != 0:  # one writer under DDP
+            return
         tmp = self.path.with_name("state.json.tmp")
         tmp.write_text(json.dumps(self.data, indent=2))
         os.replace(tmp, self.path)
@@ -225,16 +265,23 @@ def train_cnn(
         _load_optim(optim_path, opt)
         _log(f"resuming stage 1 at epoch {st['epoch']} ({st['elapsed_s'] / 60:.1f} min done)")
     dev = _device_of(cnn)
+    rank, world = _dist()
+    net: nn.Module = cnn
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        net = DistributedDataParallel(cnn, device_ids=[dev.index] if dev.type == "cuda" else None)
+        _log(f"rank {rank}: data-parallel over {world} processes")
     weights = _class_weights([c.score for c in train]).to(dev)
-    rng = np.random.default_rng(cfg.seed + st["epoch"])
-    gen = torch.Generator().manual_seed(cfg.seed + st["epoch"])
+    rng = np.random.default_rng(cfg.seed + st["epoch"])  # same frame list on every rank
+    gen = torch.Generator().manual_seed(cfg.seed + st["epoch"] + 7919 * rank)
     val_idx = {
         c.path: np.unique(np.linspace(0, len(frames[c.path]) - 1, cfg.val_frames_per_clip).round().astype(int))
         for c in val
     }
     budget = cfg.cnn_minutes * 60
     t_start = time.time() - st["elapsed_s"]
-    while st["epoch"] < cfg.cnn_epochs and time.time() - t_start < budget:
+    while _all_agree(st["epoch"] < cfg.cnn_epochs and time.time() - t_start < budget):
         cnn.train()
         items = [
             (c.path, int(i), c.target(int(i)))
@@ -242,20 +289,21 @@ def train_cnn(
             for i in rng.choice(len(frames[c.path]), min(cfg.frames_per_clip, len(frames[c.path])), replace=False)
         ]
         rng.shuffle(items)
-        nb = len(items) // cfg.batch_size
+        nb = len(items) // (cfg.batch_size * world)  # each rank takes every world-th batch
         t_epoch, tot, seen = time.time(), 0.0, 0
         for b in range(nb):
             frac = min(1.0, (time.time() - t_start) / budget)
             lr = cfg.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
             for g in opt.param_groups:
                 g["lr"] = max(lr, cfg.lr * 0.01)
-            chunk = items[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+            first = (b * world + rank) * cfg.batch_size
+            chunk = items[first : first + cfg.batch_size]
             x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]), dev)
             y = torch.tensor([s for _, _, s in chunk], device=dev)
             clean = augment(x, gen).contiguous(memory_format=torch.channels_last)
             noisy = (clean + 0.03 * torch.randn(clean.shape, generator=gen).to(dev)).clamp(0, 1)
             with _autocast(cfg.bf16, dev):
-                out = cnn(noisy)
+                out = net(noisy)
                 loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
                 if out.reconstruction is not None:
                     loss = loss + cfg.recon_weight * F.mse_loss(out.reconstruction.float(), clean)
@@ -265,15 +313,17 @@ def train_cnn(
             opt.step()
             tot += float(loss.detach()) * len(chunk)
             seen += len(chunk)
-            if b % 20 == 0:
-                rate = seen / max(time.time() - t_epoch, 1e-6)
+            if b % 20 == 0 and rank == 0:
+                rate = world * seen / max(time.time() - t_epoch, 1e-6)
                 _log(
                     f"  epoch {st['epoch'] + 1} batch {b + 1}/{nb} loss {tot / seen:.4f} "
                     f"lr {lr:.2e} {rate:.1f} frames/s"
                 )
-        m = _validate_cnn(model, val, frames, val_idx, cfg.bf16)
         st["epoch"] += 1
         st["elapsed_s"] = time.time() - t_start
+        if rank != 0:  # rank 0 validates and keeps the checkpoints
+            continue
+        m = _validate_cnn(model, val, frames, val_idx, cfg.bf16)
         _log(
             f"epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f}  val loss {m['loss']:.4f} "
             f"acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ({st['elapsed_s'] / 60:.1f} min)"
@@ -286,6 +336,8 @@ def train_cnn(
         run.save()
     st["done"] = True
     run.save()
+    if rank != 0:
+        return {}
     _load_state(best_path, cnn)
     return dict(st["best"])
 
@@ -434,7 +486,13 @@ def _data_provenance(cfg: TrainConfig) -> dict[str, str]:
 
 
 def run_training(cfg: TrainConfig) -> Path:
-    """Both stages end to end; writes ``<out>/<name>.safetensors`` + ``.json``."""
+    """Both stages end to end; writes ``<out>/<name>.safetensors`` + ``.json``.
+
+    Under ``torchrun --nproc_per_node N`` stage 1 runs data-parallel on N processes
+    (DistributedDataParallel: NCCL on GPUs, gloo on CPUs); rank 0 validates, keeps the
+    checkpoints, then runs stage 2 and writes the card alone.
+    """
+    device = init_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     random.seed(cfg.seed)
@@ -470,12 +528,20 @@ def run_training(cfg: TrainConfig) -> Path:
         _log(f"initialised the DenseNet branch from {cfg.init_densenet} ({n} tensors)")
     from lusviewer.inference.engine import resolve_device
 
-    model.to(resolve_device(cfg.device))
+    model.to(resolve_device(device))
     t0 = time.time()
     frames = {c.path: cached_frames(c.path, mcfg.input_size, cfg.cache_dir) for c in clips}
     _log(f"decoded {sum(len(v) for v in frames.values())} frames in {time.time() - t0:.0f} s")
 
     cnn_best = train_cnn(cfg, model, train, val, frames, work, run)
+    if _dist()[1] > 1:
+        import torch.distributed as dist
+
+        rank = dist.get_rank()
+        dist.barrier()
+        dist.destroy_process_group()
+        if rank != 0:  # stage 2 and the card are rank 0's (the LSTM trains in minutes)
+            return Path(cfg.out) / f"{cfg.name}.json"
     model.eval()
     metrics: dict[str, Any] = {"baselines": baselines(train, val, frames), "cnn_selection": cnn_best}
 
