@@ -25,6 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, sequence_logits
 from lusviewer.model.hybrid import HybridModel, ModelConfig, parameter_counts
@@ -291,6 +292,14 @@ def train_cnn(
         rng.shuffle(items)
         nb = len(items) // (cfg.batch_size * world)  # each rank takes every world-th batch
         t_epoch, tot, seen = time.time(), 0.0, 0
+        bar = tqdm(
+            total=nb,
+            desc=f"CNN epoch {st['epoch'] + 1}",
+            unit="batch",
+            disable=rank != 0 or nb == 0,
+            file=sys.stderr,
+            mininterval=1.0 if sys.stderr.isatty() else 30.0,
+        )
         for b in range(nb):
             frac = min(1.0, (time.time() - t_start) / budget)
             lr = cfg.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
@@ -313,12 +322,14 @@ def train_cnn(
             opt.step()
             tot += float(loss.detach()) * len(chunk)
             seen += len(chunk)
-            if b % 20 == 0 and rank == 0:
-                rate = world * seen / max(time.time() - t_epoch, 1e-6)
-                _log(
-                    f"  epoch {st['epoch'] + 1} batch {b + 1}/{nb} loss {tot / seen:.4f} "
-                    f"lr {lr:.2e} {rate:.1f} frames/s"
-                )
+            bar.update(1)
+            bar.set_postfix(
+                loss=f"{tot / seen:.4f}",
+                lr=f"{lr:.1e}",
+                fps=f"{world * seen / max(time.time() - t_epoch, 1e-6):.1f}",
+                refresh=False,
+            )
+        bar.close()
         st["epoch"] += 1
         st["elapsed_s"] = time.time() - t_start
         if rank != 0:  # rank 0 validates and keeps the checkpoints
