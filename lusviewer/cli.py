@@ -68,9 +68,8 @@ def _score(args: argparse.Namespace) -> int:
                 bar.refresh()
 
             try:
-                with reader:
+                with reader:  # reader.info.path is the path as given: the report's `clip`
                     result = engine.score_clip(reader, progress=progress)
-                result.clip = path
             except ClipError as exc:
                 bar.close()
                 _err(f"error: {exc}")

@@ -183,7 +183,7 @@ class ScoringEngine:
         with self._autocast():
             out = self.model.cnn(x)
         probs = torch.softmax(out.logits.float(), 1).cpu()
-        feats = out.features.float().cpu()
+        feats = out.features.float()  # stays on the device: the LSTM reads it there
         if out.reconstruction is None:
             err = np.full(len(batch), np.nan, dtype=np.float32)
         else:
@@ -252,7 +252,7 @@ class ScoringEngine:
                 emit(probs.numpy())
             else:
                 with torch.inference_mode():
-                    logits = streamer.push(feats.to(self.device))
+                    logits = streamer.push(feats)
                 if len(logits):
                     emit(torch.softmax(logits.float(), 1).cpu().numpy())
         if streamer is not None:
