@@ -245,6 +245,10 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
     # A rerun finds every fold done and only rewrites the report.
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "fold 1/2" not in again.stdout
+    # CNN+LSTM's stage 1 is the cnn variant's CNN, trained once per fold.
+    for i in range(2):
+        state = json.loads((out / f"fold{i}" / "cnn_lstm" / "state.json").read_text())
+        assert state["cnn"]["reused_from"].endswith(f"fold{i}/cnn")
 
 
 def test_torchrun_two_cpu_processes_gloo(tmp_path: Path, blues_like: Path) -> None:
@@ -265,3 +269,63 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path: Path, blues_like: Path) -> No
     card = json.loads((tmp_path / "out" / "lusviewer-hybrid.json").read_text())
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     assert state["cnn"]["epoch"] == 2 and card["metrics"]["cnn_lstm"]["frame"]["n"] > 0
+
+
+def test_plateau_halves_lr_and_counts_towards_early_stop() -> None:
+    from lusviewer.training.train import plateau_step
+
+    cfg = TrainConfig(data="-", out="-", lr=0.002, plateau_patience=2)
+    st: dict = {"epoch": 0, "best": None, "lr": 0.002, "since_best": 0}
+    lrs, improved = [], []
+    for f1 in (0.3, 0.4, 0.35, 0.38, 0.39, 0.2, 0.5, 0.1):
+        st["epoch"] += 1
+        improved.append(plateau_step(st, {"macro_f1": f1}, cfg))
+        lrs.append(st["lr"])
+    assert improved == [True, True, False, False, False, False, True, False]
+    assert lrs == [0.002, 0.002, 0.002, 0.001, 0.001, 0.0005, 0.0005, 0.0005]
+    assert st["best"]["epoch"] == 7 and st["since_best"] == 1
+    adamw = TrainConfig(data="-", out="-", optimizer="adamw", plateau_patience=1)
+    st = {"epoch": 1, "best": {"macro_f1": 0.5}, "lr": 0.001, "since_best": 0}
+    assert not plateau_step(st, {"macro_f1": 0.1}, adamw) and st["lr"] == 0.001  # cosine schedule instead
+
+
+def test_augment_group_shares_one_draw() -> None:
+    from lusviewer.training.data import augment
+
+    frame = torch.rand(1, 3, 32, 32)
+    out = augment(frame.repeat(6, 1, 1, 1), torch.Generator().manual_seed(3), group=3)
+    torch.testing.assert_close(out[0], out[2])
+    torch.testing.assert_close(out[3], out[5])
+    assert not torch.allclose(out[0], out[3])
+    with pytest.raises(ValueError, match="multiple of group"):
+        augment(torch.rand(4, 3, 32, 32), torch.Generator(), group=3)
+
+
+def test_end_to_end_stage_keeps_the_best_and_resumes(blues_like: Path, tmp_path: Path) -> None:
+    cfg = TrainConfig(
+        data=str(blues_like),
+        out=str(tmp_path / "out"),
+        work_dir=str(tmp_path / "work"),
+        tiny=True,
+        val_fraction=0.25,
+        frames_per_clip=8,
+        val_frames_per_clip=3,
+        batch_size=8,
+        cnn_epochs=1,
+        lstm_epochs=1,
+        seq_len=6,
+        e2e_epochs=2,
+        e2e_seq_len=4,
+        e2e_batch_size=2,
+        bf16=False,
+        command="lusviewer train (test)",
+    )
+    card = json.loads(run_training(cfg).read_text())
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert state["e2e"]["done"] and state["e2e"]["epoch"] == 2
+    assert card["training"]["epochs"]["end_to_end"] == 2
+    best = state["e2e"]["best"]
+    # The kept model is the best of the two-stage start (epoch 0) and the fine-tuned epochs.
+    assert card["metrics"]["cnn_lstm"]["frame"]["macro_f1"] == pytest.approx(best["frame"]["macro_f1"], abs=0.02)
+    loaded = load_model(tmp_path / "out" / "lusviewer-hybrid.json")
+    assert loaded.card.training["settings"]["e2e_epochs"] == 2

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -21,17 +22,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from lusviewer.model.hybrid import HybridModel, ModelConfig
+from lusviewer.model.hybrid import HybridModel
 from lusviewer.training.data import cached_frames, group_kfold, load_dataset_with, split_by_group
 from lusviewer.training.evaluate import METRICS, confusion_png
 from lusviewer.training.train import (
     TrainConfig,
     _clip_eval,
-    _cnn_outputs,
     _log,
     _Run,
+    cnn_features,
     evaluate_sequence,
+    model_config,
     train_cnn,
+    train_end_to_end,
     train_lstm,
 )
 
@@ -47,7 +50,7 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
     clips = load_dataset_with(cfg)
     folds = group_kfold(clips, k=k, seed=cfg.seed)
     t0 = time.time()
-    size = (ModelConfig.tiny() if cfg.tiny else ModelConfig()).input_size
+    size = model_config(cfg).input_size
     frames = {c.path: cached_frames(c.path, size, cfg.cache_dir) for c in clips}
     _log(
         f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s"
@@ -66,9 +69,8 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
                 continue
             _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
             vcfg = replace(cfg, variant=variant, work_dir=str(work))
-            mcfg = ModelConfig.tiny(variant) if cfg.tiny else ModelConfig(variant=variant)
             torch.manual_seed(cfg.seed + fi)
-            model = HybridModel(mcfg)
+            model = HybridModel(model_config(cfg, variant))
             if cfg.init_densenet:
                 from lusviewer.model.pretrained import init_densenet_from
 
@@ -77,14 +79,15 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
 
             model.to(resolve_device(cfg.device))
             run = _Run(work)
+            _reuse_cnn_stage(out / f"fold{fi}" / "cnn", work, run)
             train_cnn(vcfg, model, train, val, frames, work, run)
-            model.eval()
             needed = test if model.sequence is None else [*train, *val, *test]
-            probs, feats = {}, {}
-            for c in needed:
-                probs[c.path], feats[c.path] = _cnn_outputs(model, frames[c.path], bf16=cfg.bf16)
+            probs, feats = cnn_features(model, needed, frames, cfg.bf16)
             if model.sequence is not None:
                 train_lstm(vcfg, model, train, val, feats, work, run)
+                if cfg.e2e_epochs > 0:
+                    train_end_to_end(vcfg, model, train, val, frames, work, run)
+                    _, feats = cnn_features(model, test, frames, cfg.bf16)
                 res = evaluate_sequence(model.sequence, test, feats)
             else:
                 res = _clip_eval(test, lambda c, probs=probs: probs[c.path])  # type: ignore[misc]
@@ -99,6 +102,23 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
             done.write_text(json.dumps(record, indent=2))
             results.append(record)
     return write_cv_report(results, out, cfg=cfg, k=k, variants=variants, elapsed_s=time.time() - t0)
+
+
+def _reuse_cnn_stage(cnn_work: Path, work: Path, run: _Run) -> None:
+    """CNN+LSTM's stage 1 *is* the ``cnn`` variant's training (same architecture, seed,
+    data and settings), so when this fold's ``cnn`` run has finished stage 1 its best
+    checkpoint is taken instead of training the same CNN twice."""
+    src = cnn_work / "cnn_best.safetensors"
+    state = cnn_work / "state.json"
+    if "cnn" in run.data or not (src.is_file() and state.is_file()):
+        return
+    stage = json.loads(state.read_text()).get("cnn", {})
+    if not stage.get("done"):
+        return
+    shutil.copyfile(src, work / "cnn_best.safetensors")
+    run.data["cnn"] = {**stage, "reused_from": str(cnn_work)}
+    run.save()
+    _log(f"  stage 1 reused from {cnn_work} (the same CNN, trained once)")
 
 
 def _mean_sd(values: list[float]) -> str:

@@ -265,22 +265,27 @@ def cached_frames(path: str, size: int, cache_dir: str | os.PathLike[str] | None
     return arr
 
 
-def augment(batch: Tensor, gen: torch.Generator) -> Tensor:
+def augment(batch: Tensor, gen: torch.Generator, *, group: int = 1) -> Tensor:
     """Ultrasound-safe augmentation of (N, 3, S, S) in [0, 1].
+
+    ``group`` consecutive frames share one draw of the parameters (a window of a clip
+    moves as one, as a probe would), so ``N`` must be a multiple of ``group``.
 
     Small rotation (+-10 deg), zoom (0.9-1.1), shift (+-8 %), horizontal flip, gain
     and gamma. No vertical flip and no large rotation: the pleural line sits near
     the top of every LUS frame and A-lines lie horizontal below it; the paper's
     360-degree rotation and vertical flip make frames no probe produces.
     """
-    n = batch.shape[0]
+    if batch.shape[0] % group:
+        raise ValueError(f"batch of {batch.shape[0]} frames is not a multiple of group {group}")
+    n, draws = batch.shape[0], batch.shape[0] // group
 
     def u(lo: float, hi: float) -> Tensor:
-        return torch.rand(n, generator=gen) * (hi - lo) + lo
+        return (torch.rand(draws, generator=gen) * (hi - lo) + lo).repeat_interleave(group)
 
     ang = u(-10, 10) * math.pi / 180
     scale = u(0.9, 1.1)
-    flip = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    flip = torch.where(torch.rand(draws, generator=gen) < 0.5, -1.0, 1.0).repeat_interleave(group)
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
     theta = torch.zeros(n, 2, 3)
     theta[:, 0, 0] = cos * flip

@@ -6,6 +6,14 @@ Each frame takes its clip's score (COVID-BLUeS scores clips, not frames). Stage
 stage 2 reads windows of consecutive frames. Both stages run for a wall-clock
 budget (minutes) as well as an epoch cap, keep the checkpoint with the best
 validation macro-F1, and can resume from their last checkpoint.
+
+Stage 1 optimiser, by default the paper's: Adam (lr 0.002, eps 0.1) with
+reduce-on-plateau (x0.5 after 5 epochs without a better validation macro-F1) and
+early stopping after ``early_stop`` such epochs. ``optimizer="adamw"`` gives
+AdamW with warm-up and a cosine decay over the wall-clock budget instead.
+
+An optional stage 3 (``e2e_epochs > 0``) fine-tunes CNN and LSTM together, end to
+end, on windows of consecutive frames (one augmentation draw per window).
 """
 
 from __future__ import annotations
@@ -62,7 +70,13 @@ class TrainConfig:
     frames_per_clip: int = 16
     val_frames_per_clip: int = 12
     batch_size: int = 32
-    lr: float = 1e-3
+    input_size: int = 128
+    optimizer: str = "adam"
+    lr: float = 2e-3
+    adam_eps: float = 0.1
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    early_stop: int = 12
     weight_decay: float = 1e-4
     recon_weight: float = 0.5
     cnn_epochs: int = 70
@@ -72,6 +86,11 @@ class TrainConfig:
     lstm_batch_size: int = 25
     lstm_lr: float = 1e-3
     seq_len: int = DEFAULT_WINDOW
+    e2e_epochs: int = 0
+    e2e_minutes: float = 30.0
+    e2e_lr: float = 1e-4
+    e2e_seq_len: int = 16
+    e2e_batch_size: int = 4
     bf16: bool = True
     threads: int = 0
     device: str = "auto"
@@ -87,6 +106,12 @@ class TrainConfig:
     name: str = "lusviewer-hybrid"
     version: str = "1"
     command: str = field(default_factory=lambda: " ".join(["lusviewer", *sys.argv[1:]]))
+
+
+def model_config(cfg: TrainConfig, variant: str | None = None) -> ModelConfig:
+    """The architecture a training config asks for (the paper's, at ``input_size``; or tiny)."""
+    v = variant or cfg.variant
+    return ModelConfig.tiny(v) if cfg.tiny else ModelConfig(variant=v, input_size=cfg.input_size)
 
 
 def _log(msg: str) -> None:
@@ -129,6 +154,17 @@ def _all_agree(flag: bool) -> bool:
     t = torch.tensor([1 if flag else 0])
     dist.all_reduce(t, op=dist.ReduceOp.MIN)
     return bool(t.item())
+
+
+def _from_rank0(values: list[float]) -> list[float]:
+    """Rank 0's values on every process (the learning rate and stop flag it decided)."""
+    import torch.distributed as dist
+
+    if _dist()[1] == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.broadcast(t, src=0)
+    return [float(v) for v in t.tolist()]
 
 
 def _device_of(module: nn.Module) -> torch.device:
@@ -238,6 +274,24 @@ def _validate_cnn(
     return m
 
 
+def plateau_step(st: dict[str, Any], m: dict[str, float], cfg: TrainConfig) -> bool:
+    """Book-keeping after one validated epoch of stage 1; True when it is the best so far.
+
+    Otherwise counts the epochs since the best and, with the paper's optimiser, halves
+    the learning rate after every ``plateau_patience`` of them (Keras'
+    ReduceLROnPlateau, factor 0.5, patience 5, monitoring validation macro-F1).
+    """
+    if st["best"] is None or m["macro_f1"] > st["best"]["macro_f1"]:
+        st["best"] = {**m, "epoch": st["epoch"]}
+        st["since_best"] = 0
+        return True
+    st["since_best"] += 1
+    if cfg.optimizer == "adam" and st["since_best"] % cfg.plateau_patience == 0:
+        st["lr"] = max(st["lr"] * cfg.plateau_factor, cfg.lr * 1e-3)
+        _log(f"  no better validation for {st['since_best']} epochs: lr -> {st['lr']:.1e}")
+    return False
+
+
 def train_cnn(
     cfg: TrainConfig,
     model: HybridModel,
@@ -253,14 +307,24 @@ def train_cnn(
         work / "cnn_last.safetensors",
         work / "cnn_optim.safetensors",
     )
-    st = run.data.setdefault("cnn", {"epoch": 0, "elapsed_s": 0.0, "best": None, "done": False})
+    st = run.data.setdefault(
+        "cnn", {"epoch": 0, "elapsed_s": 0.0, "best": None, "done": False, "lr": cfg.lr, "since_best": 0}
+    )
+    st.setdefault("lr", cfg.lr)
+    st.setdefault("since_best", 0)
     if st["done"]:
         _log(f"stage 1 already done (best val macro-F1 {st['best']['macro_f1']:.3f}); loading it")
         _load_state(best_path, model.cnn)
         return dict(st["best"])
     cnn = model.cnn
     cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-    opt = torch.optim.AdamW(cnn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    opt: torch.optim.Optimizer
+    if cfg.optimizer == "adam":  # the paper's: Adam, eps 0.1, reduce-on-plateau
+        opt = torch.optim.Adam(cnn.parameters(), lr=st["lr"], eps=cfg.adam_eps)
+    elif cfg.optimizer == "adamw":  # AdamW, warm-up then cosine over the budget
+        opt = torch.optim.AdamW(cnn.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    else:
+        raise ValueError(f"unknown optimizer {cfg.optimizer!r}; choose adam or adamw")
     if st["epoch"] > 0 and last_path.is_file():
         _load_state(last_path, cnn)
         _load_optim(optim_path, opt)
@@ -282,7 +346,9 @@ def train_cnn(
     }
     budget = cfg.cnn_minutes * 60
     t_start = time.time() - st["elapsed_s"]
-    while _all_agree(st["epoch"] < cfg.cnn_epochs and time.time() - t_start < budget):
+    while _all_agree(
+        st["epoch"] < cfg.cnn_epochs and time.time() - t_start < budget and st["since_best"] < cfg.early_stop
+    ):
         cnn.train()
         items = [
             (c.path, int(i), c.target(int(i)))
@@ -291,7 +357,7 @@ def train_cnn(
         ]
         rng.shuffle(items)
         nb = len(items) // (cfg.batch_size * world)  # each rank takes every world-th batch
-        t_epoch, tot, seen = time.time(), 0.0, 0
+        t_epoch, tot, seen, lr = time.time(), 0.0, 0, st["lr"]
         bar = tqdm(
             total=nb,
             desc=f"CNN epoch {st['epoch'] + 1}",
@@ -301,10 +367,14 @@ def train_cnn(
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
         for b in range(nb):
-            frac = min(1.0, (time.time() - t_start) / budget)
-            lr = cfg.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
+            if cfg.optimizer == "adamw":
+                frac = min(1.0, (time.time() - t_start) / budget)
+                lr = cfg.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
+                lr = max(lr, cfg.lr * 0.01)
+            else:
+                lr = st["lr"]
             for g in opt.param_groups:
-                g["lr"] = max(lr, cfg.lr * 0.01)
+                g["lr"] = lr
             first = (b * world + rank) * cfg.batch_size
             chunk = items[first : first + cfg.batch_size]
             x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]), dev)
@@ -332,16 +402,21 @@ def train_cnn(
         bar.close()
         st["epoch"] += 1
         st["elapsed_s"] = time.time() - t_start
-        if rank != 0:  # rank 0 validates and keeps the checkpoints
+        if rank == 0:  # rank 0 validates, decides the learning rate and keeps the checkpoints
+            m = _validate_cnn(model, val, frames, val_idx, cfg.bf16)
+            _log(
+                f"epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f}  val loss {m['loss']:.4f} "
+                f"acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} lr {lr:.1e} "
+                f"({st['elapsed_s'] / 60:.1f} min)"
+            )
+            if plateau_step(st, m, cfg):
+                _save_state(best_path, cnn)
+        st["lr"], st["since_best"] = _from_rank0([st["lr"], st["since_best"]])
+        st["since_best"] = int(st["since_best"])
+        if rank != 0:
             continue
-        m = _validate_cnn(model, val, frames, val_idx, cfg.bf16)
-        _log(
-            f"epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f}  val loss {m['loss']:.4f} "
-            f"acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} ({st['elapsed_s'] / 60:.1f} min)"
-        )
-        if st["best"] is None or m["macro_f1"] > st["best"]["macro_f1"]:
-            st["best"] = {**m, "epoch": st["epoch"]}
-            _save_state(best_path, cnn)
+        if st["since_best"] >= cfg.early_stop:
+            _log(f"  early stop: no better validation macro-F1 for {cfg.early_stop} epochs")
         _save_state(last_path, cnn)
         _save_optim(optim_path, opt)
         run.save()
@@ -424,6 +499,105 @@ def train_lstm(
     st["done"] = True
     run.save()
     _load_state(best_path, head)
+    return dict(st["best"])
+
+
+def cnn_features(
+    model: HybridModel, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], bf16: bool
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """CNN softmax probabilities and 64-d features of every frame of ``clips``."""
+    model.eval()
+    probs, feats = {}, {}
+    for c in clips:
+        probs[c.path], feats[c.path] = _cnn_outputs(model, frames[c.path], bf16=bf16)
+    return probs, feats
+
+
+def train_end_to_end(
+    cfg: TrainConfig,
+    model: HybridModel,
+    train: Sequence[LabelledClip],
+    val: Sequence[LabelledClip],
+    frames: dict[str, np.ndarray],
+    work: Path,
+    run: _Run,
+) -> dict[str, Any]:
+    """Stage 3 (optional): CNN and LSTM fine-tuned together on windows of ``e2e_seq_len``
+    consecutive frames, from the two-stage result. Keeps the epoch with the best
+    validation frame macro-F1 (the two-stage model counts as epoch 0), so it can only
+    keep or improve the validation score. Rank 0 only, like stage 2."""
+    head = model.sequence
+    assert head is not None
+    best_path = work / "e2e_best.safetensors"
+    st: dict[str, Any] = run.data.setdefault("e2e", {"epoch": 0, "elapsed_s": 0.0, "best": None, "done": False})
+    if st["done"]:
+        if best_path.is_file():
+            _load_state(best_path, model)
+        return dict(st["best"] or {})
+    dev = _device_of(model)
+    if st["best"] is None:
+        _, feats = cnn_features(model, val, frames, cfg.bf16)
+        start = {**evaluate_sequence(head, val, feats), "epoch": 0}
+        st["best"] = start
+        _save_state(best_path, model)  # the two-stage model stays unless an epoch beats it
+        _log(f"end to end: starting from val frame macro-F1 {start['frame']['macro_f1']:.3f}")
+    elif best_path.is_file():
+        _load_state(best_path, model)
+    model.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.e2e_lr)
+    weights = _class_weights([c.score for c in train]).to(dev)
+    rng = np.random.default_rng(cfg.seed + 104729 + st["epoch"])
+    gen = torch.Generator().manual_seed(cfg.seed + 104729 + st["epoch"])
+    t_start = time.time() - st["elapsed_s"]
+    n_seq = cfg.e2e_seq_len
+    while st["epoch"] < cfg.e2e_epochs and time.time() - t_start < cfg.e2e_minutes * 60:
+        model.train()
+        starts = []
+        for c in train:
+            n = len(frames[c.path])
+            if n >= n_seq:  # windows of whole length only (a clip shorter than a window is skipped)
+                for _ in range(max(1, cfg.frames_per_clip // n_seq)):
+                    starts.append((c, int(rng.integers(0, n - n_seq + 1))))
+        rng.shuffle(starts)  # type: ignore[arg-type]
+        bs = cfg.e2e_batch_size
+        bar = tqdm(total=len(starts) // bs, desc=f"end-to-end epoch {st['epoch'] + 1}", unit="batch", file=sys.stderr)
+        tot, seen = 0.0, 0
+        for b in range(0, len(starts) - bs + 1, bs):
+            chunk = starts[b : b + bs]
+            x = to_model_input(np.concatenate([frames[c.path][s : s + n_seq] for c, s in chunk]), dev)
+            y = torch.tensor(np.stack([[c.target(s + j) for j in range(n_seq)] for c, s in chunk]), device=dev)
+            clean = augment(x, gen, group=n_seq).contiguous(memory_format=torch.channels_last)
+            with _autocast(cfg.bf16, dev):
+                out = model.cnn(clean)
+                logits, _ = head(out.features.float().view(bs, n_seq, -1))
+                loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), weight=weights)
+                if out.reconstruction is not None:
+                    loss = loss + cfg.recon_weight * F.mse_loss(out.reconstruction.float(), clean)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()  # type: ignore[no-untyped-call]
+            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            tot += float(loss.detach()) * bs
+            seen += bs
+            bar.update(1)
+            bar.set_postfix(loss=f"{tot / seen:.4f}", refresh=False)
+        bar.close()
+        st["epoch"] += 1
+        st["elapsed_s"] = time.time() - t_start
+        _, feats = cnn_features(model, val, frames, cfg.bf16)
+        m = evaluate_sequence(head, val, feats)
+        _log(
+            f"end-to-end epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f}  val frame acc "
+            f"{m['frame']['accuracy']:.3f} F1 {m['frame']['macro_f1']:.3f} | clip acc {m['clip']['accuracy']:.3f}"
+        )
+        if m["frame"]["macro_f1"] > st["best"]["frame"]["macro_f1"]:
+            st["best"] = {**m, "epoch": st["epoch"]}
+            _save_state(best_path, model)
+        run.save()
+    st["done"] = True
+    run.save()
+    if best_path.is_file():
+        _load_state(best_path, model)
     return dict(st["best"])
 
 
@@ -524,7 +698,7 @@ def run_training(cfg: TrainConfig) -> Path:
         f"{len(clips)} clips: train {len(train)} clips / {len({c.group for c in train})} patients, "
         f"val {len(val)} clips / {len({c.group for c in val})} patients"
     )
-    mcfg = ModelConfig.tiny(cfg.variant) if cfg.tiny else ModelConfig(variant=cfg.variant)
+    mcfg = model_config(cfg)
     model = HybridModel(mcfg)
     initialisation = "from scratch (no ImageNet weights)"
     if cfg.init_densenet:
@@ -558,14 +732,19 @@ def run_training(cfg: TrainConfig) -> Path:
 
     _log("CNN on every frame of every clip (features for stage 2, full validation)")
     t0 = time.time()
-    probs, feats = {}, {}
-    for c in clips:
-        probs[c.path], feats[c.path] = _cnn_outputs(model, frames[c.path], bf16=cfg.bf16)
+    probs, feats = cnn_features(model, clips, frames, cfg.bf16)
     _log(f"  {sum(len(v) for v in feats.values())} frames in {time.time() - t0:.0f} s")
     metrics["cnn"] = _clip_eval(val, lambda c: probs[c.path])
     if model.sequence is not None:
         train_lstm(cfg, model, train, val, feats, work, run)
         metrics["cnn_lstm"] = evaluate_sequence(model.sequence, val, feats)
+        if cfg.e2e_epochs > 0:
+            e2e = train_end_to_end(cfg, model, train, val, frames, work, run)
+            if e2e.get("epoch", 0) > 0:  # the fine-tuned CNN replaces the two-stage one
+                metrics["two_stage"] = {"cnn": metrics["cnn"], "cnn_lstm": metrics["cnn_lstm"]}
+                val_probs, val_feats = cnn_features(model, val, frames, cfg.bf16)
+                metrics["cnn"] = _clip_eval(val, lambda c: val_probs[c.path])
+                metrics["cnn_lstm"] = evaluate_sequence(model.sequence, val, val_feats)
     final = metrics["cnn_lstm" if model.sequence is not None else "cnn"]
     _log(
         f"validation ({len(val)} clips): frame acc {final['frame']['accuracy']:.3f} "
@@ -607,7 +786,11 @@ def run_training(cfg: TrainConfig) -> Path:
             "command": cfg.command,
             "settings": {k: v for k, v in asdict(cfg).items() if k not in ("command",)},
             "initialisation": initialisation,
-            "epochs": {"cnn": run.data["cnn"]["epoch"], "lstm": run.data.get("lstm", {}).get("epoch", 0)},
+            "epochs": {
+                "cnn": run.data["cnn"]["epoch"],
+                "lstm": run.data.get("lstm", {}).get("epoch", 0),
+                "end_to_end": run.data.get("e2e", {}).get("epoch", 0),
+            },
             "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
         },
         metrics={
