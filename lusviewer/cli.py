@@ -353,7 +353,8 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
         default="adam",
         choices=["adam", "adamw"],
         help="stage 1: adam = the paper's (Adam, eps 0.1, lr x0.5 after 5 epochs without a better "
-        "validation macro-F1); adamw = AdamW with warm-up and cosine decay over --cnn-minutes",
+        "validation macro-F1); adamw = AdamW with warm-up and cosine decay over --cnn-epochs or "
+        "--cnn-minutes, whichever ends first",
     )
     t.add_argument("--lr", type=float, default=None, help="stage 1 learning rate (default: 0.002 adam, 0.001 adamw)")
     t.add_argument(

@@ -10,7 +10,8 @@ validation macro-F1, and can resume from their last checkpoint.
 Stage 1 optimiser, by default the paper's: Adam (lr 0.002, eps 0.1) with
 reduce-on-plateau (x0.5 after 5 epochs without a better validation macro-F1) and
 early stopping after ``early_stop`` such epochs. ``optimizer="adamw"`` gives
-AdamW with warm-up and a cosine decay over the wall-clock budget instead.
+AdamW with warm-up and a cosine decay over the budget instead (minutes or epochs,
+whichever runs out first).
 
 An optional stage 3 (``e2e_epochs > 0``) fine-tunes CNN and LSTM together, end to
 end, on windows of consecutive frames (one augmentation draw per window).
@@ -367,8 +368,8 @@ def train_cnn(
             mininterval=1.0 if sys.stderr.isatty() else 30.0,
         )
         for b in range(nb):
-            if cfg.optimizer == "adamw":
-                frac = min(1.0, (time.time() - t_start) / budget)
+            if cfg.optimizer == "adamw":  # progress through whichever budget binds: minutes or epochs
+                frac = min(1.0, max((time.time() - t_start) / budget, (st["epoch"] + b / nb) / cfg.cnn_epochs))
                 lr = cfg.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
                 lr = max(lr, cfg.lr * 0.01)
             else:

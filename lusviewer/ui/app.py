@@ -54,10 +54,11 @@ def run_gui(clip: str | None = None, model: str | None = None) -> int:
         import torch  # noqa: F401  # DLL load order: torch before Qt on Windows
 
     from PySide6.QtCore import QCoreApplication, QtMsgType, qInstallMessageHandler
+    from PySide6.QtGui import QGuiApplication, QIcon
     from PySide6.QtWidgets import QApplication
 
     from lusviewer import __version__
-    from lusviewer.resources import default_model_path
+    from lusviewer.resources import default_model_path, resource_path
     from lusviewer.ui.main_window import MainWindow
 
     log_path = setup_logging()
@@ -75,6 +76,10 @@ def run_gui(clip: str | None = None, model: str | None = None) -> int:
     QCoreApplication.setOrganizationName("lusviewer")
     QCoreApplication.setApplicationName("LUS Viewer")
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    QGuiApplication.setDesktopFileName("lusviewer")  # ties windows to lusviewer.desktop (Wayland, taskbars)
+    icon = resource_path("resources", "icons", "lusviewer-256.png")
+    if icon.is_file():
+        QGuiApplication.setWindowIcon(QIcon(str(icon)))
     install_excepthook(log_path)
     window = MainWindow(model or str(default_model_path()))
     window.show()

@@ -453,6 +453,9 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------- controller slots
     def _on_clip_opened(self, info: ClipInfo) -> None:
+        log.info(
+            "opened %s: %d frames, %.1f fps, %dx%d", info.path, info.frame_count, info.fps, info.width, info.height
+        )
         self.setWindowTitle(f"{Path(info.path).name} — LUS Viewer")
         with QSignalBlocker(self.slider):
             self.slider.setRange(0, info.frame_count - 1)
@@ -527,6 +530,15 @@ class MainWindow(QMainWindow):
         self._redraw.stop()
         self._redraw_timeline()
         s = result.summary
+        log.info(
+            "scored %s: %d frames in %.1f s on %s, clip score %d (%s rule)",
+            result.clip,
+            len(result.scores),
+            result.elapsed_s,
+            result.device,
+            s.clip_score,
+            s.rule,
+        )
         self.summary.set_summary(s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores))
         self._scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
         if self._frame is not None:
