@@ -141,6 +141,7 @@ find "$STAGE" -type d -exec chmod 755 {} +
 
 say "dpkg-deb"
 mkdir -p dist
-dpkg-deb --root-owner-group -Zxz -z6 --threads-max="$(nproc)" --build "$STAGE" "$DEB" >/dev/null 2>&1 ||
-    dpkg-deb --root-owner-group -Zxz --build "$STAGE" "$DEB"
+threads=()
+dpkg-deb --help | grep -q -- --threads-max && threads=(--threads-max="$(nproc)")
+dpkg-deb --root-owner-group -Zxz -z6 "${threads[@]}" --build "$STAGE" "$DEB" >/dev/null
 say "wrote $DEB ($(du -h "$DEB" | cut -f1); bundle $(du -sh dist/lusviewer | cut -f1), installed ${installed_kb} KiB)"

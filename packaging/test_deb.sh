@@ -37,6 +37,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# A clinician's PATH, not a developer's (no virtualenv or pyenv shims in front).
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 [[ -f "$DEB" ]] || fail "no package at $DEB (run packaging/build_deb.sh)"
 for tool in apt-get Xvfb xdotool import; do command -v "$tool" >/dev/null || fail "$tool is missing"; done
 dpkg -s lusviewer >/dev/null 2>&1 && fail "lusviewer is already installed; remove it first"
@@ -125,8 +127,9 @@ colours="$(convert "$SHOT" -crop 60%x70%+0+60 -colors 256 -format '%k' info:)"
 [[ "$colours" -gt 40 ]] || fail "the screenshot shows no clip ($colours colours in the image area)"
 
 say "quit with Ctrl+Q"
-xdotool windowactivate --sync "$wid" 2>/dev/null || true
-xdotool key --window "$wid" ctrl+q
+# Real key events (XTEST) to the focused window; there is no window manager under Xvfb.
+xdotool windowfocus --sync "$wid" 2>/dev/null || true
+xdotool key ctrl+q
 for _ in $(seq 150); do kill -0 "$APP_PID" 2>/dev/null || break; sleep 0.1; done
 kill -0 "$APP_PID" 2>/dev/null && fail "the app did not exit within 15 s of Ctrl+Q"
 rc=0
