@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import time
 from dataclasses import replace
@@ -68,6 +69,7 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
                 results.append(json.loads(done.read_text()))
                 continue
             _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
+            t_run = time.time()
             vcfg = replace(cfg, variant=variant, work_dir=str(work))
             torch.manual_seed(cfg.seed + fi)
             model = HybridModel(model_config(cfg, variant))
@@ -98,10 +100,20 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
                 "n_test_clips": len(test),
                 **{level: res[level] for level in LEVELS},
                 "confusion": res["confusion"],
+                "elapsed_s": round(time.time() - t_run, 1),
             }
             done.write_text(json.dumps(record, indent=2))
             results.append(record)
-    return write_cv_report(results, out, cfg=cfg, k=k, variants=variants, elapsed_s=time.time() - t0)
+    per_frame = sum(c.frame_scores is not None for c in clips)
+    labels = (
+        "Labels are per clip: every frame takes its clip's score, so frame-level numbers measure agreement "
+        "with the clip's score."
+        if per_frame == 0
+        else f"Per-frame labels for {per_frame} of {len(clips)} clips; the other clips' frames take their clip's score."
+    )
+    return write_cv_report(
+        results, out, cfg=cfg, k=k, variants=variants, elapsed_s=time.time() - t0, labels_note=labels
+    )
 
 
 def _reuse_cnn_stage(cnn_work: Path, work: Path, run: _Run) -> None:
@@ -134,6 +146,7 @@ def write_cv_report(
     k: int,
     variants: tuple[str, ...],
     elapsed_s: float,
+    labels_note: str = "",
 ) -> Path:
     with open(out / "metrics.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -143,16 +156,23 @@ def write_cv_report(
                 m = r[level]
                 w.writerow([r["fold"], r["variant"], level, int(m["n"]), *(f"{m[key]:.4f}" for key in METRICS)])
     names = {"densenet": "DenseNet-201", "cnn": "proposed CNN", "cnn_lstm": "CNN+LSTM"}
+    timed = [r["elapsed_s"] for r in results if "elapsed_s" in r]
+    wall = (
+        f"training and testing took {sum(timed) / 60:.1f} min over all folds"
+        if len(timed) == len(results)
+        else f"wall time {elapsed_s / 60:.1f} min (this run; resumed folds not counted)"
+    )
+    device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
     lines = [
         f"# {k}-fold patient-disjoint cross-validation",
         "",
         f"Command: `{cfg.command}`  ",
         f"Seed {cfg.seed}; data `{cfg.data}`; {'tiny test architecture; ' if cfg.tiny else ''}"
-        f"wall time {elapsed_s / 60:.1f} min (this run; resumed folds not counted).",
+        f"input {model_config(cfg).input_size} px; {wall}; machine: {device}, torch {torch.__version__}.",
         "",
         "Mean ± sd over folds. Sensitivity, specificity and F1 are macro averages over the four scores "
         "(one-vs-rest), as in the paper's Table 2; within-one and quadratic-weighted kappa (QWK) respect "
-        "the ordinal scale. Clip level: the clip score by the persistent-worst rule.",
+        "the ordinal scale. Clip level: the clip score by the persistent-worst rule. " + labels_note,
         "",
     ]
     for level in LEVELS:
