@@ -234,9 +234,10 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
     assert run.returncode == 0, run.stderr[-3000:]
     with open(out / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert len(rows) == 2 * 3 * 2  # folds x variants x levels
+    assert len(rows) == 2 * 4 * 2  # folds x (variants + majority baseline) x levels
+    assert {r["variant"] for r in rows} == {"densenet", "cnn", "cnn_lstm", "majority"}
     report = (out / "report.md").read_text()
-    for name in ("DenseNet-201", "proposed CNN", "CNN+LSTM"):
+    for name in ("DenseNet-201", "proposed CNN", "CNN+LSTM", "always the majority score (baseline)"):
         assert report.count(f"| {name} |") == 2  # frame and clip tables
     assert "±" in report
     tested = [json.loads((out / f"fold{i}" / "cnn" / "result.json").read_text())["test_patients"] for i in range(2)]

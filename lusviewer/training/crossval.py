@@ -24,8 +24,9 @@ import numpy as np
 import torch
 
 from lusviewer.model.hybrid import HybridModel
-from lusviewer.training.data import cached_frames, group_kfold, load_dataset_with, split_by_group
+from lusviewer.training.data import LabelledClip, cached_frames, group_kfold, load_dataset_with, split_by_group
 from lusviewer.training.evaluate import METRICS, confusion_png
+from lusviewer.training.metrics import classification_metrics
 from lusviewer.training.train import (
     TrainConfig,
     _clip_eval,
@@ -40,6 +41,7 @@ from lusviewer.training.train import (
 )
 
 LEVELS = ("frame", "clip")
+MAJORITY = "majority"
 
 
 def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("densenet", "cnn", "cnn_lstm")) -> Path:
@@ -58,6 +60,7 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
     )
     results: list[dict[str, Any]] = []
     for fi, (train_all, test) in enumerate(folds):
+        results.append(_majority_baseline(fi, train_all, test, frames))
         train, val = split_by_group(train_all, val_fraction=cfg.val_fraction, seed=cfg.seed + fi)
         groups = [{c.group for c in s} for s in (train, val, test)]
         assert not (groups[0] & groups[2] or groups[1] & groups[2] or groups[0] & groups[1]), "patient leak"
@@ -116,6 +119,21 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
     )
 
 
+def _majority_baseline(
+    fold: int, train: list[LabelledClip], test: list[LabelledClip], frames: dict[str, np.ndarray]
+) -> dict[str, Any]:
+    """The floor every variant must clear: always the training side's most common score."""
+    major = int(np.bincount([c.score for c in train], minlength=4).argmax())
+    y = np.concatenate([c.targets(len(frames[c.path])) for c in test])
+    cy = [c.score for c in test]
+    return {
+        "fold": fold,
+        "variant": MAJORITY,
+        "frame": classification_metrics(y, np.full_like(y, major)),
+        "clip": classification_metrics(cy, [major] * len(cy)),
+    }
+
+
 def _reuse_cnn_stage(cnn_work: Path, work: Path, run: _Run) -> None:
     """CNN+LSTM's stage 1 *is* the ``cnn`` variant's training (same architecture, seed,
     data and settings), so when this fold's ``cnn`` run has finished stage 1 its best
@@ -155,12 +173,18 @@ def write_cv_report(
             for level in LEVELS:
                 m = r[level]
                 w.writerow([r["fold"], r["variant"], level, int(m["n"]), *(f"{m[key]:.4f}" for key in METRICS)])
-    names = {"densenet": "DenseNet-201", "cnn": "proposed CNN", "cnn_lstm": "CNN+LSTM"}
-    timed = [r["elapsed_s"] for r in results if "elapsed_s" in r]
+    names = {
+        "densenet": "DenseNet-201",
+        "cnn": "proposed CNN",
+        "cnn_lstm": "CNN+LSTM",
+        MAJORITY: "always the majority score (baseline)",
+    }
+    trained = [r for r in results if r["variant"] != MAJORITY]
+    timed = [r["elapsed_s"] for r in trained if "elapsed_s" in r]
     wall = (
         f"training and testing took {sum(timed) / 60:.1f} min over all folds"
-        if len(timed) == len(results)
-        else f"wall time {elapsed_s / 60:.1f} min (this run; resumed folds not counted)"
+        if len(timed) == len(trained)
+        else f"wall time {elapsed_s / 60:.1f} min in this run (runs resumed from results without timings not counted)"
     )
     device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
     lines = [
@@ -182,7 +206,7 @@ def write_cv_report(
             "| model | accuracy | sensitivity | specificity | F1 | within-one | QWK |",
             "|---|---|---|---|---|---|---|",
         ]
-        for v in variants:
+        for v in (*variants, MAJORITY):
             rs = [r[level] for r in results if r["variant"] == v]
             if not rs:
                 continue
