@@ -233,6 +233,14 @@ class _Run:
         os.replace(tmp, self.path)
 
 
+def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, *, max_norm: float) -> None:
+    """One optimiser step with the gradient norm clipped."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()  # type: ignore[no-untyped-call]
+    nn.utils.clip_grad_norm_(module.parameters(), max_norm)
+    opt.step()
+
+
 def _class_weights(scores: Sequence[int], n: int = 4) -> torch.Tensor:
     counts = np.bincount(np.asarray(scores), minlength=n).astype(np.float64)
     w = counts.sum() / np.maximum(counts, 1) / n
@@ -387,10 +395,7 @@ def train_cnn(
                 loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
                 if out.reconstruction is not None:
                     loss = loss + cfg.recon_weight * F.mse_loss(out.reconstruction.float(), clean)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            nn.utils.clip_grad_norm_(cnn.parameters(), 5.0)
-            opt.step()
+            _step(opt, loss, cnn, max_norm=5.0)
             tot += float(loss.detach()) * len(chunk)
             seen += len(chunk)
             bar.update(1)
@@ -479,10 +484,7 @@ def train_lstm(
             y = y.to(dev)
             logits, _ = head(x)
             loss = F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-            opt.step()
+            _step(opt, loss, head, max_norm=1.0)
         m = evaluate_sequence(head, val, feats)
         st["epoch"] += 1
         sched.step(m["frame"]["macro_f1"])
@@ -574,10 +576,7 @@ def train_end_to_end(
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), weight=weights)
                 if out.reconstruction is not None:
                     loss = loss + cfg.recon_weight * F.mse_loss(out.reconstruction.float(), clean)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()  # type: ignore[no-untyped-call]
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
+            _step(opt, loss, model, max_norm=1.0)
             tot += float(loss.detach()) * bs
             seen += bs
             bar.update(1)
