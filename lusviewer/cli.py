@@ -96,6 +96,10 @@ def _score(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _thousands(n: object) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
 def model_summary(card: dict[str, Any]) -> str:
     """The model card as Markdown: what it is, what it was trained on, how it scored."""
     tr = card.get("training", {})
@@ -104,7 +108,7 @@ def model_summary(card: dict[str, Any]) -> str:
         f"# {card['name']} {card.get('version', '')}".rstrip(),
         "",
         f"- architecture: `{card['architecture']['variant']}`, input {card['input']['size']} px, "
-        f"{card.get('parameters', {}).get('total', '?'):,} parameters",
+        f"{_thousands(card.get('parameters', {}).get('total'))} parameters",
         f"- weights: `{card['weights_file']}` ({card.get('weights_dtype', '?')}), sha256 `{card['sha256']}`",
         f"- training data: {tr.get('data', '?')}",
         f"- data licence: {tr.get('data_licence', '?')}; {tr.get('model_licence', '')}",
@@ -147,6 +151,21 @@ def model_summary(card: dict[str, Any]) -> str:
         lines.append("")
     if metrics.get("note"):
         lines += [metrics["note"], ""]
+    cv = metrics.get("crossval")
+    if cv and cv.get("results"):
+        names = {"densenet": "DenseNet-201", "cnn": "proposed CNN", "cnn_lstm": "CNN+LSTM", "majority": "majority"}
+        lines += [
+            "Cross-validation (mean ± sd over folds):",
+            "",
+            "| model | level | accuracy | macro-F1 | within-one | QWK |",
+            "|---|---|---|---|---|---|",
+        ]
+        for variant, levels in cv["results"].items():
+            for level, m in levels.items():
+                keys = ("accuracy", "macro_f1", "within_one", "qwk")
+                cells = " | ".join(f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in keys)
+                lines.append(f"| {names.get(variant, variant)} | {level} | {cells} |")
+        lines += ["", cv.get("note", ""), f"Command: `{cv.get('command', '?')}`", ""]
     return "\n".join(lines)
 
 

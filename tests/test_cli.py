@@ -153,3 +153,23 @@ def test_self_test(tiny_model: Path, tmp_path: Path) -> None:
     assert ok.stdout.startswith("lusviewer self-test ok:") and len(ok.stdout.strip().splitlines()) == 1
     bad = lusviewer("--self-test", "--model", str(tmp_path / "missing.json"))
     assert bad.returncode == 1 and "FAILED" in bad.stdout and "missing.json" in bad.stdout
+
+
+def test_info_lists_the_cards_crossval_table() -> None:
+    from lusviewer.cli import model_summary
+
+    m = {k: [0.5, 0.1] for k in ("accuracy", "sensitivity", "specificity", "macro_f1", "within_one", "qwk")}
+    card = {
+        "name": "x",
+        "architecture": {"variant": "cnn"},
+        "input": {"size": 64},
+        "weights_file": "x.safetensors",
+        "sha256": "0" * 64,
+        "metrics": {
+            "crossval": {"note": "reduced", "command": "lusviewer crossval ...", "results": {"cnn": {"clip": m}}}
+        },
+    }
+    text = model_summary(card)
+    assert "Cross-validation (mean ± sd over folds):" in text
+    assert "| proposed CNN | clip | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 |" in text
+    assert "`lusviewer crossval ...`" in text
