@@ -68,22 +68,26 @@ def test_optimizer_state_roundtrip(tmp_path: Path) -> None:
             torch.testing.assert_close(torch.as_tensor(s2["state"][pid][k]), torch.as_tensor(v))
 
 
+def _tiny_config(blues_like: Path, tmp_path: Path, **overrides: object) -> TrainConfig:
+    """A seconds-long training run of the tiny architecture on the synthetic dataset."""
+    settings: dict = {
+        "tiny": True,
+        "val_fraction": 0.25,
+        "frames_per_clip": 4,
+        "val_frames_per_clip": 3,
+        "batch_size": 8,
+        "cnn_epochs": 2,
+        "lstm_epochs": 2,
+        "seq_len": 6,
+        "bf16": False,
+        "command": "lusviewer train (test)",
+        **overrides,
+    }
+    return TrainConfig(data=str(blues_like), out=str(tmp_path / "out"), work_dir=str(tmp_path / "work"), **settings)
+
+
 def test_train_tiny_end_to_end_and_resume(blues_like: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(
-        data=str(blues_like),
-        out=str(tmp_path / "out"),
-        work_dir=str(tmp_path / "work"),
-        tiny=True,
-        val_fraction=0.25,
-        frames_per_clip=4,
-        val_frames_per_clip=3,
-        batch_size=8,
-        cnn_epochs=2,
-        lstm_epochs=2,
-        seq_len=6,
-        bf16=False,
-        command="lusviewer train (test)",
-    )
+    cfg = _tiny_config(blues_like, tmp_path)
     card_path = run_training(cfg)
     card = json.loads(card_path.read_text())
     split = card["training"]["split"]
@@ -302,24 +306,16 @@ def test_augment_group_shares_one_draw() -> None:
         augment(torch.rand(4, 3, 32, 32), torch.Generator(), group=3)
 
 
-def test_end_to_end_stage_keeps_the_best_and_resumes(blues_like: Path, tmp_path: Path) -> None:
-    cfg = TrainConfig(
-        data=str(blues_like),
-        out=str(tmp_path / "out"),
-        work_dir=str(tmp_path / "work"),
-        tiny=True,
-        val_fraction=0.25,
+def test_end_to_end_stage_keeps_the_best(blues_like: Path, tmp_path: Path) -> None:
+    cfg = _tiny_config(
+        blues_like,
+        tmp_path,
         frames_per_clip=8,
-        val_frames_per_clip=3,
-        batch_size=8,
         cnn_epochs=1,
         lstm_epochs=1,
-        seq_len=6,
         e2e_epochs=2,
         e2e_seq_len=4,
         e2e_batch_size=2,
-        bf16=False,
-        command="lusviewer train (test)",
     )
     card = json.loads(run_training(cfg).read_text())
     state = json.loads((tmp_path / "work" / "state.json").read_text())

@@ -233,6 +233,13 @@ class _Run:
         os.replace(tmp, self.path)
 
 
+def _recon_term(cfg: TrainConfig, reconstruction: torch.Tensor | None, clean: torch.Tensor) -> torch.Tensor | float:
+    """The autoencoder's share of the loss (0 for the DenseNet-only variant, which has none)."""
+    if reconstruction is None:
+        return 0.0
+    return cfg.recon_weight * F.mse_loss(reconstruction.float(), clean)
+
+
 def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, *, max_norm: float) -> None:
     """One optimiser step with the gradient norm clipped."""
     opt.zero_grad(set_to_none=True)
@@ -393,8 +400,7 @@ def train_cnn(
             with _autocast(cfg.bf16, dev):
                 out = net(noisy)
                 loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
-                if out.reconstruction is not None:
-                    loss = loss + cfg.recon_weight * F.mse_loss(out.reconstruction.float(), clean)
+                loss = loss + _recon_term(cfg, out.reconstruction, clean)
             _step(opt, loss, cnn, max_norm=5.0)
             tot += float(loss.detach()) * len(chunk)
             seen += len(chunk)
@@ -574,8 +580,7 @@ def train_end_to_end(
                 out = model.cnn(clean)
                 logits, _ = head(out.features.float().view(bs, n_seq, -1))
                 loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), weight=weights)
-                if out.reconstruction is not None:
-                    loss = loss + cfg.recon_weight * F.mse_loss(out.reconstruction.float(), clean)
+                loss = loss + _recon_term(cfg, out.reconstruction, clean)
             _step(opt, loss, model, max_norm=1.0)
             tot += float(loss.detach()) * bs
             seen += bs
