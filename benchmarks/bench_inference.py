@@ -1,7 +1,7 @@
 """Speed and memory of the scoring engine. Prints Markdown tables for docs/performance.md.
 
     python benchmarks/bench_inference.py [--model models/lusviewer-hybrid.json]
-        [--sections model,decode,engine,memory] [--clips N]
+        [--sections model,decode,engine,memory] [--clips N] [--device cpu|cuda] [--data DIR]
 
 Sections:
   model   frames/s of the model alone (CNN + windowed LSTM), fp32 vs bf16, batch 1/8/32
@@ -58,32 +58,42 @@ def machine() -> str:
     )
 
 
-def bench_model(model_path: str, n_frames: int) -> None:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def bench_model(model_path: str, n_frames: int, device: str) -> None:
+    dev = torch.device(device)
     loaded = load_model(model_path)
-    model = loaded.model.eval()
+    model = loaded.model.eval().to(dev)
     model.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     size = loaded.card.config.input_size
-    print("\n### Model alone (CNN + windowed LSTM), synthetic 128 px input\n")
+    print(f"\n### Model alone (CNN + windowed LSTM), synthetic {size} px input, {dev.type}\n")
     print("| precision | batch | frames/s |")
     print("|---|---|---|")
+    batches = (1, 8, 32) if dev.type == "cpu" else (1, 8, 32, 128)
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 255, (32, size, size, 3), dtype=np.uint8)
+    frames = rng.integers(0, 255, (max(batches), size, size, 3), dtype=np.uint8)
     for precision in ("fp32", "bf16"):
-        if precision == "bf16" and not cpu_supports_bf16():
+        if precision == "bf16" and dev.type == "cpu" and not cpu_supports_bf16():
             continue
-        for batch in (1, 8, 32):
-            ctx = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+        for batch in batches:
+            ctx = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
             assert model.sequence is not None
             streamer = SequenceStreamer(model.sequence)
             with torch.inference_mode(), ctx:
-                model.cnn(to_model_input(frames[:batch]))  # warm-up
+                for _ in range(3):  # warm-up (CUDA: kernel selection)
+                    model.cnn(to_model_input(frames[:batch], dev))
+                _sync(dev)
                 n = 0
                 t0 = time.perf_counter()
-                while n < n_frames:
-                    out = model.cnn(to_model_input(frames[:batch]))
-                    with torch.autocast("cpu", enabled=False):
+                while n < max(n_frames, 4 * batch):
+                    out = model.cnn(to_model_input(frames[:batch], dev))
+                    with torch.autocast(dev.type, enabled=False):
                         streamer.push(out.features.float())
                     n += batch
+                _sync(dev)
                 dt = time.perf_counter() - t0
             print(f"| {precision} | {batch} | {n / dt:.1f} |", flush=True)
 
@@ -117,18 +127,18 @@ def bench_decode(n: int) -> None:
         print(f"| {name} | {len(clips)} | {frames} | {frames / (time.perf_counter() - t0):.0f} |", flush=True)
 
 
-def bench_engine(model_path: str, n: int) -> None:
+def bench_engine(model_path: str, n: int, device: str) -> None:
     clips = real_clips(n)
     if not clips:
         return
     loaded = load_model(model_path)
-    print("\n### End to end on real COVID-BLUeS clips (decode + CNN + LSTM), batch 32\n")
+    print(f"\n### End to end on real COVID-BLUeS clips (decode + CNN + LSTM), batch 32, {device}\n")
     print("| precision | clips | frames | frames/s |")
     print("|---|---|---|---|")
     for precision in ("fp32", "bf16"):
-        if precision == "bf16" and not cpu_supports_bf16():
+        if precision == "bf16" and device == "cpu" and not cpu_supports_bf16():
             continue
-        engine = ScoringEngine(loaded, device="cpu", precision=precision, batch_size=32)
+        engine = ScoringEngine(loaded, device=device, precision=precision, batch_size=32)
         engine.score_clip(str(clips[0]))  # warm-up
         t0, frames = time.perf_counter(), 0
         for c in clips:
@@ -188,22 +198,26 @@ def bench_memory(model_path: str, lengths: list[int]) -> None:
 
 
 def main() -> None:
+    global DATA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(default_model_path()))
     ap.add_argument("--sections", default="model,decode,engine,memory")
     ap.add_argument("--clips", type=int, default=12, help="real clips for the decode/engine sections")
     ap.add_argument("--frames", type=int, default=96, help="frames per model measurement")
     ap.add_argument("--lengths", default="250,1000,4000", help="clip lengths for the memory section")
+    ap.add_argument("--device", default="cpu", help="model and engine sections: cpu or cuda[:N]")
+    ap.add_argument("--data", default=str(DATA), help="folder holding covid-blues/ and pocus-unscored/")
     args = ap.parse_args()
+    DATA = Path(args.data)
     sections = set(args.sections.split(","))
     print(f"Machine: {machine()}")
     print(f"Model: {args.model}")
     if "model" in sections:
-        bench_model(args.model, args.frames)
+        bench_model(args.model, args.frames, args.device)
     if "decode" in sections:
         bench_decode(args.clips)
     if "engine" in sections:
-        bench_engine(args.model, args.clips)
+        bench_engine(args.model, args.clips, args.device)
     if "memory" in sections:
         bench_memory(args.model, [int(x) for x in args.lengths.split(",")])
     print(f"\n(peak RSS of this process: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB)")

@@ -326,7 +326,20 @@ def _crossval(args: argparse.Namespace) -> int:
     if bad:
         _err(f"unknown variant(s) {bad}; choose from densenet, cnn, cnn_lstm")
         return EXIT_USAGE
-    report = run_crossval(_train_config(args), k=args.folds, variants=variants)
+    only = None
+    if args.run_folds:
+        try:
+            only = sorted({int(f) for f in args.run_folds.split(",") if f.strip()})
+        except ValueError:
+            _err(f"--run-folds {args.run_folds!r}: expected fold numbers such as 0,1")
+            return EXIT_USAGE
+        if any(not 0 <= f < args.folds for f in only):
+            _err(f"--run-folds {args.run_folds!r}: folds are numbered 0..{args.folds - 1}")
+            return EXIT_USAGE
+    report = run_crossval(_train_config(args), k=args.folds, variants=variants, only_folds=only)
+    if report is None:
+        print(f"{args.out}: folds {args.run_folds} done; rerun without --run-folds once all folds are, for the report")
+        return 0
     print(report.read_text())
     return EXIT_OK
 
@@ -465,6 +478,13 @@ def build_parser() -> argparse.ArgumentParser:
     cv.add_argument("--out", default="docs/results/cv", help="folder for report.md, metrics.csv, PNGs, checkpoints")
     cv.add_argument("-k", "--folds", type=int, default=5)
     cv.add_argument("--variants", default="densenet,cnn,cnn_lstm")
+    cv.add_argument(
+        "--run-folds",
+        default=None,
+        metavar="LIST",
+        help="train only these folds (0-based, e.g. 0,1) in this process, to run folds in parallel on "
+        "several GPUs or machines sharing --out; a run without it then writes the report",
+    )
     _add_data_args(cv)
     _add_training_args(cv)
     cv.set_defaults(func=_crossval)

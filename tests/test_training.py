@@ -256,6 +256,31 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
         assert state["cnn"]["reused_from"].endswith(f"fold{i}/cnn")
 
 
+def test_crossval_run_folds_in_separate_processes_then_report(tmp_path: Path, blues_like: Path) -> None:
+    """--run-folds trains only its folds (folds run in parallel share --out); the report
+    comes once every fold is done, and the report-only run trains nothing."""
+    from lusviewer.cli import run as cli_run
+
+    out = tmp_path / "cv"
+    base = [
+        "crossval", "--data", str(blues_like), "--out", str(out), "-k", "2", "--variants", "cnn", "--tiny",
+        "--fp32", "--frames-per-clip", "3", "--batch-size", "8", "--cnn-epochs", "1", "--val-fraction", "0.25",
+    ]  # fmt: skip
+    assert cli_run([*base, "--run-folds", "1"]) == 0
+    assert (out / "fold1" / "cnn" / "result.json").is_file()
+    assert not (out / "fold0").exists() and not (out / "report.md").exists()
+    assert cli_run([*base, "--run-folds", "5"]) == 2  # no such fold: usage error
+    assert cli_run([*base, "--run-folds", "0"]) == 0
+    assert (out / "report.md").is_file()  # the last fold to finish writes the report
+    mtime = (out / "fold0" / "cnn" / "result.json").stat().st_mtime_ns
+    assert cli_run(base) == 0
+    assert (out / "fold0" / "cnn" / "result.json").stat().st_mtime_ns == mtime
+    with open(out / "metrics.csv", newline="") as fh:
+        assert {(r["fold"], r["variant"]) for r in csv.DictReader(fh)} == {
+            (f, v) for f in ("0", "1") for v in ("cnn", "majority")
+        }
+
+
 def test_torchrun_two_cpu_processes_gloo(tmp_path: Path, blues_like: Path) -> None:
     """The same `lusviewer train` runs data-parallel under torchrun (gloo on CPU)."""
     import subprocess

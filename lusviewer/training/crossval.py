@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -44,8 +45,24 @@ LEVELS = ("frame", "clip")
 MAJORITY = "majority"
 
 
-def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("densenet", "cnn", "cnn_lstm")) -> Path:
-    """Train and test every variant on every fold; write report.md, metrics.csv, PNGs to ``cfg.out``."""
+def run_crossval(
+    cfg: TrainConfig,
+    *,
+    k: int = 5,
+    variants: tuple[str, ...] = ("densenet", "cnn", "cnn_lstm"),
+    only_folds: Sequence[int] | None = None,
+) -> Path | None:
+    """Train and test every variant on every fold; write report.md, metrics.csv, PNGs to ``cfg.out``.
+
+    ``only_folds`` (0-based) trains just those folds in this process, so that folds can
+    run in parallel (several processes, GPUs or machines sharing ``cfg.out``); the
+    other folds' finished results are read from disk. The report is written once every
+    fold has a result for every variant; until then this returns None.
+    """
+    if only_folds is not None:
+        bad = [f for f in only_folds if not 0 <= f < k]
+        if bad:
+            raise ValueError(f"folds {bad} outside 0..{k - 1}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -59,6 +76,7 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
         f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s"
     )
     results: list[dict[str, Any]] = []
+    missing = []
     for fi, (train_all, test) in enumerate(folds):
         results.append(_majority_baseline(fi, train_all, test, frames))
         train, val = split_by_group(train_all, val_fraction=cfg.val_fraction, seed=cfg.seed + fi)
@@ -66,11 +84,14 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
         assert not (groups[0] & groups[2] or groups[1] & groups[2] or groups[0] & groups[1]), "patient leak"
         for variant in variants:
             work = out / f"fold{fi}" / variant
-            work.mkdir(parents=True, exist_ok=True)
             done = work / "result.json"
             if done.is_file():
                 results.append(json.loads(done.read_text()))
                 continue
+            if only_folds is not None and fi not in only_folds:
+                missing.append(f"fold {fi} {variant}")
+                continue
+            work.mkdir(parents=True, exist_ok=True)
             _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
             t_run = time.time()
             vcfg = replace(cfg, variant=variant, work_dir=str(work))
@@ -107,6 +128,9 @@ def run_crossval(cfg: TrainConfig, *, k: int = 5, variants: tuple[str, ...] = ("
             }
             done.write_text(json.dumps(record, indent=2))
             results.append(record)
+    if missing:
+        _log(f"no report yet: {len(missing)} fold/variant results still missing ({', '.join(missing)})")
+        return None
     per_frame = sum(c.frame_scores is not None for c in clips)
     labels = (
         "Labels are per clip: every frame takes its clip's score, so frame-level numbers measure agreement "

@@ -653,6 +653,12 @@ def baselines(
     }
 
 
+def _machine(device: torch.device) -> str:
+    """Where a run trained, for the model card."""
+    gpu = f"{torch.cuda.get_device_name(device)}, " if device.type == "cuda" else ""
+    return f"{gpu}{os.cpu_count()} CPU cores, torch {torch.__version__}"
+
+
 def _group_key(group: str) -> tuple[int, int, str]:
     """Numeric patient ids in numeric order, others after them alphabetically."""
     return (0, int(group), "") if group.isdigit() else (1, 0, group)
@@ -796,7 +802,7 @@ def run_training(cfg: TrainConfig) -> Path:
                 "lstm": run.data.get("lstm", {}).get("epoch", 0),
                 "end_to_end": run.data.get("e2e", {}).get("epoch", 0),
             },
-            "machine": f"{os.cpu_count()} CPU cores, torch {torch.__version__}",
+            "machine": _machine(_device_of(model)),
         },
         metrics={
             "note": (
