@@ -151,11 +151,13 @@ def model_summary(card: dict[str, Any]) -> str:
         lines.append("")
     if metrics.get("note"):
         lines += [metrics["note"], ""]
-    cv = metrics.get("crossval")
-    if cv and cv.get("results"):
+    for key in sorted(k for k in metrics if k.startswith("crossval")):  # crossval, crossval_<other run>
+        cv = metrics[key]
+        if not isinstance(cv, dict) or not cv.get("results"):
+            continue
         names = {"densenet": "DenseNet-201", "cnn": "proposed CNN", "cnn_lstm": "CNN+LSTM", "majority": "majority"}
         lines += [
-            "Cross-validation (mean ± sd over folds):",
+            f"Cross-validation{' (' + cv['title'] + ')' if cv.get('title') else ''} (mean ± sd over folds):",
             "",
             "| model | level | accuracy | macro-F1 | within-one | QWK |",
             "|---|---|---|---|---|---|",
@@ -228,6 +230,8 @@ def self_test(model: str | None = None) -> int:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from collections import Counter
+
     from tqdm import tqdm
 
     from lusviewer.model import ModelError, load_model
@@ -251,6 +255,15 @@ def _evaluate(args: argparse.Namespace) -> int:
             _err("the model card names no validation patients")
             return EXIT_USAGE
         clips = [c for c in clips if c.group in val]
+    if args.baseline_score is not None:
+        baseline, source = args.baseline_score, "given with --baseline-score"
+    else:
+        card_major = loaded.card.metrics.get("baselines", {}).get("majority_class")
+        if card_major is not None:
+            baseline, source = int(card_major), "the most common score of the model's training clips, from its card"
+        else:
+            baseline = Counter(c.score for c in clips).most_common(1)[0][0] if clips else 0
+            source = "the most common score of the evaluated clips"
     bar = tqdm(total=len(clips), unit="clip", disable=args.quiet, file=sys.stderr)
     result = evaluate_model(
         loaded,
@@ -259,6 +272,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         rule=args.rule,
         on_clip=lambda i, n, path: (bar.update(1 if i else 0), bar.set_description(Path(path).name[:30])),
+        baseline_score=baseline,
+        baseline_source=source,
+        bootstrap_reps=args.bootstrap,
     )
     bar.update(1)
     bar.close()
@@ -467,6 +483,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--card-val-patients",
         action="store_true",
         help="only the validation patients named in the model card (reproduces the card's numbers)",
+    )
+    e.add_argument(
+        "--baseline-score",
+        type=int,
+        choices=[0, 1, 2, 3],
+        default=None,
+        help="compare with always answering this score (default: the majority score of the model's "
+        "training clips, from its card)",
+    )
+    e.add_argument(
+        "--bootstrap",
+        type=int,
+        default=2000,
+        metavar="N",
+        help="resamples of the patients for 95%% intervals (default 2000; 0: none)",
     )
     e.add_argument("-q", "--quiet", action="store_true")
     e.set_defaults(func=_evaluate)

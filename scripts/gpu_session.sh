@@ -12,7 +12,8 @@
 # Environment (defaults in brackets): DATA [../shared/data/covid-blues], RUN [runs/gpu]
 # (checkpoints, logs), RESULTS [$RUN/results] (what to keep: report, card, weights, logs),
 # DEVICE [cuda], CNN_MIN [1.8] / LSTM_MIN [0.7] per fold and variant, SHIP_CNN_MIN [3.6] /
-# SHIP_LSTM_MIN [0.7], K [5], THREADS [2] CPU threads per process, PARTS [$RUN/parts],
+# SHIP_LSTM_MIN [0.7], K [5], THREADS [2] CPU threads per process, BATCH [32], RUN_CV /
+# SMOKE / BENCH [1] (0 skips that step), PARTS [$RUN/parts],
 # FIRST_PARTS [all] weight parts copied to $RESULTS, TINY [0] (1: the tiny architecture, for
 # a dry run of this script on a CPU).
 set -u
@@ -29,6 +30,10 @@ THREADS=${THREADS:-2}
 PARTS=${PARTS:-$RUN/parts}
 FIRST_PARTS=${FIRST_PARTS:-99}
 TINY=${TINY:-0}
+RUN_CV=${RUN_CV:-1}
+SMOKE=${SMOKE:-1}
+BENCH=${BENCH:-1}
+BATCH=${BATCH:-32}
 PY=${PY:-python3}
 export PYTHONUNBUFFERED=1
 mkdir -p "$RUN/logs" "$RESULTS"
@@ -39,7 +44,7 @@ SIZE=128
 EXTRA=()
 if [ "$TINY" = 1 ]; then SIZE=32; EXTRA=(--tiny --fp32); fi
 COMMON=(--data "$DATA" --cache-dir "$RUN/cache" --input-size "$SIZE" --optimizer adamw --lr 0.001
-        --seed 0 --threads "$THREADS" --device "$DEVICE" --cnn-epochs 70 "${EXTRA[@]}")
+        --seed 0 --threads "$THREADS" --device "$DEVICE" --cnn-epochs 70 --batch-size "$BATCH" "${EXTRA[@]}")
 
 say "machine: $(nproc) cores; $($PY -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
@@ -60,19 +65,21 @@ EOF
 
 # 2. Smoke test on this device (tiny architecture, every stage, then scoring): fail in
 #    seconds rather than after minutes.
-say "smoke test on $DEVICE"
-$PY -m lusviewer train --data "$DATA" --cache-dir "$RUN/cache" --tiny --device "$DEVICE" --cnn-epochs 1 \
+if [ "$SMOKE" = 1 ]; then
+  say "smoke test on $DEVICE"
+  $PY -m lusviewer train --data "$DATA" --cache-dir "$RUN/cache" --tiny --device "$DEVICE" --cnn-epochs 1 \
     --lstm-epochs 1 --end-to-end-epochs 1 --frames-per-clip 2 --out "$RUN/smoke" --work-dir "$RUN/smoke/work" \
     > "$RUN/logs/smoke.log" 2>&1 \
   && $PY -m lusviewer score resources/sample_clip.mp4 --model "$RUN/smoke/lusviewer-hybrid.json" \
     --device "$DEVICE" -q -o "$RUN/smoke/report.csv" >> "$RUN/logs/smoke.log" 2>&1 \
   || { say "SMOKE TEST FAILED"; tail -40 "$RUN/logs/smoke.log"; cp "$RUN/logs/smoke.log" "$RESULTS/"; exit 1; }
-say "smoke test passed"
+  say "smoke test passed"
+fi
 
 # 3. The folds and the shipped model, side by side on the one GPU.
 CV="$RUN/cv"
 pids=()
-for ((i = 0; i < K; i++)); do
+for ((i = 0; i < K * RUN_CV; i++)); do
   $PY -m lusviewer crossval "${COMMON[@]}" --out "$CV" -k "$K" --run-folds "$i" \
       --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" > "$RUN/logs/fold$i.log" 2>&1 &
   pids+=($!)
@@ -92,18 +99,22 @@ for i in "${!pids[@]}"; do wait "${pids[$i]}" || { fails=1; say "fold $i FAILED"
 wait "$ship" || { fails=1; say "shipped-model training FAILED"; tail -20 "$RUN/logs/ship.log"; }
 
 # 4. The report over all folds (trains nothing when every fold is done).
-say "report"
-$PY -m lusviewer crossval "${COMMON[@]}" --out "$CV" -k "$K" --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" \
-    > "$RUN/logs/report.log" 2>&1 || { fails=1; tail -20 "$RUN/logs/report.log"; }
-cat "$CV/report.md" 2>/dev/null
+if [ "$RUN_CV" = 1 ]; then
+  say "report"
+  $PY -m lusviewer crossval "${COMMON[@]}" --out "$CV" -k "$K" --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" \
+      > "$RUN/logs/report.log" 2>&1 || { fails=1; tail -20 "$RUN/logs/report.log"; }
+  cat "$CV/report.md"
+fi
 
 # 5. The new model on this device: `lusviewer score` and a benchmark.
 CARD="$RUN/ship/lusviewer-hybrid.json"
 if [ -f "$CARD" ]; then
   $PY -m lusviewer score resources/sample_clip.mp4 --model "$CARD" --device "$DEVICE" -q -o "$RUN/sample_report.csv" \
       > "$RUN/logs/score.log" 2>&1 && say "scored the sample clip on $DEVICE" || { fails=1; cat "$RUN/logs/score.log"; }
-  $PY benchmarks/bench_inference.py --model "$CARD" --device "$DEVICE" --data "$(dirname "$DATA")" \
-      --sections model,engine --frames 256 --clips 8 2>&1 | tee "$RUN/logs/bench.log"
+  if [ "$BENCH" = 1 ]; then
+    $PY benchmarks/bench_inference.py --model "$CARD" --device "$DEVICE" --data "$(dirname "$DATA")" \
+        --sections model,engine --frames 256 --clips 8 2>&1 | tee "$RUN/logs/bench.log"
+  fi
 fi
 
 # 6. Keep: report + fold results + logs in one archive, the card, and the weights in 16 MB

@@ -166,10 +166,12 @@ def test_info_lists_the_cards_crossval_table() -> None:
         "weights_file": "x.safetensors",
         "sha256": "0" * 64,
         "metrics": {
-            "crossval": {"note": "reduced", "command": "lusviewer crossval ...", "results": {"cnn": {"clip": m}}}
+            "crossval": {"note": "reduced", "command": "lusviewer crossval ...", "results": {"cnn": {"clip": m}}},
+            "crossval_64px": {"title": "64 px", "command": "other", "results": {"cnn_lstm": {"frame": m}}},
         },
     }
     text = model_summary(card)
     assert "Cross-validation (mean ± sd over folds):" in text
+    assert "Cross-validation (64 px) (mean ± sd over folds):" in text and "| CNN+LSTM | frame |" in text
     assert "| proposed CNN | clip | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 |" in text
     assert "`lusviewer crossval ...`" in text

@@ -178,13 +178,36 @@ def test_evaluate_cli_writes_report_and_pngs(tmp_path: Path, blues_like: Path, t
     assert run.returncode == 0, run.stderr
     with open(out / "metrics.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["level"] for r in rows] == ["frame", "clip"]
+    assert [r["level"] for r in rows] == ["frame", "clip", "frame", "clip"]  # model, then the baseline
     assert int(rows[0]["n"]) == 160 and int(rows[1]["n"]) == 16
-    assert "| frame | 160 |" in (out / "report.md").read_text()
+    assert rows[2]["model"].startswith("always score ") and rows[2]["accuracy"]
+    lo, hi = float(rows[1]["accuracy_ci_lo"]), float(rows[1]["accuracy_ci_hi"])
+    assert 0 <= lo <= float(rows[1]["accuracy"]) <= hi <= 1
+    report = (out / "report.md").read_text()
+    assert "| frame | 160 |" in report and "resampling the 8 patients" in report
+    assert "| clip: model minus baseline |" in report
     import cv2
 
     png = cv2.imread(str(out / "confusion_frame.png"))
     assert png is not None and png.shape[0] > 300
+
+
+def test_bootstrap_resamples_patients_not_clips() -> None:
+    from lusviewer.training.metrics import bootstrap_by_group
+
+    # Patient A: 10 clips all right; patient B: 10 clips all wrong. Resampling patients
+    # gives AA, AB or BB, so the accuracy interval spans 0 to 1 (resampling clips would
+    # give a narrow interval around 0.5).
+    groups = ["A"] * 10 + ["B"] * 10
+    per_clip = [(np.array([1]), np.array([1]))] * 10 + [(np.array([1]), np.array([3]))] * 10
+    ci = bootstrap_by_group(groups, per_clip, reps=400, seed=1)
+    assert ci["accuracy"] == (0.0, 1.0)
+    # Against a reference that is always wrong the paired difference is never negative.
+    ref = [np.array([0])] * 20
+    ci = bootstrap_by_group(groups, per_clip, reference=ref, reps=400, seed=1)
+    assert ci["diff_accuracy"][0] >= 0.0 and ci["diff_accuracy"][1] == 1.0
+    once = bootstrap_by_group(groups, per_clip, reps=50, seed=3)
+    assert once == bootstrap_by_group(groups, per_clip, reps=50, seed=3)  # seeded
 
 
 def test_confusion_png_and_metrics_agree() -> None:
@@ -272,6 +295,8 @@ def test_crossval_run_folds_in_separate_processes_then_report(tmp_path: Path, bl
     assert cli_run([*base, "--run-folds", "5"]) == 2  # no such fold: usage error
     assert cli_run([*base, "--run-folds", "0"]) == 0
     assert (out / "report.md").is_file()  # the last fold to finish writes the report
+    report = (out / "report.md").read_text()
+    assert "summed over the 2 runs" in report and "trained on: " in report and "CPU cores" in report
     mtime = (out / "fold0" / "cnn" / "result.json").stat().st_mtime_ns
     assert cli_run(base) == 0
     assert (out / "fold0" / "cnn" / "result.json").stat().st_mtime_ns == mtime
@@ -351,3 +376,23 @@ def test_end_to_end_stage_keeps_the_best(blues_like: Path, tmp_path: Path) -> No
     assert card["metrics"]["cnn_lstm"]["frame"]["macro_f1"] == pytest.approx(best["frame"]["macro_f1"], abs=0.02)
     loaded = load_model(tmp_path / "out" / "lusviewer-hybrid.json")
     assert loaded.card.training["settings"]["e2e_epochs"] == 2
+
+
+def test_end_to_end_stage_resumes_an_interrupted_run(
+    blues_like: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = {"frames_per_clip": 8, "cnn_epochs": 1, "lstm_epochs": 1, "e2e_seq_len": 4, "e2e_batch_size": 2}
+    run_training(_tiny_config(blues_like, tmp_path, e2e_epochs=1, **settings))
+    state_path = tmp_path / "work" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert state["e2e"]["epoch"] == 1 and (tmp_path / "work" / "e2e_last.safetensors").is_file()
+    # As if the run had been stopped after its first epoch of a two-epoch stage.
+    state["e2e"]["done"] = False
+    state_path.write_text(json.dumps(state))
+    capsys.readouterr()
+    card = json.loads(run_training(_tiny_config(blues_like, tmp_path, e2e_epochs=2, **settings)).read_text())
+    log = capsys.readouterr().out
+    assert "resuming the end-to-end stage at epoch 1" in log
+    assert "end-to-end epoch 2:" in log and "end-to-end epoch 1:" not in log
+    assert "stage 1 already done" in log and "end to end: starting from" not in log
+    assert card["training"]["epochs"]["end_to_end"] == 2

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -31,7 +30,9 @@ from lusviewer.training.metrics import classification_metrics
 from lusviewer.training.train import (
     TrainConfig,
     _clip_eval,
+    _device_of,
     _log,
+    _machine,
     _Run,
     cnn_features,
     evaluate_sequence,
@@ -125,6 +126,7 @@ def run_crossval(
                 **{level: res[level] for level in LEVELS},
                 "confusion": res["confusion"],
                 "elapsed_s": round(time.time() - t_run, 1),
+                "machine": _machine(_device_of(model)),
             }
             done.write_text(json.dumps(record, indent=2))
             results.append(record)
@@ -206,17 +208,22 @@ def write_cv_report(
     trained = [r for r in results if r["variant"] != MAJORITY]
     timed = [r["elapsed_s"] for r in trained if "elapsed_s" in r]
     wall = (
-        f"training and testing took {sum(timed) / 60:.1f} min over all folds"
+        f"training and testing took {sum(timed) / 60:.1f} min summed over the {len(timed)} runs"
         if len(timed) == len(trained)
         else f"wall time {elapsed_s / 60:.1f} min in this run (runs resumed from results without timings not counted)"
     )
-    device = "CUDA " + torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
+    # Where the folds trained (recorded with each result; folds may run elsewhere than the report).
+    machines = sorted({r["machine"] for r in trained if "machine" in r})
+    unrecorded = sum("machine" not in r for r in trained)
+    if unrecorded:
+        machines.append(f"not recorded for {unrecorded} runs")
+    device = "; ".join(machines)
     lines = [
         f"# {k}-fold patient-disjoint cross-validation",
         "",
         f"Command: `{cfg.command}`  ",
         f"Seed {cfg.seed}; data `{cfg.data}`; {'tiny test architecture; ' if cfg.tiny else ''}"
-        f"input {model_config(cfg).input_size} px; {wall}; machine: {device}, torch {torch.__version__}.",
+        f"input {model_config(cfg).input_size} px; {wall}; trained on: {device}.",
         "",
         "Mean ± sd over folds. Sensitivity, specificity and F1 are macro averages over the four scores "
         "(one-vs-rest), as in the paper's Table 2; within-one and quadratic-weighted kappa (QWK) respect "

@@ -21,9 +21,11 @@ from lusviewer.inference import ScoringEngine
 from lusviewer.io import ClipError
 from lusviewer.model.weights import LoadedModel
 from lusviewer.training.data import LabelledClip
-from lusviewer.training.metrics import classification_metrics, confusion
+from lusviewer.training.metrics import bootstrap_by_group, classification_metrics, confusion
 
 METRICS = ("accuracy", "macro_f1", "sensitivity", "specificity", "within_one", "qwk")
+CI_METRICS = ("accuracy", "macro_f1", "within_one", "qwk")
+LEVELS = ("frame", "clip")
 
 
 @dataclass
@@ -36,6 +38,13 @@ class EvalResult:
     clip_confusion: np.ndarray
     n_clips: int
     failed: list[str] = field(default_factory=list)
+    n_patients: int = 0
+    # 95 % intervals by patient bootstrap: ci[level][metric] and, against the baseline,
+    # ci[level]["diff_<metric>"] (model minus baseline, paired).
+    ci: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    baseline_score: int | None = None
+    baseline_source: str = ""
+    baseline: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
 def evaluate_model(
@@ -46,9 +55,15 @@ def evaluate_model(
     batch_size: int = 32,
     rule: str = "persistent",
     on_clip: Callable[[int, int, str], None] | None = None,
+    baseline_score: int | None = None,
+    baseline_source: str = "",
+    bootstrap_reps: int = 2000,
 ) -> EvalResult:
+    """Score ``clips`` with the engine and compare with their labels. With
+    ``baseline_score`` (e.g. the training data's majority score) also the metrics of
+    always answering it, and patient-bootstrap intervals of the model's advantage."""
     engine = ScoringEngine(loaded, device=device, batch_size=batch_size, rule=rule)
-    ys, ps, cy, cp, failed = [], [], [], [], []
+    ys, ps, cy, cp, failed, groups = [], [], [], [], [], []
     for i, c in enumerate(clips):
         if on_clip is not None:
             on_clip(i, len(clips), c.path)
@@ -61,10 +76,11 @@ def evaluate_model(
         ps.append(r.scores)
         cy.append(c.score)
         cp.append(r.summary.clip_score)
+        groups.append(c.group)
     if not ys:
         raise ValueError("no clip could be scored")
     y, p = np.concatenate(ys), np.concatenate(ps)
-    return EvalResult(
+    result = EvalResult(
         model=loaded.card.display_name,
         rule=rule,
         frame=classification_metrics(y, p),
@@ -73,7 +89,22 @@ def evaluate_model(
         clip_confusion=confusion(cy, cp),
         n_clips=len(cy),
         failed=failed,
+        n_patients=len(set(groups)),
+        baseline_score=baseline_score,
+        baseline_source=baseline_source,
     )
+    per_level = {
+        "frame": [(t, q) for t, q in zip(ys, ps, strict=True)],
+        "clip": [(np.array([t]), np.array([q])) for t, q in zip(cy, cp, strict=True)],
+    }
+    for level, pairs in per_level.items():
+        ref = None
+        if baseline_score is not None:
+            ref = [np.full_like(t, baseline_score) for t, _ in pairs]
+            result.baseline[level] = classification_metrics(np.concatenate([t for t, _ in pairs]), np.concatenate(ref))
+        if bootstrap_reps > 0 and result.n_patients > 1:
+            result.ci[level] = bootstrap_by_group(groups, pairs, reference=ref, reps=bootstrap_reps, keys=CI_METRICS)
+    return result
 
 
 def confusion_png(cm: np.ndarray, path: str | os.PathLike[str], title: str) -> Path:
@@ -105,11 +136,17 @@ def confusion_png(cm: np.ndarray, path: str | os.PathLike[str], title: str) -> P
 def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, command: str = "") -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    ci_cols = [f"{k}_ci_{end}" for k in CI_METRICS for end in ("lo", "hi")]
     with open(out / "metrics.csv", "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["model", "level", "n", *METRICS])
+        w.writerow(["model", "level", "n", *METRICS, *ci_cols])
         for level, m in (("frame", result.frame), ("clip", result.clip)):
-            w.writerow([result.model, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS)])
+            ci = result.ci.get(level, {})
+            cells = [f"{v:.4f}" for k in CI_METRICS for v in ci.get(k, (float("nan"), float("nan")))]
+            w.writerow([result.model, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS), *cells])
+        for level, m in result.baseline.items():
+            name = f"always score {result.baseline_score}"
+            w.writerow([name, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS), *([""] * len(ci_cols))])
     for level, cm in (("frame", result.frame_confusion), ("clip", result.clip_confusion)):
         np.savetxt(
             out / f"confusion_{level}.csv", cm, fmt="%d", delimiter=",", header="rows: true 0-3, columns: predicted 0-3"
@@ -127,11 +164,40 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
     ]
     for level, m in (("frame", result.frame), ("clip", result.clip)):
         lines.append(f"| {level} | {int(m['n'])} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
+    for level, m in result.baseline.items():
+        lines.append(
+            f"| {level}: always score {result.baseline_score} | {int(m['n'])} | "
+            + " | ".join(f"{m[k]:.3f}" for k in METRICS)
+            + " |"
+        )
     lines += [
         "",
         "Macro averages over the four scores (one-vs-rest); within-one: at most one level off; "
-        "QWK: quadratic-weighted Cohen's kappa.",
+        "QWK: quadratic-weighted Cohen's kappa."
+        + (f" Baseline: always score {result.baseline_score} ({result.baseline_source})." if result.baseline else ""),
         "",
+    ]
+    if result.ci:
+        lines += [
+            f"95 % intervals by resampling the {result.n_patients} patients (bootstrap; clips of one patient "
+            "are not independent):",
+            "",
+            "| level | " + " | ".join(k.replace("_", "-") for k in CI_METRICS) + " |",
+            "|---|" + "---|" * len(CI_METRICS),
+        ]
+        for level in LEVELS:
+            ci = result.ci.get(level, {})
+            if ci:
+                row = " | ".join(f"{ci[k][0]:.3f} to {ci[k][1]:.3f}" for k in CI_METRICS)
+                lines.append(f"| {level} | {row} |")
+            if f"diff_{CI_METRICS[0]}" in ci:
+                lines.append(
+                    f"| {level}: model minus baseline | "
+                    + " | ".join(f"{ci['diff_' + k][0]:+.3f} to {ci['diff_' + k][1]:+.3f}" for k in CI_METRICS)
+                    + " |"
+                )
+        lines.append("")
+    lines += [
         "![frames](confusion_frame.png) ![clips](confusion_clip.png)",
     ]
     lines += ["", "Could not be read:", *(f"- {f}" for f in result.failed)] if result.failed else []

@@ -45,3 +45,40 @@ def classification_metrics(
         "within_one": float((np.abs(t - p) <= 1).mean()) if total else 0.0,
         "qwk": float(qwk),
     }
+
+
+def bootstrap_by_group(
+    groups: Sequence[str],
+    per_clip: Sequence[tuple[np.ndarray, np.ndarray]],
+    *,
+    reference: Sequence[np.ndarray] | None = None,
+    reps: int = 2000,
+    seed: int = 0,
+    keys: Sequence[str] = ("accuracy", "macro_f1", "within_one", "qwk"),
+) -> dict[str, tuple[float, float]]:
+    """95 % percentile intervals of the metrics by resampling *patients* with replacement
+    (clips of one patient are not independent, so resampling clips or frames would give
+    intervals that are too narrow).
+
+    ``per_clip[i]`` is (targets, predictions) of clip ``i`` (one element each for clip-level
+    metrics, one per frame for frame-level ones); ``groups[i]`` its patient. With
+    ``reference`` (another set of predictions of the same clips, e.g. a baseline) the
+    intervals are of the paired difference, model minus reference, under ``diff_<key>``.
+    """
+    rng = np.random.default_rng(seed)
+    names = sorted(set(groups))
+    idx_of = {g: [i for i, gi in enumerate(groups) if gi == g] for g in names}
+    draws: dict[str, list[float]] = {k: [] for k in keys}
+    if reference is not None:
+        draws.update({f"diff_{k}": [] for k in keys})
+    for _ in range(reps):
+        picked = [i for g in rng.choice(len(names), len(names), replace=True) for i in idx_of[names[int(g)]]]
+        t = np.concatenate([per_clip[i][0] for i in picked])
+        m = classification_metrics(t, np.concatenate([per_clip[i][1] for i in picked]))
+        for k in keys:
+            draws[k].append(m[k])
+        if reference is not None:
+            r = classification_metrics(t, np.concatenate([reference[i] for i in picked]))
+            for k in keys:
+                draws[f"diff_{k}"].append(m[k] - r[k])
+    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in draws.items()}

@@ -537,7 +537,11 @@ def train_end_to_end(
     keep or improve the validation score. Rank 0 only, like stage 2."""
     head = model.sequence
     assert head is not None
-    best_path = work / "e2e_best.safetensors"
+    best_path, last_path, optim_path = (
+        work / "e2e_best.safetensors",
+        work / "e2e_last.safetensors",
+        work / "e2e_optim.safetensors",
+    )
     st: dict[str, Any] = run.data.setdefault("e2e", {"epoch": 0, "elapsed_s": 0.0, "best": None, "done": False})
     if st["done"]:
         if best_path.is_file():
@@ -550,10 +554,12 @@ def train_end_to_end(
         st["best"] = start
         _save_state(best_path, model)  # the two-stage model stays unless an epoch beats it
         _log(f"end to end: starting from val frame macro-F1 {start['frame']['macro_f1']:.3f}")
-    elif best_path.is_file():
-        _load_state(best_path, model)
     model.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.e2e_lr)
+    if st["epoch"] > 0 and last_path.is_file():  # an interrupted run: its last epoch and optimiser
+        _load_state(last_path, model)
+        _load_optim(optim_path, opt)
+        _log(f"resuming the end-to-end stage at epoch {st['epoch']}")
     weights = _class_weights([c.score for c in train]).to(dev)
     rng = np.random.default_rng(cfg.seed + 104729 + st["epoch"])
     gen = torch.Generator().manual_seed(cfg.seed + 104729 + st["epoch"])
@@ -598,6 +604,8 @@ def train_end_to_end(
         if m["frame"]["macro_f1"] > st["best"]["frame"]["macro_f1"]:
             st["best"] = {**m, "epoch": st["epoch"]}
             _save_state(best_path, model)
+        _save_state(last_path, model)
+        _save_optim(optim_path, opt)
         run.save()
     st["done"] = True
     run.save()
