@@ -324,6 +324,20 @@ def test_overlay_requests_are_coalesced_while_scrubbing(qtbot, window: MainWindo
     assert sent[-1] == 30
 
 
+def test_overlay_is_served_between_batches_while_scoring(qtbot, window: MainWindow, long_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    """An overlay does not wait for a long clip's scoring to finish."""
+    c = window.controller
+    at_overlay: list[tuple[int, bool]] = []
+    c.overlay_ready.connect(lambda index, rec, cam: at_overlay.append((c.n_scored, c.result is None)))
+    window.open_clip(str(long_clip))  # the worker is now busy scoring 1500 frames
+    window.overlay_mode.setCurrentIndex(1)  # reconstruction error of frame 0
+    qtbot.waitUntil(lambda: bool(at_overlay), timeout=TIMEOUT)
+    scored, still_scoring = at_overlay[0]
+    assert still_scoring and scored < 1500, at_overlay
+    wait_scored(qtbot, window)
+    assert c.n_scored == 1500
+
+
 def test_timeline_stays_light_on_long_clips(qtbot) -> None:  # type: ignore[no-untyped-def]
     from lusviewer.ui.views import ScoreTimeline
 

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
 from lusviewer.ui.worker import InferenceWorker, ModelStatus
@@ -75,7 +75,9 @@ class Controller(QObject):
         self._thread.finished.connect(self._worker.deleteLater)
         self._request_model.connect(self._worker.load_model)
         self._request_score.connect(self._worker.score)
-        self._request_overlay.connect(self._worker.overlay)
+        # Direct: post_overlay only stores the request under a lock and wakes the worker,
+        # which serves it even between the batches of a scoring job.
+        self._request_overlay.connect(self._worker.post_overlay, Qt.ConnectionType.DirectConnection)
         w = self._worker
         w.model_ready.connect(self._on_model_ready)
         w.model_failed.connect(self._on_model_failed)

@@ -5,6 +5,12 @@ signals, and it answers only through signals tagged with the job id, so the GUI
 can drop results of a job it no longer cares about. Each job carries its own
 ``threading.Event`` for cancelling: the engine checks it between batches (a queued
 "cancel" slot could not run while the worker is busy).
+
+Overlay requests (reconstruction, Grad-CAM of the frame on screen) go the same way
+round a busy worker: :meth:`InferenceWorker.post_overlay` leaves the newest request in
+a locked slot and wakes the worker; the worker serves it when idle, and between
+batches of a scoring job, so an overlay never waits for a long clip to finish. The
+model still runs on the worker's thread only.
 """
 
 from __future__ import annotations
@@ -39,11 +45,29 @@ class InferenceWorker(QObject):
     job_cancelled = Signal(int)
     overlay_ready = Signal(int, int, object, object)  # request id, frame, reconstruction|None, grad-cam|None
     overlay_failed = Signal(int, str)
+    _wake = Signal()  # an overlay request is waiting (queued to the worker's thread)
 
     def __init__(self) -> None:
         super().__init__()
         self._engine: object | None = None
         self._niced = False
+        self._pending_lock = threading.Lock()
+        self._pending: tuple[int, int, np.ndarray, bool] | None = None
+        self._wake.connect(self._serve_overlay)
+
+    def post_overlay(self, request_id: int, index: int, frame: np.ndarray, want_cam: bool) -> None:
+        """Any thread: ask for one frame's overlay. Only the newest request waits."""
+        with self._pending_lock:
+            self._pending = (request_id, index, frame, want_cam)
+        self._wake.emit()
+
+    @Slot()
+    def _serve_overlay(self) -> None:
+        """Worker thread: compute the waiting overlay request, if any."""
+        with self._pending_lock:
+            request, self._pending = self._pending, None
+        if request is not None:
+            self.overlay(*request)
 
     def _lower_priority(self) -> None:
         """Run the model below the GUI thread's priority, so scrubbing stays smooth.
@@ -98,6 +122,7 @@ class InferenceWorker(QObject):
 
         def on_frames(chunk: ScoredFrames) -> None:
             self.frames_scored.emit(job_id, chunk)
+            self._serve_overlay()  # between batches: the frame on screen does not wait for the clip
 
         def progress(done: int, total: int) -> None:
             dt = time.perf_counter() - t0
