@@ -343,9 +343,11 @@ def _crossval(args: argparse.Namespace) -> int:
         _err(f"unknown variant(s) {bad}; choose from densenet, cnn, cnn_lstm")
         return EXIT_USAGE
     only = None
-    if args.run_folds:
+    if args.run_folds is not None:
         try:
             only = sorted({int(f) for f in args.run_folds.split(",") if f.strip()})
+            if not only:
+                raise ValueError("no fold")
         except ValueError:
             _err(f"--run-folds {args.run_folds!r}: expected fold numbers such as 0,1")
             return EXIT_USAGE
@@ -354,7 +356,10 @@ def _crossval(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     report = run_crossval(_train_config(args), k=args.folds, variants=variants, only_folds=only)
     if report is None:
-        print(f"{args.out}: folds {args.run_folds} done; rerun without --run-folds once all folds are, for the report")
+        print(
+            f"{args.out}: folds {','.join(map(str, only or []))} done; for the report, run the same command "
+            "without --run-folds once every fold is done"
+        )
         return 0
     print(report.read_text())
     return EXIT_OK

@@ -10,13 +10,13 @@
 #   DATA=../shared/data/covid-blues RESULTS=runs/gpu-results bash scripts/gpu_session.sh
 #
 # Environment (defaults in brackets): DATA [../shared/data/covid-blues], RUN [runs/gpu]
-# (checkpoints, logs), RESULTS [$RUN/results] (what to keep: report, card, weights, logs),
+# (checkpoints, logs; use a fresh one per session), RESULTS [$RUN/results] (what to keep: report, card, weights, logs),
 # DEVICE [cuda], CNN_MIN [1.8] / LSTM_MIN [0.7] per fold and variant, SHIP_CNN_MIN [3.6] /
 # SHIP_LSTM_MIN [0.7], K [5], THREADS [2] CPU threads per process, BATCH [32], RUN_CV /
 # SMOKE / BENCH [1] (0 skips that step), PARTS [$RUN/parts],
 # FIRST_PARTS [all] weight parts copied to $RESULTS, TINY [0] (1: the tiny architecture, for
 # a dry run of this script on a CPU).
-set -u
+set -u -o pipefail
 DATA=${DATA:-../shared/data/covid-blues}
 RUN=${RUN:-runs/gpu}
 RESULTS=${RESULTS:-$RUN/results}
@@ -98,12 +98,18 @@ fails=0
 for i in "${!pids[@]}"; do wait "${pids[$i]}" || { fails=1; say "fold $i FAILED"; tail -20 "$RUN/logs/fold$i.log"; }; done
 wait "$ship" || { fails=1; say "shipped-model training FAILED"; tail -20 "$RUN/logs/ship.log"; }
 
-# 4. The report over all folds (trains nothing when every fold is done).
+# 4. The report over all folds: only when every fold finished (a plain crossval run would
+#    otherwise retrain the missing folds one after another, past the session's end).
 if [ "$RUN_CV" = 1 ]; then
-  say "report"
-  $PY -m lusviewer crossval "${COMMON[@]}" --out "$CV" -k "$K" --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" \
-      > "$RUN/logs/report.log" 2>&1 || { fails=1; tail -20 "$RUN/logs/report.log"; }
-  cat "$CV/report.md"
+  if [ "$fails" = 0 ]; then
+    say "report"
+    rm -f "$CV/report.md"
+    $PY -m lusviewer crossval "${COMMON[@]}" --out "$CV" -k "$K" --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" \
+        > "$RUN/logs/report.log" 2>&1 || { fails=1; tail -20 "$RUN/logs/report.log"; }
+    cat "$CV/report.md" 2>/dev/null
+  else
+    say "no report: a fold failed (rerun that fold with --run-folds, then crossval without it)"
+  fi
 fi
 
 # 5. The new model on this device: `lusviewer score` and a benchmark.
@@ -113,7 +119,7 @@ if [ -f "$CARD" ]; then
       > "$RUN/logs/score.log" 2>&1 && say "scored the sample clip on $DEVICE" || { fails=1; cat "$RUN/logs/score.log"; }
   if [ "$BENCH" = 1 ]; then
     $PY benchmarks/bench_inference.py --model "$CARD" --device "$DEVICE" --data "$(dirname "$DATA")" \
-        --sections model,engine --frames 256 --clips 8 2>&1 | tee "$RUN/logs/bench.log"
+        --sections model,engine --frames 256 --clips 8 2>&1 | tee "$RUN/logs/bench.log" || fails=1
   fi
 fi
 
@@ -121,11 +127,14 @@ fi
 #    parts under $PARTS (a transfer limit of the GPU machine), the first $FIRST_PARTS of
 #    them also in $RESULTS. Join them with `cat weights.part? > lusviewer-hybrid.safetensors`.
 say "packing"
-tar -czf "$RESULTS/cv.tgz" --exclude='*.safetensors' -C "$RUN" cv logs ship-work/state.json
+keep=(logs)
+for f in cv ship-work/state.json; do [ -e "$RUN/$f" ] && keep+=("$f"); done
+tar -czf "$RESULTS/cv.tgz" --exclude='*.safetensors' -C "$RUN" "${keep[@]}" || fails=1
 if [ -f "$CARD" ]; then
   cp "$CARD" "$RESULTS/"
   sha256sum "$RUN/ship/lusviewer-hybrid.safetensors" | tee "$RESULTS/weights.sha256"
   mkdir -p "$PARTS"
+  rm -f "$PARTS"/weights.part?
   split -b 16000000 -d -a 1 "$RUN/ship/lusviewer-hybrid.safetensors" "$PARTS/weights.part"
   for f in $(ls "$PARTS"/weights.part? | head -n "$FIRST_PARTS"); do cp "$f" "$RESULTS/"; done
 fi

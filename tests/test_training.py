@@ -280,8 +280,8 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
 
 
 def test_crossval_run_folds_in_separate_processes_then_report(tmp_path: Path, blues_like: Path) -> None:
-    """--run-folds trains only its folds (folds run in parallel share --out); the report
-    comes once every fold is done, and the report-only run trains nothing."""
+    """--run-folds trains only its folds and writes no report (folds run in parallel share
+    --out); a plain run then reads every fold, trains nothing, and writes the report."""
     from lusviewer.cli import run as cli_run
 
     out = tmp_path / "cv"
@@ -293,13 +293,16 @@ def test_crossval_run_folds_in_separate_processes_then_report(tmp_path: Path, bl
     assert (out / "fold1" / "cnn" / "result.json").is_file()
     assert not (out / "fold0").exists() and not (out / "report.md").exists()
     assert cli_run([*base, "--run-folds", "5"]) == 2  # no such fold: usage error
+    assert cli_run([*base, "--run-folds", ","]) == 2  # no fold at all
     assert cli_run([*base, "--run-folds", "0"]) == 0
-    assert (out / "report.md").is_file()  # the last fold to finish writes the report
+    assert not (out / "report.md").exists()  # fold processes never write the report
+    assert not list(out.rglob("*.tmp"))
+    mtimes = {f: (out / f"fold{f}" / "cnn" / "result.json").stat().st_mtime_ns for f in (0, 1)}
+    assert cli_run(base) == 0  # every fold done: reads them, trains nothing, writes the report
+    assert {f: (out / f"fold{f}" / "cnn" / "result.json").stat().st_mtime_ns for f in (0, 1)} == mtimes
     report = (out / "report.md").read_text()
     assert "summed over the 2 runs" in report and "trained on: " in report and "CPU cores" in report
-    mtime = (out / "fold0" / "cnn" / "result.json").stat().st_mtime_ns
-    assert cli_run(base) == 0
-    assert (out / "fold0" / "cnn" / "result.json").stat().st_mtime_ns == mtime
+    assert "--run-folds" not in report
     with open(out / "metrics.csv", newline="") as fh:
         assert {(r["fold"], r["variant"]) for r in csv.DictReader(fh)} == {
             (f, v) for f in ("0", "1") for v in ("cnn", "majority")

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 import time
 from collections.abc import Sequence
@@ -55,10 +56,11 @@ def run_crossval(
 ) -> Path | None:
     """Train and test every variant on every fold; write report.md, metrics.csv, PNGs to ``cfg.out``.
 
-    ``only_folds`` (0-based) trains just those folds in this process, so that folds can
-    run in parallel (several processes, GPUs or machines sharing ``cfg.out``); the
-    other folds' finished results are read from disk. The report is written once every
-    fold has a result for every variant; until then this returns None.
+    ``only_folds`` (0-based) trains just those folds in this process and writes no report
+    (returns None), so that folds can run in parallel: several processes, GPUs or
+    machines sharing ``cfg.out``, which never read each other's files. A later run
+    without it reads every fold's result, trains any that is missing, and writes the
+    report. Results are written atomically (temporary file, then rename).
     """
     if only_folds is not None:
         bad = [f for f in only_folds if not 0 <= f < k]
@@ -77,8 +79,9 @@ def run_crossval(
         f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s"
     )
     results: list[dict[str, Any]] = []
-    missing = []
     for fi, (train_all, test) in enumerate(folds):
+        if only_folds is not None and fi not in only_folds:
+            continue
         results.append(_majority_baseline(fi, train_all, test, frames))
         train, val = split_by_group(train_all, val_fraction=cfg.val_fraction, seed=cfg.seed + fi)
         groups = [{c.group for c in s} for s in (train, val, test)]
@@ -88,9 +91,6 @@ def run_crossval(
             done = work / "result.json"
             if done.is_file():
                 results.append(json.loads(done.read_text()))
-                continue
-            if only_folds is not None and fi not in only_folds:
-                missing.append(f"fold {fi} {variant}")
                 continue
             work.mkdir(parents=True, exist_ok=True)
             _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
@@ -128,10 +128,12 @@ def run_crossval(
                 "elapsed_s": round(time.time() - t_run, 1),
                 "machine": _machine(_device_of(model)),
             }
-            done.write_text(json.dumps(record, indent=2))
+            tmp = done.with_name(done.name + ".tmp")
+            tmp.write_text(json.dumps(record, indent=2))
+            os.replace(tmp, done)
             results.append(record)
-    if missing:
-        _log(f"no report yet: {len(missing)} fold/variant results still missing ({', '.join(missing)})")
+    if only_folds is not None:
+        _log(f"folds {', '.join(map(str, only_folds))} done; the report comes from a run without --run-folds")
         return None
     per_frame = sum(c.frame_scores is not None for c in clips)
     labels = (

@@ -556,10 +556,13 @@ def train_end_to_end(
         _log(f"end to end: starting from val frame macro-F1 {start['frame']['macro_f1']:.3f}")
     model.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     opt = torch.optim.Adam(model.parameters(), lr=cfg.e2e_lr)
-    if st["epoch"] > 0 and last_path.is_file():  # an interrupted run: its last epoch and optimiser
+    if st["epoch"] > 0 and last_path.is_file() and optim_path.is_file():  # an interrupted run
         _load_state(last_path, model)
         _load_optim(optim_path, opt)
         _log(f"resuming the end-to-end stage at epoch {st['epoch']}")
+    elif st["epoch"] > 0 and best_path.is_file():  # a run of an older lusviewer kept only its best epoch
+        _load_state(best_path, model)
+        _log(f"resuming the end-to-end stage at epoch {st['epoch']} from its best epoch (no last checkpoint)")
     weights = _class_weights([c.score for c in train]).to(dev)
     rng = np.random.default_rng(cfg.seed + 104729 + st["epoch"])
     gen = torch.Generator().manual_seed(cfg.seed + 104729 + st["epoch"])
