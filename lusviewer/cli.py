@@ -82,6 +82,11 @@ def _score(args: argparse.Namespace) -> int:
                 continue
             bar.set_postfix_str(f"clip score {result.summary.clip_score}", refresh=True)
             bar.close()
+            if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
+                _err(
+                    f"warning: {path}: unlike the model's training clips (mean reconstruction error "
+                    f"{result.recon_error_mean:.3f} > {result.recon_error_limit:.3f}); its scores are unreliable"
+                )
             writer.add(result)
         if writer.n_clips:
             writer.commit()

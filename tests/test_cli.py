@@ -178,3 +178,29 @@ def test_info_lists_the_cards_crossval_table() -> None:
     assert "Cross-validation (64 px) (mean ± sd over folds):" in text and "| CNN+LSTM | frame |" in text
     assert "| proposed CNN | clip | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 |" in text
     assert "`lusviewer crossval ...`" in text
+
+
+def test_unfamiliar_clips_are_flagged_against_the_cards_limit(
+    tmp_path: Path, tiny_model: Path, synthetic_clip: Path
+) -> None:
+    def clip_row(path: Path) -> dict[str, str]:
+        with open(path, newline="") as fh:
+            return next(csv.DictReader(fh))
+
+    card = json.loads(tiny_model.read_text())
+    assert "recon_error_limit" not in card["inference"]  # no limit: the column stays empty
+    out = lusviewer("score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(tmp_path / "a.csv"), "-q")
+    assert out.returncode == 0, out.stderr
+    row = clip_row(tmp_path / "a_clips.csv")
+    mean = float(row["recon_error_mean"])
+    assert mean > 0 and row["unfamiliar"] == ""
+    assert "unlike the model's training clips" not in out.stderr
+    for limit, flag in ((mean / 2, "yes"), (mean * 2, "no")):
+        card["inference"]["recon_error_limit"] = limit
+        path = tiny_model.with_name(f"limit-{flag}.json")  # beside the weights it names
+        path.write_text(json.dumps(card))
+        out = lusviewer("score", str(synthetic_clip), "--model", str(path), "-o", str(tmp_path / f"{flag}.csv"), "-q")
+        assert out.returncode == 0, out.stderr
+        row = clip_row(tmp_path / f"{flag}_clips.csv")
+        assert row["unfamiliar"] == flag and float(row["recon_error_mean"]) == pytest.approx(mean, rel=1e-4)
+        assert ("unlike the model's training clips" in out.stderr) == (flag == "yes"), out.stderr

@@ -56,3 +56,16 @@ def test_worst_frame_has_highest_expected_severity() -> None:
     probs = np.array([[0.9, 0.1, 0, 0], [0.5, 0.1, 0.1, 0.3], [0.8, 0.2, 0, 0], [0.6, 0.4, 0, 0]])
     s = summarize_clip(probs.argmax(1), probs, fps=25.0)
     assert s.clip_score == 0 and s.worst_frame == 1
+
+
+def test_report_columns_keep_the_public_contract() -> None:
+    """The issue's columns, in this order; new ones may only be appended."""
+    from lusviewer.report import CLIP_COLUMNS, FRAME_COLUMNS
+
+    assert FRAME_COLUMNS[:11] == (
+        "clip", "frame", "time_s", "p0", "p1", "p2", "p3", "score", "recon_error", "model", "weights_sha256",
+    )  # fmt: skip
+    assert CLIP_COLUMNS[:12] == (
+        "clip", "frames", "fps", "clip_score", "rule", "n0", "n1", "n2", "n3", "worst_frame", "model",
+        "weights_sha256",
+    )  # fmt: skip

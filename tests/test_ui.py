@@ -76,6 +76,7 @@ def test_open_score_and_timeline(qtbot, window: MainWindow, synthetic_clip: Path
     wait_scored(qtbot, window)
     c = window.controller
     assert c.n_scored == 40 and (c.scores >= 0).all()
+    assert window.summary.familiarity.isHidden()  # the tiny card gives no limit: no warning
     window._redraw_timeline()
     x, y = window.timeline.score_line.getData()
     # One step per run of equal scores, covering every frame exactly once.
@@ -336,6 +337,24 @@ def test_overlay_is_served_between_batches_while_scoring(qtbot, window: MainWind
     assert still_scoring and scored < 1500, at_overlay
     wait_scored(qtbot, window)
     assert c.n_scored == 1500
+
+
+def test_unfamiliar_clip_is_flagged_in_the_summary(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, settings: QSettings, synthetic_clip: Path
+) -> None:
+    from conftest import make_tiny_model
+
+    strict = make_tiny_model(tmp_path / "strict", recon_error_limit=0.0)  # every clip is "unlike"
+    w = MainWindow(str(strict), settings, quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    assert w.open_clip(str(synthetic_clip))
+    wait_scored(qtbot, w)
+    assert not w.summary.familiarity.isHidden()
+    assert "unlike the model's training clips" in w.summary.familiarity.text()
+    w.close()
+    assert not w.controller.thread_running
 
 
 def test_timeline_stays_light_on_long_clips(qtbot) -> None:  # type: ignore[no-untyped-def]

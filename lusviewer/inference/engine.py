@@ -65,10 +65,28 @@ class ClipResult:
     precision: str
     elapsed_s: float
     extra: dict[str, Any] = field(default_factory=dict)
+    # From the card: the largest mean reconstruction error of the model's own training
+    # clips (``inference.recon_error_limit``); None when the card does not say.
+    recon_error_limit: float | None = None
 
     @property
     def frames_per_second(self) -> float:
         return len(self.scores) / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    @property
+    def recon_error_mean(self) -> float:
+        """The clip's mean autoencoder reconstruction error (how familiar its images are)."""
+        finite = self.recon_error[np.isfinite(self.recon_error)]
+        return float(finite.mean()) if len(finite) else float("nan")
+
+    @property
+    def unfamiliar(self) -> bool | None:
+        """True when the clip's images are unlike the model's training clips (the mean
+        reconstruction error is above the card's limit: another device, preset or
+        organ); its scores are then unreliable. None when the card gives no limit."""
+        if self.recon_error_limit is None or not np.isfinite(self.recon_error_mean):
+            return None
+        return self.recon_error_mean > self.recon_error_limit
 
 
 def cpu_supports_bf16() -> bool:
@@ -125,6 +143,8 @@ class ScoringEngine:
         self.input_size = self.card.config.input_size
         self.window = int(self.card.inference.get("lstm_window", DEFAULT_WINDOW))
         self.burn_in = int(self.card.inference.get("lstm_burn_in", DEFAULT_BURN_IN))
+        limit = self.card.inference.get("recon_error_limit")
+        self.recon_error_limit = float(limit) if isinstance(limit, (int, float)) else None
 
     @property
     def description(self) -> str:
@@ -279,6 +299,7 @@ class ScoringEngine:
             device=self.device.type,
             precision=self.precision,
             elapsed_s=time.perf_counter() - t0,
+            recon_error_limit=self.recon_error_limit,
         )
 
     @torch.inference_mode()

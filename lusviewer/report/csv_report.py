@@ -23,6 +23,10 @@ FRAME_COLUMNS = (
 CLIP_COLUMNS = (
     "clip", "frames", "fps", "clip_score", "rule", "n0", "n1", "n2", "n3", "worst_frame", "model",
     "weights_sha256",
+    # appended: the clip's mean reconstruction error, and "yes" when it is above the model
+    # card's limit (images unlike the training clips: scores unreliable), "no", or empty
+    # when the card gives no limit
+    "recon_error_mean", "unfamiliar",
 )  # fmt: skip
 
 
@@ -46,6 +50,12 @@ class ClipScores(Protocol):
 
     @property
     def info(self) -> Any: ...
+
+    @property
+    def recon_error_mean(self) -> float: ...
+
+    @property
+    def unfamiliar(self) -> bool | None: ...
 
 
 def clips_path_for(report: str | os.PathLike[str]) -> Path:
@@ -90,6 +100,8 @@ def clip_row(result: ClipScores) -> list[str]:
         str(s.worst_frame),
         result.model_name,
         result.weights_sha256,
+        _fmt(result.recon_error_mean, 6),
+        {True: "yes", False: "no", None: ""}[result.unfamiliar],
     ]
 
 

@@ -531,15 +531,17 @@ class MainWindow(QMainWindow):
         self._redraw_timeline()
         s = result.summary
         log.info(
-            "scored %s: %d frames in %.1f s on %s, clip score %d (%s rule)",
+            "scored %s: %d frames in %.1f s on %s, clip score %d (%s rule)%s",
             result.clip,
             len(result.scores),
             result.elapsed_s,
             result.device,
             s.clip_score,
             s.rule,
+            "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
         self.summary.set_summary(s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores))
+        self.summary.set_familiarity(result.unfamiliar, result.recon_error_mean, result.recon_error_limit)
         self._scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
         if self._frame is not None:
             self._on_frame(self.controller.index, self._frame)

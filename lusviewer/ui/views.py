@@ -269,6 +269,14 @@ class SummaryPanel(QWidget):
         head.addWidget(self.score, 1, 0)
         head.addWidget(self.worst, 1, 1, Qt.AlignmentFlag.AlignRight)
         layout.addLayout(head)
+        # Shown only when the clip's images are unlike the model's training clips.
+        self.familiarity = QLabel("")
+        self.familiarity.setWordWrap(True)
+        self.familiarity.setStyleSheet(
+            "color: #8a1c00; background: #fff1e0; border: 1px solid #e0a060; padding: 3px; font-weight: bold;"
+        )
+        self.familiarity.hide()
+        layout.addWidget(self.familiarity)
         layout.addWidget(self.rule)
         layout.addLayout(grid)
 
@@ -276,6 +284,7 @@ class SummaryPanel(QWidget):
         self.score.setText(text)
         self.score.setStyleSheet("")
         self.rule.setText("")
+        self.set_familiarity(None, float("nan"), None)
         for c in self.count_labels:
             c.setText("")
         self.worst.setEnabled(False)
@@ -284,6 +293,18 @@ class SummaryPanel(QWidget):
         for lab, c in zip(self.count_labels, counts, strict=False):
             pct = 100.0 * c / total if total else 0.0
             lab.setText(f"{int(c)} frames ({pct:.0f} %)")
+
+    def set_familiarity(self, unfamiliar: bool | None, mean: float, limit: float | None) -> None:
+        """Warn when the clip is unlike the model's training clips (its scores are unreliable)."""
+        if unfamiliar and limit is not None:
+            self.familiarity.setText(
+                "⚠ This clip looks unlike the model's training clips (another device, preset or "
+                f"organ?): mean reconstruction error {mean:.3f}, above {limit:.3f}. Its scores are unreliable."
+            )
+            self.familiarity.show()
+        else:
+            self.familiarity.hide()
+            self.familiarity.setText("")
 
     def set_summary(self, clip_score: int, rule: str, counts: tuple[int, ...], worst: int, total: int) -> None:
         self.score.setText(f"Score {clip_score}")
