@@ -105,7 +105,8 @@ def main() -> None:
         card["inference"]["recon_error_check"] = (
             f"the {args.quantile:g} quantile of the per-clip mean reconstruction error of the model's "
             f"{len(e_train)} training clips; above it, clips are flagged as unlike the training clips. Flagged: "
-            f"validation patients (same device) {share(e_val)}, other-device clips ({Path(args.other).name}) "
+            f"validation patients (same device) {share(e_val)}, other-device clips "
+            f"({'/'.join(Path(args.other).parts[-2:])}) "
             f"{share(e_other)} (benchmarks/familiarity_limit.py)"
         )
         card_path.write_text(json.dumps(card, indent=2) + "\n")

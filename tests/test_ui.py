@@ -353,6 +353,7 @@ def test_unfamiliar_clip_is_flagged_in_the_summary(  # type: ignore[no-untyped-d
     wait_scored(qtbot, w)
     assert not w.summary.familiarity.isHidden()
     assert "unlike the model's training clips" in w.summary.familiarity.text()
+    assert w.summary.score.text().endswith("(unreliable)")
     w.close()
     assert not w.controller.thread_running
 

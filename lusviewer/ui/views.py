@@ -302,6 +302,9 @@ class SummaryPanel(QWidget):
                 f"organ?): mean reconstruction error {mean:.3f}, above {limit:.3f}. Its scores are unreliable."
             )
             self.familiarity.show()
+            if self.score.text().startswith("Score "):  # the score stays readable, but not as a finding
+                self.score.setText(f"{self.score.text()} (unreliable)")
+                self.score.setStyleSheet("color: #888;")
         else:
             self.familiarity.hide()
             self.familiarity.setText("")
