@@ -122,8 +122,15 @@ def model_summary(card: dict[str, Any]) -> str:
         f"{len(split.get('train_patients', []))} training patients ({split.get('train_clips', '?')} clips), "
         f"{len(split.get('val_patients', []))} validation patients ({split.get('val_clips', '?')} clips)",
         f"- command: `{tr.get('command', '?')}`",
-        "",
     ]
+    inference = card.get("inference", {})
+    if inference.get("recon_error_limit") is not None:
+        lines.append(
+            f"- familiarity check: a clip whose mean reconstruction error is above "
+            f"{inference['recon_error_limit']:.3f} is flagged as unlike the training clips"
+            + (f" ({inference['recon_error_check']})" if inference.get("recon_error_check") else "")
+        )
+    lines.append("")
     metrics = card.get("metrics", {})
     rows = []
     base = metrics.get("baselines", {})

@@ -173,7 +173,10 @@ def test_info_lists_the_cards_crossval_table() -> None:
             "crossval_64px": {"title": "64 px", "command": "other", "results": {"cnn_lstm": {"frame": m}}},
         },
     }
+    assert "familiarity check" not in model_summary(card)
+    card["inference"] = {"recon_error_limit": 0.0871, "recon_error_check": "how"}
     text = model_summary(card)
+    assert "above 0.087 is flagged as unlike the training clips (how)" in text
     assert "Cross-validation (mean ± sd over folds):" in text
     assert "Cross-validation (64 px) (mean ± sd over folds):" in text and "| CNN+LSTM | frame |" in text
     assert "| proposed CNN | clip | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 | 0.500 ± 0.100 |" in text
