@@ -14,7 +14,6 @@ and so the card's sha256, are unchanged.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from lusviewer.inference import ScoringEngine  # noqa: E402
 from lusviewer.inference.engine import BF16_AGREEMENT_FLOOR  # noqa: E402
 from lusviewer.model import load_model  # noqa: E402
+from lusviewer.model.weights import record_in_card  # noqa: E402
 from lusviewer.resources import default_model_path  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "covid-blues" / "videos"
@@ -66,13 +66,11 @@ def main() -> None:
     print("bf16 OK as CPU default" if agreement >= BF16_AGREEMENT_FLOOR else "bf16 NOT OK: CPU default stays fp32")
     if args.write_card:
         card_path = loaded.card_path
-        card = json.loads(card_path.read_text())
-        card["inference"]["bf16_label_agreement"] = round(agreement, 4)
-        card["inference"]["bf16_check"] = (
+        check = (
             f"{total} frames of {len(clips)} validation clips; clip scores agreed on {clip_same}/{len(clips)}; "
             f"max probability difference {max_diff:.4f} (benchmarks/bf16_agreement.py)"
         )
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        record_in_card(card_path, "inference", {"bf16_label_agreement": round(agreement, 4), "bf16_check": check})
         print(f"wrote the result into {card_path}")
 
 

@@ -23,7 +23,6 @@ viewer). The weights, and so the card's sha256, are unchanged.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 from lusviewer.inference import ScoringEngine  # noqa: E402
 from lusviewer.io import ClipError, find_clips  # noqa: E402
 from lusviewer.model import load_model  # noqa: E402
+from lusviewer.model.weights import record_in_card  # noqa: E402
 from lusviewer.resources import default_model_path  # noqa: E402
 from lusviewer.training.data import load_dataset  # noqa: E402
 
@@ -99,17 +99,14 @@ def main() -> None:
         print(f"AUC, other devices vs validation clips: {auc:.3f}")
 
     if args.write_card:
-        card_path = loaded.card_path
-        card = json.loads(card_path.read_text())
-        card["inference"]["recon_error_limit"] = round(limit, 6)
-        card["inference"]["recon_error_check"] = (
+        check = (
             f"the {args.quantile:g} quantile of the per-clip mean reconstruction error of the model's "
             f"{len(e_train)} training clips; above it, clips are flagged as unlike the training clips. Flagged: "
             f"validation patients (same device) {share(e_val)}, other-device clips "
-            f"({'/'.join(Path(args.other).parts[-2:])}) "
-            f"{share(e_other)} (benchmarks/familiarity_limit.py)"
+            f"({'/'.join(Path(args.other).parts[-2:])}) {share(e_other)} (benchmarks/familiarity_limit.py)"
         )
-        card_path.write_text(json.dumps(card, indent=2) + "\n")
+        card_path = loaded.card_path
+        record_in_card(card_path, "inference", {"recon_error_limit": round(limit, 6), "recon_error_check": check})
         print(f"wrote the limit into {card_path}")
 
 

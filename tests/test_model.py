@@ -156,3 +156,15 @@ def test_shipped_model_card() -> None:
             assert all(0.0 <= m[k] <= 1.0 for k in ("accuracy", "macro_f1", "within_one"))
     loaded = load_model(path)  # hash verified
     assert loaded.card.sha256 == card["sha256"]
+
+
+def test_record_in_card_keeps_the_weights_verified(tmp_path: Path) -> None:
+    from lusviewer.model import load_model
+    from lusviewer.model.weights import record_in_card
+
+    card_path = make_tiny_model(tmp_path)
+    record_in_card(card_path, "inference", {"recon_error_limit": 0.05, "recon_error_check": "test"})
+    loaded = load_model(card_path)  # the sha256 covers the weights, not the card
+    assert loaded.card.inference["recon_error_limit"] == 0.05
+    assert loaded.card.inference["lstm_window"] == 12  # what was there stays
+    assert not list(tmp_path.glob("*.tmp"))

@@ -150,6 +150,19 @@ def read_card(path: str | os.PathLike[str]) -> tuple[ModelCard, Path]:
     return card, card_path
 
 
+def record_in_card(card_path: str | os.PathLike[str], section: str, values: dict[str, Any]) -> None:
+    """Add measured facts about a model (e.g. ``inference.bf16_label_agreement``) to its card.
+
+    The card's sha256 covers the weights, not the card, so the weights stay verified;
+    the file is replaced atomically."""
+    path = Path(card_path)
+    card = json.loads(path.read_text())
+    card.setdefault(section, {}).update(values)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(card, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def load_model(path: str | os.PathLike[str], *, verify: bool = True) -> LoadedModel:
     """Build the model from its card and load its weights, checking the sha256 first."""
     from safetensors import SafetensorError
