@@ -192,6 +192,22 @@ def test_evaluate_cli_writes_report_and_pngs(tmp_path: Path, blues_like: Path, t
     assert png is not None and png.shape[0] > 300
 
 
+def test_evaluate_counts_clips_unlike_the_training_clips(tmp_path: Path, blues_like: Path) -> None:
+    from conftest import make_tiny_model
+
+    from lusviewer.training.evaluate import evaluate_model, write_eval_report
+
+    clips = load_covid_blues(blues_like)[:4]
+    plain = evaluate_model(load_model(make_tiny_model(tmp_path / "plain")), clips, bootstrap_reps=0)
+    assert not plain.familiarity_checked and plain.unfamiliar == []
+    assert "unlike" not in write_eval_report(plain, tmp_path / "plain-eval").read_text()
+    strict = make_tiny_model(tmp_path / "strict", recon_error_limit=0.0)  # every clip is unlike
+    result = evaluate_model(load_model(strict), clips, bootstrap_reps=0)
+    assert result.familiarity_checked and result.unfamiliar == [c.path for c in clips]
+    report = write_eval_report(result, tmp_path / "strict-eval").read_text()
+    assert "4 of them look unlike the model's training clips" in report and clips[0].path in report
+
+
 def test_bootstrap_resamples_patients_not_clips() -> None:
     from lusviewer.training.metrics import bootstrap_by_group
 

@@ -45,6 +45,10 @@ class EvalResult:
     baseline_score: int | None = None
     baseline_source: str = ""
     baseline: dict[str, dict[str, float]] = field(default_factory=dict)
+    # Clips whose images are unlike the model's training clips (the card's familiarity
+    # limit); empty when the card gives no limit.
+    unfamiliar: list[str] = field(default_factory=list)
+    familiarity_checked: bool = False
 
 
 def evaluate_model(
@@ -63,7 +67,7 @@ def evaluate_model(
     ``baseline_score`` (e.g. the training data's majority score) also the metrics of
     always answering it, and patient-bootstrap intervals of the model's advantage."""
     engine = ScoringEngine(loaded, device=device, batch_size=batch_size, rule=rule)
-    ys, ps, cy, cp, failed, groups = [], [], [], [], [], []
+    ys, ps, cy, cp, failed, groups, unfamiliar = [], [], [], [], [], [], []
     for i, c in enumerate(clips):
         if on_clip is not None:
             on_clip(i, len(clips), c.path)
@@ -76,6 +80,8 @@ def evaluate_model(
         ps.append(r.scores)
         cy.append(c.score)
         cp.append(r.summary.clip_score)
+        if r.unfamiliar:
+            unfamiliar.append(c.path)
         groups.append(c.group)
     if not ys:
         raise ValueError("no clip could be scored")
@@ -90,6 +96,8 @@ def evaluate_model(
         n_clips=len(cy),
         failed=failed,
         n_patients=len(set(groups)),
+        unfamiliar=unfamiliar,
+        familiarity_checked=engine.recon_error_limit is not None,
         baseline_score=baseline_score,
         baseline_source=baseline_source,
     )
@@ -156,7 +164,15 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
     lines = [
         f"# Evaluation of {result.model}",
         "",
-        f"{result.n_clips} clips scored" + (f", {len(result.failed)} could not be read" if result.failed else "") + ".",
+        f"{result.n_clips} clips scored"
+        + (f", {len(result.failed)} could not be read" if result.failed else "")
+        + "."
+        + (
+            f" {len(result.unfamiliar)} of them look unlike the model's training clips (mean reconstruction "
+            "error above the card's limit): their scores are unreliable."
+            if result.familiarity_checked
+            else ""
+        ),
         f"Clip score rule: {result.rule}." + (f" Command: `{command}`" if command else ""),
         "",
         "| level | n | accuracy | macro-F1 | sensitivity | specificity | within-one | QWK |",
@@ -201,5 +217,6 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
         "![frames](confusion_frame.png) ![clips](confusion_clip.png)",
     ]
     lines += ["", "Could not be read:", *(f"- {f}" for f in result.failed)] if result.failed else []
+    lines += ["", "Unlike the training clips:", *(f"- {f}" for f in result.unfamiliar)] if result.unfamiliar else []
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
