@@ -168,10 +168,12 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
         + (f", {len(result.failed)} could not be read" if result.failed else "")
         + "."
         + (
-            f" {len(result.unfamiliar)} of them look unlike the model's training clips (mean reconstruction "
+            ""
+            if not result.familiarity_checked
+            else " None looks unlike the model's training clips (familiarity check)."
+            if not result.unfamiliar
+            else f" {len(result.unfamiliar)} of them look unlike the model's training clips (mean reconstruction "
             "error above the card's limit): their scores are unreliable."
-            if result.familiarity_checked
-            else ""
         ),
         f"Clip score rule: {result.rule}." + (f" Command: `{command}`" if command else ""),
         "",
