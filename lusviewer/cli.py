@@ -83,10 +83,7 @@ def _score(args: argparse.Namespace) -> int:
             bar.set_postfix_str(f"clip score {result.summary.clip_score}", refresh=True)
             bar.close()
             if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
-                _err(
-                    f"warning: {path}: unlike the model's training clips (mean reconstruction error "
-                    f"{result.recon_error_mean:.3f} > {result.recon_error_limit:.3f}); its scores are unreliable"
-                )
+                _err(f"warning: {path}: {result.familiarity_warning}")
             writer.add(result)
         if writer.n_clips:
             writer.commit()
@@ -107,6 +104,8 @@ def _thousands(n: object) -> str:
 
 def model_summary(card: dict[str, Any]) -> str:
     """The model card as Markdown: what it is, what it was trained on, how it scored."""
+    from lusviewer.model.hybrid import VARIANT_NAMES
+
     tr = card.get("training", {})
     split = tr.get("split", {})
     lines = [
@@ -167,7 +166,7 @@ def model_summary(card: dict[str, Any]) -> str:
         cv = metrics[key]
         if not isinstance(cv, dict) or not cv.get("results"):
             continue
-        names = {"densenet": "DenseNet-201", "cnn": "proposed CNN", "cnn_lstm": "CNN+LSTM", "majority": "majority"}
+        names = {**VARIANT_NAMES, "majority": "majority"}
         lines += [
             f"Cross-validation{' (' + cv['title'] + ')' if cv.get('title') else ''} (mean ± sd over folds):",
             "",

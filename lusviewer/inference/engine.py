@@ -65,8 +65,8 @@ class ClipResult:
     precision: str
     elapsed_s: float
     extra: dict[str, Any] = field(default_factory=dict)
-    # From the card: the largest mean reconstruction error of the model's own training
-    # clips (``inference.recon_error_limit``); None when the card does not say.
+    # From the card (``inference.recon_error_limit``, a high quantile of the training clips'
+    # mean reconstruction error); None when the card does not say.
     recon_error_limit: float | None = None
 
     @property
@@ -87,6 +87,16 @@ class ClipResult:
         if self.recon_error_limit is None or not np.isfinite(self.recon_error_mean):
             return None
         return self.recon_error_mean > self.recon_error_limit
+
+    @property
+    def familiarity_warning(self) -> str:
+        """One sentence for an unfamiliar clip (CLI, viewer, log); empty otherwise."""
+        if not self.unfamiliar:
+            return ""
+        return (
+            f"unlike the model's training clips (another device, preset or organ?): mean reconstruction error "
+            f"{self.recon_error_mean:.3f} > {self.recon_error_limit:.3f}; its scores are unreliable"
+        )
 
 
 def cpu_supports_bf16() -> bool:

@@ -66,6 +66,8 @@ from torch import Tensor, nn
 from torchvision.models import DenseNet
 
 VARIANTS = ("densenet", "cnn", "cnn_lstm")
+#: How reports name the variants (the paper's Table 2).
+VARIANT_NAMES = {"densenet": "DenseNet-201", "cnn": "proposed CNN", "cnn_lstm": "CNN+LSTM"}
 CLASS_NAMES = ("score 0", "score 1", "score 2", "score 3")
 
 

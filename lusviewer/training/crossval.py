@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from lusviewer.model.hybrid import HybridModel
+from lusviewer.model.hybrid import VARIANT_NAMES, HybridModel
 from lusviewer.training.data import LabelledClip, cached_frames, group_kfold, load_dataset_with, split_by_group
-from lusviewer.training.evaluate import METRICS, confusion_png
+from lusviewer.training.evaluate import LEVELS, METRICS, confusion_png
 from lusviewer.training.metrics import classification_metrics
 from lusviewer.training.train import (
     TrainConfig,
@@ -43,7 +43,6 @@ from lusviewer.training.train import (
     train_lstm,
 )
 
-LEVELS = ("frame", "clip")
 MAJORITY = "majority"
 
 
@@ -201,12 +200,7 @@ def write_cv_report(
             for level in LEVELS:
                 m = r[level]
                 w.writerow([r["fold"], r["variant"], level, int(m["n"]), *(f"{m[key]:.4f}" for key in METRICS)])
-    names = {
-        "densenet": "DenseNet-201",
-        "cnn": "proposed CNN",
-        "cnn_lstm": "CNN+LSTM",
-        MAJORITY: "always the majority score (baseline)",
-    }
+    names = {**VARIANT_NAMES, MAJORITY: "always the majority score (baseline)"}
     trained = [r for r in results if r["variant"] != MAJORITY]
     timed = [r["elapsed_s"] for r in trained if "elapsed_s" in r]
     wall = (

@@ -541,7 +541,7 @@ class MainWindow(QMainWindow):
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
         self.summary.set_summary(s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores))
-        self.summary.set_familiarity(result.unfamiliar, result.recon_error_mean, result.recon_error_limit)
+        self.summary.set_familiarity(result.familiarity_warning)
         self._scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
         if self._frame is not None:
             self._on_frame(self.controller.index, self._frame)

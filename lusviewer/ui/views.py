@@ -284,7 +284,7 @@ class SummaryPanel(QWidget):
         self.score.setText(text)
         self.score.setStyleSheet("")
         self.rule.setText("")
-        self.set_familiarity(None, float("nan"), None)
+        self.set_familiarity("")
         for c in self.count_labels:
             c.setText("")
         self.worst.setEnabled(False)
@@ -294,13 +294,10 @@ class SummaryPanel(QWidget):
             pct = 100.0 * c / total if total else 0.0
             lab.setText(f"{int(c)} frames ({pct:.0f} %)")
 
-    def set_familiarity(self, unfamiliar: bool | None, mean: float, limit: float | None) -> None:
-        """Warn when the clip is unlike the model's training clips (its scores are unreliable)."""
-        if unfamiliar and limit is not None:
-            self.familiarity.setText(
-                "⚠ This clip looks unlike the model's training clips (another device, preset or "
-                f"organ?): mean reconstruction error {mean:.3f}, above {limit:.3f}. Its scores are unreliable."
-            )
+    def set_familiarity(self, warning: str) -> None:
+        """Warn when the clip is unlike the model's training clips (``ClipResult.familiarity_warning``)."""
+        if warning:
+            self.familiarity.setText(f"⚠ This clip looks {warning}.")
             self.familiarity.show()
             if self.score.text().startswith("Score "):  # the score stays readable, but not as a finding
                 self.score.setText(f"{self.score.text()} (unreliable)")
