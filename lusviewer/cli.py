@@ -309,6 +309,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         seed=args.seed,
         val_fraction=args.val_fraction,
         frames_per_clip=args.frames_per_clip,
+        loss=args.loss,
         batch_size=args.batch_size,
         input_size=args.input_size,
         optimizer=args.optimizer,
@@ -405,6 +406,15 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out")
     t.add_argument("--frames-per-clip", type=int, default=16, help="frames sampled per clip per epoch")
+    t.add_argument(
+        "--loss",
+        default="frame",
+        choices=["frame", "mil"],
+        help="stage 1 with per-clip labels: frame = every frame takes its clip's score (cross-entropy); "
+        "mil = a clip is scored by its worst frame (multiple-instance ordinal loss over the clip's "
+        "sampled frames: none above the clip's score, at least one at it; whole clips per batch, "
+        "best epoch by validation clip macro-F1)",
+    )
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument(
         "--input-size",

@@ -415,3 +415,58 @@ def test_end_to_end_stage_resumes_an_interrupted_run(
     assert "end-to-end epoch 2:" in log and "end-to-end epoch 1:" not in log
     assert "stage 1 already done" in log and "end to end: starting from" not in log
     assert card["training"]["epochs"]["end_to_end"] == 2
+
+
+def _logits_for(frame_scores: list[list[int]], confidence: float = 8.0) -> torch.Tensor:
+    """Confident logits: each frame says its given score."""
+    flat = torch.tensor([s for clip in frame_scores for s in clip])
+    return torch.nn.functional.one_hot(flat, 4).float() * confidence
+
+
+def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
+    """A score-2 clip: normal frames beside one score-2 frame cost (almost) nothing; no
+    frame at 2 costs, and any frame above 2 costs; a score-0 clip wants every frame 0."""
+    from lusviewer.training.train import mil_ordinal_loss
+
+    w = torch.ones(4)
+    two = torch.tensor([2])
+
+    def loss(frames: list[int], score: torch.Tensor = two) -> float:
+        return float(mil_ordinal_loss(_logits_for([frames]), score, w, len(frames)))
+
+    assert loss([0, 0, 2, 1]) < 0.01
+    assert loss([0, 0, 0, 1]) > 5  # the worst pattern is missed
+    assert loss([0, 3, 2, 1]) > 5  # a frame worse than the clip
+    assert loss([0, 0, 0, 0], torch.tensor([0])) < 0.01
+    assert loss([0, 0, 1, 0], torch.tensor([0])) > 5
+    # The frame cross-entropy would push the normal frames to 2; this loss leaves them.
+    logits = _logits_for([[0, 0, 2, 1]]).requires_grad_()
+    mil_ordinal_loss(logits, two, w, 4).backward()
+    assert float(logits.grad[:2].abs().max()) < 1e-3
+    # Against the definition: per clip, BCE of max_t P_t(>= k) vs [s >= k], class-weighted.
+    torch.manual_seed(0)
+    logits = torch.randn(3 * 5, 4)
+    scores = torch.tensor([0, 3, 1])
+    weights = torch.tensor([0.5, 1.0, 2.0, 4.0])
+    p = logits.softmax(-1).view(3, 5, 4)
+    expected_num = 0.0
+    for b in range(3):
+        for k in (1, 2, 3):
+            q = float(p[b, :, k:].sum(-1).max())
+            y = float(scores[b] >= k)
+            expected_num -= float(weights[scores[b]]) * (y * np.log(q) + (1 - y) * np.log(1 - q))
+    expected = expected_num / float(weights[scores].sum())
+    assert float(mil_ordinal_loss(logits, scores, weights, 5)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_train_with_mil_loss_keeps_whole_clips_per_batch(blues_like: Path, tmp_path: Path) -> None:
+    cfg = _tiny_config(blues_like, tmp_path)
+    cfg.loss, cfg.frames_per_clip, cfg.batch_size, cfg.variant = "mil", 4, 10, "cnn"
+    card = json.loads(run_training(cfg).read_text())
+    assert card["training"]["settings"]["loss"] == "mil"
+    state = json.loads((tmp_path / "work" / "state.json").read_text())
+    assert "clip_macro_f1" in state["cnn"]["best"]  # the epoch was chosen on clips
+    cfg.loss = "hinge"
+    cfg.work_dir = str(tmp_path / "work2")
+    with pytest.raises(ValueError, match="unknown loss"):
+        run_training(cfg)

@@ -70,6 +70,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     frames_per_clip: int = 16
     val_frames_per_clip: int = 12
+    loss: str = "frame"  # stage 1: "frame" (each frame takes its clip's score) or "mil" (see mil_ordinal_loss)
     batch_size: int = 32
     input_size: int = 128
     optimizer: str = "adam"
@@ -248,6 +249,34 @@ def _step(opt: torch.optim.Optimizer, loss: torch.Tensor, module: nn.Module, *, 
     opt.step()
 
 
+LOSSES = ("frame", "mil")
+
+
+def mil_ordinal_loss(
+    logits: torch.Tensor, scores: torch.Tensor, weights: torch.Tensor, frames_per_clip: int
+) -> torch.Tensor:
+    """Multiple-instance ordinal loss for clips scored by their worst frame.
+
+    ``logits`` (B*K, C) hold the frames of B clips, K consecutive rows per clip; ``scores``
+    (B,) are the clips' scores. A clip of score s says: no frame shows a pattern worse
+    than s, and at least one frame shows s. With ``P_t(>=k)`` the softmax mass of frame t
+    on scores k and above, the clip's ``P(>=k)`` is its largest frame's, and the loss is
+    the binary cross-entropy of those C-1 clip-level probabilities against ``s >= k``,
+    weighted per clip by ``weights[s]``. A score-0 clip thus teaches every frame to be 0
+    (its frames are labelled exactly); a score-s clip no longer teaches its normal-looking
+    frames to be s, as the frame loss does.
+    """
+    n_cls = logits.shape[-1]
+    p = torch.softmax(logits.float(), dim=-1).view(-1, frames_per_clip, n_cls)
+    at_least = p.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (B, K, C-1): P_t(>= k), k = 1..C-1
+    clip = at_least.amax(dim=1).clamp(1e-6, 1 - 1e-6)  # (B, C-1)
+    levels = torch.arange(1, n_cls, device=scores.device)
+    target = (scores[:, None] >= levels[None, :]).float()
+    bce = F.binary_cross_entropy(clip, target, reduction="none").sum(-1)
+    w = weights[scores]
+    return (w * bce).sum() / w.sum()
+
+
 def _class_weights(scores: Sequence[int], n: int = 4) -> torch.Tensor:
     counts = np.bincount(np.asarray(scores), minlength=n).astype(np.float64)
     w = counts.sum() / np.maximum(counts, 1) / n
@@ -277,27 +306,33 @@ def _validate_cnn(
     idx: dict[str, np.ndarray],
     bf16: bool,
 ) -> dict[str, float]:
+    """Frame metrics on the frames ``idx`` of each validation clip, plus ``clip_macro_f1``:
+    each clip scored by the worst of those frames (the rule ``--loss mil`` trains for)."""
     model.eval()
-    ys, ps, losses = [], [], []
+    ys, ps, losses, clip_true, clip_pred = [], [], [], [], []
     for c in val:
         probs, _ = _cnn_outputs(model, frames[c.path][idx[c.path]], bf16=bf16)
         t = np.array([c.target(int(i)) for i in idx[c.path]])
         ys.append(t)
         ps.append(probs.argmax(1))
         losses.append(-np.log(np.clip(probs[np.arange(len(t)), t], 1e-7, 1)).mean())
+        clip_true.append(c.score)
+        clip_pred.append(int(ps[-1].max()))
     m = classification_metrics(np.concatenate(ys), np.concatenate(ps))
     m["loss"] = float(np.mean(losses))
+    m["clip_macro_f1"] = classification_metrics(np.array(clip_true), np.array(clip_pred))["macro_f1"]
     return m
 
 
-def plateau_step(st: dict[str, Any], m: dict[str, float], cfg: TrainConfig) -> bool:
+def plateau_step(st: dict[str, Any], m: dict[str, float], cfg: TrainConfig, key: str = "macro_f1") -> bool:
     """Book-keeping after one validated epoch of stage 1; True when it is the best so far.
 
     Otherwise counts the epochs since the best and, with the paper's optimiser, halves
     the learning rate after every ``plateau_patience`` of them (Keras'
-    ReduceLROnPlateau, factor 0.5, patience 5, monitoring validation macro-F1).
+    ReduceLROnPlateau, factor 0.5, patience 5, monitoring validation macro-F1: of the
+    frames, or with ``key="clip_macro_f1"`` of the clips scored by their worst frame).
     """
-    if st["best"] is None or m["macro_f1"] > st["best"]["macro_f1"]:
+    if st["best"] is None or m[key] > st["best"][key]:
         st["best"] = {**m, "epoch": st["epoch"]}
         st["since_best"] = 0
         return True
@@ -354,6 +389,14 @@ def train_cnn(
         net = DistributedDataParallel(cnn, device_ids=[dev.index] if dev.type == "cuda" else None)
         _log(f"rank {rank}: data-parallel over {world} processes")
     weights = _class_weights([c.score for c in train]).to(dev)
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
+    mil = cfg.loss == "mil"
+    if mil and any(c.frame_scores is not None for c in train):
+        raise ValueError("--loss mil is for per-clip labels; this data has per-frame labels: use --loss frame")
+    # mil: whole clips per batch, frames_per_clip frames each (drawn again for a short clip)
+    batch = max(1, cfg.batch_size // cfg.frames_per_clip) * cfg.frames_per_clip if mil else cfg.batch_size
+    key = "clip_macro_f1" if mil else "macro_f1"
     rng = np.random.default_rng(cfg.seed + st["epoch"])  # same frame list on every rank
     gen = torch.Generator().manual_seed(cfg.seed + st["epoch"] + 7919 * rank)
     val_idx = {
@@ -366,13 +409,27 @@ def train_cnn(
         st["epoch"] < cfg.cnn_epochs and time.time() - t_start < budget and st["since_best"] < cfg.early_stop
     ):
         cnn.train()
-        items = [
-            (c.path, int(i), c.target(int(i)))
-            for c in train
-            for i in rng.choice(len(frames[c.path]), min(cfg.frames_per_clip, len(frames[c.path])), replace=False)
-        ]
-        rng.shuffle(items)
-        nb = len(items) // (cfg.batch_size * world)  # each rank takes every world-th batch
+        if mil:
+            order = rng.permutation(len(train))
+            items = [
+                (train[j].path, int(i), train[j].score)
+                for j in order
+                for i in np.sort(
+                    rng.choice(
+                        len(frames[train[j].path]),
+                        cfg.frames_per_clip,
+                        replace=len(frames[train[j].path]) < cfg.frames_per_clip,
+                    )
+                )
+            ]
+        else:
+            items = [
+                (c.path, int(i), c.target(int(i)))
+                for c in train
+                for i in rng.choice(len(frames[c.path]), min(cfg.frames_per_clip, len(frames[c.path])), replace=False)
+            ]
+            rng.shuffle(items)
+        nb = len(items) // (batch * world)  # each rank takes every world-th batch
         t_epoch, tot, seen, lr = time.time(), 0.0, 0, st["lr"]
         bar = tqdm(
             total=nb,
@@ -391,15 +448,18 @@ def train_cnn(
                 lr = st["lr"]
             for g in opt.param_groups:
                 g["lr"] = lr
-            first = (b * world + rank) * cfg.batch_size
-            chunk = items[first : first + cfg.batch_size]
+            first = (b * world + rank) * batch
+            chunk = items[first : first + batch]
             x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]), dev)
             y = torch.tensor([s for _, _, s in chunk], device=dev)
             clean = augment(x, gen).contiguous(memory_format=torch.channels_last)
             noisy = (clean + 0.03 * torch.randn(clean.shape, generator=gen).to(dev)).clamp(0, 1)
             with _autocast(cfg.bf16, dev):
                 out = net(noisy)
-                loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
+                if mil:
+                    loss = mil_ordinal_loss(out.logits, y[:: cfg.frames_per_clip], weights, cfg.frames_per_clip)
+                else:
+                    loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
                 loss = loss + _recon_term(cfg, out.reconstruction, clean)
             _step(opt, loss, cnn, max_norm=5.0)
             tot += float(loss.detach()) * len(chunk)
@@ -418,10 +478,10 @@ def train_cnn(
             m = _validate_cnn(model, val, frames, val_idx, cfg.bf16)
             _log(
                 f"epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f}  val loss {m['loss']:.4f} "
-                f"acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} lr {lr:.1e} "
-                f"({st['elapsed_s'] / 60:.1f} min)"
+                f"acc {m['accuracy']:.3f} macro-F1 {m['macro_f1']:.3f} | clip (worst frame) macro-F1 "
+                f"{m['clip_macro_f1']:.3f} lr {lr:.1e} ({st['elapsed_s'] / 60:.1f} min)"
             )
-            if plateau_step(st, m, cfg):
+            if plateau_step(st, m, cfg, key=key):
                 _save_state(best_path, cnn)
         st["lr"], st["since_best"] = _from_rank0([st["lr"], st["since_best"]])
         st["since_best"] = int(st["since_best"])
