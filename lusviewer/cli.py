@@ -410,10 +410,10 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
         "--loss",
         default="frame",
         choices=["frame", "mil"],
-        help="stage 1 with per-clip labels: frame = every frame takes its clip's score (cross-entropy); "
-        "mil = a clip is scored by its worst frame (multiple-instance ordinal loss over the clip's "
-        "sampled frames: none above the clip's score, at least one at it; whole clips per batch, "
-        "best epoch by validation clip macro-F1)",
+        help="with per-clip labels: frame = every frame takes its clip's score (cross-entropy); "
+        "mil = a clip is scored by its worst frame (multiple-instance ordinal loss: no frame above "
+        "the clip's score, at least one at it; stage 1 on whole clips' sampled frames, stage 2 on "
+        "whole clips; best epochs by validation clip macro-F1; the end-to-end stage keeps the frame loss)",
     )
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument(

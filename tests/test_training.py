@@ -418,9 +418,8 @@ def test_end_to_end_stage_resumes_an_interrupted_run(
 
 
 def _logits_for(frame_scores: list[list[int]], confidence: float = 8.0) -> torch.Tensor:
-    """Confident logits: each frame says its given score."""
-    flat = torch.tensor([s for clip in frame_scores for s in clip])
-    return torch.nn.functional.one_hot(flat, 4).float() * confidence
+    """Confident logits (B, T, 4): each frame says its given score."""
+    return torch.nn.functional.one_hot(torch.tensor(frame_scores), 4).float() * confidence
 
 
 def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
@@ -432,7 +431,7 @@ def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
     two = torch.tensor([2])
 
     def loss(frames: list[int], score: torch.Tensor = two) -> float:
-        return float(mil_ordinal_loss(_logits_for([frames]), score, w, len(frames)))
+        return float(mil_ordinal_loss(_logits_for([frames]), score, w))
 
     assert loss([0, 0, 2, 1]) < 0.01
     assert loss([0, 0, 0, 1]) > 5  # the worst pattern is missed
@@ -441,14 +440,18 @@ def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
     assert loss([0, 0, 1, 0], torch.tensor([0])) > 5
     # The frame cross-entropy would push the normal frames to 2; this loss leaves them.
     logits = _logits_for([[0, 0, 2, 1]]).requires_grad_()
-    mil_ordinal_loss(logits, two, w, 4).backward()
-    assert float(logits.grad[:2].abs().max()) < 1e-3
+    mil_ordinal_loss(logits, two, w).backward()
+    assert float(logits.grad[0, :2].abs().max()) < 1e-3
+    # Padding never counts: a padded frame saying 3 changes nothing.
+    padded = _logits_for([[0, 0, 2, 1, 3]])
+    mask = torch.tensor([[True, True, True, True, False]])
+    assert float(mil_ordinal_loss(padded, two, w, mask)) == pytest.approx(loss([0, 0, 2, 1]))
     # Against the definition: per clip, BCE of max_t P_t(>= k) vs [s >= k], class-weighted.
     torch.manual_seed(0)
-    logits = torch.randn(3 * 5, 4)
+    logits = torch.randn(3, 5, 4)
     scores = torch.tensor([0, 3, 1])
     weights = torch.tensor([0.5, 1.0, 2.0, 4.0])
-    p = logits.softmax(-1).view(3, 5, 4)
+    p = logits.softmax(-1)
     expected_num = 0.0
     for b in range(3):
         for k in (1, 2, 3):
@@ -456,16 +459,18 @@ def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
             y = float(scores[b] >= k)
             expected_num -= float(weights[scores[b]]) * (y * np.log(q) + (1 - y) * np.log(1 - q))
     expected = expected_num / float(weights[scores].sum())
-    assert float(mil_ordinal_loss(logits, scores, weights, 5)) == pytest.approx(expected, rel=1e-5)
+    assert float(mil_ordinal_loss(logits, scores, weights)) == pytest.approx(expected, rel=1e-5)
 
 
-def test_train_with_mil_loss_keeps_whole_clips_per_batch(blues_like: Path, tmp_path: Path) -> None:
+def test_train_with_mil_loss_both_stages(blues_like: Path, tmp_path: Path) -> None:
     cfg = _tiny_config(blues_like, tmp_path)
-    cfg.loss, cfg.frames_per_clip, cfg.batch_size, cfg.variant = "mil", 4, 10, "cnn"
+    cfg.loss, cfg.frames_per_clip, cfg.batch_size = "mil", 4, 10  # 2 whole clips of 4 frames per batch
     card = json.loads(run_training(cfg).read_text())
     assert card["training"]["settings"]["loss"] == "mil"
+    assert card["metrics"]["cnn_lstm"]["clip"]["n"] == card["training"]["split"]["val_clips"]
     state = json.loads((tmp_path / "work" / "state.json").read_text())
-    assert "clip_macro_f1" in state["cnn"]["best"]  # the epoch was chosen on clips
+    assert "clip_macro_f1" in state["cnn"]["best"]  # stage 1's epoch was chosen on clips
+    assert state["lstm"]["done"]
     cfg.loss = "hinge"
     cfg.work_dir = str(tmp_path / "work2")
     with pytest.raises(ValueError, match="unknown loss"):

@@ -253,22 +253,25 @@ LOSSES = ("frame", "mil")
 
 
 def mil_ordinal_loss(
-    logits: torch.Tensor, scores: torch.Tensor, weights: torch.Tensor, frames_per_clip: int
+    logits: torch.Tensor, scores: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor | None = None
 ) -> torch.Tensor:
     """Multiple-instance ordinal loss for clips scored by their worst frame.
 
-    ``logits`` (B*K, C) hold the frames of B clips, K consecutive rows per clip; ``scores``
-    (B,) are the clips' scores. A clip of score s says: no frame shows a pattern worse
-    than s, and at least one frame shows s. With ``P_t(>=k)`` the softmax mass of frame t
-    on scores k and above, the clip's ``P(>=k)`` is its largest frame's, and the loss is
-    the binary cross-entropy of those C-1 clip-level probabilities against ``s >= k``,
-    weighted per clip by ``weights[s]``. A score-0 clip thus teaches every frame to be 0
-    (its frames are labelled exactly); a score-s clip no longer teaches its normal-looking
-    frames to be s, as the frame loss does.
+    ``logits`` (B, T, C) hold T frames of each of B clips (``mask`` (B, T) marks the real
+    ones where clips are padded); ``scores`` (B,) are the clips' scores. A clip of score
+    s says: no frame shows a pattern worse than s, and at least one frame shows s. With
+    ``P_t(>=k)`` the softmax mass of frame t on scores k and above, the clip's ``P(>=k)``
+    is its largest frame's, and the loss is the binary cross-entropy of those C-1
+    clip-level probabilities against ``s >= k``, weighted per clip by ``weights[s]``. A
+    score-0 clip thus teaches every frame to be 0 (its frames are labelled exactly); a
+    score-s clip no longer teaches its normal-looking frames to be s, as the frame loss
+    does.
     """
     n_cls = logits.shape[-1]
-    p = torch.softmax(logits.float(), dim=-1).view(-1, frames_per_clip, n_cls)
-    at_least = p.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (B, K, C-1): P_t(>= k), k = 1..C-1
+    p = torch.softmax(logits.float(), dim=-1)
+    at_least = p.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (B, T, C-1): P_t(>= k), k = 1..C-1
+    if mask is not None:
+        at_least = at_least * mask[..., None]
     clip = at_least.amax(dim=1).clamp(1e-6, 1 - 1e-6)  # (B, C-1)
     levels = torch.arange(1, n_cls, device=scores.device)
     target = (scores[:, None] >= levels[None, :]).float()
@@ -457,7 +460,8 @@ def train_cnn(
             with _autocast(cfg.bf16, dev):
                 out = net(noisy)
                 if mil:
-                    loss = mil_ordinal_loss(out.logits, y[:: cfg.frames_per_clip], weights, cfg.frames_per_clip)
+                    per_clip = out.logits.view(-1, cfg.frames_per_clip, out.logits.shape[-1])
+                    loss = mil_ordinal_loss(per_clip, y[:: cfg.frames_per_clip], weights)
                 else:
                     loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
                 loss = loss + _recon_term(cfg, out.reconstruction, clean)
@@ -509,7 +513,11 @@ def train_lstm(
     work: Path,
     run: _Run,
 ) -> dict[str, Any]:
-    """Stage 2 on frozen CNN features. Leaves the best head in ``model.sequence``."""
+    """Stage 2 on frozen CNN features. Leaves the best head in ``model.sequence``.
+
+    Frame loss: random windows of ``seq_len`` frames, best epoch by validation frame
+    macro-F1. ``loss="mil"``: whole clips, :func:`mil_ordinal_loss`, best epoch by
+    validation clip macro-F1 (persistent-worst rule)."""
     head = model.sequence
     assert head is not None
     best_path = work / "lstm_best.safetensors"
@@ -523,6 +531,8 @@ def train_lstm(
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.5, patience=5)
     dev = _device_of(head)
     weights = _class_weights([c.score for c in train]).to(dev)
+    mil = cfg.loss == "mil"  # whole clips as sequences (the worst frame may be anywhere in one)
+    level = "clip" if mil else "frame"  # the validation macro-F1 that picks the best epoch
     t0 = time.time()
     patience, bad = 15, 0
     while st["epoch"] < cfg.lstm_epochs and time.time() - t0 < cfg.lstm_minutes * 60 and bad < patience:
@@ -530,6 +540,9 @@ def train_lstm(
         windows = []
         for c in train:
             f = feats[c.path]
+            if mil:
+                windows.append((f, np.full(len(f), c.score)))
+                continue
             for _ in range(max(1, math.ceil(len(f) / cfg.seq_len)) * 2):
                 s = int(rng.integers(0, max(1, len(f) - cfg.seq_len + 1)))
                 n = len(f[s : s + cfg.seq_len])
@@ -537,28 +550,32 @@ def train_lstm(
         rng.shuffle(windows)  # type: ignore[arg-type]
         for b in range(0, len(windows), cfg.lstm_batch_size):
             chunk = windows[b : b + cfg.lstm_batch_size]
-            x = torch.zeros(len(chunk), cfg.seq_len, model.cfg.feature_dim)
-            mask = torch.zeros(len(chunk), cfg.seq_len, dtype=torch.bool)
+            length = max(len(f) for f, _ in chunk) if mil else cfg.seq_len
+            x = torch.zeros(len(chunk), length, model.cfg.feature_dim)
+            mask = torch.zeros(len(chunk), length, dtype=torch.bool)
             for j, (f, _) in enumerate(chunk):
                 x[j, : len(f)] = torch.from_numpy(f)
                 mask[j, : len(f)] = True
             x, mask = x.to(dev), mask.to(dev)
             x = F.dropout(x, 0.2) + 0.05 * torch.randn_like(x) * x.std()
-            y = torch.zeros(len(chunk), cfg.seq_len, dtype=torch.long)
+            y = torch.zeros(len(chunk), length, dtype=torch.long)
             for j, (_, t) in enumerate(chunk):
                 y[j, : len(t)] = torch.from_numpy(t)
             y = y.to(dev)
             logits, _ = head(x)
-            loss = F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
+            if mil:
+                loss = mil_ordinal_loss(logits, y[:, 0], weights, mask)
+            else:
+                loss = F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
             _step(opt, loss, head, max_norm=1.0)
         m = evaluate_sequence(head, val, feats)
         st["epoch"] += 1
-        sched.step(m["frame"]["macro_f1"])
+        sched.step(m[level]["macro_f1"])
         _log(
             f"lstm epoch {st['epoch']}: val frame acc {m['frame']['accuracy']:.3f} F1 {m['frame']['macro_f1']:.3f}"
             f" | clip acc {m['clip']['accuracy']:.3f} F1 {m['clip']['macro_f1']:.3f}"
         )
-        if st["best"] is None or m["frame"]["macro_f1"] > st["best"]["frame"]["macro_f1"]:
+        if st["best"] is None or m[level]["macro_f1"] > st["best"][level]["macro_f1"]:
             st["best"] = {**m, "epoch": st["epoch"]}
             _save_state(best_path, head)
             bad = 0
