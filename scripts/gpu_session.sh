@@ -14,8 +14,9 @@
 # DEVICE [cuda], CNN_MIN [1.8] / LSTM_MIN [0.7] per fold and variant, SHIP_CNN_MIN [3.6] /
 # SHIP_LSTM_MIN [0.7], K [5], THREADS [2] CPU threads per process, BATCH [32], RUN_CV /
 # SMOKE / BENCH [1] (0 skips that step), PARTS [$RUN/parts],
-# FIRST_PARTS [all] weight parts copied to $RESULTS, TINY [0] (1: the tiny architecture, for
-# a dry run of this script on a CPU).
+# FIRST_PARTS [all] weight parts copied to $RESULTS, LOSS [frame] (`--loss`: frame or mil),
+# SIZE [128] input pixels, TINY [0] (1: the tiny architecture, for a dry run of this script
+# on a CPU).
 set -u -o pipefail
 DATA=${DATA:-../shared/data/covid-blues}
 RUN=${RUN:-runs/gpu}
@@ -40,11 +41,12 @@ mkdir -p "$RUN/logs" "$RESULTS"
 t0=$(date +%s)
 say() { echo "[$(date +%H:%M:%S) +$(($(date +%s) - t0))s] $*"; }
 
-SIZE=128
+SIZE=${SIZE:-128}
+LOSS=${LOSS:-frame}
 EXTRA=()
 if [ "$TINY" = 1 ]; then SIZE=32; EXTRA=(--tiny --fp32); fi
 COMMON=(--data "$DATA" --cache-dir "$RUN/cache" --input-size "$SIZE" --optimizer adamw --lr 0.001
-        --seed 0 --threads "$THREADS" --device "$DEVICE" --cnn-epochs 70 --batch-size "$BATCH" "${EXTRA[@]}")
+        --loss "$LOSS" --seed 0 --threads "$THREADS" --device "$DEVICE" --cnn-epochs 70 --batch-size "$BATCH" "${EXTRA[@]}")
 
 say "machine: $(nproc) cores; $($PY -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
