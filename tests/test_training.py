@@ -467,6 +467,7 @@ def test_train_with_mil_loss_both_stages(blues_like: Path, tmp_path: Path) -> No
     cfg.loss, cfg.frames_per_clip, cfg.batch_size = "mil", 4, 10  # 2 whole clips of 4 frames per batch
     card = json.loads(run_training(cfg).read_text())
     assert card["training"]["settings"]["loss"] == "mil"
+    assert "worst frame" in card["training"]["labels"]
     assert card["metrics"]["cnn_lstm"]["clip"]["n"] == card["training"]["split"]["val_clips"]
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     assert "clip_macro_f1" in state["cnn"]["best"]  # stage 1's epoch was chosen on clips

@@ -37,6 +37,7 @@ from lusviewer.training.train import (
     _Run,
     cnn_features,
     evaluate_sequence,
+    labels_note,
     model_config,
     train_cnn,
     train_end_to_end,
@@ -134,15 +135,9 @@ def run_crossval(
     if only_folds is not None:
         _log(f"folds {', '.join(map(str, only_folds))} done; the report comes from a run without --run-folds")
         return None
-    per_frame = sum(c.frame_scores is not None for c in clips)
-    labels = (
-        "Labels are per clip: every frame takes its clip's score, so frame-level numbers measure agreement "
-        "with the clip's score."
-        if per_frame == 0
-        else f"Per-frame labels for {per_frame} of {len(clips)} clips; the other clips' frames take their clip's score."
-    )
+    labels = labels_note(cfg, clips)
     return write_cv_report(
-        results, out, cfg=cfg, k=k, variants=variants, elapsed_s=time.time() - t0, labels_note=labels
+        results, out, cfg=cfg, k=k, variants=variants, elapsed_s=time.time() - t0, labels_note=f"Labels: {labels}."
     )
 
 

@@ -280,6 +280,22 @@ def mil_ordinal_loss(
     return (w * bce).sum() / w.sum()
 
 
+def labels_note(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> str:
+    """What the labels were and how training used them (for cards and reports)."""
+    per_frame = sum(c.frame_scores is not None for c in clips)
+    if per_frame:
+        return (
+            f"per-frame labels for {per_frame} of {len(clips)} clips; the other clips' frames take their clip's score"
+        )
+    if cfg.loss == "mil":
+        return (
+            "per-clip scores, trained as the score of each clip's worst frame (--loss mil: no frame above the "
+            "clip's score, at least one at it); frame-level metrics compare every frame with its clip's score, "
+            "which understates a model that rightly scores a clip's normal-looking frames lower"
+        )
+    return "per-clip scores; every frame takes its clip's score, so frame-level metrics measure agreement with it"
+
+
 def _class_weights(scores: Sequence[int], n: int = 4) -> torch.Tensor:
     counts = np.bincount(np.asarray(scores), minlength=n).astype(np.float64)
     w = counts.sum() / np.maximum(counts, 1) / n
@@ -791,7 +807,6 @@ def run_training(cfg: TrainConfig) -> Path:
     run.save()
 
     clips = load_dataset_with(cfg)
-    per_frame = sum(c.frame_scores is not None for c in clips)
     train, val = split_by_group(clips, val_fraction=cfg.val_fraction, seed=cfg.seed)
     _log(
         f"{len(clips)} clips: train {len(train)} clips / {len({c.group for c in train})} patients, "
@@ -868,12 +883,7 @@ def run_training(cfg: TrainConfig) -> Path:
         },
         training={
             **_data_provenance(cfg),
-            "labels": (
-                "per-clip expert scores; every frame takes its clip's score"
-                if per_frame == 0
-                else f"per-frame labels for {per_frame} of {len(clips)} clips; the others: every frame "
-                "takes its clip's score"
-            ),
+            "labels": labels_note(cfg, clips),
             "split": {
                 "kind": "patient-disjoint, stratified by each patient's worst score",
                 "seed": cfg.seed,
