@@ -458,21 +458,51 @@ def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
             q = float(p[b, :, k:].sum(-1).max())
             y = float(scores[b] >= k)
             expected_num -= float(weights[scores[b]]) * (y * np.log(q) + (1 - y) * np.log(1 - q))
+    # (weighted like F.cross_entropy(weight=): over the sum of the weights)
     expected = expected_num / float(weights[scores].sum())
     assert float(mil_ordinal_loss(logits, scores, weights)) == pytest.approx(expected, rel=1e-5)
+    # A confidently wrong clip still has a gradient (no clamping), and bf16 logits work.
+    wrong = (_logits_for([[3, 3, 3]], confidence=40.0)).requires_grad_()
+    mil_ordinal_loss(wrong, torch.tensor([0]), w).backward()
+    assert float(wrong.grad.abs().max()) > 0.1
+    assert torch.isfinite(mil_ordinal_loss(logits.bfloat16(), scores, weights))
 
 
-def test_train_with_mil_loss_both_stages(blues_like: Path, tmp_path: Path) -> None:
+def test_train_with_mil_loss_both_stages(blues_like: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lusviewer.training import train as train_module
+
+    calls: list[tuple[tuple[int, ...], list[int]]] = []
+    real = train_module.mil_ordinal_loss
+
+    def spy(logits: torch.Tensor, scores: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor | None = None):
+        calls.append((tuple(logits.shape), scores.tolist()))
+        return real(logits, scores, weights, mask)
+
+    monkeypatch.setattr(train_module, "mil_ordinal_loss", spy)
     cfg = _tiny_config(blues_like, tmp_path)
     cfg.loss, cfg.frames_per_clip, cfg.batch_size = "mil", 4, 10  # 2 whole clips of 4 frames per batch
     card = json.loads(run_training(cfg).read_text())
+    stage1 = [c for c in calls if c[0][1] == 4]
+    stage2 = [c for c in calls if c[0][1] == 10]  # whole clips: the synthetic clips have 10 frames
+    assert stage1 and all(shape[0] == 2 for shape, _ in stage1)
+    assert stage2 and len(stage1) + len(stage2) == len(calls)
+    # Batches hold whole clips: the scores handed to the loss are the clips' scores.
+    clip_scores = {c.score for c in load_covid_blues(blues_like)}
+    assert all(set(s) <= clip_scores for _, s in calls)
     assert card["training"]["settings"]["loss"] == "mil"
     assert "worst frame" in card["training"]["labels"]
     assert card["metrics"]["cnn_lstm"]["clip"]["n"] == card["training"]["split"]["val_clips"]
     state = json.loads((tmp_path / "work" / "state.json").read_text())
     assert "clip_macro_f1" in state["cnn"]["best"]  # stage 1's epoch was chosen on clips
     assert state["lstm"]["done"]
-    cfg.loss = "hinge"
+    # The work dir holds a mil run: a frame-loss run must not resume it.
+    cfg.loss = "frame"
+    with pytest.raises(SystemExit, match="loss 'mil'"):
+        run_training(cfg)
     cfg.work_dir = str(tmp_path / "work2")
+    cfg.loss = "hinge"
     with pytest.raises(ValueError, match="unknown loss"):
+        run_training(cfg)
+    cfg.loss, cfg.e2e_epochs = "mil", 1
+    with pytest.raises(ValueError, match="end-to-end"):
         run_training(cfg)

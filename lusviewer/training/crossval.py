@@ -17,7 +17,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ from lusviewer.training.train import (
     _log,
     _machine,
     _Run,
+    check_loss,
+    check_recipe,
     cnn_features,
     evaluate_sequence,
     labels_note,
@@ -71,6 +73,7 @@ def run_crossval(
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     clips = load_dataset_with(cfg)
+    check_loss(cfg, clips)
     folds = group_kfold(clips, k=k, seed=cfg.seed)
     t0 = time.time()
     size = model_config(cfg).input_size
@@ -89,13 +92,16 @@ def run_crossval(
         for variant in variants:
             work = out / f"fold{fi}" / variant
             done = work / "result.json"
+            vcfg = replace(cfg, variant=variant, work_dir=str(work))
+            run = _Run(work)
+            check_recipe(vcfg, run)  # never mix results of another seed or loss into this report
             if done.is_file():
                 results.append(json.loads(done.read_text()))
                 continue
             work.mkdir(parents=True, exist_ok=True)
             _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
             t_run = time.time()
-            vcfg = replace(cfg, variant=variant, work_dir=str(work))
+            run.data.setdefault("config", asdict(vcfg))
             torch.manual_seed(cfg.seed + fi)
             model = HybridModel(model_config(cfg, variant))
             if cfg.init_densenet:
@@ -105,7 +111,6 @@ def run_crossval(
             from lusviewer.inference.engine import resolve_device
 
             model.to(resolve_device(cfg.device))
-            run = _Run(work)
             _reuse_cnn_stage(out / f"fold{fi}" / "cnn", work, run)
             train_cnn(vcfg, model, train, val, frames, work, run)
             needed = test if model.sequence is None else [*train, *val, *test]

@@ -266,18 +266,49 @@ def mil_ordinal_loss(
     score-0 clip thus teaches every frame to be 0 (its frames are labelled exactly); a
     score-s clip no longer teaches its normal-looking frames to be s, as the frame loss
     does.
+
+    Computed in log space from the logits (no clamping, so a confidently wrong clip still
+    has a gradient; and no ``binary_cross_entropy``, which CUDA autocast refuses):
+    ``1 - max_t P_t(>=k) = min_t P_t(<k)``. Weighted like ``F.cross_entropy(weight=)``:
+    sum of weighted losses over the sum of the weights.
     """
-    n_cls = logits.shape[-1]
-    p = torch.softmax(logits.float(), dim=-1)
-    at_least = p.flip(-1).cumsum(-1).flip(-1)[..., 1:]  # (B, T, C-1): P_t(>= k), k = 1..C-1
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    n_cls = logp.shape[-1]
+    up = torch.stack([torch.logsumexp(logp[..., k:], -1) for k in range(1, n_cls)], -1)  # log P_t(>= k)
+    down = torch.stack([torch.logsumexp(logp[..., :k], -1) for k in range(1, n_cls)], -1)  # log P_t(< k)
     if mask is not None:
-        at_least = at_least * mask[..., None]
-    clip = at_least.amax(dim=1).clamp(1e-6, 1 - 1e-6)  # (B, C-1)
+        pad = ~mask[..., None]
+        up = up.masked_fill(pad, float("-inf"))
+        down = down.masked_fill(pad, float("inf"))
+    log_yes, log_no = up.amax(dim=1), down.amin(dim=1)  # (B, C-1): log P(>= k), log P(< k) of the clip
     levels = torch.arange(1, n_cls, device=scores.device)
     target = (scores[:, None] >= levels[None, :]).float()
-    bce = F.binary_cross_entropy(clip, target, reduction="none").sum(-1)
+    bce = -(target * log_yes + (1 - target) * log_no).sum(-1)
     w = weights[scores]
     return (w * bce).sum() / w.sum()
+
+
+def check_loss(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> None:
+    """Refuse ``--loss`` settings that cannot do what they say."""
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
+    if cfg.loss != "mil":
+        return
+    if any(c.frame_scores is not None for c in clips):
+        raise ValueError("--loss mil is for per-clip labels; this data has per-frame labels: use --loss frame")
+    if cfg.e2e_epochs > 0 and cfg.variant == "cnn_lstm":
+        raise ValueError("the end-to-end stage trains with the frame loss; it cannot follow --loss mil")
+
+
+def check_recipe(cfg: TrainConfig, run: _Run) -> None:
+    """A work dir resumes only the run it holds: same seed and loss (a state written
+    before ``--loss`` existed used the frame loss)."""
+    old = run.data.get("config")
+    if not old:
+        return
+    for key, before in (("seed", old.get("seed")), ("loss", old.get("loss", "frame"))):
+        if before != getattr(cfg, key):
+            raise SystemExit(f"{run.path.parent}: holds a run with {key} {before!r}; use a new work dir")
 
 
 def labels_note(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> str:
@@ -351,7 +382,7 @@ def plateau_step(st: dict[str, Any], m: dict[str, float], cfg: TrainConfig, key:
     ReduceLROnPlateau, factor 0.5, patience 5, monitoring validation macro-F1: of the
     frames, or with ``key="clip_macro_f1"`` of the clips scored by their worst frame).
     """
-    if st["best"] is None or m[key] > st["best"][key]:
+    if st["best"] is None or m[key] > st["best"].get(key, -1.0):
         st["best"] = {**m, "epoch": st["epoch"]}
         st["since_best"] = 0
         return True
@@ -408,11 +439,7 @@ def train_cnn(
         net = DistributedDataParallel(cnn, device_ids=[dev.index] if dev.type == "cuda" else None)
         _log(f"rank {rank}: data-parallel over {world} processes")
     weights = _class_weights([c.score for c in train]).to(dev)
-    if cfg.loss not in LOSSES:
-        raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
     mil = cfg.loss == "mil"
-    if mil and any(c.frame_scores is not None for c in train):
-        raise ValueError("--loss mil is for per-clip labels; this data has per-frame labels: use --loss frame")
     # mil: whole clips per batch, frames_per_clip frames each (drawn again for a short clip)
     batch = max(1, cfg.batch_size // cfg.frames_per_clip) * cfg.frames_per_clip if mil else cfg.batch_size
     key = "clip_macro_f1" if mil else "macro_f1"
@@ -801,12 +828,11 @@ def run_training(cfg: TrainConfig) -> Path:
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     run = _Run(work)
-    if run.data.get("config") and run.data["config"]["seed"] != cfg.seed:
-        raise SystemExit(f"{work}: holds a run with another seed; use a new --work-dir")
+    check_recipe(cfg, run)
+    clips = load_dataset_with(cfg)
+    check_loss(cfg, clips)
     run.data["config"] = asdict(cfg)
     run.save()
-
-    clips = load_dataset_with(cfg)
     train, val = split_by_group(clips, val_fraction=cfg.val_fraction, seed=cfg.seed)
     _log(
         f"{len(clips)} clips: train {len(train)} clips / {len({c.group for c in train})} patients, "
