@@ -69,3 +69,49 @@ def test_report_columns_keep_the_public_contract() -> None:
         "clip", "frames", "fps", "clip_score", "rule", "n0", "n1", "n2", "n3", "worst_frame", "model",
         "weights_sha256",
     )  # fmt: skip
+
+
+def test_roc_auc_matches_sklearn_with_ties() -> None:
+    sk = pytest.importorskip("sklearn.metrics")
+    from lusviewer.training.metrics import ordinal_aucs, roc_auc
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        y = rng.integers(0, 4, 40)
+        risk = rng.integers(0, 5, (40, 3)) / 4  # coarse values: many ties
+        ours = ordinal_aucs(y, risk)
+        for k in (1, 2, 3):
+            if 0 < (y >= k).sum() < len(y):
+                assert ours[f"auc_ge{k}"] == pytest.approx(sk.roc_auc_score(y >= k, risk[:, k - 1]))
+    assert np.isnan(roc_auc([True, True], [0.1, 0.2]))  # no negatives: undefined, not 0 or 1
+
+
+def test_persistent_risk_ignores_a_flicker() -> None:
+    from lusviewer.report.aggregate import persistent_risk
+
+    calm = np.tile([0.9, 0.1, 0.0, 0.0], (50, 1))
+    flicker = calm.copy()
+    flicker[20] = [0.0, 0.0, 0.0, 1.0]  # one frame of score 3
+    held = calm.copy()
+    held[20:25] = [0.0, 0.0, 0.0, 1.0]  # 0.2 s of score 3 at 25 fps
+    r_calm, r_flicker, r_held = (persistent_risk(p, 25.0) for p in (calm, flicker, held))
+    assert r_calm == pytest.approx([0.1, 0.0, 0.0])
+    assert r_flicker[2] == pytest.approx(0.2)  # averaged over 5 frames
+    assert r_held[2] == pytest.approx(1.0)
+    assert r_held.shape == (3,)
+    assert persistent_risk(calm[:2], 25.0).shape == (3,)  # shorter than the window: the whole clip
+
+
+def test_bootstrap_takes_any_metric() -> None:
+    from lusviewer.training.metrics import AUC_KEYS, bootstrap_by_group, ordinal_aucs
+
+    rng = np.random.default_rng(0)
+    groups = [str(i // 3) for i in range(30)]
+    y = rng.integers(0, 4, 30)
+    risk = np.clip(y[:, None] / 3 + rng.normal(0, 0.3, (30, 3)), 0, 1)
+    per_clip = [(np.array([t]), r[None, :]) for t, r in zip(y, risk, strict=True)]
+    ci = bootstrap_by_group(groups, per_clip, reps=300, keys=AUC_KEYS, metric=ordinal_aucs)
+    point = ordinal_aucs(y, risk)
+    for key in AUC_KEYS:
+        lo, hi = ci[key]
+        assert 0.5 < lo <= point[key] <= hi <= 1

@@ -186,6 +186,13 @@ def test_evaluate_cli_writes_report_and_pngs(tmp_path: Path, blues_like: Path, t
     report = (out / "report.md").read_text()
     assert "| frame | 160 |" in report and "resampling the 8 patients" in report
     assert "| clip: model minus baseline |" in report
+    assert "| score >= 1 | score >= 2 | score >= 3 |" in report
+    with open(out / "auc.csv", newline="") as fh:
+        aucs = list(csv.DictReader(fh))
+    assert [a["positive"] for a in aucs] == ["score >= 1", "score >= 2", "score >= 3"]
+    for a in aucs:
+        auc, lo, hi = float(a["auc"]), float(a["ci_lo"]), float(a["ci_hi"])
+        assert 0 <= lo <= auc <= hi <= 1
     import cv2
 
     png = cv2.imread(str(out / "confusion_frame.png"))

@@ -57,6 +57,20 @@ def _run_mask(mask: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def persistent_risk(
+    probs: np.ndarray, fps: float = 25.0, *, min_duration_s: float = 0.2, min_frames: int = 3
+) -> np.ndarray:
+    """A clip's risk of each score ``>= k`` (k = 1..C-1), in the spirit of the persistent
+    rule: the frames' ``P(score >= k)`` averaged over runs of the persistence length
+    (0.2 s), and the largest of those averages. A threshold-free companion of the clip
+    score, for ROC analysis: (C-1,) values in [0, 1]."""
+    p = np.asarray(probs, dtype=np.float64)
+    at_least = np.flip(np.cumsum(np.flip(p, 1), 1), 1)[:, 1:]  # (T, C-1)
+    k = persistence_frames(len(p), fps, min_duration_s=min_duration_s, min_frames=min_frames)
+    c = np.cumsum(np.vstack([np.zeros((1, at_least.shape[1])), at_least]), 0)
+    return np.asarray(((c[k:] - c[:-k]) / k).max(0))
+
+
 def summarize_clip(
     scores: Sequence[int] | np.ndarray,
     probs: np.ndarray | None = None,

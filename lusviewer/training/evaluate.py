@@ -20,8 +20,9 @@ import numpy as np
 from lusviewer.inference import ScoringEngine
 from lusviewer.io import ClipError
 from lusviewer.model.weights import LoadedModel
+from lusviewer.report.aggregate import persistent_risk
 from lusviewer.training.data import LabelledClip
-from lusviewer.training.metrics import bootstrap_by_group, classification_metrics, confusion
+from lusviewer.training.metrics import AUC_KEYS, bootstrap_by_group, classification_metrics, confusion, ordinal_aucs
 
 METRICS = ("accuracy", "macro_f1", "sensitivity", "specificity", "within_one", "qwk")
 CI_METRICS = ("accuracy", "macro_f1", "within_one", "qwk")
@@ -49,6 +50,9 @@ class EvalResult:
     # limit); empty when the card gives no limit.
     unfamiliar: list[str] = field(default_factory=list)
     familiarity_checked: bool = False
+    # Threshold-free, clip level: AUC of telling score >= k clips from the others, from
+    # each clip's persistent risk (report.aggregate.persistent_risk); ci["auc"] by patient.
+    auc: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_model(
@@ -67,7 +71,7 @@ def evaluate_model(
     ``baseline_score`` (e.g. the training data's majority score) also the metrics of
     always answering it, and patient-bootstrap intervals of the model's advantage."""
     engine = ScoringEngine(loaded, device=device, batch_size=batch_size, rule=rule)
-    ys, ps, cy, cp, failed, groups, unfamiliar = [], [], [], [], [], [], []
+    ys, ps, cy, cp, failed, groups, unfamiliar, risks = [], [], [], [], [], [], [], []
     for i, c in enumerate(clips):
         if on_clip is not None:
             on_clip(i, len(clips), c.path)
@@ -80,6 +84,7 @@ def evaluate_model(
         ps.append(r.scores)
         cy.append(c.score)
         cp.append(r.summary.clip_score)
+        risks.append(persistent_risk(r.probs, r.info.fps or 25.0))
         if r.unfamiliar:
             unfamiliar.append(c.path)
         groups.append(c.group)
@@ -100,6 +105,7 @@ def evaluate_model(
         familiarity_checked=engine.recon_error_limit is not None,
         baseline_score=baseline_score,
         baseline_source=baseline_source,
+        auc=ordinal_aucs(cy, np.stack(risks)),
     )
     per_level = {
         "frame": [(t, q) for t, q in zip(ys, ps, strict=True)],
@@ -112,6 +118,14 @@ def evaluate_model(
             result.baseline[level] = classification_metrics(np.concatenate([t for t, _ in pairs]), np.concatenate(ref))
         if bootstrap_reps > 0 and result.n_patients > 1:
             result.ci[level] = bootstrap_by_group(groups, pairs, reference=ref, reps=bootstrap_reps, keys=CI_METRICS)
+    if bootstrap_reps > 0 and result.n_patients > 1:
+        result.ci["auc"] = bootstrap_by_group(
+            groups,
+            [(np.array([t]), q[None, :]) for t, q in zip(cy, risks, strict=True)],
+            reps=bootstrap_reps,
+            keys=AUC_KEYS,
+            metric=ordinal_aucs,
+        )
     return result
 
 
@@ -155,6 +169,16 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
         for level, m in result.baseline.items():
             name = f"always score {result.baseline_score}"
             w.writerow([name, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS), *([""] * len(ci_cols))])
+    if result.auc:
+        with open(out / "auc.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["model", "level", "positive", "n", "auc", "ci_lo", "ci_hi"])
+            for k, key in enumerate(AUC_KEYS, start=1):
+                lo, hi = result.ci.get("auc", {}).get(key, (float("nan"), float("nan")))
+                w.writerow(
+                    [result.model, "clip", f"score >= {k}", result.n_clips]
+                    + [f"{v:.4f}" for v in (result.auc[key], lo, hi)]
+                )
     for level, cm in (("frame", result.frame_confusion), ("clip", result.clip_confusion)):
         np.savetxt(
             out / f"confusion_{level}.csv", cm, fmt="%d", delimiter=",", header="rows: true 0-3, columns: predicted 0-3"
@@ -215,6 +239,28 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
                     + " |"
                 )
         lines.append("")
+    if result.auc:
+        auc_ci = result.ci.get("auc", {})
+
+        def cell(key: str) -> str:
+            v = result.auc[key]
+            if not np.isfinite(v):
+                return "n/a (one kind only)"
+            lo, hi = auc_ci.get(key, (float("nan"), float("nan")))
+            return f"{v:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
+
+        lines += [
+            "Threshold-free, clip level: area under the ROC curve for telling clips of score >= k from the "
+            "others, from each clip's risk of a score >= k (the frames' probability of it, averaged over "
+            "0.2 s runs, at its highest); 0.5 is chance"
+            + (", 95 % intervals by resampling patients" if auc_ci else "")
+            + ":",
+            "",
+            "| score >= 1 | score >= 2 | score >= 3 |",
+            "|---|---|---|",
+            "| " + " | ".join(cell(k) for k in AUC_KEYS) + " |",
+            "",
+        ]
     lines += [
         "![frames](confusion_frame.png) ![clips](confusion_clip.png)",
     ]

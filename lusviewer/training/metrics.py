@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -47,6 +47,38 @@ def classification_metrics(
     }
 
 
+def roc_auc(positive: Sequence[bool] | np.ndarray, risk: Sequence[float] | np.ndarray) -> float:
+    """Area under the ROC curve: the chance that a random positive has a higher risk
+    than a random negative (ties count half; Mann-Whitney). NaN without both kinds."""
+    pos = np.asarray(positive, dtype=bool)
+    r = np.asarray(risk, dtype=np.float64)
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+    order = np.argsort(r, kind="mergesort")
+    ranks = np.empty(len(r), dtype=np.float64)
+    sorted_r = r[order]
+    i = 0
+    while i < len(r):  # average ranks over ties
+        j = i
+        while j + 1 < len(r) and sorted_r[j + 1] == sorted_r[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+AUC_KEYS = ("auc_ge1", "auc_ge2", "auc_ge3")
+
+
+def ordinal_aucs(scores: Sequence[int] | np.ndarray, risks: np.ndarray) -> dict[str, float]:
+    """AUCs of telling score >= k from score < k, k = 1..3, from ``risks`` (n, 3) whose
+    column k-1 is each item's risk of a score >= k."""
+    s = np.asarray(scores)
+    r = np.asarray(risks, dtype=np.float64).reshape(len(s), -1)
+    return {key: roc_auc(s >= k, r[:, k - 1]) for k, key in enumerate(AUC_KEYS, start=1)}
+
+
 def bootstrap_by_group(
     groups: Sequence[str],
     per_clip: Sequence[tuple[np.ndarray, np.ndarray]],
@@ -55,6 +87,7 @@ def bootstrap_by_group(
     reps: int = 2000,
     seed: int = 0,
     keys: Sequence[str] = ("accuracy", "macro_f1", "within_one", "qwk"),
+    metric: Callable[[np.ndarray, np.ndarray], dict[str, float]] = classification_metrics,
 ) -> dict[str, tuple[float, float]]:
     """95 % percentile intervals of the metrics by resampling *patients* with replacement
     (clips of one patient are not independent, so resampling clips or frames would give
@@ -64,6 +97,8 @@ def bootstrap_by_group(
     metrics, one per frame for frame-level ones); ``groups[i]`` its patient. With
     ``reference`` (another set of predictions of the same clips, e.g. a baseline) the
     intervals are of the paired difference, model minus reference, under ``diff_<key>``.
+    ``metric`` (targets, predictions) -> metrics; a resample where a metric is undefined
+    (NaN, e.g. an AUC without positives) is left out of that metric's interval.
     """
     rng = np.random.default_rng(seed)
     names = sorted(set(groups))
@@ -74,11 +109,16 @@ def bootstrap_by_group(
     for _ in range(reps):
         picked = [i for g in rng.choice(len(names), len(names), replace=True) for i in idx_of[names[int(g)]]]
         t = np.concatenate([per_clip[i][0] for i in picked])
-        m = classification_metrics(t, np.concatenate([per_clip[i][1] for i in picked]))
+        m = metric(t, np.concatenate([per_clip[i][1] for i in picked]))
         for k in keys:
             draws[k].append(m[k])
         if reference is not None:
-            r = classification_metrics(t, np.concatenate([reference[i] for i in picked]))
+            r = metric(t, np.concatenate([reference[i] for i in picked]))
             for k in keys:
                 draws[f"diff_{k}"].append(m[k] - r[k])
-    return {k: (float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))) for k, v in draws.items()}
+    return {
+        k: (float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5)))
+        if np.isfinite(v).any()
+        else (float("nan"), float("nan"))
+        for k, v in draws.items()
+    }
