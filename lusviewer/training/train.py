@@ -70,7 +70,7 @@ class TrainConfig:
     val_fraction: float = 0.2
     frames_per_clip: int = 16
     val_frames_per_clip: int = 12
-    loss: str = "frame"  # stage 1: "frame" (each frame takes its clip's score) or "mil" (see mil_ordinal_loss)
+    loss: str = "frame"  # stages 1 and 2: "frame" (each frame takes its clip's score) or "mil" (mil_ordinal_loss)
     batch_size: int = 32
     input_size: int = 128
     optimizer: str = "adam"
