@@ -130,7 +130,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
         sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
         sp.setTitle("Severity score per frame", color="k", size="10pt")
         pp.setXLink(sp)
-        pp.setYRange(0, 1.02, padding=0)
+        pp.setYRange(0, 1.45, padding=0)  # headroom above p = 1 for the legend, so it hides no curve
         pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
         pp.setLabel("bottom", "frame", color="k")
         for k, c in enumerate(SCORE_COLOURS):
