@@ -55,16 +55,8 @@ def roc_auc(positive: Sequence[bool] | np.ndarray, risk: Sequence[float] | np.nd
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    order = np.argsort(r, kind="mergesort")
-    ranks = np.empty(len(r), dtype=np.float64)
-    sorted_r = r[order]
-    i = 0
-    while i < len(r):  # average ranks over ties
-        j = i
-        while j + 1 < len(r) and sorted_r[j + 1] == sorted_r[i]:
-            j += 1
-        ranks[order[i : j + 1]] = (i + j) / 2 + 1
-        i = j + 1
+    _, inverse, counts = np.unique(r, return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based ranks, ties averaged
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
