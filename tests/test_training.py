@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -233,6 +234,24 @@ def test_bootstrap_resamples_patients_not_clips() -> None:
     assert once == bootstrap_by_group(groups, per_clip, reps=50, seed=3)  # seeded
 
 
+def test_patient_level_metrics_match_scipy() -> None:
+    from scipy import stats
+
+    from lusviewer.training.metrics import patient_metrics, patient_scores, spearman
+
+    groups = ["2", "1", "1", "3", "3", "3"]
+    names, n, expert, model = patient_scores(groups, [0, 2, 1, 3, 3, 2], [0, 1, 1, 2, 3, 3])
+    assert names == ["1", "2", "3"] and list(n) == [2, 1, 3]
+    assert list(expert) == [1.5, 0.0, pytest.approx(8 / 3)] and list(model) == [1.0, 0.0, pytest.approx(8 / 3)]
+    m = patient_metrics(expert, model)
+    assert m["mae"] == pytest.approx(0.5 / 3) and m["spearman"] == pytest.approx(1.0)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        a, b = rng.integers(0, 4, 12), rng.integers(0, 4, 12)  # many ties
+        assert spearman(a, b) == pytest.approx(stats.spearmanr(a, b).statistic)
+    assert np.isnan(spearman([1, 1, 1], [0, 1, 2]))  # constant: undefined, not 0
+
+
 def test_confusion_png_and_metrics_agree() -> None:
     from lusviewer.training.evaluate import confusion_png
     from lusviewer.training.metrics import confusion
@@ -287,12 +306,24 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
     assert len(rows) == 2 * 4 * 2  # folds x (variants + majority baseline) x levels
     assert {r["variant"] for r in rows} == {"densenet", "cnn", "cnn_lstm", "majority"}
     report = (out / "report.md").read_text()
-    for name in ("DenseNet-201", "proposed CNN", "CNN+LSTM", "always the majority score (baseline)"):
-        assert report.count(f"| {name} |") == 2  # frame and clip tables
+    for name in ("DenseNet-201", "proposed CNN", "CNN+LSTM"):
+        assert report.count(f"| {name} |") == 4  # frame, clip, AUC and patient tables
+    assert report.count("| always the majority score (baseline) |") == 3  # no AUC: it has no risk
     assert "±" in report
     tested = [json.loads((out / f"fold{i}" / "cnn" / "result.json").read_text())["test_patients"] for i in range(2)]
     assert set(tested[0]).isdisjoint(tested[1]) and len(tested[0]) + len(tested[1]) == 8
     assert (out / "confusion_cnn_lstm_clip.png").is_file()
+    # Every test clip's out-of-fold prediction, once per variant, and the sections built on them.
+    with open(out / "predictions.csv", newline="") as fh:
+        preds = list(csv.DictReader(fh))
+    n_clips = len(load_covid_blues(blues_like))
+    assert len(preds) == 3 * n_clips
+    for v in ("densenet", "cnn", "cnn_lstm"):
+        mine = [p for p in preds if p["variant"] == v]
+        assert sorted(p["clip"] for p in mine) == sorted(f"videos/{c}" for c in os.listdir(blues_like / "videos"))
+        assert all(0.0 <= float(p["risk_ge3"]) <= float(p["risk_ge2"]) <= float(p["risk_ge1"]) <= 1.0 for p in mine)
+    assert "## Threshold-free, clip level" in report and "## Patient level" in report
+    assert report.count("| CNN+LSTM | 8 |") == 1  # the patient-level row covers all 8 patients
     # A rerun finds every fold done and only rewrites the report.
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "fold 1/2" not in again.stdout

@@ -27,7 +27,15 @@ import torch
 from lusviewer.model.hybrid import VARIANT_NAMES, HybridModel
 from lusviewer.training.data import LabelledClip, cached_frames, group_kfold, load_dataset_with, split_by_group
 from lusviewer.training.evaluate import LEVELS, METRICS, confusion_png
-from lusviewer.training.metrics import classification_metrics
+from lusviewer.training.metrics import (
+    AUC_KEYS,
+    PATIENT_KEYS,
+    bootstrap_by_group,
+    classification_metrics,
+    ordinal_aucs,
+    patient_metrics,
+    patient_scores,
+)
 from lusviewer.training.train import (
     TrainConfig,
     _clip_eval,
@@ -120,9 +128,9 @@ def run_crossval(
                 if cfg.e2e_epochs > 0:
                     train_end_to_end(vcfg, model, train, val, frames, work, run)
                     _, feats = cnn_features(model, test, frames, cfg.bf16)
-                res = evaluate_sequence(model.sequence, test, feats)
+                res = evaluate_sequence(model.sequence, test, feats, per_clip=True)
             else:
-                res = _clip_eval(test, lambda c, probs=probs: probs[c.path])  # type: ignore[misc]
+                res = _clip_eval(test, lambda c, probs=probs: probs[c.path], per_clip=True)  # type: ignore[misc]
             record = {
                 "fold": fi,
                 "variant": variant,
@@ -130,6 +138,8 @@ def run_crossval(
                 "n_test_clips": len(test),
                 **{level: res[level] for level in LEVELS},
                 "confusion": res["confusion"],
+                "auc": res["auc"],
+                "clips": res["clips"],
                 "elapsed_s": round(time.time() - t_run, 1),
                 "machine": _machine(_device_of(model)),
             }
@@ -156,6 +166,7 @@ def _majority_baseline(
     return {
         "fold": fold,
         "variant": MAJORITY,
+        "majority_score": major,
         "frame": classification_metrics(y, np.full_like(y, major)),
         "clip": classification_metrics(cy, [major] * len(cy)),
     }
@@ -250,5 +261,104 @@ def write_cv_report(
                     np.sum(np.stack(cms), 0), out / f"confusion_{v}_{level}.png", f"{names.get(v, v)}: {level}s"
                 )
                 lines.append(f"![{v} {level}]({png.name})")
+    lines += _out_of_fold_sections(results, out, cfg=cfg, variants=variants, names=names)
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
+
+
+def _out_of_fold_sections(
+    results: list[dict[str, Any]], out: Path, *, cfg: TrainConfig, variants: tuple[str, ...], names: dict[str, str]
+) -> list[str]:
+    """Threshold-free clip AUCs and patient-level agreement from every test clip's
+    out-of-fold prediction; writes ``predictions.csv``. Fold results written before
+    lusviewer recorded per-clip predictions are named, not guessed."""
+    with_clips = [r for r in results if r["variant"] in variants and "clips" in r]
+    missing = sorted({r["variant"] for r in results if r["variant"] in variants and "clips" not in r})
+    if not with_clips:
+        return []
+    with open(out / "predictions.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(
+            ["fold", "variant", "clip", "patient", "expert_score", "clip_score", *(f"risk_ge{k}" for k in (1, 2, 3))]
+        )
+        for r in with_clips:
+            for c in r["clips"]:
+                rel = os.path.relpath(c["clip"], cfg.data) if cfg.data else c["clip"]
+                w.writerow([r["fold"], r["variant"], rel, c["group"], c["score"], c["pred"], *c["risk"]])
+    lines = [
+        "## Threshold-free, clip level",
+        "",
+        "Area under the ROC curve for telling clips of score >= k from the others, from each clip's risk of a "
+        "score >= k (its frames' probability of it, averaged over 0.2 s runs, at its highest); 0.5 is chance. "
+        "Per fold: mean ± sd over the folds where both kinds occur; pooled: all out-of-fold clips together "
+        "(models of different folds, so a looser summary). Every clip's prediction is in "
+        "[predictions.csv](predictions.csv).",
+        "",
+        "| model | score >= 1 | score >= 2 | score >= 3 | pooled >= 1 | pooled >= 2 | pooled >= 3 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for v in variants:
+        rs = [r for r in with_clips if r["variant"] == v]
+        if not rs:
+            continue
+        per_fold = [
+            _mean_sd(vals) if (vals := [r["auc"][key] for r in rs if r["auc"].get(key) is not None]) else "n/a"
+            for key in AUC_KEYS
+        ]
+        clips = [c for r in rs for c in r["clips"]]
+        pooled = ordinal_aucs([c["score"] for c in clips], np.array([c["risk"] for c in clips]))
+        lines.append(
+            f"| {names.get(v, v)} | " + " | ".join([*per_fold, *(f"{pooled[key]:.3f}" for key in AUC_KEYS)]) + " |"
+        )
+    lines += [
+        "",
+        "## Patient level",
+        "",
+        "Each test patient's mean clip score (the LUS total score divided by the number of zones scanned), "
+        "by the expert and by the model's clip scores, over all out-of-fold patients: mean absolute "
+        "difference in score levels and Spearman's rank correlation, 95 % intervals by resampling patients.",
+        "",
+        "| model | patients | mean absolute difference | Spearman ρ |",
+        "|---|---|---|---|",
+    ]
+    base = [r for r in results if r["variant"] == MAJORITY and "majority_score" in r]
+    for v in variants:
+        clips = [c for r in with_clips if r["variant"] == v for c in r["clips"]]
+        if clips:
+            lines.append(_patient_row(names.get(v, v), clips))
+    if base:
+        by_fold = {r["fold"]: r["majority_score"] for r in base}
+        ref = [r for r in with_clips if r["variant"] == with_clips[0]["variant"] and r["fold"] in by_fold]
+        clips = [{**c, "pred": by_fold[r["fold"]]} for r in ref for c in r["clips"]]
+        if clips:
+            lines.append(_patient_row(names[MAJORITY], clips))
+    lines.append("")
+    if missing:
+        lines += [
+            f"Not in these two sections: {', '.join(missing)}, whose fold results predate per-clip records "
+            "(rerun without their result.json to add them).",
+            "",
+        ]
+    return lines
+
+
+def _patient_row(name: str, clips: list[dict[str, Any]], reps: int = 2000) -> str:
+    groups, _, expert, model = patient_scores(
+        [c["group"] for c in clips], [c["score"] for c in clips], [c["pred"] for c in clips]
+    )
+    m = patient_metrics(expert, model)
+    ci = bootstrap_by_group(
+        groups,
+        [(np.array([e]), np.array([q])) for e, q in zip(expert, model, strict=True)],
+        reps=reps,
+        keys=PATIENT_KEYS,
+        metric=patient_metrics,
+    )
+
+    def cell(key: str) -> str:
+        if not np.isfinite(m[key]):
+            return "n/a (constant)"
+        lo, hi = ci[key]
+        return f"{m[key]:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
+
+    return f"| {name} | {len(groups)} | {cell('mae')} | {cell('spearman')} |"

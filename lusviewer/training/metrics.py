@@ -55,8 +55,7 @@ def roc_auc(positive: Sequence[bool] | np.ndarray, risk: Sequence[float] | np.nd
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
-    _, inverse, counts = np.unique(r, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2)[inverse]  # 1-based ranks, ties averaged
+    ranks = _ranks(r)
     return float((ranks[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
 
 
@@ -69,6 +68,52 @@ def ordinal_aucs(scores: Sequence[int] | np.ndarray, risks: np.ndarray) -> dict[
     s = np.asarray(scores)
     r = np.asarray(risks, dtype=np.float64).reshape(len(s), -1)
     return {key: roc_auc(s >= k, r[:, k - 1]) for k, key in enumerate(AUC_KEYS, start=1)}
+
+
+def _ranks(x: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties averaged."""
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    return np.asarray((np.cumsum(counts) - (counts - 1) / 2)[inverse], dtype=np.float64)
+
+
+def spearman(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float:
+    """Spearman's rank correlation (ties averaged); NaN where either side is constant."""
+    rx, ry = _ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64))
+    if len(rx) < 2 or rx.std() == 0 or ry.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+PATIENT_KEYS = ("mae", "spearman")
+
+
+def patient_scores(
+    groups: Sequence[str], expert: Sequence[int] | np.ndarray, predicted: Sequence[int] | np.ndarray
+) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Per patient (sorted ids): clip count and the mean clip score by the expert and by
+    the model. The mean over a patient's zones is the LUS total score divided by the
+    number of zones, so patients scanned at different numbers of zones compare."""
+    names = sorted(set(groups))
+    g = np.asarray(groups)
+    e, p = np.asarray(expert, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
+    n = np.array([(g == name).sum() for name in names])
+    return (
+        names,
+        n,
+        np.array([e[g == name].mean() for name in names]),
+        np.array([p[g == name].mean() for name in names]),
+    )
+
+
+def patient_metrics(expert_mean: np.ndarray, model_mean: np.ndarray) -> dict[str, float]:
+    """Agreement of per-patient mean scores: mean absolute difference (score levels) and
+    Spearman's rank correlation."""
+    e, m = np.asarray(expert_mean, dtype=np.float64), np.asarray(model_mean, dtype=np.float64)
+    return {
+        "n": float(len(e)),
+        "mae": float(np.abs(e - m).mean()) if len(e) else float("nan"),
+        "spearman": spearman(e, m),
+    }
 
 
 def bootstrap_by_group(

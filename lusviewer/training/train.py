@@ -40,7 +40,7 @@ from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, sequen
 from lusviewer.model.hybrid import HybridModel, ModelConfig, parameter_counts
 from lusviewer.model.preprocess import to_model_input
 from lusviewer.model.weights import ModelCard, save_model
-from lusviewer.report.aggregate import summarize_clip
+from lusviewer.report.aggregate import persistent_risk, summarize_clip
 from lusviewer.training.data import (
     LabelledClip,
     augment,
@@ -48,7 +48,7 @@ from lusviewer.training.data import (
     load_dataset_with,
     split_by_group,
 )
-from lusviewer.training.metrics import classification_metrics, confusion
+from lusviewer.training.metrics import classification_metrics, confusion, ordinal_aucs
 
 COVID_BLUES_LICENCE = "CC BY-NC-ND 4.0"
 COVID_BLUES_CITATION = (
@@ -738,9 +738,16 @@ def train_end_to_end(
 
 
 def _clip_eval(
-    val: Sequence[LabelledClip], probs_of: Callable[[LabelledClip], np.ndarray], fps: float = 25.0
+    val: Sequence[LabelledClip],
+    probs_of: Callable[[LabelledClip], np.ndarray],
+    fps: float = 25.0,
+    *,
+    per_clip: bool = False,
 ) -> dict[str, Any]:
-    ys, ps, cy, cp_persist, cp_major = [], [], [], [], []
+    """Frame and clip metrics, confusion matrices and clip AUCs of ``val``; with
+    ``per_clip`` also every clip's score, prediction and risk (for out-of-fold analyses:
+    patient level, pooled AUCs), kept out of training states and model cards."""
+    ys, ps, cy, cp_persist, cp_major, risks = [], [], [], [], [], []
     for c in val:
         p = probs_of(c)
         pred = p.argmax(1)
@@ -749,17 +756,34 @@ def _clip_eval(
         cy.append(c.score)
         cp_persist.append(summarize_clip(pred, p, fps=fps).clip_score)
         cp_major.append(summarize_clip(pred, p, fps=fps, rule="majority").clip_score)
+        risks.append(persistent_risk(p, fps))
     y, p_all = np.concatenate(ys), np.concatenate(ps)
-    return {
+    res: dict[str, Any] = {
         "frame": classification_metrics(y, p_all),
         "clip": classification_metrics(cy, cp_persist),
         "clip_majority_rule": classification_metrics(cy, cp_major),
         "confusion": {"frame": confusion(y, p_all).tolist(), "clip": confusion(cy, cp_persist).tolist()},
+        # None where undefined (a score missing from ``val``): JSON has no NaN.
+        "auc": {k: (v if np.isfinite(v) else None) for k, v in ordinal_aucs(cy, np.stack(risks)).items()},
     }
+    if per_clip:
+        res["clips"] = [
+            {
+                "clip": c.path,
+                "group": c.group,
+                "score": c.score,
+                "pred": int(q),
+                "risk": [round(float(v), 5) for v in r],
+            }
+            for c, q, r in zip(val, cp_persist, risks, strict=True)
+        ]
+    return res
 
 
 @torch.no_grad()
-def evaluate_sequence(head: nn.Module, val: Sequence[LabelledClip], feats: dict[str, np.ndarray]) -> dict[str, Any]:
+def evaluate_sequence(
+    head: nn.Module, val: Sequence[LabelledClip], feats: dict[str, np.ndarray], *, per_clip: bool = False
+) -> dict[str, Any]:
     head.eval()
 
     def probs(c: LabelledClip) -> np.ndarray:
@@ -767,7 +791,7 @@ def evaluate_sequence(head: nn.Module, val: Sequence[LabelledClip], feats: dict[
         logits = sequence_logits(head, f)  # type: ignore[arg-type]
         return torch.softmax(logits.float(), 1).cpu().numpy()
 
-    return _clip_eval(val, probs)
+    return _clip_eval(val, probs, per_clip=per_clip)
 
 
 def baselines(
