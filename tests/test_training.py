@@ -194,6 +194,16 @@ def test_evaluate_cli_writes_report_and_pngs(tmp_path: Path, blues_like: Path, t
     for a in aucs:
         auc, lo, hi = float(a["auc"]), float(a["ci_lo"]), float(a["ci_hi"])
         assert 0 <= lo <= auc <= hi <= 1
+    with open(out / "clips.csv", newline="") as fh:
+        clips = list(csv.DictReader(fh))
+    with open(out / "patients.csv", newline="") as fh:
+        patients = list(csv.DictReader(fh))
+    assert len(clips) == 16 and len(patients) == 8 and sum(int(p["clips"]) for p in patients) == 16
+    for p in patients:  # the patient means are the means of that patient's clips
+        mine = [c for c in clips if c["patient"] == p["patient"]]
+        assert float(p["expert_mean_score"]) == pytest.approx(np.mean([int(c["expert_score"]) for c in mine]))
+        assert float(p["model_mean_score"]) == pytest.approx(np.mean([int(c["clip_score"]) for c in mine]))
+    assert "| model | 8 |" in report and "| always score " in report
     import cv2
 
     png = cv2.imread(str(out / "confusion_frame.png"))

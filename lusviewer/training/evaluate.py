@@ -22,7 +22,16 @@ from lusviewer.io import ClipError
 from lusviewer.model.weights import LoadedModel
 from lusviewer.report.aggregate import persistent_risk
 from lusviewer.training.data import LabelledClip
-from lusviewer.training.metrics import AUC_KEYS, bootstrap_by_group, classification_metrics, confusion, ordinal_aucs
+from lusviewer.training.metrics import (
+    AUC_KEYS,
+    PATIENT_KEYS,
+    bootstrap_by_group,
+    classification_metrics,
+    confusion,
+    ordinal_aucs,
+    patient_metrics,
+    patient_scores,
+)
 
 METRICS = ("accuracy", "macro_f1", "sensitivity", "specificity", "within_one", "qwk")
 CI_METRICS = ("accuracy", "macro_f1", "within_one", "qwk")
@@ -53,6 +62,11 @@ class EvalResult:
     # Threshold-free, clip level: AUC of telling score >= k clips from the others, from
     # each clip's persistent risk (report.aggregate.persistent_risk); ci["auc"] by patient.
     auc: dict[str, float] = field(default_factory=dict)
+    # Every scored clip: path, patient, expert score, clip score, risks of >= 1/2/3, unfamiliar.
+    clips: list[dict[str, object]] = field(default_factory=list)
+    # Patient level: agreement of each patient's mean clip score (patient_metrics);
+    # ci["patient"] by patient bootstrap; baseline["patient"] for always the baseline score.
+    patient: dict[str, float] = field(default_factory=dict)
 
 
 def evaluate_model(
@@ -72,6 +86,7 @@ def evaluate_model(
     always answering it, and patient-bootstrap intervals of the model's advantage."""
     engine = ScoringEngine(loaded, device=device, batch_size=batch_size, rule=rule)
     ys, ps, cy, cp, failed, groups, unfamiliar, risks = [], [], [], [], [], [], [], []
+    rows: list[dict[str, object]] = []
     for i, c in enumerate(clips):
         if on_clip is not None:
             on_clip(i, len(clips), c.path)
@@ -88,6 +103,16 @@ def evaluate_model(
         if r.unfamiliar:
             unfamiliar.append(c.path)
         groups.append(c.group)
+        rows.append(
+            {
+                "clip": c.path,
+                "patient": c.group,
+                "expert_score": c.score,
+                "clip_score": r.summary.clip_score,
+                **{f"risk_ge{k}": round(float(v), 5) for k, v in enumerate(risks[-1], start=1)},
+                "unfamiliar": "" if r.unfamiliar is None else int(r.unfamiliar),
+            }
+        )
     if not ys:
         raise ValueError("no clip could be scored")
     y, p = np.concatenate(ys), np.concatenate(ps)
@@ -106,7 +131,12 @@ def evaluate_model(
         baseline_score=baseline_score,
         baseline_source=baseline_source,
         auc=ordinal_aucs(cy, np.stack(risks)),
+        clips=rows,
     )
+    names, _, expert_mean, model_mean = patient_scores(groups, cy, cp)
+    result.patient = patient_metrics(expert_mean, model_mean)
+    if baseline_score is not None:
+        result.baseline["patient"] = patient_metrics(expert_mean, np.full_like(expert_mean, baseline_score))
     per_level = {
         "frame": [(t, q) for t, q in zip(ys, ps, strict=True)],
         "clip": [(np.array([t]), np.array([q])) for t, q in zip(cy, cp, strict=True)],
@@ -125,6 +155,13 @@ def evaluate_model(
             reps=bootstrap_reps,
             keys=AUC_KEYS,
             metric=ordinal_aucs,
+        )
+        result.ci["patient"] = bootstrap_by_group(
+            names,
+            [(np.array([e]), np.array([m])) for e, m in zip(expert_mean, model_mean, strict=True)],
+            reps=bootstrap_reps,
+            keys=PATIENT_KEYS,
+            metric=patient_metrics,
         )
     return result
 
@@ -167,6 +204,8 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
             cells = [f"{v:.4f}" for k in CI_METRICS for v in ci.get(k, (float("nan"), float("nan")))]
             w.writerow([result.model, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS), *cells])
         for level, m in result.baseline.items():
+            if level not in LEVELS:
+                continue
             name = f"always score {result.baseline_score}"
             w.writerow([name, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS), *([""] * len(ci_cols))])
     if result.auc:
@@ -179,6 +218,21 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
                     [result.model, "clip", f"score >= {k}", result.n_clips]
                     + [f"{v:.4f}" for v in (result.auc[key], lo, hi)]
                 )
+    if result.clips:
+        with open(out / "clips.csv", "w", newline="") as fh:
+            dw = csv.DictWriter(fh, fieldnames=list(result.clips[0]))
+            dw.writeheader()
+            dw.writerows(result.clips)
+        names, n, expert_mean, model_mean = patient_scores(
+            [str(r["patient"]) for r in result.clips],
+            [int(str(r["expert_score"])) for r in result.clips],
+            [int(str(r["clip_score"])) for r in result.clips],
+        )
+        with open(out / "patients.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["patient", "clips", "expert_mean_score", "model_mean_score"])
+            for name, count, e, m in zip(names, n, expert_mean, model_mean, strict=True):
+                w.writerow([name, int(count), f"{e:.4f}", f"{m:.4f}"])
     for level, cm in (("frame", result.frame_confusion), ("clip", result.clip_confusion)):
         np.savetxt(
             out / f"confusion_{level}.csv", cm, fmt="%d", delimiter=",", header="rows: true 0-3, columns: predicted 0-3"
@@ -207,6 +261,8 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
     for level, m in (("frame", result.frame), ("clip", result.clip)):
         lines.append(f"| {level} | {int(m['n'])} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
     for level, m in result.baseline.items():
+        if level not in LEVELS:
+            continue
         lines.append(
             f"| {level}: always score {result.baseline_score} | {int(m['n'])} | "
             + " | ".join(f"{m[k]:.3f}" for k in METRICS)
@@ -261,6 +317,8 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
             "| " + " | ".join(cell(k) for k in AUC_KEYS) + " |",
             "",
         ]
+    if result.patient:
+        lines += _patient_section(result)
     lines += [
         "![frames](confusion_frame.png) ![clips](confusion_clip.png)",
     ]
@@ -268,3 +326,32 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
     lines += ["", "Unlike the training clips:", *(f"- {f}" for f in result.unfamiliar)] if result.unfamiliar else []
     (out / "report.md").write_text("\n".join(lines) + "\n")
     return out / "report.md"
+
+
+def _patient_section(result: EvalResult) -> list[str]:
+    ci = result.ci.get("patient", {})
+
+    def cell(m: dict[str, float], key: str, with_ci: bool) -> str:
+        if not np.isfinite(m[key]):
+            return "n/a (constant)"
+        lo, hi = ci.get(key, (float("nan"), float("nan"))) if with_ci else (float("nan"), float("nan"))
+        return f"{m[key]:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
+
+    lines = [
+        "Patient level: each patient's mean clip score (the LUS total score divided by the number of zones "
+        "scanned) by the expert and by the model; mean absolute difference in score levels and Spearman's rank "
+        "correlation" + (", 95 % intervals by resampling patients" if ci else "") + ". Per patient in "
+        "[patients.csv](patients.csv), per clip in [clips.csv](clips.csv).",
+        "",
+        "| | patients | mean absolute difference | Spearman ρ |",
+        "|---|---|---|---|",
+        f"| model | {int(result.patient['n'])} | {cell(result.patient, 'mae', True)} | "
+        f"{cell(result.patient, 'spearman', True)} |",
+    ]
+    if "patient" in result.baseline:
+        b = result.baseline["patient"]
+        lines.append(
+            f"| always score {result.baseline_score} | {int(b['n'])} | {cell(b, 'mae', False)} | "
+            f"{cell(b, 'spearman', False)} |"
+        )
+    return [*lines, ""]
