@@ -24,7 +24,7 @@ def _score(args: argparse.Namespace) -> int:
     from lusviewer.inference import ScoringEngine
     from lusviewer.io import ClipError, find_clips, open_clip
     from lusviewer.model import ModelError, load_model
-    from lusviewer.report import ReportWriter
+    from lusviewer.report import Exam, ExamEntry, ReportWriter, write_exam_csv
     from lusviewer.resources import default_model_path
 
     model_path = args.model or str(default_model_path())
@@ -46,6 +46,7 @@ def _score(args: argparse.Namespace) -> int:
         clips.extend(found)
     if not args.quiet:
         _err(f"model {loaded.card.display_name} ({loaded.weights_path.name}) on {engine.description}")
+    exam = Exam()
     with ReportWriter(args.output) as writer:
         for path in clips:
             try:
@@ -85,10 +86,18 @@ def _score(args: argparse.Namespace) -> int:
             if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
                 _err(f"warning: {path}: {result.familiarity_warning}")
             writer.add(result)
+            exam.add(ExamEntry.from_result(result))
         if writer.n_clips:
             writer.commit()
             if not args.quiet:
                 _err(f"wrote {writer.path} and {writer.clips_path} ({writer.n_clips} clips)")
+            if args.exam:
+                try:
+                    write_exam_csv(args.exam, exam)
+                except OSError as exc:
+                    _err(f"error: {args.exam}: the exam could not be written ({exc})")
+                    return EXIT_SOME_FAILED
+                _err(f"exam: {exam.summary()}; wrote {args.exam}")
         else:
             _err("no clip could be scored; no report written")
             return EXIT_SOME_FAILED
@@ -491,6 +500,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     s.add_argument("--batch-size", type=int, default=32)
     s.add_argument("--rule", default="persistent", choices=["persistent", "majority", "max"], help="clip score rule")
+    s.add_argument(
+        "--exam",
+        default=None,
+        metavar="CSV",
+        help="also write the clips as one patient's exam: one row per clip (zone) and their LUS score total",
+    )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_score)
 

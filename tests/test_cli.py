@@ -94,9 +94,21 @@ def test_folder_input_and_model_hash_mismatch(tmp_path: Path, tiny_model: Path, 
     (folder / "a.mp4").write_bytes(synthetic_clip.read_bytes())
     (folder / "day2" / "b.mp4").write_bytes(synthetic_clip.read_bytes())
     report = tmp_path / "r.csv"
-    out = lusviewer("score", str(folder), "--model", str(tiny_model), "-o", str(report), "--batch-size", "5")
+    exam = tmp_path / "exam.csv"
+    out = lusviewer(
+        "score", str(folder), "--model", str(tiny_model), "-o", str(report), "--batch-size", "5", "--exam", str(exam)
+    )  # fmt: skip
     assert out.returncode == 0, out.stderr
     check_report(report, {str(folder / "a.mp4"): 40, str(folder / "day2" / "b.mp4"): 40})
+    # The exam: one row per clip (zone) and the LUS score total, the sum of the clip scores.
+    _, clip_rows = read_csv(report.with_name("r_clips.csv"))
+    _, exam_rows = read_csv(exam)
+    assert [r["zone"] for r in exam_rows[:-1]] == ["a", "b"]
+    assert [r["clip_score"] for r in exam_rows[:-1]] == [r["clip_score"] for r in clip_rows]
+    total = exam_rows[-1]
+    assert total["clip"] == "TOTAL" and total["frames"] == "2"
+    assert int(total["clip_score"]) == sum(int(r["clip_score"]) for r in clip_rows)
+    assert f"LUS score {total['clip_score']} of 6 (2 zones)" in out.stderr
 
     bad_model = tmp_path / "model"
     bad_model.mkdir()

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from lusviewer.report import Exam, ExamEntry, write_exam_csv
 from lusviewer.report.aggregate import persistence_frames, summarize_clip
 from lusviewer.training.metrics import classification_metrics
 
@@ -115,3 +118,34 @@ def test_bootstrap_takes_any_metric() -> None:
     for key in AUC_KEYS:
         lo, hi = ci[key]
         assert 0.5 < lo <= point[key] <= hi <= 1
+
+
+def _entry(clip: str, score: int, unfamiliar: bool | None = False, sha: str = "a" * 64) -> ExamEntry:
+    return ExamEntry(clip, clip.split("/")[-1].split(".")[0], score, 100, 7, unfamiliar, "m 1", sha)
+
+
+def test_exam_total_replaces_rescored_clips_and_says_what_weakens_it(tmp_path: Path) -> None:
+    import csv
+
+    exam = Exam()
+    assert exam.summary() == "No clip in the exam yet"
+    with pytest.raises(ValueError):
+        write_exam_csv(tmp_path / "empty.csv", exam)
+    for clip, score in (("x/L1.mp4", 1), ("x/L2.mp4", 3), ("x/R1.mp4", 0)):
+        exam.add(_entry(clip, score))
+    exam.add(_entry("x/L2.mp4", 2))  # scored again: replaced, not added
+    assert len(exam) == 3 and exam.total == 3 and exam.maximum == 9
+    assert [e.zone for e in exam.entries] == ["L1", "L2", "R1"]  # first-scored order kept
+    assert exam.summary() == "LUS score 3 of 9 (3 zones)"
+    exam.add(_entry("x/R2.mp4", 3, unfamiliar=True, sha="b" * 64))
+    assert exam.summary() == "LUS score 6 of 12 (4 zones); 1 unlike the training clips, scored by 2 different models"
+    path = write_exam_csv(tmp_path / "exam.csv", exam)
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["clip_score"] for r in rows] == ["1", "2", "0", "3", "6"]
+    assert rows[-1]["clip"] == "TOTAL" and rows[-1]["unfamiliar"] == "yes" and rows[-1]["model"] == "2 models"
+    exam.remove("x/R2.mp4")
+    exam.remove("not/in/exam.mp4")  # nothing to remove: no error
+    assert exam.total == 3 and exam.models == ["a" * 64]
+    exam.clear()
+    assert len(exam) == 0 and "x/L1.mp4" not in exam

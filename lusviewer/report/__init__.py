@@ -8,14 +8,19 @@ from lusviewer.report.csv_report import (
     clips_path_for,
     write_report,
 )
+from lusviewer.report.exam import EXAM_COLUMNS, Exam, ExamEntry, write_exam_csv
 
 __all__ = [
     "CLIP_COLUMNS",
+    "EXAM_COLUMNS",
     "FRAME_COLUMNS",
     "RULES",
     "ClipSummary",
+    "Exam",
+    "ExamEntry",
     "ReportWriter",
     "clips_path_for",
     "summarize_clip",
+    "write_exam_csv",
     "write_report",
 ]

@@ -1,0 +1,157 @@
+"""One patient's examination: the clip (zone) scores and their LUS total score.
+
+A clinician scores each lung zone's clip on the 0-3 scale; the LUS score of the
+examination is the sum over the zones (0-42 over the 14 zones of Soldati et al.'s
+protocol, 0-18 over the 6 BLUE points). :class:`Exam` keeps one entry per clip (a clip
+scored again replaces its entry) and :func:`write_exam_csv` writes it as a CSV with a
+last row holding the total. No Qt here: the viewer and ``lusviewer score --exam`` share
+it.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from lusviewer.report.csv_report import ClipScores
+
+EXAM_COLUMNS = (
+    "clip", "zone", "clip_score", "frames", "worst_frame", "unfamiliar", "model", "weights_sha256",
+)  # fmt: skip
+#: ``clip`` of the CSV's last row, the exam's total.
+TOTAL_ROW = "TOTAL"
+
+
+def zone_of(path: str | os.PathLike[str]) -> str:
+    """The zone's label: the clip's file name without its extension (``patient_7_L2``)."""
+    return Path(path).stem
+
+
+@dataclass(frozen=True)
+class ExamEntry:
+    clip: str
+    zone: str
+    clip_score: int
+    frames: int
+    worst_frame: int
+    unfamiliar: bool | None
+    model: str
+    weights_sha256: str
+
+    @classmethod
+    def from_result(cls, result: ClipScores, zone: str | None = None) -> ExamEntry:
+        return cls(
+            clip=result.clip,
+            zone=zone or zone_of(result.clip),
+            clip_score=int(result.summary.clip_score),
+            frames=len(result.scores),
+            worst_frame=int(result.summary.worst_frame),
+            unfamiliar=result.unfamiliar,
+            model=result.model_name,
+            weights_sha256=result.weights_sha256,
+        )
+
+
+class Exam:
+    """The scored clips of one examination, in the order they were first scored."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, ExamEntry] = {}
+
+    def add(self, entry: ExamEntry) -> None:
+        """Add a clip; a clip already in the exam (same path) is replaced in place."""
+        self._entries[entry.clip] = entry
+
+    def remove(self, clip: str) -> None:
+        self._entries.pop(clip, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    @property
+    def entries(self) -> list[ExamEntry]:
+        return list(self._entries.values())
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, clip: object) -> bool:
+        return clip in self._entries
+
+    @property
+    def total(self) -> int:
+        """The LUS score: the sum of the clips' scores."""
+        return sum(e.clip_score for e in self._entries.values())
+
+    @property
+    def maximum(self) -> int:
+        return 3 * len(self._entries)
+
+    @property
+    def n_unfamiliar(self) -> int:
+        return sum(bool(e.unfamiliar) for e in self._entries.values())
+
+    @property
+    def models(self) -> list[str]:
+        """The distinct models (by weights hash) that scored the entries, first use first."""
+        return list(dict.fromkeys(e.weights_sha256 for e in self._entries.values()))
+
+    def summary(self) -> str:
+        """One line for people: total, zones, and what makes the total less reliable."""
+        if not self._entries:
+            return "No clip in the exam yet"
+        n = len(self._entries)
+        text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
+        notes = []
+        if self.n_unfamiliar:
+            notes.append(f"{self.n_unfamiliar} unlike the training clips")
+        if len(self.models) > 1:
+            notes.append(f"scored by {len(self.models)} different models")
+        return text + (f"; {', '.join(notes)}" if notes else "")
+
+
+def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
+    """One row per clip, then the total (``clip`` = ``TOTAL``, ``clip_score`` = the sum,
+    ``frames`` = the number of zones). Written to a temporary file and renamed into place."""
+    if not len(exam):
+        raise ValueError("the exam has no scored clip")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(EXAM_COLUMNS)
+            for e in exam.entries:
+                w.writerow(
+                    [
+                        e.clip,
+                        e.zone,
+                        e.clip_score,
+                        e.frames,
+                        e.worst_frame,
+                        {True: "yes", False: "no", None: ""}[e.unfamiliar],
+                        e.model,
+                        e.weights_sha256,
+                    ]
+                )
+            models = exam.models
+            entries = exam.entries
+            w.writerow(
+                [
+                    TOTAL_ROW,
+                    f"LUS score, sum of {len(exam)} zones (maximum {exam.maximum})",
+                    exam.total,
+                    len(exam),
+                    "",
+                    "yes" if exam.n_unfamiliar else "no" if all(e.unfamiliar is not None for e in entries) else "",
+                    entries[0].model if len(models) == 1 else f"{len(models)} models",
+                    models[0] if len(models) == 1 else "",
+                ]
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
