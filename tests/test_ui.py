@@ -176,6 +176,50 @@ def test_export_equals_cli(qtbot, window: MainWindow, synthetic_clip: Path, tiny
     assert not window.export_to(str(gui), overwrite=False)  # asks before overwriting
 
 
+def test_exam_collects_scored_clips_and_exports_like_the_cli(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, synthetic_clip: Path, tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second = tmp_path / "R1.mp4"
+    second.write_bytes(synthetic_clip.read_bytes())
+    tab = window.side_tabs.indexOf(window.exam_panel)
+    assert window.side_tabs.tabText(tab) == "Exam" and not window.act_export_exam.isEnabled()
+    for clip in (synthetic_clip, second, synthetic_clip):  # the first again: replaced, not added
+        with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+            assert window.open_clip(str(clip))
+    exam = window.controller.exam
+    assert [e.clip for e in exam.entries] == [str(synthetic_clip), str(second)]
+    assert window.exam_panel.table.rowCount() == 2
+    assert window.exam_panel.table.item(1, 0).text() == "R1"
+    assert window.side_tabs.tabText(tab) == f"Exam · LUS {exam.total}/6"
+    assert window.exam_panel.total.text() == exam.summary() and window.act_export_exam.isEnabled()
+    assert window.exam_panel.table.currentRow() == 0  # the clip on screen is selected
+    gui = tmp_path / "gui-exam.csv"
+    assert window.export_exam_to(str(gui))
+    cli = tmp_path / "cli-exam.csv"
+    out = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "score", str(synthetic_clip), str(second), "--model", str(tiny_model),
+         "-o", str(tmp_path / "cli.csv"), "--exam", str(cli), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert gui.read_text() == cli.read_text()
+    # Remove the selected row; an unexported change makes quitting ask first.
+    window.exam_panel.table.selectRow(1)
+    window.exam_panel.remove_button.click()
+    assert [e.clip for e in exam.entries] == [str(synthetic_clip)] and window.exam_panel.table.rowCount() == 1
+    with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+        window.open_clip(str(second))
+    asked: list[str] = []
+    monkeypatch.setattr(window, "_ask", lambda title, text: asked.append(text) or False)
+    window.close()
+    assert window.isVisible() and window.controller.thread_running and "has not been exported" in asked[0]
+    window.exam_panel.clear_button.click()  # asks too, and the answer is no
+    assert len(exam) == 2
+    monkeypatch.setattr(window, "_ask", lambda title, text: True)
+    window.exam_panel.clear_button.click()
+    assert len(exam) == 0 and window.side_tabs.tabText(tab) == "Exam" and not window.act_export_exam.isEnabled()
+
+
 def test_export_before_scoring_finished_waits(qtbot, window: MainWindow, long_clip: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     window.open_clip(str(long_clip))
     assert window.controller.result is None

@@ -18,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
 
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
+from lusviewer.report.exam import Exam, ExamEntry
 from lusviewer.ui.worker import InferenceWorker, ModelStatus
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ class Controller(QObject):
     scoring_cancelled = Signal()
     overlay_ready = Signal(int, object, object)  # frame index, reconstruction|None, grad-cam|None
     overlay_failed = Signal(str)
+    exam_changed = Signal()
 
     def __init__(self, model_path: str, device: str = "auto", parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -66,6 +68,8 @@ class Controller(QObject):
         self._overlay_wanted: tuple[int, bool] | None = None
         self.running = False
         self.result: object | None = None  # ClipResult once the job has finished
+        self.exam = Exam()  # every clip scored in this session, until cleared
+        self.exam_exported = True  # False while the exam has changes not yet exported
         self._reset_results(0)
 
         self._thread = QThread()
@@ -257,6 +261,9 @@ class Controller(QObject):
         self.running = False
         self.result = result
         self.scoring_finished.emit(result)
+        self.exam.add(ExamEntry.from_result(result))  # type: ignore[arg-type]
+        self.exam_exported = False
+        self.exam_changed.emit()
 
     @Slot(int, str)
     def _on_failed(self, job: int, message: str) -> None:
@@ -306,3 +313,23 @@ class Controller(QObject):
         if self.result is None:
             raise RuntimeError("scoring has not finished")
         return write_report(path, [self.result])  # type: ignore[list-item]
+
+    # -------------------------------------------------------------------- exam
+    def remove_from_exam(self, clip: str) -> None:
+        if clip in self.exam:
+            self.exam.remove(clip)
+            self.exam_exported = not len(self.exam)
+            self.exam_changed.emit()
+
+    def clear_exam(self) -> None:
+        self.exam.clear()
+        self.exam_exported = True
+        self.exam_changed.emit()
+
+    def export_exam(self, path: str) -> Path:
+        """The exam's CSV (one row per clip, then the LUS score total), atomically."""
+        from lusviewer.report import write_exam_csv
+
+        out = write_exam_csv(path, self.exam)
+        self.exam_exported = True
+        return out

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSplitter,
+    QTabWidget,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -31,7 +32,7 @@ from PySide6.QtWidgets import (
 from lusviewer import __version__
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
 from lusviewer.ui.controller import Controller
-from lusviewer.ui.views import OVERLAY_MODES, FrameView, ScoreTimeline, SummaryPanel
+from lusviewer.ui.views import OVERLAY_MODES, ExamPanel, FrameView, ScoreTimeline, SummaryPanel
 from lusviewer.ui.worker import ModelStatus
 
 log = logging.getLogger(__name__)
@@ -128,7 +129,11 @@ class MainWindow(QMainWindow):
         rv.addWidget(self.timeline, 1)
         rv.addLayout(toggles)
         rv.addLayout(ov)
-        rv.addWidget(self.summary)
+        self.exam_panel = ExamPanel()
+        self.side_tabs = QTabWidget()
+        self.side_tabs.addTab(self.summary, "Clip")
+        self.side_tabs.addTab(self.exam_panel, "Exam")
+        rv.addWidget(self.side_tabs)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
@@ -146,6 +151,9 @@ class MainWindow(QMainWindow):
         self.act_export = fm.addAction("&Export CSV…", self.export_dialog)
         self.act_export.setShortcut(QKeySequence("Ctrl+E"))
         self.act_export.setEnabled(False)
+        self.act_export_exam = fm.addAction("Export e&xam CSV…", self.export_exam_dialog)
+        self.act_export_exam.setShortcut(QKeySequence("Ctrl+Shift+E"))
+        self.act_export_exam.setEnabled(False)
         fm.addSeparator()
         quit_act = fm.addAction("&Quit", self.close)
         quit_act.setShortcut(QKeySequence.StandardKey.Quit)
@@ -226,6 +234,11 @@ class MainWindow(QMainWindow):
         c.scoring_cancelled.connect(self._on_cancelled)
         c.overlay_ready.connect(self._on_overlay)
         c.overlay_failed.connect(lambda msg: self.statusBar().showMessage(msg, 5000))
+        c.exam_changed.connect(self._on_exam_changed)
+        self.exam_panel.open_requested.connect(self.open_clip)
+        self.exam_panel.remove_requested.connect(c.remove_from_exam)
+        self.exam_panel.clear_requested.connect(self.clear_exam)
+        self.exam_panel.export_requested.connect(self.export_exam_dialog)
         self.slider.valueChanged.connect(self.seek)
         self.play_button.clicked.connect(self.toggle_play)
         self.timeline.seek_requested.connect(self.seek)
@@ -412,6 +425,45 @@ class MainWindow(QMainWindow):
             return False
         self.statusBar().showMessage(f"Wrote {frames} and {clips.name}", 8000)
         return True
+
+    def export_exam_dialog(self) -> None:
+        exam = self.controller.exam
+        if not len(exam):
+            return
+        suggested = str(Path(exam.entries[0].clip).with_name("exam.csv"))
+        path, _ = QFileDialog.getSaveFileName(
+            self, "Export exam CSV", suggested, "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
+        )
+        if path:
+            self.export_exam_to(path)
+
+    def export_exam_to(self, path: str, *, overwrite: bool | None = None) -> bool:
+        if Path(path).exists() and not (
+            overwrite if overwrite is not None else self._ask("Overwrite?", f"Replace {Path(path).name}?")
+        ):
+            return False
+        try:
+            out = self.controller.export_exam(path)
+        except (OSError, ValueError) as exc:
+            self._warn("Export failed", f"{path}: {exc}")
+            return False
+        self.statusBar().showMessage(f"Wrote {out} ({self.controller.exam.summary()})", 8000)
+        return True
+
+    def clear_exam(self) -> None:
+        c = self.controller
+        if len(c.exam) and (
+            c.exam_exported or self._ask("Clear the exam?", f"{c.exam.summary()}. It has not been exported.")
+        ):
+            c.clear_exam()
+
+    def _on_exam_changed(self) -> None:
+        c = self.controller
+        exam = c.exam
+        self.exam_panel.set_exam(exam.entries, exam.summary(), c.info.path if c.info else None)
+        title = f"Exam · LUS {exam.total}/{exam.maximum}" if len(exam) else "Exam"
+        self.side_tabs.setTabText(self.side_tabs.indexOf(self.exam_panel), title)
+        self.act_export_exam.setEnabled(bool(len(exam)))
 
     # ------------------------------------------------------------- dialogs
     def _warn(self, title: str, text: str) -> None:
@@ -608,6 +660,14 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------------ close
     def closeEvent(self, event: QCloseEvent) -> None:
+        c = self.controller
+        if (
+            len(c.exam) > 1
+            and not c.exam_exported
+            and not self._ask("Quit without exporting the exam?", f"{c.exam.summary()}. It has not been exported.")
+        ):
+            event.ignore()
+            return
         self.stop_play()
         self._redraw.stop()
         self._save()

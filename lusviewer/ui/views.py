@@ -1,4 +1,5 @@
-"""Thin views: the frame with its overlay, the severity timeline, the clip summary.
+"""Thin views: the frame with its overlay, the severity timeline, the clip summary,
+the exam (the clips scored so far and their LUS score total).
 
 They draw what they are given and emit what the user does; none of them knows
 about the model, the worker or the clip file.
@@ -8,15 +9,22 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
 from PySide6.QtGui import QColor, QFont
 from PySide6.QtWidgets import (
+    QAbstractItemView,
     QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
+
+from lusviewer.report.exam import ExamEntry
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -313,3 +321,97 @@ class SummaryPanel(QWidget):
         self.set_counts(counts, total)
         self._worst = worst
         self.worst.setEnabled(True)
+
+
+class ExamPanel(QWidget):
+    """The exam: one row per scored clip (zone, clip score, a note), the LUS score
+    total, and buttons to open, remove, clear and export. It shows what it is given."""
+
+    open_requested = Signal(str)  # clip path
+    remove_requested = Signal(str)
+    clear_requested = Signal()
+    export_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        self.total = QLabel("No clip in the exam yet")
+        f = QFont()
+        f.setPointSize(13)
+        f.setBold(True)
+        self.total.setFont(f)
+        self.total.setWordWrap(True)
+        hint = QLabel("Every clip scored in this session is added; the LUS score is the sum of the clip scores.")
+        hint.setWordWrap(True)
+        hint.setStyleSheet("color: #555;")
+        self.table = QTableWidget(0, 3)
+        self.table.setHorizontalHeaderLabels(["Zone (clip)", "Score", "Note"])
+        self.table.verticalHeader().setVisible(False)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        self.table.cellDoubleClicked.connect(lambda row, _col: self._emit_for_row(self.open_requested, row))
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Open the selected clip again (double-click a row)")
+        self.remove_button = QPushButton("Remove")
+        self.clear_button = QPushButton("Clear exam")
+        self.export_button = QPushButton("Export exam CSV…")
+        self.open_button.clicked.connect(lambda: self._emit_for_row(self.open_requested, self.table.currentRow()))
+        self.remove_button.clicked.connect(lambda: self._emit_for_row(self.remove_requested, self.table.currentRow()))
+        self.clear_button.clicked.connect(self.clear_requested)
+        self.export_button.clicked.connect(self.export_requested)
+        buttons = QHBoxLayout()
+        for b in (self.open_button, self.remove_button, self.clear_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_button)
+        layout.addWidget(self.total)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        layout.addWidget(hint)
+        self._paths: list[str] = []
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _emit_for_row(self, signal: SignalInstance, row: int) -> None:
+        if 0 <= row < len(self._paths):
+            signal.emit(self._paths[row])
+
+    def _update_buttons(self) -> None:
+        chosen = 0 <= self.table.currentRow() < len(self._paths) and bool(self.table.selectedItems())
+        self.open_button.setEnabled(chosen)
+        self.remove_button.setEnabled(chosen)
+        self.clear_button.setEnabled(bool(self._paths))
+        self.export_button.setEnabled(bool(self._paths))
+
+    def set_exam(self, entries: list[ExamEntry], summary: str, current: str | None = None) -> None:
+        """Show ``entries``; ``current`` (the clip on screen) is selected."""
+        self._paths = [e.clip for e in entries]
+        shas = list(dict.fromkeys(e.weights_sha256 for e in entries))
+        self.total.setText(summary)
+        with QSignalBlocker(self.table):
+            self.table.setRowCount(len(entries))
+            for row, e in enumerate(entries):
+                zone = QTableWidgetItem(e.zone)
+                zone.setToolTip(e.clip)
+                score = QTableWidgetItem(str(e.clip_score))
+                score.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
+                score.setBackground(QColor(SCORE_COLOURS[e.clip_score]))
+                score.setForeground(QColor("white" if e.clip_score in (0, 3) else "black"))
+                notes = []
+                if e.unfamiliar:
+                    notes.append("unlike the training clips")
+                if len(shas) > 1:
+                    notes.append(f"model {e.model} ({e.weights_sha256[:8]})")
+                self.table.setItem(row, 0, zone)
+                self.table.setItem(row, 1, score)
+                self.table.setItem(row, 2, QTableWidgetItem("; ".join(notes)))
+            self.table.clearSelection()
+            if current in self._paths:
+                self.table.selectRow(self._paths.index(current))
+        self._update_buttons()
