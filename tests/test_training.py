@@ -249,9 +249,9 @@ def test_patient_level_metrics_match_scipy() -> None:
 
     from lusviewer.training.metrics import patient_metrics, patient_scores, spearman
 
-    groups = ["2", "1", "1", "3", "3", "3"]
+    groups = ["2", "1", "1", "10", "10", "10"]
     names, n, expert, model = patient_scores(groups, [0, 2, 1, 3, 3, 2], [0, 1, 1, 2, 3, 3])
-    assert names == ["1", "2", "3"] and list(n) == [2, 1, 3]
+    assert names == ["1", "2", "10"] and list(n) == [2, 1, 3]  # numeric ids in numeric order
     assert list(expert) == [1.5, 0.0, pytest.approx(8 / 3)] and list(model) == [1.0, 0.0, pytest.approx(8 / 3)]
     m = patient_metrics(expert, model)
     assert m["mae"] == pytest.approx(0.5 / 3) and m["spearman"] == pytest.approx(1.0)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QGridLayout,
@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -323,6 +324,12 @@ class SummaryPanel(QWidget):
         self.worst.setEnabled(True)
 
 
+def _swatch(score: int) -> QIcon:
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(SCORE_COLOURS[score]))
+    return QIcon(pix)
+
+
 class ExamPanel(QWidget):
     """The exam: one row per scored clip (zone, clip score, a note), the LUS score
     total, and buttons to open, remove, clear and export. It shows what it is given."""
@@ -342,12 +349,16 @@ class ExamPanel(QWidget):
         f.setBold(True)
         self.total.setFont(f)
         self.total.setWordWrap(True)
-        hint = QLabel("Every clip scored in this session is added; the LUS score is the sum of the clip scores.")
-        hint.setWordWrap(True)
-        hint.setStyleSheet("color: #555;")
+        self.total.setToolTip(
+            "Every clip scored in this session is added; the LUS score is the sum of the clip scores."
+        )
         self.table = QTableWidget(0, 3)
         self.table.setHorizontalHeaderLabels(["Zone (clip)", "Score", "Note"])
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        # The clip tab sets the panel's height; the table scrolls rather than squeezing the timeline.
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        self.table.setMinimumHeight(6 * 22 + 26)  # the six BLUE points without scrolling
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -373,7 +384,6 @@ class ExamPanel(QWidget):
         layout.addWidget(self.total)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
-        layout.addWidget(hint)
         self._paths: list[str] = []
         self.table.itemSelectionChanged.connect(self._update_buttons)
         self._update_buttons()
@@ -399,10 +409,7 @@ class ExamPanel(QWidget):
             for row, e in enumerate(entries):
                 zone = QTableWidgetItem(e.zone)
                 zone.setToolTip(e.clip)
-                score = QTableWidgetItem(str(e.clip_score))
-                score.setTextAlignment(Qt.AlignmentFlag.AlignCenter)
-                score.setBackground(QColor(SCORE_COLOURS[e.clip_score]))
-                score.setForeground(QColor("white" if e.clip_score in (0, 3) else "black"))
+                score = QTableWidgetItem(_swatch(e.clip_score), str(e.clip_score))  # visible when selected too
                 notes = []
                 if e.unfamiliar:
                     notes.append("unlike the training clips")
