@@ -220,6 +220,46 @@ def test_exam_collects_scored_clips_and_exports_like_the_cli(  # type: ignore[no
     assert len(exam) == 0 and window.side_tabs.tabText(tab) == "Exam" and not window.act_export_exam.isEnabled()
 
 
+def test_several_clips_are_scored_in_turn_into_the_exam(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, synthetic_clip: Path, long_clip: Path, tmp_path: Path
+) -> None:
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDropEvent
+
+    a, b = tmp_path / "L1.mp4", tmp_path / "L2.mp4"
+    for p in (a, b):
+        p.write_bytes(synthetic_clip.read_bytes())
+    bad = tmp_path / "L3.mp4"
+    bad.write_text("not a video")
+    failed: list[str] = []
+    window.controller.clip_failed.connect(lambda path, _reason: failed.append(path))
+    mime = QMimeData()  # several files dropped at once: one exam
+    mime.setUrls([QUrl.fromLocalFile(str(p)) for p in (a, bad, b)])
+    drop = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    window.dropEvent(drop)
+    assert window.side_tabs.currentWidget() is window.exam_panel
+    qtbot.waitUntil(lambda: len(window.controller.exam) == 2 and window.controller.result is not None, timeout=TIMEOUT)
+    assert [e.zone for e in window.controller.exam.entries] == ["L1", "L2"]
+    assert failed == [str(bad)]  # reported, and the next clip followed
+    assert window.controller.queued == [] and window.queue_label.text() == ""
+    # Cancel stops the queue too; opening a clip by hand drops what is still queued.
+    window.open_clips([str(long_clip), str(a)])
+    qtbot.waitUntil(lambda: window.controller.running, timeout=TIMEOUT)
+    assert window.queue_label.text() == "1 more clip queued"
+    window.cancel_button.click()
+    assert window.controller.queued == [] and not window.controller.running
+    qtbot.wait(300)
+    assert window.controller.info is not None and window.controller.info.path == str(long_clip)
+    window.open_clips([str(long_clip), str(b)])
+    window.open_clip(str(a))
+    assert window.controller.queued == []
+    wait_scored(qtbot, window)
+    qtbot.wait(300)
+    assert window.controller.info.path == str(a)
+
+
 def test_export_before_scoring_finished_waits(qtbot, window: MainWindow, long_clip: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     window.open_clip(str(long_clip))
     assert window.controller.result is None

@@ -15,7 +15,7 @@ from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
 from lusviewer.report.exam import Exam, ExamEntry
@@ -49,6 +49,7 @@ class Controller(QObject):
     overlay_ready = Signal(int, object, object)  # frame index, reconstruction|None, grad-cam|None
     overlay_failed = Signal(str)
     exam_changed = Signal()
+    queue_changed = Signal(int)  # clips still waiting to be opened and scored
 
     def __init__(self, model_path: str, device: str = "auto", parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -70,6 +71,7 @@ class Controller(QObject):
         self.result: object | None = None  # ClipResult once the job has finished
         self.exam = Exam()  # every clip scored in this session, until cleared
         self.exam_exported = True  # False while the exam has changes not yet exported
+        self._queue: list[str] = []  # clips to open and score after the current one
         self._reset_results(0)
 
         self._thread = QThread()
@@ -178,6 +180,11 @@ class Controller(QObject):
         self.scoring_started.emit(self.info.frame_count)
         self._request_score.emit(self._job, self.info.path, self._cancel)
 
+    def cancel_all(self) -> None:
+        """The user's cancel: the running job and the clips still queued."""
+        self.clear_queue()
+        self.cancel()
+
     def cancel(self) -> None:
         """Cancel the running job (its results are dropped from now on)."""
         if self._cancel is not None:
@@ -264,6 +271,7 @@ class Controller(QObject):
         self.exam.add(ExamEntry.from_result(result))  # type: ignore[arg-type]
         self.exam_exported = False
         self.exam_changed.emit()
+        self._next_in_queue()
 
     @Slot(int, str)
     def _on_failed(self, job: int, message: str) -> None:
@@ -271,6 +279,7 @@ class Controller(QObject):
             return
         self.running = False
         self.scoring_failed.emit(message)
+        self._next_in_queue()
 
     @Slot(int)
     def _on_cancelled(self, job: int) -> None:
@@ -333,3 +342,33 @@ class Controller(QObject):
         out = write_exam_csv(path, self.exam)
         self.exam_exported = True
         return out
+
+    # ------------------------------------------------------------------- queue
+    @property
+    def queued(self) -> list[str]:
+        return list(self._queue)
+
+    def open_many(self, paths: list[str]) -> None:
+        """Open and score ``paths`` one after the other; each joins the exam when scored.
+        A clip that cannot be opened or scored is reported and the next one follows."""
+        self._queue = list(paths)
+        self._open_next()
+
+    def clear_queue(self) -> None:
+        if self._queue:
+            self._queue.clear()
+            self.queue_changed.emit(0)
+
+    def _next_in_queue(self) -> None:
+        if self._queue:  # after the views have shown this clip's result
+            QTimer.singleShot(0, self._open_next)
+
+    def _open_next(self) -> None:
+        while self._queue:
+            if self.model_error is not None:  # nothing would be scored
+                self.clear_queue()
+                return
+            path = self._queue.pop(0)
+            self.queue_changed.emit(len(self._queue))
+            if self.open(path):
+                return

@@ -165,7 +165,7 @@ class MainWindow(QMainWindow):
 
         sm = mb.addMenu("&Scoring")
         self.act_rescore = sm.addAction("&Score again", self.controller.start_scoring)
-        self.act_cancel = sm.addAction("&Cancel scoring", self.controller.cancel)
+        self.act_cancel = sm.addAction("&Cancel scoring", self.controller.cancel_all)
         self.act_cancel.setShortcut(QKeySequence(Qt.Key.Key_Escape))
         dm = sm.addMenu("&Device")
         self.device_group = QActionGroup(self)
@@ -189,16 +189,18 @@ class MainWindow(QMainWindow):
         self.progress.setMaximumWidth(180)
         self.progress.setVisible(False)
         self.rate_label = QLabel("")
+        self.queue_label = QLabel("")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Cancel scoring (Esc)")
         self.cancel_button.setVisible(False)
-        self.cancel_button.clicked.connect(self.controller.cancel)
+        self.cancel_button.clicked.connect(self.controller.cancel_all)
         disclaimer = QLabel(DISCLAIMER)
         disclaimer.setStyleSheet("color: #a00; font-weight: bold;")
         sb.addWidget(self.model_label)
         sb.addWidget(self.progress)
         sb.addWidget(self.rate_label)
         sb.addWidget(self.cancel_button)
+        sb.addWidget(self.queue_label)
         sb.addPermanentWidget(disclaimer)
 
     def _build_shortcuts(self) -> None:
@@ -235,6 +237,7 @@ class MainWindow(QMainWindow):
         c.overlay_ready.connect(self._on_overlay)
         c.overlay_failed.connect(lambda msg: self.statusBar().showMessage(msg, 5000))
         c.exam_changed.connect(self._on_exam_changed)
+        c.queue_changed.connect(self._on_queue_changed)
         self.exam_panel.open_requested.connect(self.open_clip)
         self.exam_panel.remove_requested.connect(c.remove_from_exam)
         self.exam_panel.clear_requested.connect(self.clear_exam)
@@ -307,13 +310,27 @@ class MainWindow(QMainWindow):
     # ----------------------------------------------------------------- actions
     def open_dialog(self) -> None:
         start = str(Path(self.recent_files()[0]).parent) if self.recent_files() else ""
-        path, _ = QFileDialog.getOpenFileName(self, "Open clip", start, FILE_FILTER)
-        if path:
-            self.open_clip(path)
+        paths, _ = QFileDialog.getOpenFileNames(self, "Open clips (several: one exam)", start, FILE_FILTER)
+        if paths:
+            self.open_clips(paths)
 
     def open_clip(self, path: str) -> bool:
+        """Open one clip (the user's choice: clips still queued are dropped)."""
         self.stop_play()
+        self.controller.clear_queue()
         return self.controller.open(path)
+
+    def open_clips(self, paths: list[str]) -> None:
+        """Open and score several clips in turn (e.g. the zones of one exam)."""
+        if len(paths) == 1:
+            self.open_clip(paths[0])
+            return
+        self.stop_play()
+        self.side_tabs.setCurrentWidget(self.exam_panel)
+        self.controller.open_many(paths)
+
+    def _on_queue_changed(self, remaining: int) -> None:
+        self.queue_label.setText(f"{remaining} more clip{'s' if remaining != 1 else ''} queued" if remaining else "")
 
     def seek(self, index: int) -> None:
         # Rate-limit: at most one decode per display refresh while dragging.
@@ -655,7 +672,7 @@ class MainWindow(QMainWindow):
     def dropEvent(self, event: QDropEvent) -> None:
         urls = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
         if urls:
-            self.open_clip(urls[0])
+            self.open_clips(urls)
             event.acceptProposedAction()
 
     # ------------------------------------------------------------------ close
