@@ -24,9 +24,12 @@ def _score(args: argparse.Namespace) -> int:
     from lusviewer.inference import ScoringEngine
     from lusviewer.io import ClipError, find_clips, open_clip
     from lusviewer.model import ModelError, load_model
-    from lusviewer.report import Exam, ExamEntry, ReportWriter, write_exam_csv
+    from lusviewer.report import Exam, ExamEntry, ReportWriter, clips_path_for, write_exam_csv
     from lusviewer.resources import default_model_path
 
+    if args.exam and Path(args.exam).resolve() in {Path(args.output).resolve(), clips_path_for(args.output).resolve()}:
+        _err(f"--exam {args.exam} would overwrite the report: choose another file")
+        return EXIT_USAGE
     model_path = args.model or str(default_model_path())
     try:
         loaded = load_model(model_path)
@@ -54,6 +57,7 @@ def _score(args: argparse.Namespace) -> int:
             except ClipError as exc:
                 _err(f"error: {exc}")
                 failed += 1
+                exam.not_scored.append(path)
                 continue
             bar = tqdm(
                 total=reader.info.frame_count,
@@ -75,11 +79,13 @@ def _score(args: argparse.Namespace) -> int:
                 bar.close()
                 _err(f"error: {exc}")
                 failed += 1
+                exam.not_scored.append(path)
                 continue
             except (OSError, RuntimeError, ValueError) as exc:
                 bar.close()
                 _err(f"error: {path}: could not be scored ({type(exc).__name__}: {exc})")
                 failed += 1
+                exam.not_scored.append(path)
                 continue
             bar.set_postfix_str(f"clip score {result.summary.clip_score}", refresh=True)
             bar.close()

@@ -109,6 +109,8 @@ def test_folder_input_and_model_hash_mismatch(tmp_path: Path, tiny_model: Path, 
     assert total["clip"] == "TOTAL" and total["frames"] == "2"
     assert int(total["clip_score"]) == sum(int(r["clip_score"]) for r in clip_rows)
     assert f"LUS score {total['clip_score']} of 6 (2 zones)" in out.stderr
+    clash = lusviewer("score", str(folder), "--model", str(tiny_model), "-o", str(report), "--exam", str(report))
+    assert clash.returncode == 2 and "would overwrite the report" in clash.stderr
 
     bad_model = tmp_path / "model"
     bad_model.mkdir()

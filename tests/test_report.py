@@ -149,3 +149,25 @@ def test_exam_total_replaces_rescored_clips_and_says_what_weakens_it(tmp_path: P
     assert exam.total == 3 and exam.models == ["a" * 64]
     exam.clear()
     assert len(exam) == 0 and "x/L1.mp4" not in exam
+
+
+def test_exam_names_missing_zones_repeats_and_too_many_zones(tmp_path: Path) -> None:
+    import csv
+
+    exam = Exam()
+    exam.add(_entry("a/L1.mp4", 2))
+    exam.add(_entry("b/L1.mp4", 1))  # another file, the same zone name
+    exam.not_scored.append("a/L2.mp4")
+    assert exam.summary() == (
+        "LUS score 3 of 6 (2 zones); 1 clip could not be scored (not in the total), zone L1 more than once"
+    )
+    with open(write_exam_csv(tmp_path / "e.csv", exam), newline="") as fh:
+        total = list(csv.DictReader(fh))[-1]
+    assert total["zone"].endswith("; 1 more could not be scored")
+    for i in range(13):
+        exam.add(_entry(f"c/Z{i}.mp4", 0))
+    assert "more than the 14 zones of one exam" in exam.summary()
+    exam.clear()
+    assert exam.not_scored == [] and exam.summary() == "No clip in the exam yet"
+    with pytest.raises(ValueError, match="not on the 0-3 scale"):
+        _entry("a/L1.mp4", 4)

@@ -244,6 +244,29 @@ def test_bootstrap_resamples_patients_not_clips() -> None:
     assert once == bootstrap_by_group(groups, per_clip, reps=50, seed=3)  # seeded
 
 
+def test_out_of_fold_sections_leave_out_variants_with_unrecorded_folds(tmp_path: Path) -> None:
+    from lusviewer.training.crossval import _out_of_fold_sections
+
+    def fold(f: int, variant: str, clips: bool = True) -> dict[str, object]:
+        rows = [
+            {"clip": f"v/p{f}{i}.mp4", "group": f"{f}{i}", "score": i % 4, "pred": (i + 1) % 4, "risk": [0.5, 0.3, 0.1]}
+            for i in range(4)
+        ]
+        auc = {"auc_ge1": 0.5, "auc_ge2": None, "auc_ge3": None}
+        return {"fold": f, "variant": variant, "auc": auc, **({"clips": rows} if clips else {})}
+
+    results = [fold(0, "cnn"), fold(1, "cnn"), fold(0, "densenet"), fold(1, "densenet", clips=False)]
+    results += [{"fold": f, "variant": "majority", "majority_score": 0} for f in (0, 1)]
+    cfg = TrainConfig(data="v", out=str(tmp_path))
+    names = {"cnn": "proposed CNN", "densenet": "DenseNet-201", "majority": "always the majority score"}
+    text = "\n".join(_out_of_fold_sections(results, tmp_path, cfg=cfg, variants=("densenet", "cnn"), names=names))
+    assert "| DenseNet-201 |" not in text and "Not in these two sections: densenet" in text
+    assert text.count("| proposed CNN |") == 2 and "| proposed CNN | 8 |" in text
+    assert "| always the majority score | 8 |" in text and "n/a (constant)" in text
+    with open(tmp_path / "predictions.csv", newline="") as fh:
+        assert {r["variant"] for r in csv.DictReader(fh)} == {"cnn"}
+
+
 def test_patient_level_metrics_match_scipy() -> None:
     from scipy import stats
 
@@ -334,6 +357,7 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
         assert all(0.0 <= float(p["risk_ge3"]) <= float(p["risk_ge2"]) <= float(p["risk_ge1"]) <= 1.0 for p in mine)
     assert "## Threshold-free, clip level" in report and "## Patient level" in report
     assert report.count("| CNN+LSTM | 8 |") == 1  # the patient-level row covers all 8 patients
+    assert "| minus the baseline's |" in report
     # A rerun finds every fold done and only rewrites the report.
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "fold 1/2" not in again.stdout

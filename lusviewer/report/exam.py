@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import os
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +23,8 @@ EXAM_COLUMNS = (
 )  # fmt: skip
 #: ``clip`` of the CSV's last row, the exam's total.
 TOTAL_ROW = "TOTAL"
+#: Zones of the most detailed common protocol (Soldati et al.: 14); more suggests several patients.
+MAX_ZONES = 14
 
 
 def zone_of(path: str | os.PathLike[str]) -> str:
@@ -39,6 +42,10 @@ class ExamEntry:
     unfamiliar: bool | None
     model: str
     weights_sha256: str
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.clip_score <= 3:
+            raise ValueError(f"{self.clip}: clip score {self.clip_score} is not on the 0-3 scale")
 
     @classmethod
     def from_result(cls, result: ClipScores, zone: str | None = None) -> ExamEntry:
@@ -59,6 +66,8 @@ class Exam:
 
     def __init__(self) -> None:
         self._entries: dict[str, ExamEntry] = {}
+        #: Inputs meant for this exam that could not be scored: the total lacks their zones.
+        self.not_scored: list[str] = []
 
     def add(self, entry: ExamEntry) -> None:
         """Add a clip; a clip already in the exam (same path) is replaced in place."""
@@ -69,6 +78,7 @@ class Exam:
 
     def clear(self) -> None:
         self._entries.clear()
+        self.not_scored.clear()
 
     @property
     def entries(self) -> list[ExamEntry]:
@@ -105,6 +115,14 @@ class Exam:
         n = len(self._entries)
         text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
         notes = []
+        if self.not_scored:
+            k = len(self.not_scored)
+            notes.append(f"{k} clip{'s' if k != 1 else ''} could not be scored (not in the total)")
+        repeated = sorted(z for z, c in Counter(e.zone for e in self._entries.values()).items() if c > 1)
+        if repeated:
+            notes.append(f"zone {', '.join(repeated)} more than once")
+        if n > MAX_ZONES:
+            notes.append(f"more than the {MAX_ZONES} zones of one exam: several patients?")
         if self.n_unfamiliar:
             notes.append(f"{self.n_unfamiliar} unlike the training clips")
         if len(self.models) > 1:
@@ -142,7 +160,8 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
             w.writerow(
                 [
                     TOTAL_ROW,
-                    f"LUS score, sum of {len(exam)} zones (maximum {exam.maximum})",
+                    f"LUS score, sum of {len(exam)} zones (maximum {exam.maximum})"
+                    + (f"; {len(exam.not_scored)} more could not be scored" if exam.not_scored else ""),
                     exam.total,
                     len(exam),
                     "",

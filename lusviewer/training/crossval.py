@@ -272,8 +272,10 @@ def _out_of_fold_sections(
     """Threshold-free clip AUCs and patient-level agreement from every test clip's
     out-of-fold prediction; writes ``predictions.csv``. Fold results written before
     lusviewer recorded per-clip predictions are named, not guessed."""
-    with_clips = [r for r in results if r["variant"] in variants and "clips" in r]
+    # A variant counts only when every one of its folds recorded its clips: rows over
+    # some folds only would not be out-of-fold estimates over all patients.
     missing = sorted({r["variant"] for r in results if r["variant"] in variants and "clips" not in r})
+    with_clips = [r for r in results if r["variant"] in variants and r["variant"] not in missing]
     if not with_clips:
         return []
     with open(out / "predictions.csv", "w", newline="") as fh:
@@ -301,37 +303,41 @@ def _out_of_fold_sections(
         rs = [r for r in with_clips if r["variant"] == v]
         if not rs:
             continue
-        per_fold = [
-            _mean_sd(vals) if (vals := [r["auc"][key] for r in rs if r["auc"].get(key) is not None]) else "n/a"
-            for key in AUC_KEYS
-        ]
+        per_fold = []
+        for key in AUC_KEYS:
+            vals = [r["auc"][key] for r in rs if r["auc"].get(key) is not None]
+            note = f" ({len(vals)} of {len(rs)} folds)" if 0 < len(vals) < len(rs) else ""
+            per_fold.append(_mean_sd(vals) + note if vals else "n/a")
         clips = [c for r in rs for c in r["clips"]]
         pooled = ordinal_aucs([c["score"] for c in clips], np.array([c["risk"] for c in clips]))
-        lines.append(
-            f"| {names.get(v, v)} | " + " | ".join([*per_fold, *(f"{pooled[key]:.3f}" for key in AUC_KEYS)]) + " |"
-        )
+        cells = [*per_fold, *(f"{pooled[k]:.3f}" if np.isfinite(pooled[k]) else "n/a" for k in AUC_KEYS)]
+        lines.append(f"| {names.get(v, v)} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "## Patient level",
         "",
         "Each test patient's mean clip score (the LUS total score divided by the number of zones scanned), "
         "by the expert and by the model's clip scores, over all out-of-fold patients: mean absolute "
-        "difference in score levels and Spearman's rank correlation, 95 % intervals by resampling patients.",
+        "difference in score levels and Spearman's rank correlation, 95 % intervals by resampling patients; "
+        "against the baseline (each fold's majority score: a constant answer within a fold, so no rank "
+        "correlation), the paired difference in mean absolute difference.",
         "",
-        "| model | patients | mean absolute difference | Spearman ρ |",
-        "|---|---|---|---|",
+        "| model | patients | mean absolute difference | minus the baseline's | Spearman ρ |",
+        "|---|---|---|---|---|",
     ]
-    base = [r for r in results if r["variant"] == MAJORITY and "majority_score" in r]
+    by_fold = {r["fold"]: r["majority_score"] for r in results if r["variant"] == MAJORITY and "majority_score" in r}
+    first = [r for r in with_clips if r["variant"] == with_clips[0]["variant"]]
+    baseline = (
+        [{**c, "pred": by_fold[r["fold"]]} for r in first for c in r["clips"]]
+        if all(r["fold"] in by_fold for r in first)
+        else []
+    )
     for v in variants:
         clips = [c for r in with_clips if r["variant"] == v for c in r["clips"]]
         if clips:
-            lines.append(_patient_row(names.get(v, v), clips))
-    if base:
-        by_fold = {r["fold"]: r["majority_score"] for r in base}
-        ref = [r for r in with_clips if r["variant"] == with_clips[0]["variant"] and r["fold"] in by_fold]
-        clips = [{**c, "pred": by_fold[r["fold"]]} for r in ref for c in r["clips"]]
-        if clips:
-            lines.append(_patient_row(names[MAJORITY], clips))
+            lines.append(_patient_row(names.get(v, v), clips, baseline))
+    if baseline:
+        lines.append(_patient_row(names[MAJORITY], baseline, constant=True))
     lines.append("")
     if missing:
         lines += [
@@ -342,23 +348,46 @@ def _out_of_fold_sections(
     return lines
 
 
-def _patient_row(name: str, clips: list[dict[str, Any]], reps: int = 2000) -> str:
+def _patient_row(
+    name: str,
+    clips: list[dict[str, Any]],
+    baseline: list[dict[str, Any]] | None = None,
+    *,
+    constant: bool = False,
+    reps: int = 2000,
+) -> str:
+    """One row of the patient-level table: patients, MAE and Spearman with patient-bootstrap
+    intervals, and with ``baseline`` (the same clips' baseline answers) the paired
+    difference in MAE. ``constant``: a baseline whose rank correlation means nothing."""
     groups, _, expert, model = patient_scores(
         [c["group"] for c in clips], [c["score"] for c in clips], [c["pred"] for c in clips]
     )
+    ref = None
+    if baseline:
+        by_clip = {c["clip"]: c["pred"] for c in baseline}
+        _, _, _, ref_mean = patient_scores(
+            [c["group"] for c in clips], [c["score"] for c in clips], [by_clip[c["clip"]] for c in clips]
+        )
+        ref = [np.array([r]) for r in ref_mean]
     m = patient_metrics(expert, model)
     ci = bootstrap_by_group(
         groups,
         [(np.array([e]), np.array([q])) for e, q in zip(expert, model, strict=True)],
+        reference=None if constant else ref,
         reps=reps,
         keys=PATIENT_KEYS,
         metric=patient_metrics,
     )
 
     def cell(key: str) -> str:
-        if not np.isfinite(m[key]):
+        if not np.isfinite(m[key]) or (constant and key == "spearman"):
             return "n/a (constant)"
         lo, hi = ci[key]
         return f"{m[key]:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
 
-    return f"| {name} | {len(groups)} | {cell('mae')} | {cell('spearman')} |"
+    diff = "—"
+    if ref is not None and not constant:
+        d = m["mae"] - patient_metrics(expert, np.concatenate(ref))["mae"]
+        lo, hi = ci["diff_mae"]
+        diff = f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
+    return f"| {name} | {len(groups)} | {cell('mae')} | {diff} | {cell('spearman')} |"

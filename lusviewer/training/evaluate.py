@@ -159,6 +159,7 @@ def evaluate_model(
         result.ci["patient"] = bootstrap_by_group(
             names,
             [(np.array([e]), np.array([m])) for e, m in zip(expert_mean, model_mean, strict=True)],
+            reference=None if baseline_score is None else [np.array([float(baseline_score)])] * len(names),
             reps=bootstrap_reps,
             keys=PATIENT_KEYS,
             metric=patient_metrics,
@@ -337,21 +338,32 @@ def _patient_section(result: EvalResult) -> list[str]:
         lo, hi = ci.get(key, (float("nan"), float("nan"))) if with_ci else (float("nan"), float("nan"))
         return f"{m[key]:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
 
+    diff = "—"
+    if "patient" in result.baseline and "diff_mae" in ci:
+        lo, hi = ci["diff_mae"]
+        diff = f"{result.patient['mae'] - result.baseline['patient']['mae']:+.3f} ({lo:+.3f} to {hi:+.3f})"
     lines = [
         "Patient level: each patient's mean clip score (the LUS total score divided by the number of zones "
         "scanned) by the expert and by the model; mean absolute difference in score levels and Spearman's rank "
-        "correlation" + (", 95 % intervals by resampling patients" if ci else "") + ". Per patient in "
+        "correlation"
+        + (", 95 % intervals by resampling patients" if ci else "")
+        + (
+            "; against always answering the baseline score, the paired difference in mean absolute difference"
+            if diff != "—"
+            else ""
+        )
+        + ". Per patient in "
         "[patients.csv](patients.csv), per clip in [clips.csv](clips.csv).",
         "",
-        "| | patients | mean absolute difference | Spearman ρ |",
-        "|---|---|---|---|",
-        f"| model | {int(result.patient['n'])} | {cell(result.patient, 'mae', True)} | "
+        "| | patients | mean absolute difference | minus the baseline's | Spearman ρ |",
+        "|---|---|---|---|---|",
+        f"| model | {int(result.patient['n'])} | {cell(result.patient, 'mae', True)} | {diff} | "
         f"{cell(result.patient, 'spearman', True)} |",
     ]
     if "patient" in result.baseline:
         b = result.baseline["patient"]
         lines.append(
-            f"| always score {result.baseline_score} | {int(b['n'])} | {cell(b, 'mae', False)} | "
+            f"| always score {result.baseline_score} | {int(b['n'])} | {cell(b, 'mae', False)} | — | "
             f"{cell(b, 'spearman', False)} |"
         )
     return [*lines, ""]

@@ -94,7 +94,7 @@ def patient_scores(
     mean clip score by the expert and by the model. The mean over a patient's zones is
     the LUS total score divided by the number of zones, so patients scanned at
     different numbers of zones compare."""
-    names = sorted(set(groups), key=lambda g: (0, int(g), "") if g.isdigit() else (1, 0, g))
+    names = sorted(set(groups), key=lambda g: (0, int(g), "") if g.isdecimal() else (1, 0, g))
     g = np.asarray(groups)
     e, p = np.asarray(expert, dtype=np.float64), np.asarray(predicted, dtype=np.float64)
     n = np.array([(g == name).sum() for name in names])

@@ -746,7 +746,8 @@ def _clip_eval(
 ) -> dict[str, Any]:
     """Frame and clip metrics, confusion matrices and clip AUCs of ``val``; with
     ``per_clip`` also every clip's score, prediction and risk (for out-of-fold analyses:
-    patient level, pooled AUCs), kept out of training states and model cards."""
+    patient level, pooled AUCs). Training states and model cards store the rest but never
+    these per-clip rows (they name the clip files)."""
     ys, ps, cy, cp_persist, cp_major, risks = [], [], [], [], [], []
     for c in val:
         p = probs_of(c)

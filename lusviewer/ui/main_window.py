@@ -470,7 +470,9 @@ class MainWindow(QMainWindow):
     def clear_exam(self) -> None:
         c = self.controller
         if len(c.exam) and (
-            c.exam_exported or self._ask("Clear the exam?", f"{c.exam.summary()}. It has not been exported.")
+            c.exam_exported
+            or len(c.exam) == 1  # as on quitting: one clip is no exam worth a question
+            or self._ask("Clear the exam?", f"{c.exam.summary()}. It has not been exported.")
         ):
             c.clear_exam()
 
