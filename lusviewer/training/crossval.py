@@ -27,15 +27,7 @@ import torch
 from lusviewer.model.hybrid import VARIANT_NAMES, HybridModel
 from lusviewer.training.data import LabelledClip, cached_frames, group_kfold, load_dataset_with, split_by_group
 from lusviewer.training.evaluate import LEVELS, METRICS, confusion_png
-from lusviewer.training.metrics import (
-    AUC_KEYS,
-    PATIENT_KEYS,
-    bootstrap_by_group,
-    classification_metrics,
-    ordinal_aucs,
-    patient_metrics,
-    patient_scores,
-)
+from lusviewer.training.metrics import AUC_KEYS, classification_metrics, ordinal_aucs, patient_agreement
 from lusviewer.training.train import (
     TrainConfig,
     _clip_eval,
@@ -354,40 +346,26 @@ def _patient_row(
     baseline: list[dict[str, Any]] | None = None,
     *,
     constant: bool = False,
-    reps: int = 2000,
 ) -> str:
     """One row of the patient-level table: patients, MAE and Spearman with patient-bootstrap
     intervals, and with ``baseline`` (the same clips' baseline answers) the paired
     difference in MAE. ``constant``: a baseline whose rank correlation means nothing."""
-    groups, _, expert, model = patient_scores(
-        [c["group"] for c in clips], [c["score"] for c in clips], [c["pred"] for c in clips]
-    )
-    ref = None
-    if baseline:
-        by_clip = {c["clip"]: c["pred"] for c in baseline}
-        _, _, _, ref_mean = patient_scores(
-            [c["group"] for c in clips], [c["score"] for c in clips], [by_clip[c["clip"]] for c in clips]
-        )
-        ref = [np.array([r]) for r in ref_mean]
-    m = patient_metrics(expert, model)
-    ci = bootstrap_by_group(
-        groups,
-        [(np.array([e]), np.array([q])) for e, q in zip(expert, model, strict=True)],
-        reference=None if constant else ref,
-        reps=reps,
-        keys=PATIENT_KEYS,
-        metric=patient_metrics,
+    by_clip = {c["clip"]: c["pred"] for c in baseline or []}
+    m, ci, ref = patient_agreement(
+        [c["group"] for c in clips],
+        [c["score"] for c in clips],
+        [c["pred"] for c in clips],
+        [by_clip[c["clip"]] for c in clips] if by_clip and not constant else None,
     )
 
     def cell(key: str) -> str:
         if not np.isfinite(m[key]) or (constant and key == "spearman"):
             return "n/a (constant)"
-        lo, hi = ci[key]
+        lo, hi = ci.get(key, (np.nan, np.nan))
         return f"{m[key]:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
 
     diff = "—"
-    if ref is not None and not constant:
-        d = m["mae"] - patient_metrics(expert, np.concatenate(ref))["mae"]
-        lo, hi = ci["diff_mae"]
-        diff = f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
-    return f"| {name} | {len(groups)} | {cell('mae')} | {diff} | {cell('spearman')} |"
+    if ref is not None:
+        lo, hi = ci.get("diff_mae", (np.nan, np.nan))
+        diff = f"{m['mae'] - ref['mae']:+.3f} ({lo:+.3f} to {hi:+.3f})"
+    return f"| {name} | {int(m['n'])} | {cell('mae')} | {diff} | {cell('spearman')} |"

@@ -24,12 +24,11 @@ from lusviewer.report.aggregate import persistent_risk
 from lusviewer.training.data import LabelledClip
 from lusviewer.training.metrics import (
     AUC_KEYS,
-    PATIENT_KEYS,
     bootstrap_by_group,
     classification_metrics,
     confusion,
     ordinal_aucs,
-    patient_metrics,
+    patient_agreement,
     patient_scores,
 )
 
@@ -133,10 +132,17 @@ def evaluate_model(
         auc=ordinal_aucs(cy, np.stack(risks)),
         clips=rows,
     )
-    names, _, expert_mean, model_mean = patient_scores(groups, cy, cp)
-    result.patient = patient_metrics(expert_mean, model_mean)
-    if baseline_score is not None:
-        result.baseline["patient"] = patient_metrics(expert_mean, np.full_like(expert_mean, baseline_score))
+    result.patient, patient_ci, patient_base = patient_agreement(
+        groups,
+        cy,
+        cp,
+        None if baseline_score is None else [baseline_score] * len(cy),
+        reps=bootstrap_reps,
+    )
+    if patient_base is not None:
+        result.baseline["patient"] = patient_base
+    if patient_ci:
+        result.ci["patient"] = patient_ci
     per_level = {
         "frame": [(t, q) for t, q in zip(ys, ps, strict=True)],
         "clip": [(np.array([t]), np.array([q])) for t, q in zip(cy, cp, strict=True)],
@@ -155,14 +161,6 @@ def evaluate_model(
             reps=bootstrap_reps,
             keys=AUC_KEYS,
             metric=ordinal_aucs,
-        )
-        result.ci["patient"] = bootstrap_by_group(
-            names,
-            [(np.array([e]), np.array([m])) for e, m in zip(expert_mean, model_mean, strict=True)],
-            reference=None if baseline_score is None else [np.array([float(baseline_score)])] * len(names),
-            reps=bootstrap_reps,
-            keys=PATIENT_KEYS,
-            metric=patient_metrics,
         )
     return result
 

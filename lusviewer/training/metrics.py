@@ -160,3 +160,31 @@ def bootstrap_by_group(
         else (float("nan"), float("nan"))
         for k, v in draws.items()
     }
+
+
+def patient_agreement(
+    groups: Sequence[str],
+    expert: Sequence[int] | np.ndarray,
+    predicted: Sequence[int] | np.ndarray,
+    reference: Sequence[int] | np.ndarray | None = None,
+    *,
+    reps: int = 2000,
+) -> tuple[dict[str, float], dict[str, tuple[float, float]], dict[str, float] | None]:
+    """Patient-level agreement of clip scores (one entry per clip): the model's
+    :func:`patient_metrics`, their 95 % patient-bootstrap intervals (empty without
+    ``reps`` or with one patient), and with ``reference`` (another answer for the same
+    clips, e.g. a baseline) its metrics and, in the intervals, ``diff_<key>`` (model minus
+    reference, paired by patient)."""
+    names, _, e, m = patient_scores(groups, expert, predicted)
+    ref = None if reference is None else patient_scores(groups, expert, reference)[3]
+    ci: dict[str, tuple[float, float]] = {}
+    if reps > 0 and len(names) > 1:
+        ci = bootstrap_by_group(
+            names,
+            [(np.array([a]), np.array([b])) for a, b in zip(e, m, strict=True)],
+            reference=None if ref is None else [np.array([r]) for r in ref],
+            reps=reps,
+            keys=PATIENT_KEYS,
+            metric=patient_metrics,
+        )
+    return patient_metrics(e, m), ci, None if ref is None else patient_metrics(e, ref)
