@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import subprocess
-import sys
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent
@@ -23,18 +22,10 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     args = ap.parse_args()
 
-    from PySide6.QtCore import QCoreApplication, QTimer
-    from PySide6.QtWidgets import QApplication
+    from make_screenshots import open_window  # beside this script
+    from PySide6.QtCore import QTimer
 
-    from lusviewer.resources import default_model_path
-    from lusviewer.ui.main_window import MainWindow
-
-    app = QApplication(sys.argv[:1])
-    QCoreApplication.setOrganizationName("lusviewer-screenshots")
-    w = MainWindow(args.model or str(default_model_path()), quiet=True)
-    w.setGeometry(0, 0, 1280, 800)
-    w.showMaximized()
-    w.overlay_mode.setCurrentIndex(0)
+    app, w = open_window(args.model)
     c = w.controller
     queue = list(args.clips)
 

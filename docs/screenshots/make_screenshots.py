@@ -13,8 +13,26 @@ import argparse
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 OUT = Path(__file__).resolve().parent
+
+
+def open_window(model: str | None) -> tuple[Any, Any]:
+    """The app and its window, maximised on the 1280x800 screen, no overlay on."""
+    from PySide6.QtCore import QCoreApplication
+    from PySide6.QtWidgets import QApplication
+
+    from lusviewer.resources import default_model_path
+    from lusviewer.ui.main_window import MainWindow
+
+    app = QApplication(sys.argv[:1])
+    QCoreApplication.setOrganizationName("lusviewer-screenshots")
+    w = MainWindow(model or str(default_model_path()), quiet=True)
+    w.setGeometry(0, 0, 1280, 800)
+    w.showMaximized()
+    w.overlay_mode.setCurrentIndex(0)  # start without an overlay, whatever was saved
+    return app, w
 
 
 def main() -> None:
@@ -24,18 +42,9 @@ def main() -> None:
     ap.add_argument("--frame", type=int, default=None, help="frame to show at the end (default: the worst)")
     args = ap.parse_args()
 
-    from PySide6.QtCore import QCoreApplication, QTimer
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import QTimer
 
-    from lusviewer.resources import default_model_path
-    from lusviewer.ui.main_window import MainWindow
-
-    app = QApplication(sys.argv[:1])
-    QCoreApplication.setOrganizationName("lusviewer-screenshots")
-    w = MainWindow(args.model or str(default_model_path()), quiet=True)
-    w.setGeometry(0, 0, 1280, 800)
-    w.showMaximized()
-    w.overlay_mode.setCurrentIndex(0)  # start without an overlay, whatever was saved
+    app, w = open_window(args.model)
     c = w.controller
     shots: list[str] = []
 

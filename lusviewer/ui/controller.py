@@ -335,6 +335,12 @@ class Controller(QObject):
         self.exam_exported = True
         self.exam_changed.emit()
 
+    @property
+    def exam_unsaved(self) -> bool:
+        """An exam of two or more clips with changes not yet exported: worth a question
+        before it is dropped (one clip is no exam; its clip report has the same score)."""
+        return len(self.exam) > 1 and not self.exam_exported
+
     def export_exam(self, path: str) -> Path:
         """The exam's CSV (one row per clip, then the LUS score total), atomically."""
         from lusviewer.report import write_exam_csv

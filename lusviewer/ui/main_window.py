@@ -401,12 +401,16 @@ class MainWindow(QMainWindow):
         c = self.controller
         if c.info is None:
             return
-        suggested = str(Path(c.info.path).with_suffix("")) + "_report.csv"
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export CSV report", suggested, "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
-        )
+        path = self._save_path("Export CSV report", str(Path(c.info.path).with_suffix("")) + "_report.csv")
         if path:
             self.request_export(path)
+
+    def _save_path(self, title: str, suggested: str) -> str:
+        """A CSV path from the save dialog ('' when cancelled); overwriting is asked later."""
+        path, _ = QFileDialog.getSaveFileName(
+            self, title, suggested, "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
+        )
+        return path
 
     def request_export(self, path: str) -> bool:
         """Export now, or, while scoring runs, offer to export when it finishes."""
@@ -447,10 +451,7 @@ class MainWindow(QMainWindow):
         exam = self.controller.exam
         if not len(exam):
             return
-        suggested = str(Path(exam.entries[0].clip).with_name("exam.csv"))
-        path, _ = QFileDialog.getSaveFileName(
-            self, "Export exam CSV", suggested, "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
-        )
+        path = self._save_path("Export exam CSV", str(Path(exam.entries[0].clip).with_name("exam.csv")))
         if path:
             self.export_exam_to(path)
 
@@ -470,9 +471,7 @@ class MainWindow(QMainWindow):
     def clear_exam(self) -> None:
         c = self.controller
         if len(c.exam) and (
-            c.exam_exported
-            or len(c.exam) == 1  # as on quitting: one clip is no exam worth a question
-            or self._ask("Clear the exam?", f"{c.exam.summary()}. It has not been exported.")
+            not c.exam_unsaved or self._ask("Clear the exam?", f"{c.exam.summary()}. It has not been exported.")
         ):
             c.clear_exam()
 
@@ -680,10 +679,8 @@ class MainWindow(QMainWindow):
     # ------------------------------------------------------------------ close
     def closeEvent(self, event: QCloseEvent) -> None:
         c = self.controller
-        if (
-            len(c.exam) > 1
-            and not c.exam_exported
-            and not self._ask("Quit without exporting the exam?", f"{c.exam.summary()}. It has not been exported.")
+        if c.exam_unsaved and not self._ask(
+            "Quit without exporting the exam?", f"{c.exam.summary()}. It has not been exported."
         ):
             event.ignore()
             return
