@@ -578,3 +578,48 @@ def test_train_with_mil_loss_both_stages(blues_like: Path, tmp_path: Path, monke
     cfg.loss, cfg.e2e_epochs = "mil", 1
     with pytest.raises(ValueError, match="end-to-end"):
         run_training(cfg)
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_resumed_training_equals_an_uninterrupted_run(blues_like: Path, tmp_path: Path) -> None:
+    """Stopped after each stage's first epoch and resumed, a run ends with the very
+    weights of the same run done in one go: the checkpoints carry the random streams
+    (frame sampling, augmentation, dropout), and an interrupted stage 2 starts again."""
+    settings = {"cnn_epochs": 2, "lstm_epochs": 2, "e2e_epochs": 2, "e2e_seq_len": 4, "e2e_batch_size": 2}
+    whole = tmp_path / "whole"
+    run_training(_tiny_config(blues_like, whole, **settings))
+
+    parts = tmp_path / "parts"
+    first = {**settings, "cnn_epochs": 1}
+    run_training(_tiny_config(blues_like, parts, **first))
+    # As if the run had been stopped after stage 1's first epoch of two, and (below)
+    # stage 3's, and stage 2 had been interrupted after one epoch.
+    state_path = parts / "work" / "state.json"
+    state = json.loads(state_path.read_text())
+    assert state["cnn"]["epoch"] == 1
+    state["cnn"]["done"] = False
+    for stage in ("lstm", "e2e"):
+        state.pop(stage)
+    state_path.write_text(json.dumps(state))
+    for name in ("lstm_best", "e2e_best", "e2e_last", "e2e_optim"):
+        (parts / "work" / f"{name}.safetensors").unlink()
+    run_training(_tiny_config(blues_like, parts, **{**settings, "e2e_epochs": 1}))
+    state = json.loads(state_path.read_text())
+    state["lstm"].update(done=False, epoch=1)
+    state["e2e"]["done"] = False
+    state_path.write_text(json.dumps(state))
+    run_training(_tiny_config(blues_like, parts, **settings))
+
+    for name in ("cnn_last", "cnn_best", "e2e_last", "e2e_best"):
+        a, b = _weights(whole / "work" / f"{name}.safetensors"), _weights(parts / "work" / f"{name}.safetensors")
+        assert a.keys() == b.keys()
+        for key in a:
+            assert torch.equal(a[key], b[key]), f"{name}: {key} differs after resuming"
+    card_a = json.loads((whole / "out" / "lusviewer-hybrid.json").read_text())
+    card_b = json.loads((parts / "out" / "lusviewer-hybrid.json").read_text())
+    assert card_a["metrics"] == card_b["metrics"]

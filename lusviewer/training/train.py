@@ -19,6 +19,7 @@ end, on windows of consecutive frames (one augmentation draw per window).
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import os
@@ -217,6 +218,44 @@ def _load_optim(path: Path, opt: torch.optim.Optimizer) -> None:
             pid, name = key.split(".", 1)
             state.setdefault(int(pid), {})[name] = fh.get_tensor(key)
     opt.load_state_dict({"state": state, "param_groups": groups})
+
+
+def _rng_path(work: Path, stage: str) -> Path:
+    return work / f"{stage}_rng_rank{_dist()[0]}.json"
+
+
+def _save_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: torch.device) -> None:
+    """Save the random streams a stage draws from (frame sampling, augmentation, dropout)
+    beside its checkpoint, so that a resumed run draws what an uninterrupted one would
+    have drawn. One file per rank: each rank augments with its own generator."""
+
+    def enc(t: torch.Tensor) -> str:
+        return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
+
+    state = {"numpy": rng.bit_generator.state, "generator": enc(gen.get_state()), "torch": enc(torch.get_rng_state())}
+    if dev.type == "cuda":
+        state["cuda"] = enc(torch.cuda.get_rng_state(dev))
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state))
+    os.replace(tmp, path)
+
+
+def _load_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: torch.device) -> bool:
+    """Restore what :func:`_save_rng` saved; False (streams left as seeded) where a
+    checkpoint of an older lusviewer has none."""
+    if not path.is_file():
+        return False
+
+    def dec(s: str) -> torch.Tensor:
+        return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)
+
+    state = json.loads(path.read_text())
+    rng.bit_generator.state = state["numpy"]
+    gen.set_state(dec(state["generator"]))
+    torch.set_rng_state(dec(state["torch"]))
+    if dev.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(dec(state["cuda"]), dev)
+    return True
 
 
 class _Run:
@@ -445,6 +484,9 @@ def train_cnn(
     key = "clip_macro_f1" if mil else "macro_f1"
     rng = np.random.default_rng(cfg.seed + st["epoch"])  # same frame list on every rank
     gen = torch.Generator().manual_seed(cfg.seed + st["epoch"] + 7919 * rank)
+    rng_path = _rng_path(work, "cnn")
+    if st["epoch"] > 0 and not _load_rng(rng_path, rng, gen, dev):
+        _log("  (a checkpoint without its random streams: the resumed epochs draw other frames)")
     val_idx = {
         c.path: np.unique(np.linspace(0, len(frames[c.path]) - 1, cfg.val_frames_per_clip).round().astype(int))
         for c in val
@@ -532,6 +574,7 @@ def train_cnn(
                 _save_state(best_path, cnn)
         st["lr"], st["since_best"] = _from_rank0([st["lr"], st["since_best"]])
         st["since_best"] = int(st["since_best"])
+        _save_rng(rng_path, rng, gen, dev)
         if rank != 0:
             continue
         if st["since_best"] >= cfg.early_stop:
@@ -568,6 +611,10 @@ def train_lstm(
     if st["done"]:
         _load_state(best_path, head)
         return dict(st["best"])
+    if st["epoch"] > 0:  # interrupted: the stage keeps no last checkpoint (it takes minutes), so start it again
+        # (the head here is as initialised: run_training builds the model after seeding)
+        _log(f"stage 2 was interrupted after epoch {st['epoch']}: starting it again")
+        st.update(epoch=0, best=None)
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lstm_lr)
@@ -686,6 +733,9 @@ def train_end_to_end(
     weights = _class_weights([c.score for c in train]).to(dev)
     rng = np.random.default_rng(cfg.seed + 104729 + st["epoch"])
     gen = torch.Generator().manual_seed(cfg.seed + 104729 + st["epoch"])
+    rng_path = _rng_path(work, "e2e")
+    if st["epoch"] > 0 and not _load_rng(rng_path, rng, gen, dev):
+        _log("  (a checkpoint without its random streams: the resumed epochs draw other windows)")
     t_start = time.time() - st["elapsed_s"]
     n_seq = cfg.e2e_seq_len
     while st["epoch"] < cfg.e2e_epochs and time.time() - t_start < cfg.e2e_minutes * 60:
@@ -729,6 +779,7 @@ def train_end_to_end(
             _save_state(best_path, model)
         _save_state(last_path, model)
         _save_optim(optim_path, opt)
+        _save_rng(rng_path, rng, gen, dev)
         run.save()
     st["done"] = True
     run.save()
