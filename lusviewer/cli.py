@@ -341,6 +341,8 @@ def _train_config(args: argparse.Namespace) -> Any:
         threads=args.threads,
         device=args.device,
         init_densenet=args.init_densenet,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_minutes=args.pretrain_minutes,
         layout=args.layout,
         labels=args.labels,
         group_by=args.group_by,
@@ -389,6 +391,45 @@ def _crossval(args: argparse.Namespace) -> int:
         )
         return 0
     print(report.read_text())
+    return EXIT_OK
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from lusviewer.training.pretrain import PretrainConfig, run_pretrain
+
+    if not args.out.endswith(".safetensors"):
+        _err(f"--out {args.out}: expected a .safetensors path (the card goes beside it as .json)")
+        return EXIT_USAGE
+    cfg = PretrainConfig(
+        data=args.data,
+        out=args.out,
+        work_dir=args.work_dir,
+        cache_dir=args.cache_dir,
+        extra=list(args.extra or []),
+        tiny=args.tiny,
+        seed=args.seed,
+        val_fraction=args.val_fraction,
+        input_size=args.input_size,
+        frames_per_clip=args.frames_per_clip,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        minutes=args.minutes,
+        lr=args.lr,
+        probe=not args.no_probe,
+        bf16=not args.fp32,
+        threads=args.threads,
+        device=args.device,
+        layout=args.layout,
+        labels=args.labels,
+        group_by=args.group_by,
+        group_column=args.group_column,
+        frame_labels=args.frame_labels,
+    )
+    try:
+        run_pretrain(cfg)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -472,8 +513,18 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
         default=None,
         metavar="PTH",
         help="initialise the DenseNet-201 branch from a torchvision state dict you supply "
-        "(e.g. ImageNet densenet201-c1103571.pth; .pth read with weights_only, or .safetensors)",
+        "(e.g. ImageNet densenet201-c1103571.pth; .pth read with weights_only, or .safetensors) "
+        "or from `lusviewer pretrain` (refused where it saw a held-out patient's images)",
     )
+    t.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="first pretrain the DenseNet branch for N epochs (SimSiam, as `lusviewer pretrain`) on the frames of "
+        "this run's training patients, crossval: of each fold's; 0 (default): off",
+    )
+    t.add_argument("--pretrain-minutes", type=float, default=60.0, help="wall-clock budget of that pretraining")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -576,10 +627,41 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--model-version", default="1")
     _add_training_args(t)
     t.set_defaults(func=_train)
+
+    pt = sub.add_parser(
+        "pretrain",
+        help="self-supervised pretraining of the DenseNet-201 branch on LUS frames (SimSiam), for --init-densenet",
+        description="Learns the DenseNet-201 branch from unlabelled LUS frames (SimSiam): the frames of the "
+        "training patients of the split that `lusviewer train` makes with the same --seed and --val-fraction "
+        "(their labels unused), plus any --extra folders of clips. Writes OUT.safetensors (torchvision key "
+        "names, for `lusviewer train --init-densenet OUT.safetensors`) and OUT.json (recipe, data, sha256, and "
+        "a linear probe of the frozen features against a random initialisation on the validation patients).",
+    )
+    _add_data_args(pt)
+    pt.add_argument("--out", required=True, help="the .safetensors to write; its card goes beside it")
+    pt.add_argument("--work-dir", default="runs/pretrain", help="checkpoints; rerun to resume")
+    pt.add_argument(
+        "--extra", action="append", metavar="FOLDER", help="a folder of unlabelled clips to learn from too (repeat)"
+    )
+    pt.add_argument("--cache-dir", default=None, help="keep decoded frames here (.npy, per input size)")
+    pt.add_argument("--tiny", action="store_true", help="tiny architecture (smoke tests)")
+    pt.add_argument("--seed", type=int, default=0)
+    pt.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out (as in train)")
+    pt.add_argument("--input-size", type=int, default=128, help="frame size in pixels, a multiple of 16")
+    pt.add_argument("--frames-per-clip", type=int, default=16, help="frames sampled per clip per epoch")
+    pt.add_argument("--batch-size", type=int, default=64, help="pairs of views per batch")
+    pt.add_argument("--epochs", type=int, default=100)
+    pt.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget (the cosine decay follows it)")
+    pt.add_argument("--lr", type=float, default=0.05, help="base learning rate, scaled by batch size / 256")
+    pt.add_argument("--no-probe", action="store_true", help="skip the linear probe at the end")
+    pt.add_argument("--fp32", action="store_true", help="no bf16 autocast")
+    pt.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    pt.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    pt.set_defaults(func=_pretrain)
     return p
 
 
-SUBCOMMANDS = ("score", "train", "info", "evaluate", "crossval")
+SUBCOMMANDS = ("score", "train", "info", "evaluate", "crossval", "pretrain")
 
 
 def run(argv: list[str]) -> int:

@@ -2,7 +2,8 @@
 
 No weights can be downloaded on the machines this project is built on, so ImageNet
 weights are never fetched: a user who has torchvision's ``densenet201-c1103571.pth``
-(or a ``.safetensors`` of the same state dict) passes its path. The file is read
+(or a ``.safetensors`` of the same state dict) passes its path, and so does one who
+pretrained the branch on LUS frames with ``lusviewer pretrain``. The file is read
 without unpickling code: ``torch.load(..., weights_only=True)`` accepts only tensors
 and plain containers, and safetensors holds nothing else.
 """
@@ -44,7 +45,8 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def init_densenet_from(model: HybridModel, path: str | os.PathLike[str]) -> int:
     """Copy ``features.*`` of a torchvision DenseNet-201 state dict into the model's
-    DenseNet branch; returns the number of tensors loaded. The classifier is ignored."""
+    DenseNet branch, and ``stem.*`` where present (``lusviewer pretrain`` output);
+    returns the number of tensors loaded. A classifier is ignored."""
     state = read_state_dict(path)
     feats: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -69,4 +71,13 @@ def init_densenet_from(model: HybridModel, path: str | os.PathLike[str]) -> int:
     if wrong:
         raise ModelError(f"{path}: shape mismatch for {wrong[0]!r} (a DenseNet of another depth?)")
     target.load_state_dict({k: feats[k] for k in expected})
-    return len(expected)
+    # `lusviewer pretrain` also keeps the branch's stem conv, which its features were learnt behind
+    stem = {k.removeprefix("stem."): v for k, v in state.items() if k.startswith("stem.")}
+    if stem:
+        own = model.cnn.densenet.stem
+        if set(stem) != set(own.state_dict()) or any(
+            tuple(stem[k].shape) != tuple(v.shape) for k, v in own.state_dict().items()
+        ):
+            raise ModelError(f"{path}: its stem.* tensors do not match this architecture's DenseNet stem")
+        own.load_state_dict(stem)
+    return len(expected) + len(stem)

@@ -39,6 +39,7 @@ from lusviewer.training.train import (
     check_recipe,
     cnn_features,
     evaluate_sequence,
+    initial_densenet,
     labels_note,
     model_config,
     train_cnn,
@@ -89,6 +90,10 @@ def run_crossval(
         train, val = split_by_group(train_all, val_fraction=cfg.val_fraction, seed=cfg.seed + fi)
         groups = [{c.group for c in s} for s in (train, val, test)]
         assert not (groups[0] & groups[2] or groups[1] & groups[2] or groups[0] & groups[1]), "patient leak"
+        fold_cfg = replace(cfg, seed=cfg.seed + fi)  # the pretraining's seed and split follow the fold's
+        init = initial_densenet(
+            fold_cfg, train, val, frames, out / f"fold{fi}" / "pretrain", what=f"fold {fi}", held_out=test
+        )
         for variant in variants:
             work = out / f"fold{fi}" / variant
             done = work / "result.json"
@@ -104,10 +109,10 @@ def run_crossval(
             run.data.setdefault("config", asdict(vcfg))
             torch.manual_seed(cfg.seed + fi)
             model = HybridModel(model_config(cfg, variant))
-            if cfg.init_densenet:
+            if init:
                 from lusviewer.model.pretrained import init_densenet_from
 
-                init_densenet_from(model, cfg.init_densenet)
+                init_densenet_from(model, init)
             from lusviewer.inference.engine import resolve_device
 
             model.to(resolve_device(cfg.device))

@@ -265,14 +265,24 @@ def cached_frames(path: str, size: int, cache_dir: str | os.PathLike[str] | None
     return arr
 
 
-def augment(batch: Tensor, gen: torch.Generator, *, group: int = 1) -> Tensor:
+def augment(
+    batch: Tensor,
+    gen: torch.Generator,
+    *,
+    group: int = 1,
+    zoom: tuple[float, float] = (0.9, 1.1),
+    shift: float = 0.16,
+    gain: tuple[float, float] = (0.8, 1.2),
+    gamma: float = 0.25,
+) -> Tensor:
     """Ultrasound-safe augmentation of (N, 3, S, S) in [0, 1].
 
     ``group`` consecutive frames share one draw of the parameters (a window of a clip
     moves as one, as a probe would), so ``N`` must be a multiple of ``group``.
 
     Small rotation (+-10 deg), zoom (0.9-1.1), shift (+-8 %), horizontal flip, gain
-    and gamma. No vertical flip and no large rotation: the pleural line sits near
+    and gamma (the ranges are parameters; self-supervised pretraining widens zoom,
+    shift, gain and gamma). No vertical flip and no large rotation: the pleural line sits near
     the top of every LUS frame and A-lines lie horizontal below it; the paper's
     360-degree rotation and vertical flip make frames no probe produces.
     """
@@ -284,7 +294,7 @@ def augment(batch: Tensor, gen: torch.Generator, *, group: int = 1) -> Tensor:
         return (torch.rand(draws, generator=gen) * (hi - lo) + lo).repeat_interleave(group)
 
     ang = u(-10, 10) * math.pi / 180
-    scale = u(0.9, 1.1)
+    scale = u(*zoom)
     flip = torch.where(torch.rand(draws, generator=gen) < 0.5, -1.0, 1.0).repeat_interleave(group)
     cos, sin = torch.cos(ang) / scale, torch.sin(ang) / scale
     theta = torch.zeros(n, 2, 3)
@@ -292,11 +302,11 @@ def augment(batch: Tensor, gen: torch.Generator, *, group: int = 1) -> Tensor:
     theta[:, 0, 1] = -sin
     theta[:, 1, 0] = sin * flip
     theta[:, 1, 1] = cos
-    theta[:, 0, 2] = u(-0.16, 0.16)
-    theta[:, 1, 2] = u(-0.16, 0.16)
+    theta[:, 0, 2] = u(-shift, shift)
+    theta[:, 1, 2] = u(-shift, shift)
     theta = theta.to(batch.device)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
     out = F.grid_sample(batch.contiguous(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    gain = u(0.8, 1.2).view(n, 1, 1, 1).to(batch.device)
-    gamma = torch.exp(u(-0.25, 0.25)).view(n, 1, 1, 1).to(batch.device)
-    return (out.clamp(0, 1) ** gamma * gain).clamp(0, 1)
+    g = u(*gain).view(n, 1, 1, 1).to(batch.device)
+    power = torch.exp(u(-gamma, gamma)).view(n, 1, 1, 1).to(batch.device)
+    return (out.clamp(0, 1) ** power * g).clamp(0, 1)

@@ -98,6 +98,8 @@ class TrainConfig:
     threads: int = 0
     device: str = "auto"
     init_densenet: str | None = None
+    pretrain_epochs: int = 0  # > 0: pretrain the DenseNet branch (SimSiam) on the training patients first
+    pretrain_minutes: float = 60.0
     layout: str = "auto"
     labels: str | None = None
     group_by: str | None = None
@@ -788,6 +790,45 @@ def train_end_to_end(
     return dict(st["best"])
 
 
+def initial_densenet(
+    cfg: TrainConfig,
+    train: Sequence[LabelledClip],
+    val: Sequence[LabelledClip],
+    frames: dict[str, np.ndarray],
+    work: Path,
+    *,
+    what: str,
+    held_out: Sequence[LabelledClip] = (),
+) -> str | None:
+    """The weights file the DenseNet branch starts from: ``--init-densenet``, checked
+    not to have been pretrained on ``val`` or ``held_out`` patients, or with
+    ``--pretrain-epochs`` a pretraining on ``train`` into ``work``; None: from scratch."""
+    from lusviewer.training.pretrain import check_held_out, pretrain_for
+
+    if cfg.pretrain_epochs > 0:
+        if cfg.init_densenet:
+            raise ValueError("--pretrain-epochs and --init-densenet both set the DenseNet branch: choose one")
+        return str(pretrain_for(cfg, train, val, frames, work))
+    if cfg.init_densenet:
+        check_held_out(cfg.init_densenet, cfg.data, {c.group for c in [*val, *held_out]}, what)
+    return cfg.init_densenet
+
+
+def pretraining_record(path: str) -> dict[str, Any] | None:
+    """What a model card keeps of a ``lusviewer pretrain`` initialisation: recipe, data
+    (patient ids, not labels), epochs, loss history and linear probe; None for other weights."""
+    from lusviewer.training.pretrain import FORMAT
+
+    try:
+        card = json.loads(Path(path).with_suffix(".json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        return None
+    keep = ("method", "sha256", "data", "epochs", "minutes", "history", "probe", "machine", "created")
+    return {k: card[k] for k in keep if k in card}
+
+
 def _clip_eval(
     val: Sequence[LabelledClip],
     probs_of: Callable[[LabelledClip], np.ndarray],
@@ -916,23 +957,26 @@ def run_training(cfg: TrainConfig) -> Path:
     )
     mcfg = model_config(cfg)
     model = HybridModel(mcfg)
-    initialisation = "from scratch (no ImageNet weights)"
-    if cfg.init_densenet:
-        from lusviewer.model.pretrained import init_densenet_from
-        from lusviewer.model.weights import sha256_file
-
-        n = init_densenet_from(model, cfg.init_densenet)
-        initialisation = (
-            f"DenseNet-201 branch from {Path(cfg.init_densenet).name} "
-            f"(sha256 {sha256_file(cfg.init_densenet)}, {n} tensors); the rest from scratch"
-        )
-        _log(f"initialised the DenseNet branch from {cfg.init_densenet} ({n} tensors)")
-    from lusviewer.inference.engine import resolve_device
-
-    model.to(resolve_device(device))
     t0 = time.time()
     frames = {c.path: cached_frames(c.path, mcfg.input_size, cfg.cache_dir) for c in clips}
     _log(f"decoded {sum(len(v) for v in frames.values())} frames in {time.time() - t0:.0f} s")
+    initialisation = "from scratch (no ImageNet weights)"
+    init = initial_densenet(cfg, train, val, frames, work / "pretrain", what="this training run")
+    if init:
+        from lusviewer.model.pretrained import init_densenet_from
+        from lusviewer.model.weights import sha256_file
+
+        n = init_densenet_from(model, init)
+        how = "pretrained here on the training patients' frames (SimSiam)" if cfg.pretrain_epochs > 0 else ""
+        initialisation = (
+            f"DenseNet-201 branch from {Path(init).name} {how}"
+            f"(sha256 {sha256_file(init)}, {n} tensors); the rest from scratch"
+        ).replace(") (", "; ")
+        _log(f"initialised the DenseNet branch from {init} ({n} tensors)")
+        torch.manual_seed(cfg.seed)  # the same stage 1 whether pretraining ran now or is reused
+    from lusviewer.inference.engine import resolve_device
+
+    model.to(resolve_device(device))
 
     cnn_best = train_cnn(cfg, model, train, val, frames, work, run)
     if _dist()[1] > 1:
@@ -997,6 +1041,7 @@ def run_training(cfg: TrainConfig) -> Path:
             "command": cfg.command,
             "settings": {k: v for k, v in asdict(cfg).items() if k not in ("command",)},
             "initialisation": initialisation,
+            **({"pretraining": pretraining_record(init)} if init and pretraining_record(init) else {}),
             "epochs": {
                 "cnn": run.data["cnn"]["epoch"],
                 "lstm": run.data.get("lstm", {}).get("epoch", 0),
