@@ -15,8 +15,10 @@
 # SHIP_LSTM_MIN [0.7], K [5], THREADS [2] CPU threads per process, BATCH [32], RUN_CV /
 # SMOKE / BENCH [1] (0 skips that step), PARTS [$RUN/parts],
 # FIRST_PARTS [all] weight parts copied to $RESULTS, LOSS [frame] (`--loss`: frame or mil),
-# SIZE [128] input pixels, TINY [0] (1: the tiny architecture, for a dry run of this script
-# on a CPU).
+# SIZE [128] input pixels, PRETRAIN_EPOCHS [0] / PRETRAIN_MIN [1.5] (> 0: every fold and the
+# shipped model first pretrain their DenseNet branch on their own training patients' frames,
+# `--pretrain-epochs`; the CNN and LSTM budgets come after it), TINY [0] (1: the tiny
+# architecture, for a dry run of this script on a CPU).
 set -u -o pipefail
 DATA=${DATA:-../shared/data/covid-blues}
 RUN=${RUN:-runs/gpu}
@@ -43,8 +45,11 @@ say() { echo "[$(date +%H:%M:%S) +$(($(date +%s) - t0))s] $*"; }
 
 SIZE=${SIZE:-128}
 LOSS=${LOSS:-frame}
+PRETRAIN_EPOCHS=${PRETRAIN_EPOCHS:-0}
+PRETRAIN_MIN=${PRETRAIN_MIN:-1.5}
 EXTRA=()
 if [ "$TINY" = 1 ]; then SIZE=32; EXTRA=(--tiny --fp32); fi
+if [ "$PRETRAIN_EPOCHS" != 0 ]; then EXTRA+=(--pretrain-epochs "$PRETRAIN_EPOCHS" --pretrain-minutes "$PRETRAIN_MIN"); fi
 COMMON=(--data "$DATA" --cache-dir "$RUN/cache" --input-size "$SIZE" --optimizer adamw --lr 0.001
         --loss "$LOSS" --seed 0 --threads "$THREADS" --device "$DEVICE" --cnn-epochs 70 --batch-size "$BATCH" "${EXTRA[@]}")
 

@@ -990,9 +990,14 @@ def run_training(cfg: TrainConfig) -> Path:
     model.eval()
     metrics: dict[str, Any] = {"baselines": baselines(train, val, frames), "cnn_selection": cnn_best}
 
-    _log("CNN on every frame of every clip (features for stage 2, full validation)")
+    needed = clips if model.sequence is not None else val  # without stage 2, only the validation needs them
+    _log(
+        "CNN on every frame of every clip (features for stage 2, full validation)"
+        if model.sequence is not None
+        else "CNN on every frame of every validation clip"
+    )
     t0 = time.time()
-    probs, feats = cnn_features(model, clips, frames, cfg.bf16)
+    probs, feats = cnn_features(model, needed, frames, cfg.bf16)
     _log(f"  {sum(len(v) for v in feats.values())} frames in {time.time() - t0:.0f} s")
     metrics["cnn"] = _clip_eval(val, lambda c: probs[c.path])
     if model.sequence is not None:
