@@ -59,6 +59,13 @@ def test_pretrain_holds_out_the_validation_patients_and_feeds_init_densenet(blue
     assert card["sha256"] == sha256_file(out)
     for name in ("pretrained", "random_init"):
         assert card["probe"][name]["frame"]["n"] == 3 * len(val)
+        assert card["probe"][name]["clip"]["n"] == len(val)
+    diff = card["probe"]["pretrained_minus_random_init"]
+    for level in ("frame", "clip"):
+        d = diff[level]["macro_f1"]
+        expected = card["probe"]["pretrained"][level]["macro_f1"] - card["probe"]["random_init"][level]["macro_f1"]
+        assert d["value"] == pytest.approx(expected)
+        assert d["ci95"][0] <= d["ci95"][1]
 
     model = HybridModel(ModelConfig.tiny("cnn_lstm"))
     n = init_densenet_from(model, out)

@@ -61,6 +61,7 @@ from lusviewer.training.train import (
     _load_rng,
     _load_state,
     _log,
+    _machine,
     _Run,
     _save_optim,
     _save_rng,
@@ -201,6 +202,11 @@ def _load_frames(paths: Sequence[str], size: int, cache_dir: str | None) -> dict
     return frames
 
 
+def _probe_index(n: int, per_clip: int) -> np.ndarray:
+    """``per_clip`` evenly spaced frame indices of a clip of ``n`` frames (fewer if shorter)."""
+    return np.unique(np.linspace(0, n - 1, per_clip).round().astype(int))
+
+
 @torch.no_grad()
 def pooled_features(
     encoder: Encoder, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], per_clip: int, bf16: bool
@@ -212,7 +218,7 @@ def pooled_features(
     xs, ys, ids = [], [], []
     for ci, c in enumerate(clips):
         arr = frames[c.path]
-        idx = np.unique(np.linspace(0, len(arr) - 1, per_clip).round().astype(int))
+        idx = _probe_index(len(arr), per_clip)
         with _autocast(bf16, dev):
             f = encoder(to_model_input(arr[idx], dev).contiguous(memory_format=torch.channels_last))
         xs.append(f.float().cpu().numpy())
@@ -245,27 +251,69 @@ def fit_probe(
     return mean, std, w.detach().numpy(), b.detach().numpy()
 
 
-def probe_metrics(
+def probe_predictions(
     encoder: Encoder,
     train: Sequence[LabelledClip],
     val: Sequence[LabelledClip],
     frames: dict[str, np.ndarray],
     cfg: PretrainConfig,
-) -> dict[str, Any]:
-    """Linear probe: fit on the training patients' frames, score the validation patients'
-    frames (each frame against its target) and clips (the mean of their frames'
-    probabilities, argmax)."""
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Linear probe: fit on the training patients' frames; per validation clip, the
+    predicted score of each probed frame, and the clip's score (the argmax of the mean
+    of its frames' probabilities)."""
     xtr, ytr, _ = pooled_features(encoder, train, frames, cfg.val_frames_per_clip, cfg.bf16)
-    xva, yva, cid = pooled_features(encoder, val, frames, cfg.val_frames_per_clip, cfg.bf16)
+    xva, _, cid = pooled_features(encoder, val, frames, cfg.val_frames_per_clip, cfg.bf16)
     mean, std, w, b = fit_probe(xtr, ytr)
     logits = ((xva - mean) / std) @ w + b
     prob = np.exp(logits - logits.max(1, keepdims=True))
     prob /= prob.sum(1, keepdims=True)
-    frame = classification_metrics(yva, prob.argmax(1))
-    clip_prob = np.stack([prob[cid == i].mean(0) for i in range(len(val))])
-    clip = classification_metrics(np.array([c.score for c in val]), clip_prob.argmax(1))
-    keys = ("n", "accuracy", "macro_f1", "within_one", "qwk")
-    return {"frame": {k: frame[k] for k in keys}, "clip": {k: clip[k] for k in keys}}
+    per_frame = [prob[cid == i].argmax(1) for i in range(len(val))]
+    per_clip = np.array([prob[cid == i].mean(0).argmax() for i in range(len(val))])
+    return per_frame, per_clip
+
+
+PROBE_KEYS = ("accuracy", "macro_f1", "within_one", "qwk")
+
+
+def probe_report(
+    val: Sequence[LabelledClip],
+    frame_targets: list[np.ndarray],
+    probes: dict[str, tuple[list[np.ndarray], np.ndarray]],
+    *,
+    reps: int = 2000,
+) -> dict[str, Any]:
+    """Metrics of each probe at frame and clip level, and the paired difference
+    ``pretrained`` minus ``random_init`` with its 95 % patient-bootstrap interval
+    (11 validation patients give wide intervals: read them before the point values)."""
+    from lusviewer.training.metrics import bootstrap_by_group
+
+    scores = np.array([c.score for c in val])
+    groups = [c.group for c in val]
+    report: dict[str, Any] = {}
+    for name, (frames_pred, clip_pred) in probes.items():
+        f = classification_metrics(np.concatenate(frame_targets), np.concatenate(frames_pred))
+        c = classification_metrics(scores, clip_pred)
+        report[name] = {
+            "frame": {k: f[k] for k in ("n", *PROBE_KEYS)},
+            "clip": {k: c[k] for k in ("n", *PROBE_KEYS)},
+        }
+    if {"pretrained", "random_init"} <= set(probes) and len(set(groups)) > 1 and reps > 0:
+        (pf, pc), (rf, rc) = probes["pretrained"], probes["random_init"]
+        frame_ci = bootstrap_by_group(groups, list(zip(frame_targets, pf, strict=True)), reference=rf, reps=reps)
+        clip_ci = bootstrap_by_group(
+            groups,
+            [(np.array([s]), np.array([p])) for s, p in zip(scores, pc, strict=True)],
+            reference=[np.array([r]) for r in rc],
+            reps=reps,
+        )
+        report["pretrained_minus_random_init"] = {
+            level: {
+                k: {"value": report["pretrained"][level][k] - report["random_init"][level][k], "ci95": ci[f"diff_{k}"]}
+                for k in PROBE_KEYS
+            }
+            for level, ci in (("frame", frame_ci), ("clip", clip_ci))
+        }
+    return report
 
 
 def _encoder(cfg: PretrainConfig) -> Encoder:
@@ -424,16 +472,28 @@ def pretrain_branch(
     probe: dict[str, Any] = {}
     if cfg.probe and val:
         _log("linear probe on frozen pooled features (training patients -> validation patients)")
-        probe["pretrained"] = probe_metrics(model.encoder, train, val, frames, cfg)
         random_init = _encoder(cfg).to(dev)
         random_init.load_state_dict(initial)
         random_init.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        probe["random_init"] = probe_metrics(random_init, train, val, frames, cfg)
-        for name, m in probe.items():
+        targets = [
+            np.array([c.target(int(i)) for i in _probe_index(len(frames[c.path]), cfg.val_frames_per_clip)])
+            for c in val
+        ]
+        probes = {
+            "pretrained": probe_predictions(model.encoder, train, val, frames, cfg),
+            "random_init": probe_predictions(random_init, train, val, frames, cfg),
+        }
+        probe = probe_report(val, targets, probes)
+        for name in probes:
+            m = probe[name]
             _log(
                 f"  {name:<11} frame acc {m['frame']['accuracy']:.3f} macro-F1 {m['frame']['macro_f1']:.3f} | "
                 f"clip acc {m['clip']['accuracy']:.3f} macro-F1 {m['clip']['macro_f1']:.3f} QWK {m['clip']['qwk']:.3f}"
             )
+        for level, d in probe.get("pretrained_minus_random_init", {}).items():
+            lo, hi = d["macro_f1"]["ci95"]
+            value = d["macro_f1"]["value"]
+            _log(f"  pretrained minus random init, {level} macro-F1: {value:+.3f} ({lo:+.3f} to {hi:+.3f})")
     card = {
         "format": FORMAT,
         "method": "SimSiam (Chen & He 2021): projector 3 x Linear+BN, predictor bottleneck, SGD momentum 0.9, "
@@ -453,7 +513,7 @@ def pretrain_branch(
         "minutes": round(st["elapsed_s"] / 60, 2),
         "history": st["history"],
         "probe": probe,
-        "machine": str(dev) if dev.type != "cuda" else torch.cuda.get_device_name(dev),
+        "machine": _machine(dev),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     save_pretrained(out, model.encoder, card)
