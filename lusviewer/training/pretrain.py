@@ -28,6 +28,7 @@ branch at its random initialisation (the baseline it must beat).
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -251,6 +252,30 @@ def fit_probe(
     return mean, std, w.detach().numpy(), b.detach().numpy()
 
 
+@torch.no_grad()
+def recalibrate_bn(
+    encoder: Encoder, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], per_clip: int, bf16: bool
+) -> None:
+    """Re-estimate every BatchNorm's statistics on clean frames of ``clips`` (cumulative
+    average), so that a probe compares features, not statistics: a random
+    initialisation has none (mean 0, variance 1 through 200 layers), and the pretrained
+    branch's come from augmented views."""
+    bns = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+    encoder.train()
+    dev = _device_of(encoder)
+    x = np.concatenate([frames[c.path][_probe_index(len(frames[c.path]), per_clip)] for c in clips])
+    for i in range(0, len(x), 64):
+        with _autocast(bf16, dev):
+            encoder(to_model_input(x[i : i + 64], dev).contiguous(memory_format=torch.channels_last))
+    for m, momentum in zip(bns, momenta, strict=True):
+        m.momentum = momentum
+    encoder.eval()
+
+
 def probe_predictions(
     encoder: Encoder,
     train: Sequence[LabelledClip],
@@ -260,7 +285,10 @@ def probe_predictions(
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Linear probe: fit on the training patients' frames; per validation clip, the
     predicted score of each probed frame, and the clip's score (the argmax of the mean
-    of its frames' probabilities)."""
+    of its frames' probabilities). Probes a copy whose BatchNorm statistics are
+    re-estimated on the training patients' frames (:func:`recalibrate_bn`)."""
+    encoder = copy.deepcopy(encoder)
+    recalibrate_bn(encoder, train, frames, cfg.val_frames_per_clip, cfg.bf16)
     xtr, ytr, _ = pooled_features(encoder, train, frames, cfg.val_frames_per_clip, cfg.bf16)
     xva, _, cid = pooled_features(encoder, val, frames, cfg.val_frames_per_clip, cfg.bf16)
     mean, std, w, b = fit_probe(xtr, ytr)
