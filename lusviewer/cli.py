@@ -359,7 +359,11 @@ def _train_config(args: argparse.Namespace) -> Any:
 def _train(args: argparse.Namespace) -> int:
     from lusviewer.training.train import run_training
 
-    run_training(_train_config(args))
+    try:
+        run_training(_train_config(args))
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     return 0
 
 
@@ -383,7 +387,11 @@ def _crossval(args: argparse.Namespace) -> int:
         if any(not 0 <= f < args.folds for f in only):
             _err(f"--run-folds {args.run_folds!r}: folds are numbered 0..{args.folds - 1}")
             return EXIT_USAGE
-    report = run_crossval(_train_config(args), k=args.folds, variants=variants, only_folds=only)
+    try:
+        report = run_crossval(_train_config(args), k=args.folds, variants=variants, only_folds=only)
+    except ValueError as exc:
+        _err(str(exc))
+        return EXIT_USAGE
     if report is None:
         print(
             f"{args.out}: folds {','.join(map(str, only or []))} done; for the report, run the same command "

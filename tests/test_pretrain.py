@@ -55,7 +55,7 @@ def test_pretrain_holds_out_the_validation_patients_and_feeds_init_densenet(blue
     # the labelled clips passed again as --extra are not a way round the split
     assert card["data"]["unlabelled_clips_used"] == 0 and card["data"]["labelled_clips_used"] == 16 - len(val)
     assert card["epochs"] == 2 and len(card["history"]) == 2
-    assert all(np.isfinite(h["loss"]) and -1.0 <= h["loss"] <= 1.0 for h in card["history"])
+    assert all(np.isfinite(h["loss"]) for h in card["history"])
     assert card["sha256"] == sha256_file(out)
     for name in ("pretrained", "random_init"):
         assert card["probe"][name]["frame"]["n"] == 3 * len(val)
@@ -194,3 +194,42 @@ def test_crossval_pretrains_each_fold_on_its_training_side_only(blues_like: Path
         result = json.loads((tmp_path / "cv" / f"fold{fold}" / "cnn" / "result.json").read_text())
         assert set(pre["data"]["training_patients"]).isdisjoint(result["test_patients"])
         assert set(pre["data"]["training_patients"]).isdisjoint(pre["data"]["held_out_patients"])
+
+
+def test_a_work_dir_pretrained_on_other_patients_is_not_reused(blues_like: Path, tmp_path: Path) -> None:
+    from test_training import _tiny_config
+
+    from lusviewer.training.pretrain import pretrain_for
+
+    clips = load_covid_blues(blues_like)
+    cfg = _tiny_config(blues_like, tmp_path, pretrain_epochs=1)
+    train0, val0 = split_by_group(clips, val_fraction=0.25, seed=0)
+    pretrain_for(cfg, train0, val0, _frames(clips), tmp_path / "pre")
+    train1, val1 = split_by_group(clips, val_fraction=0.25, seed=1)
+    assert {c.group for c in train1} != {c.group for c in train0}
+    with pytest.raises(ValueError, match="other patients"):
+        pretrain_for(cfg, train1, val1, _frames(clips), tmp_path / "pre")
+
+
+def test_the_leak_check_reads_the_weights_file_not_only_its_card(blues_like: Path, tmp_path: Path) -> None:
+    from lusviewer.training.pretrain import check_held_out
+
+    out = run_pretrain(_config(blues_like, tmp_path, epochs=1, probe=False))
+    out.with_suffix(".json").unlink()  # copied without its card
+    seen = json.loads(load_file_metadata(out)["training_patients"])
+    with pytest.raises(ValueError, match="holds out"):
+        check_held_out(out, str(blues_like), {seen[0]}, "this training run")
+    check_held_out(out, str(tmp_path / "elsewhere"), {seen[0]}, "this training run")  # other data: no claim
+
+
+def load_file_metadata(path: Path) -> dict[str, str]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as fh:
+        return dict(fh.metadata() or {})
+
+
+def _frames(clips: list) -> dict[str, np.ndarray]:
+    from lusviewer.training.data import cached_frames
+
+    return {c.path: cached_frames(c.path, 32, None) for c in clips}

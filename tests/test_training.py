@@ -615,11 +615,35 @@ def test_resumed_training_equals_an_uninterrupted_run(blues_like: Path, tmp_path
     state_path.write_text(json.dumps(state))
     run_training(_tiny_config(blues_like, parts, **settings))
 
-    for name in ("cnn_last", "cnn_best", "e2e_last", "e2e_best"):
+    def same(name: str) -> None:
         a, b = _weights(whole / "work" / f"{name}.safetensors"), _weights(parts / "work" / f"{name}.safetensors")
         assert a.keys() == b.keys()
         for key in a:
             assert torch.equal(a[key], b[key]), f"{name}: {key} differs after resuming"
+
+    for name in ("cnn_last", "cnn_best", "lstm_best", "e2e_last", "e2e_best"):
+        same(name)
     card_a = json.loads((whole / "out" / "lusviewer-hybrid.json").read_text())
     card_b = json.loads((parts / "out" / "lusviewer-hybrid.json").read_text())
     assert card_a["metrics"] == card_b["metrics"]
+    # Stage 3 from its start in a process where stages 1 and 2 are already done.
+    state = json.loads(state_path.read_text())
+    state.pop("e2e")
+    state_path.write_text(json.dumps(state))
+    for name in ("e2e_best", "e2e_last", "e2e_optim"):
+        (parts / "work" / f"{name}.safetensors").unlink()
+    run_training(_tiny_config(blues_like, parts, **settings))
+    for name in ("e2e_last", "e2e_best"):
+        same(name)
+
+
+def test_schedule_follows_epochs_unless_the_clock_binds() -> None:
+    from lusviewer.training.train import schedule_fraction
+
+    # 10 epochs at 30 s each under a 600-minute budget: epochs only, whatever the clock says
+    assert schedule_fraction(95.0, 36000.0, 3.0, 10) == 0.3
+    assert schedule_fraction(97.5, 36000.0, 3.0, 10) == 0.3
+    assert schedule_fraction(0.01, 36000.0, 0.0, 10) == 0.0
+    # 10 epochs at 30 s each under a 2-minute budget: the clock (4 epochs fit)
+    assert schedule_fraction(60.0, 120.0, 2.0, 10) == 0.5
+    assert schedule_fraction(200.0, 120.0, 5.0, 10) == 1.0

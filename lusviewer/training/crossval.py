@@ -35,6 +35,7 @@ from lusviewer.training.train import (
     _log,
     _machine,
     _Run,
+    check_init_options,
     check_loss,
     check_recipe,
     cnn_features,
@@ -73,6 +74,7 @@ def run_crossval(
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
+    check_init_options(cfg)
     clips = load_dataset_with(cfg)
     check_loss(cfg, clips)
     folds = group_kfold(clips, k=k, seed=cfg.seed)

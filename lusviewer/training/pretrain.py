@@ -48,7 +48,9 @@ from tqdm import tqdm
 from lusviewer.model.hybrid import DenseNetBranch, ModelConfig
 from lusviewer.model.preprocess import to_model_input
 from lusviewer.training.data import (
+    _PATIENT_RE,
     LabelledClip,
+    _group_of,
     augment,
     cached_frames,
     load_dataset_with,
@@ -67,6 +69,7 @@ from lusviewer.training.train import (
     _save_optim,
     _save_rng,
     _save_state,
+    schedule_fraction,
 )
 
 FORMAT = "lusviewer-pretrained-densenet/1"
@@ -119,7 +122,11 @@ class Encoder(nn.Module):
 
 
 class SimSiam(nn.Module):
-    """Encoder + projector (3 layers, BN) + predictor (bottleneck), as in the paper, narrower."""
+    """Encoder + projector (3 layers, BN) + predictor (bottleneck), as in the paper, narrower.
+
+    One difference: both views go through the network as one batch, so BatchNorm sees
+    their joint statistics (SimCLR's global BN); the reference implementation forwards
+    each view separately."""
 
     def __init__(self, encoder: Encoder, proj_dim: int, pred_dim: int) -> None:
         super().__init__()
@@ -187,6 +194,16 @@ def unlabelled_clips(folders: Sequence[str]) -> list[str]:
     for folder in folders:
         paths.extend(find_clips(folder))
     return paths
+
+
+def _extra_group(path: str, group_by: str | None) -> str | None:
+    """The patient id in an unlabelled clip's name, by the labelled data's rule; None if none."""
+    if group_by is None and not _PATIENT_RE.search(Path(path).name):
+        return None
+    try:
+        return _group_of(path, group_by)
+    except ValueError:
+        return None
 
 
 def _load_frames(paths: Sequence[str], size: int, cache_dir: str | None) -> dict[str, np.ndarray]:
@@ -362,7 +379,11 @@ def save_pretrained(path: Path, encoder: Encoder, card: dict[str, Any]) -> None:
     save_file(
         {k: v.detach().float().contiguous().cpu() if v.is_floating_point() else v.cpu() for k, v in state.items()},
         str(tmp),
-        metadata={"format": FORMAT},
+        metadata={  # what the leak check reads, even from a copy without the card
+            "format": FORMAT,
+            "data": str(card["data_realpath"]),
+            "training_patients": json.dumps(card["data"]["training_patients"]),
+        },
     )
     os.replace(tmp, path)
     card = {**card, "weights_file": path.name, "sha256": sha256_file(path)}
@@ -382,6 +403,11 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     if overlap:  # the split decides which labelled clips are seen: never the validation patients'
         _log(f"  {len(overlap)} --extra clips are clips of --data; the split decides which of them are used")
         extra = [x for x in extra if os.path.abspath(x) not in labelled]
+    held_out = {c.group for c in val}
+    named = [x for x in extra if _extra_group(x, cfg.group_by) in held_out]
+    if named:  # e.g. unscored clips of a validation patient: never seen either
+        _log(f"  left out {len(named)} --extra clips whose names carry a validation patient's id")
+        extra = [x for x in extra if x not in named]
     t0 = time.time()
     frames = _load_frames([c.path for c in clips], cfg.input_size, cfg.cache_dir)
     frames.update(_load_frames(extra, cfg.input_size, cfg.cache_dir))
@@ -445,8 +471,11 @@ def pretrain_branch(
     if st["epoch"] > 0 and last.is_file():
         _load_state(last, model)
         _load_optim(optim_path, opt)
-        _load_rng(rng_path, rng, gen, dev)
-        _log(f"resuming pretraining at epoch {st['epoch']} ({st['elapsed_s'] / 60:.1f} min done)")
+        exact = _load_rng(rng_path, rng, gen, dev, epoch=st["epoch"])
+        _log(
+            f"resuming pretraining at epoch {st['epoch']} ({st['elapsed_s'] / 60:.1f} min done)"
+            + ("" if exact or st["epoch"] >= cfg.epochs else "; without its random streams: other frames from here")
+        )
     budget = cfg.minutes * 60
     t_start = time.time() - st["elapsed_s"]
     while st["epoch"] < cfg.epochs and time.time() - t_start < budget:  # a larger --epochs goes on
@@ -463,7 +492,7 @@ def pretrain_branch(
         )
         tot, spread, t_epoch = 0.0, 0.0, time.time()
         for b in range(nb):
-            frac = min(1.0, max((time.time() - t_start) / budget, (st["epoch"] + b / max(nb, 1)) / cfg.epochs))
+            frac = schedule_fraction(time.time() - t_start, budget, st["epoch"] + b / max(nb, 1), cfg.epochs)
             for g in opt.param_groups:
                 g["lr"] = base_lr if g["fix_lr"] else base_lr * 0.5 * (1 + math.cos(math.pi * frac))
             chunk = items[b * cfg.batch_size : (b + 1) * cfg.batch_size]
@@ -495,7 +524,7 @@ def pretrain_branch(
         )
         _save_state(last, model)
         _save_optim(optim_path, opt)
-        _save_rng(rng_path, rng, gen, dev)
+        _save_rng(rng_path, rng, gen, dev, epoch=st["epoch"])
         run.save()
     probe: dict[str, Any] = {}
     if cfg.probe and val:
@@ -529,6 +558,7 @@ def pretrain_branch(
         "branch": "DenseNet-201 branch of the lusviewer hybrid model: stem conv + DenseNet features",
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("command",)},
         "command": cfg.command,
+        "data_realpath": os.path.realpath(cfg.data),
         "data": {
             "training_patients": sorted({c.group for c in train}),
             "held_out_patients": sorted({c.group for c in val}),
@@ -550,24 +580,28 @@ def pretrain_branch(
 
 
 def pretrained_patients(path: str | os.PathLike[str]) -> tuple[str, list[str]] | None:
-    """(data folder, patients) that a ``lusviewer pretrain`` file learnt from, from the
-    card beside it; None for other weights (e.g. ImageNet)."""
-    card_path = Path(path).with_suffix(".json")
+    """(real path of the data, patients) that a ``lusviewer pretrain`` file learnt from,
+    from the file's own metadata (so a copy without its card still says); None for other
+    weights (e.g. ImageNet)."""
+    from safetensors import safe_open
+
+    if Path(path).suffix != ".safetensors":
+        return None
     try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError):
+        with safe_open(str(path), "pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception:  # not a safetensors file: init_densenet_from reports that
         return None
-    if not isinstance(card, dict) or card.get("format") != FORMAT:
+    if meta.get("format") != FORMAT:
         return None
-    return str(card.get("config", {}).get("data", "")), [
-        str(g) for g in card.get("data", {}).get("training_patients", [])
-    ]
+    return meta.get("data", ""), [str(g) for g in json.loads(meta.get("training_patients", "[]"))]
 
 
 def check_held_out(path: str | os.PathLike[str], data: str, held_out: set[str], what: str) -> None:
-    """Refuse pretrained weights that saw the images of patients ``what`` must hold out."""
+    """Refuse pretrained weights that saw the images of patients ``what`` must hold out
+    (when they were pretrained on the same data folder, compared by real path)."""
     seen = pretrained_patients(path)
-    if seen is None or os.path.abspath(seen[0]) != os.path.abspath(data):
+    if seen is None or seen[0] != os.path.realpath(data):
         return
     leak = sorted(set(seen[1]) & held_out)
     if leak:
@@ -600,6 +634,7 @@ def pretrain_for(
         val_fraction=tcfg.val_fraction,
         input_size=tcfg.input_size,
         batch_size=tcfg.batch_size,
+        frames_per_clip=tcfg.frames_per_clip,
         epochs=tcfg.pretrain_epochs,
         minutes=tcfg.pretrain_minutes,
         bf16=tcfg.bf16,
@@ -612,7 +647,10 @@ def pretrain_for(
         frame_labels=tcfg.frame_labels,
         command=tcfg.command,
     )
-    if out.is_file() and out.with_suffix(".json").is_file():
+    if out.is_file():
+        seen = pretrained_patients(out)
+        if seen is None or sorted(seen[1]) != sorted({c.group for c in train}):
+            raise ValueError(f"{work} holds a pretraining on other patients (another split?); use a new work dir")
         _log(f"pretraining already done: {out}")
         return out
     return pretrain_branch(cfg, train, val, frames)

@@ -226,7 +226,20 @@ def _rng_path(work: Path, stage: str) -> Path:
     return work / f"{stage}_rng_rank{_dist()[0]}.json"
 
 
-def _save_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: torch.device) -> None:
+def schedule_fraction(elapsed_s: float, budget_s: float, progress_epochs: float, epochs: int) -> float:
+    """Progress (0 to 1) through a cosine schedule: by epochs, unless the wall-clock
+    budget will stop the run first (projected from the pace so far), then by the clock.
+    So an epoch-bound run's learning rates never depend on timing, and stay exactly
+    reproducible."""
+    if progress_epochs <= 0:
+        return 0.0
+    by_epochs = progress_epochs / epochs
+    if elapsed_s / progress_epochs * epochs > budget_s:  # the budget binds
+        return min(1.0, max(elapsed_s / budget_s, by_epochs))
+    return min(1.0, by_epochs)
+
+
+def _save_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: torch.device, *, epoch: int) -> None:
     """Save the random streams a stage draws from (frame sampling, augmentation, dropout)
     beside its checkpoint, so that a resumed run draws what an uninterrupted one would
     have drawn. One file per rank: each rank augments with its own generator."""
@@ -234,7 +247,12 @@ def _save_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: t
     def enc(t: torch.Tensor) -> str:
         return base64.b64encode(t.cpu().numpy().tobytes()).decode("ascii")
 
-    state = {"numpy": rng.bit_generator.state, "generator": enc(gen.get_state()), "torch": enc(torch.get_rng_state())}
+    state = {
+        "epoch": epoch,  # the epoch the streams stand after: a resume checks it against the state file
+        "numpy": rng.bit_generator.state,
+        "generator": enc(gen.get_state()),
+        "torch": enc(torch.get_rng_state()),
+    }
     if dev.type == "cuda":
         state["cuda"] = enc(torch.cuda.get_rng_state(dev))
     tmp = path.with_name(path.name + ".tmp")
@@ -242,9 +260,10 @@ def _save_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: t
     os.replace(tmp, path)
 
 
-def _load_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: torch.device) -> bool:
-    """Restore what :func:`_save_rng` saved; False (streams left as seeded) where a
-    checkpoint of an older lusviewer has none."""
+def _load_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: torch.device, *, epoch: int) -> bool:
+    """Restore what :func:`_save_rng` saved after ``epoch``; False (streams left as
+    seeded) where a checkpoint of an older lusviewer has none, or the run stopped
+    between writing the streams and the state."""
     if not path.is_file():
         return False
 
@@ -252,6 +271,8 @@ def _load_rng(path: Path, rng: np.random.Generator, gen: torch.Generator, dev: t
         return torch.frombuffer(bytearray(base64.b64decode(s)), dtype=torch.uint8)
 
     state = json.loads(path.read_text())
+    if state.get("epoch") != epoch:
+        return False
     rng.bit_generator.state = state["numpy"]
     gen.set_state(dec(state["generator"]))
     torch.set_rng_state(dec(state["torch"]))
@@ -342,12 +363,17 @@ def check_loss(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> None:
 
 
 def check_recipe(cfg: TrainConfig, run: _Run) -> None:
-    """A work dir resumes only the run it holds: same seed and loss (a state written
-    before ``--loss`` existed used the frame loss)."""
+    """A work dir resumes only the run it holds: same seed, loss and initialisation
+    (a state written before an option existed used its default)."""
     old = run.data.get("config")
     if not old:
         return
-    for key, before in (("seed", old.get("seed")), ("loss", old.get("loss", "frame"))):
+    for key, before in (
+        ("seed", old.get("seed")),
+        ("loss", old.get("loss", "frame")),
+        ("pretrain_epochs", old.get("pretrain_epochs", 0)),
+        ("init_densenet", old.get("init_densenet")),
+    ):
         if before != getattr(cfg, key):
             raise SystemExit(f"{run.path.parent}: holds a run with {key} {before!r}; use a new work dir")
 
@@ -487,7 +513,7 @@ def train_cnn(
     rng = np.random.default_rng(cfg.seed + st["epoch"])  # same frame list on every rank
     gen = torch.Generator().manual_seed(cfg.seed + st["epoch"] + 7919 * rank)
     rng_path = _rng_path(work, "cnn")
-    if st["epoch"] > 0 and not _load_rng(rng_path, rng, gen, dev):
+    if st["epoch"] > 0 and not _load_rng(rng_path, rng, gen, dev, epoch=st["epoch"]):
         _log("  (a checkpoint without its random streams: the resumed epochs draw other frames)")
     val_idx = {
         c.path: np.unique(np.linspace(0, len(frames[c.path]) - 1, cfg.val_frames_per_clip).round().astype(int))
@@ -531,7 +557,7 @@ def train_cnn(
         )
         for b in range(nb):
             if cfg.optimizer == "adamw":  # progress through whichever budget binds: minutes or epochs
-                frac = min(1.0, max((time.time() - t_start) / budget, (st["epoch"] + b / nb) / cfg.cnn_epochs))
+                frac = schedule_fraction(time.time() - t_start, budget, st["epoch"] + b / nb, cfg.cnn_epochs)
                 lr = cfg.lr * (min(1.0, frac / 0.03) if frac < 0.03 else 0.5 * (1 + math.cos(math.pi * frac)))
                 lr = max(lr, cfg.lr * 0.01)
             else:
@@ -576,7 +602,7 @@ def train_cnn(
                 _save_state(best_path, cnn)
         st["lr"], st["since_best"] = _from_rank0([st["lr"], st["since_best"]])
         st["since_best"] = int(st["since_best"])
-        _save_rng(rng_path, rng, gen, dev)
+        _save_rng(rng_path, rng, gen, dev, epoch=st["epoch"])
         if rank != 0:
             continue
         if st["since_best"] >= cfg.early_stop:
@@ -733,10 +759,11 @@ def train_end_to_end(
         _load_state(best_path, model)
         _log(f"resuming the end-to-end stage at epoch {st['epoch']} from its best epoch (no last checkpoint)")
     weights = _class_weights([c.score for c in train]).to(dev)
+    torch.manual_seed(cfg.seed + 104729)  # dropout: the same start whether stage 2 ran in this process or not
     rng = np.random.default_rng(cfg.seed + 104729 + st["epoch"])
     gen = torch.Generator().manual_seed(cfg.seed + 104729 + st["epoch"])
     rng_path = _rng_path(work, "e2e")
-    if st["epoch"] > 0 and not _load_rng(rng_path, rng, gen, dev):
+    if st["epoch"] > 0 and not _load_rng(rng_path, rng, gen, dev, epoch=st["epoch"]):
         _log("  (a checkpoint without its random streams: the resumed epochs draw other windows)")
     t_start = time.time() - st["elapsed_s"]
     n_seq = cfg.e2e_seq_len
@@ -781,7 +808,7 @@ def train_end_to_end(
             _save_state(best_path, model)
         _save_state(last_path, model)
         _save_optim(optim_path, opt)
-        _save_rng(rng_path, rng, gen, dev)
+        _save_rng(rng_path, rng, gen, dev, epoch=st["epoch"])
         run.save()
     st["done"] = True
     run.save()
@@ -805,13 +832,22 @@ def initial_densenet(
     ``--pretrain-epochs`` a pretraining on ``train`` into ``work``; None: from scratch."""
     from lusviewer.training.pretrain import check_held_out, pretrain_for
 
-    if cfg.pretrain_epochs > 0:
-        if cfg.init_densenet:
-            raise ValueError("--pretrain-epochs and --init-densenet both set the DenseNet branch: choose one")
-        return str(pretrain_for(cfg, train, val, frames, work))
-    if cfg.init_densenet:
-        check_held_out(cfg.init_densenet, cfg.data, {c.group for c in [*val, *held_out]}, what)
-    return cfg.init_densenet
+    check_init_options(cfg)
+    path = str(pretrain_for(cfg, train, val, frames, work)) if cfg.pretrain_epochs > 0 else cfg.init_densenet
+    if path:
+        check_held_out(path, cfg.data, {c.group for c in [*val, *held_out]}, what)
+    return path
+
+
+def check_init_options(cfg: TrainConfig) -> None:
+    """Refuse, before any decoding, initialisation options that cannot work together."""
+    if cfg.pretrain_epochs > 0 and cfg.init_densenet:
+        raise ValueError("--pretrain-epochs and --init-densenet both set the DenseNet branch: choose one")
+    if cfg.pretrain_epochs > 0 and _dist()[1] > 1:
+        raise ValueError(
+            "--pretrain-epochs under torchrun: pretrain first with `lusviewer pretrain` (same --seed and "
+            "--val-fraction), then pass its output as --init-densenet"
+        )
 
 
 def pretraining_record(path: str) -> dict[str, Any] | None:
@@ -946,6 +982,7 @@ def run_training(cfg: TrainConfig) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     run = _Run(work)
     check_recipe(cfg, run)
+    check_init_options(cfg)
     clips = load_dataset_with(cfg)
     check_loss(cfg, clips)
     run.data["config"] = asdict(cfg)
@@ -967,11 +1004,11 @@ def run_training(cfg: TrainConfig) -> Path:
         from lusviewer.model.weights import sha256_file
 
         n = init_densenet_from(model, init)
-        how = "pretrained here on the training patients' frames (SimSiam)" if cfg.pretrain_epochs > 0 else ""
+        how = ", pretrained here on the training patients' frames (SimSiam)" if cfg.pretrain_epochs > 0 else ""
         initialisation = (
-            f"DenseNet-201 branch from {Path(init).name} {how}"
+            f"DenseNet-201 branch from {Path(init).name}{how} "
             f"(sha256 {sha256_file(init)}, {n} tensors); the rest from scratch"
-        ).replace(") (", "; ")
+        )
         _log(f"initialised the DenseNet branch from {init} ({n} tensors)")
         torch.manual_seed(cfg.seed)  # the same stage 1 whether pretraining ran now or is reused
     from lusviewer.inference.engine import resolve_device
