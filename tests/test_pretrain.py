@@ -188,7 +188,8 @@ def test_crossval_pretrains_each_fold_on_its_training_side_only(blues_like: Path
     from lusviewer.training.crossval import run_crossval
 
     cfg = replace(_tiny_config(blues_like, tmp_path, pretrain_epochs=1, cnn_epochs=1), out=str(tmp_path / "cv"))
-    run_crossval(cfg, k=2, variants=("cnn",))
+    report = run_crossval(cfg, k=2, variants=("cnn",))
+    assert report is not None and "pretrained on each fold's training patients' frames" in report.read_text()
     for fold in range(2):
         pre = json.loads((tmp_path / "cv" / f"fold{fold}" / "pretrain" / "densenet.json").read_text())
         result = json.loads((tmp_path / "cv" / f"fold{fold}" / "cnn" / "result.json").read_text())

@@ -343,6 +343,7 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
         assert report.count(f"| {name} |") == 4  # frame, clip, AUC and patient tables
     assert report.count("| always the majority score (baseline) |") == 3  # no AUC: it has no risk
     assert "±" in report
+    assert "Every weight from scratch" in report
     tested = [json.loads((out / f"fold{i}" / "cnn" / "result.json").read_text())["test_patients"] for i in range(2)]
     assert set(tested[0]).isdisjoint(tested[1]) and len(tested[0]) + len(tested[1]) == 8
     assert (out / "confusion_cnn_lstm_clip.png").is_file()

@@ -155,6 +155,18 @@ def run_crossval(
     )
 
 
+def _initialisation_note(cfg: TrainConfig) -> str:
+    if cfg.pretrain_epochs > 0:
+        return (
+            f"DenseNet-201 branch: pretrained on each fold's training patients' frames (SimSiam, up to "
+            f"{cfg.pretrain_epochs} epochs or {cfg.pretrain_minutes:g} min; never on its validation or test "
+            "patients); the linear probe of each is in `fold<i>/pretrain/densenet.json`. The rest from scratch."
+        )
+    if cfg.init_densenet:
+        return f"DenseNet-201 branch initialised from `{Path(cfg.init_densenet).name}`; the rest from scratch."
+    return "Every weight from scratch (no ImageNet or other pretrained weights)."
+
+
 def _majority_baseline(
     fold: int, train: list[LabelledClip], test: list[LabelledClip], frames: dict[str, np.ndarray]
 ) -> dict[str, Any]:
@@ -230,6 +242,8 @@ def write_cv_report(
         f"Command: `{cfg.command}`  ",
         f"Seed {cfg.seed}; data `{cfg.data}`; {'tiny test architecture; ' if cfg.tiny else ''}"
         f"input {model_config(cfg).input_size} px; {wall}; trained on: {device}.",
+        "",
+        _initialisation_note(cfg),
         "",
         "Mean ± sd over folds. Sensitivity, specificity and F1 are macro averages over the four scores "
         "(one-vs-rest), as in the paper's Table 2; within-one and quadratic-weighted kappa (QWK) respect "
