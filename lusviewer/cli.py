@@ -312,10 +312,11 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_config(args: argparse.Namespace) -> Any:
+    from lusviewer.training.data import data_options
     from lusviewer.training.train import TrainConfig
 
     return TrainConfig(
-        data=args.data,
+        **data_options(args),
         out=args.out,
         work_dir=getattr(args, "work_dir", "runs/train"),
         cache_dir=args.cache_dir,
@@ -343,11 +344,6 @@ def _train_config(args: argparse.Namespace) -> Any:
         init_densenet=args.init_densenet,
         pretrain_epochs=args.pretrain_epochs,
         pretrain_minutes=args.pretrain_minutes,
-        layout=args.layout,
-        labels=args.labels,
-        group_by=args.group_by,
-        group_column=args.group_column,
-        frame_labels=args.frame_labels,
         data_name=args.data_name,
         data_licence=args.data_licence,
         citation=args.citation,
@@ -403,13 +399,14 @@ def _crossval(args: argparse.Namespace) -> int:
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from lusviewer.training.data import data_options
     from lusviewer.training.pretrain import PretrainConfig, run_pretrain
 
     if not args.out.endswith(".safetensors"):
         _err(f"--out {args.out}: expected a .safetensors path (the card goes beside it as .json)")
         return EXIT_USAGE
     cfg = PretrainConfig(
-        data=args.data,
+        **data_options(args),
         out=args.out,
         work_dir=args.work_dir,
         cache_dir=args.cache_dir,
@@ -427,11 +424,6 @@ def _pretrain(args: argparse.Namespace) -> int:
         bf16=not args.fp32,
         threads=args.threads,
         device=args.device,
-        layout=args.layout,
-        labels=args.labels,
-        group_by=args.group_by,
-        group_column=args.group_column,
-        frame_labels=args.frame_labels,
     )
     try:
         run_pretrain(cfg)

@@ -175,6 +175,19 @@ def load_dataset(
     return apply_frame_labels(clips, frame_labels) if frame_labels else clips
 
 
+DATA_OPTIONS = ("data", "layout", "labels", "group_by", "group_column", "frame_labels")
+
+
+def data_options(options: Any) -> dict[str, Any]:
+    """The data options (:data:`DATA_OPTIONS`) of a config or parsed CLI arguments, to build another config from."""
+    return {name: getattr(options, name) for name in DATA_OPTIONS}
+
+
+def evenly_spaced(n: int, k: int) -> np.ndarray:
+    """``k`` evenly spaced frame indices of a clip of ``n`` frames (fewer if it is shorter)."""
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
+
+
 def load_dataset_with(options: Any) -> list[LabelledClip]:
     """:func:`load_dataset` with the data options of a ``TrainConfig`` or parsed CLI arguments."""
     return load_dataset(

@@ -53,12 +53,15 @@ from lusviewer.training.data import (
     _group_of,
     augment,
     cached_frames,
+    data_options,
+    evenly_spaced,
     load_dataset_with,
     split_by_group,
 )
 from lusviewer.training.metrics import classification_metrics
 from lusviewer.training.train import (
     _autocast,
+    _class_weights,
     _device_of,
     _load_optim,
     _load_rng,
@@ -220,11 +223,6 @@ def _load_frames(paths: Sequence[str], size: int, cache_dir: str | None) -> dict
     return frames
 
 
-def _probe_index(n: int, per_clip: int) -> np.ndarray:
-    """``per_clip`` evenly spaced frame indices of a clip of ``n`` frames (fewer if shorter)."""
-    return np.unique(np.linspace(0, n - 1, per_clip).round().astype(int))
-
-
 @torch.no_grad()
 def pooled_features(
     encoder: Encoder, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], per_clip: int, bf16: bool
@@ -236,7 +234,7 @@ def pooled_features(
     xs, ys, ids = [], [], []
     for ci, c in enumerate(clips):
         arr = frames[c.path]
-        idx = _probe_index(len(arr), per_clip)
+        idx = evenly_spaced(len(arr), per_clip)
         with _autocast(bf16, dev):
             f = encoder(to_model_input(arr[idx], dev).contiguous(memory_format=torch.channels_last))
         xs.append(f.float().cpu().numpy())
@@ -253,8 +251,7 @@ def fit_probe(
     mean, std = x.mean(0), x.std(0) + 1e-6
     xt = torch.from_numpy((x - mean) / std).float()
     yt = torch.from_numpy(y).long()
-    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
-    cw = torch.tensor(counts.sum() / np.maximum(counts, 1) / n_classes, dtype=torch.float32)
+    cw = _class_weights(y.tolist(), n_classes)
     w = torch.zeros(x.shape[1], n_classes, requires_grad=True)
     b = torch.zeros(n_classes, requires_grad=True)
     opt = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, line_search_fn="strong_wolfe")
@@ -284,7 +281,7 @@ def recalibrate_bn(
         m.momentum = None
     encoder.train()
     dev = _device_of(encoder)
-    x = np.concatenate([frames[c.path][_probe_index(len(frames[c.path]), per_clip)] for c in clips])
+    x = np.concatenate([frames[c.path][evenly_spaced(len(frames[c.path]), per_clip)] for c in clips])
     for i in range(0, len(x), 64):
         with _autocast(bf16, dev):
             encoder(to_model_input(x[i : i + 64], dev).contiguous(memory_format=torch.channels_last))
@@ -533,7 +530,7 @@ def pretrain_branch(
         random_init.load_state_dict(initial)
         random_init.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         targets = [
-            np.array([c.target(int(i)) for i in _probe_index(len(frames[c.path]), cfg.val_frames_per_clip)])
+            np.array([c.target(int(i)) for i in evenly_spaced(len(frames[c.path]), cfg.val_frames_per_clip)])
             for c in val
         ]
         probes = {
@@ -625,7 +622,7 @@ def pretrain_for(
     pretraining there is reused."""
     out = work / "densenet.safetensors"
     cfg = PretrainConfig(
-        data=tcfg.data,
+        **data_options(tcfg),
         out=str(out),
         work_dir=str(work),
         cache_dir=tcfg.cache_dir,
@@ -640,11 +637,6 @@ def pretrain_for(
         bf16=tcfg.bf16,
         threads=tcfg.threads,
         device=tcfg.device,
-        layout=tcfg.layout,
-        labels=tcfg.labels,
-        group_by=tcfg.group_by,
-        group_column=tcfg.group_column,
-        frame_labels=tcfg.frame_labels,
         command=tcfg.command,
     )
     if out.is_file():

@@ -46,6 +46,7 @@ from lusviewer.training.data import (
     LabelledClip,
     augment,
     cached_frames,
+    evenly_spaced,
     load_dataset_with,
     split_by_group,
 )
@@ -515,10 +516,7 @@ def train_cnn(
     rng_path = _rng_path(work, "cnn")
     if st["epoch"] > 0 and not _load_rng(rng_path, rng, gen, dev, epoch=st["epoch"]):
         _log("  (a checkpoint without its random streams: the resumed epochs draw other frames)")
-    val_idx = {
-        c.path: np.unique(np.linspace(0, len(frames[c.path]) - 1, cfg.val_frames_per_clip).round().astype(int))
-        for c in val
-    }
+    val_idx = {c.path: evenly_spaced(len(frames[c.path]), cfg.val_frames_per_clip) for c in val}
     budget = cfg.cnn_minutes * 60
     t_start = time.time() - st["elapsed_s"]
     while _all_agree(
