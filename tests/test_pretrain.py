@@ -234,3 +234,21 @@ def _frames(clips: list) -> dict[str, np.ndarray]:
     from lusviewer.training.data import cached_frames
 
     return {c.path: cached_frames(c.path, 32, None) for c in clips}
+
+
+def test_probe_script_probes_a_weights_file_and_refuses_a_leaky_one(blues_like: Path, tmp_path: Path) -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("probe_branch", Path(__file__).parents[1] / "scripts/probe_branch.py")
+    assert spec and spec.loader
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    same = run_pretrain(_config(blues_like, tmp_path / "seed0", epochs=1, probe=False, seed=0))
+    args = ["--data", str(blues_like), "--tiny", "--fp32", "--frames-per-clip", "3", "--val-fraction", "0.25"]
+    out = tmp_path / "probe.json"
+    assert script.main([*args, "--weights", str(same), "-o", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["pretrained"]["frame"]["n"] == report["random_init"]["frame"]["n"] > 0
+    assert "pretrained_minus_random_init" in report
+    other = run_pretrain(_config(blues_like, tmp_path / "seed1", epochs=1, probe=False, seed=1))
+    assert script.main([*args, "--weights", str(other)]) == 2

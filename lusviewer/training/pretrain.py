@@ -358,6 +358,39 @@ def probe_report(
     return report
 
 
+def run_probe(
+    encoder: Encoder,
+    random_init: Encoder,
+    train: Sequence[LabelledClip],
+    val: Sequence[LabelledClip],
+    frames: dict[str, np.ndarray],
+    cfg: PretrainConfig,
+) -> dict[str, Any]:
+    """The linear probe of ``encoder`` ("pretrained") against ``random_init`` (the same
+    architecture as initialised), logged and returned as :func:`probe_report` gives it."""
+    _log("linear probe on frozen pooled features (training patients -> held-out patients)")
+    random_init.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    targets = [
+        np.array([c.target(int(i)) for i in evenly_spaced(len(frames[c.path]), cfg.val_frames_per_clip)]) for c in val
+    ]
+    probes = {
+        "pretrained": probe_predictions(encoder, train, val, frames, cfg),
+        "random_init": probe_predictions(random_init, train, val, frames, cfg),
+    }
+    report = probe_report(val, targets, probes)
+    for name in probes:
+        m = report[name]
+        _log(
+            f"  {name:<11} frame acc {m['frame']['accuracy']:.3f} macro-F1 {m['frame']['macro_f1']:.3f} | "
+            f"clip acc {m['clip']['accuracy']:.3f} macro-F1 {m['clip']['macro_f1']:.3f} QWK {m['clip']['qwk']:.3f}"
+        )
+    for level, d in report.get("pretrained_minus_random_init", {}).items():
+        lo, hi = d["macro_f1"]["ci95"]
+        value = d["macro_f1"]["value"]
+        _log(f"  pretrained minus random init, {level} macro-F1: {value:+.3f} ({lo:+.3f} to {hi:+.3f})")
+    return report
+
+
 def _encoder(cfg: PretrainConfig) -> Encoder:
     base = ModelConfig.tiny("densenet") if cfg.tiny else ModelConfig(variant="densenet")
     return Encoder(DenseNetBranch(replace(base, input_size=cfg.input_size)))
@@ -525,29 +558,9 @@ def pretrain_branch(
         run.save()
     probe: dict[str, Any] = {}
     if cfg.probe and val:
-        _log("linear probe on frozen pooled features (training patients -> validation patients)")
         random_init = _encoder(cfg).to(dev)
         random_init.load_state_dict(initial)
-        random_init.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        targets = [
-            np.array([c.target(int(i)) for i in evenly_spaced(len(frames[c.path]), cfg.val_frames_per_clip)])
-            for c in val
-        ]
-        probes = {
-            "pretrained": probe_predictions(model.encoder, train, val, frames, cfg),
-            "random_init": probe_predictions(random_init, train, val, frames, cfg),
-        }
-        probe = probe_report(val, targets, probes)
-        for name in probes:
-            m = probe[name]
-            _log(
-                f"  {name:<11} frame acc {m['frame']['accuracy']:.3f} macro-F1 {m['frame']['macro_f1']:.3f} | "
-                f"clip acc {m['clip']['accuracy']:.3f} macro-F1 {m['clip']['macro_f1']:.3f} QWK {m['clip']['qwk']:.3f}"
-            )
-        for level, d in probe.get("pretrained_minus_random_init", {}).items():
-            lo, hi = d["macro_f1"]["ci95"]
-            value = d["macro_f1"]["value"]
-            _log(f"  pretrained minus random init, {level} macro-F1: {value:+.3f} ({lo:+.3f} to {hi:+.3f})")
+        probe = run_probe(model.encoder, random_init, train, val, frames, cfg)
     card = {
         "format": FORMAT,
         "method": "SimSiam (Chen & He 2021): projector 3 x Linear+BN, predictor bottleneck, SGD momentum 0.9, "
