@@ -481,7 +481,6 @@ def pretrain_branch(
     dev = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
     encoder = _encoder(cfg)
-    initial = {k: v.clone() for k, v in encoder.state_dict().items()}
     model = SimSiam(encoder, cfg.proj_dim, cfg.pred_dim).to(dev)
     model.encoder.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     base_lr = cfg.lr * cfg.batch_size / 256
@@ -558,8 +557,8 @@ def pretrain_branch(
         run.save()
     probe: dict[str, Any] = {}
     if cfg.probe and val:
+        torch.manual_seed(cfg.seed)  # the branch as it started: rebuilt, not kept in memory through the run
         random_init = _encoder(cfg).to(dev)
-        random_init.load_state_dict(initial)
         probe = run_probe(model.encoder, random_init, train, val, frames, cfg)
     card = {
         "format": FORMAT,
