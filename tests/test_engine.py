@@ -86,3 +86,18 @@ def test_precision_choice() -> None:
     assert resolve_precision(cpu, "fp32", {"bf16_label_agreement": 1.0}) == "fp32"
     with pytest.raises(ValueError):
         resolve_precision(cpu, "int8", {})
+
+
+def test_share_of_saliency_on_black_background() -> None:
+    from lusviewer.inference.saliency import share_on_background
+
+    rng = np.random.default_rng(0)
+    frame = np.zeros((64, 64, 3), np.uint8)
+    frame[:, 32:] = rng.integers(20, 200, (64, 32, 1), dtype=np.uint8)  # speckled tissue on the right half
+    cam = np.zeros((64, 64), np.float32)
+    cam[10:20, 2:12] = 1.0  # on the black left half
+    assert share_on_background(cam, frame) == pytest.approx(1.0)
+    cam[:] = 0
+    cam[10:20, 45:60] = 1.0  # on tissue
+    assert share_on_background(cam, frame) == pytest.approx(0.0)
+    assert share_on_background(np.zeros((64, 64), np.float32), frame) == 0.0

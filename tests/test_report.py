@@ -171,3 +171,39 @@ def test_exam_names_missing_zones_repeats_and_too_many_zones(tmp_path: Path) -> 
     assert exam.not_scored == [] and exam.summary() == "No clip in the exam yet"
     with pytest.raises(ValueError, match="not on the 0-3 scale"):
         _entry("a/L1.mp4", 4)
+
+
+def test_low_confidence_frames() -> None:
+    from lusviewer.report import LOW_CONFIDENCE, low_confidence
+
+    probs = np.array([[0.9, 0.05, 0.03, 0.02], [0.3, 0.3, 0.2, 0.2], [0.5, 0.5, 0, 0], [np.nan] * 4], dtype=np.float32)
+    assert LOW_CONFIDENCE == 0.5
+    assert low_confidence(probs).tolist() == [False, True, False, False]  # unscored rows are not "weak"
+    assert low_confidence(np.zeros((0, 4), np.float32)).shape == (0,)
+
+
+def test_clinician_scores_in_the_exam(tmp_path: Path) -> None:
+    import csv
+
+    exam = Exam()
+    for clip, score in (("x/L1.mp4", 1), ("x/L2.mp4", 3)):
+        exam.add(_entry(clip, score))
+    with pytest.raises(KeyError):
+        exam.set_clinician_score("x/R9.mp4", 1)
+    with pytest.raises(ValueError):
+        exam.set_clinician_score("x/L1.mp4", 4)
+    exam.set_clinician_score("x/L1.mp4", 1)
+    assert (
+        exam.clinician_total is None
+        and exam.summary() == "LUS score 4 of 6 (2 zones); clinician 1 of 2 zones scored, agrees on 1 of 1"
+    )
+    exam.set_clinician_score("x/L2.mp4", 2)
+    exam.add(_entry("x/L2.mp4", 2))  # scored again: the clinician's score stays
+    assert exam.clinician_total == 3 and exam.n_agree == 2
+    rows = list(csv.DictReader(write_exam_csv(tmp_path / "e.csv", exam).open(newline="")))
+    assert [r["clinician_score"] for r in rows] == ["1", "2", "3"]
+    assert rows[-1]["zone"].endswith("clinician total 3, agreeing with the model on 2 of 2 zones")
+    exam.remove("x/L2.mp4")
+    assert exam.clinician_score("x/L2.mp4") is None and exam.clinician_total == 1
+    exam.set_clinician_score("x/L1.mp4", None)
+    assert exam.n_clinician == 0 and "clinician" not in exam.summary()

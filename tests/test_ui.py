@@ -190,7 +190,7 @@ def test_exam_collects_scored_clips_and_exports_like_the_cli(  # type: ignore[no
     assert [e.clip for e in exam.entries] == [str(synthetic_clip), str(second)]
     assert window.exam_panel.table.rowCount() == 2
     assert window.exam_panel.table.item(1, 0).text() == "R1"
-    assert window.side_tabs.tabText(tab) == f"Exam · LUS {exam.total}/6"
+    assert window.side_tabs.tabText(tab) == f"Exam · LUS {exam.total} of 6"
     assert window.exam_panel.total.text() == exam.summary() and window.act_export_exam.isEnabled()
     assert window.exam_panel.table.currentRow() == 0  # the clip on screen is selected
     gui = tmp_path / "gui-exam.csv"
@@ -243,6 +243,8 @@ def test_several_clips_are_scored_in_turn_into_the_exam(  # type: ignore[no-unty
     qtbot.waitUntil(lambda: len(window.controller.exam) == 2 and window.controller.result is not None, timeout=TIMEOUT)
     assert [e.zone for e in window.controller.exam.entries] == ["L1", "L2"]
     assert failed == [str(bad)]  # reported, and the next clip followed
+    assert window.controller.exam.not_scored == [str(bad)]  # and the exam says a zone is missing
+    assert "1 clip could not be scored" in window.exam_panel.total.text()
     assert window.controller.queued == [] and window.queue_label.text() == ""
     # Cancel stops the queue too; opening a clip by hand drops what is still queued.
     window.open_clips([str(long_clip), str(a)])
@@ -253,6 +255,8 @@ def test_several_clips_are_scored_in_turn_into_the_exam(  # type: ignore[no-unty
     qtbot.wait(300)
     assert window.controller.info is not None and window.controller.info.path == str(long_clip)
     window.open_clips([str(long_clip), str(b)])
+    assert not window.open_clip(str(bad))  # a file that cannot be opened keeps the queue
+    assert window.controller.queued == [str(b)] and window.controller.running
     window.open_clip(str(a))
     assert window.controller.queued == []
     wait_scored(qtbot, window)
@@ -437,7 +441,13 @@ def test_unfamiliar_clip_is_flagged_in_the_summary(  # type: ignore[no-untyped-d
     wait_scored(qtbot, w)
     assert not w.summary.familiarity.isHidden()
     assert "unlike the model's training clips" in w.summary.familiarity.text()
-    assert w.summary.score.text().endswith("(unreliable)")
+    # No number shown as a finding: the output is named, greyed, as what it would be.
+    result = w.controller.result
+    assert w.summary.score.text() == "No reliable score"
+    assert f"would be score {result.summary.clip_score}" in w.summary.rule.text()
+    assert "clip unlike the training clips" in w.frame_label.text()
+    grey = w.timeline.score_levels[0].opts["pen"].color().name()
+    assert grey == "#9a9a9a"
     w.close()
     assert not w.controller.thread_running
 
@@ -458,3 +468,113 @@ def test_timeline_stays_light_on_long_clips(qtbot) -> None:  # type: ignore[no-u
     assert len(y) <= t.MAX_POINTS and y.max() == 3
     px, _ = t.prob_curves[0].getData()
     assert len(px) <= t.MAX_POINTS
+
+
+def test_asked_before_dropping_the_queue(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, synthetic_clip: Path, long_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[str] = []
+    monkeypatch.setattr(window, "_ask", lambda title, text: asked.append(text) or False)
+    window.open_clips([str(long_clip), str(synthetic_clip)])
+    assert not window.open_clip(str(synthetic_clip))  # the answer is no: nothing changes
+    assert "synthetic.mp4" in asked[0] and window.controller.queued == [str(synthetic_clip)]
+    assert window.controller.info is not None and window.controller.info.path == str(long_clip)
+    window.controller.cancel_all()
+
+
+def test_clinician_scores_beside_the_models(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, synthetic_clip: Path, tmp_path: Path
+) -> None:
+    import csv
+
+    second = tmp_path / "R1.mp4"
+    second.write_bytes(synthetic_clip.read_bytes())
+    for clip in (synthetic_clip, second):
+        with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+            assert window.open_clip(str(clip))
+    exam, panel = window.controller.exam, window.exam_panel
+    model = [e.clip_score for e in exam.entries]
+    mine = [(model[0] + 1) % 4, model[1]]  # one disagreement, one agreement
+    panel.clinician_box(0).setCurrentIndex(mine[0] + 1)
+    assert exam.clinician_score(str(synthetic_clip)) == mine[0] and window.controller.exam_unsaved
+    assert f"you {mine[0]}, model {model[0]}" in panel.table.item(0, 3).text()
+    assert "clinician 1 of 2 zones scored" in exam.summary()
+    panel.clinician_box(1).setCurrentIndex(mine[1] + 1)
+    assert f"clinician {sum(mine)}, agrees on 1 of 2" in panel.total.text()
+    out = tmp_path / "exam.csv"
+    assert window.export_exam_to(str(out))
+    rows = list(csv.DictReader(out.open()))
+    assert [r["clinician_score"] for r in rows] == [str(mine[0]), str(mine[1]), str(sum(mine))]
+    assert "agreeing with the model on 1 of 2 zones" in rows[-1]["zone"]
+    # Scoring a clip again keeps the clinician's score; "—" forgets it.
+    with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+        window.controller.start_scoring()
+    assert exam.clinician_score(str(second)) == mine[1] and panel.clinician_box(1).currentIndex() == mine[1] + 1
+    panel.clinician_box(0).setCurrentIndex(0)
+    assert exam.clinician_score(str(synthetic_clip)) is None and exam.clinician_total is None
+
+
+def test_confidence_and_frame_label_follow_scoring(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    from lusviewer.report import LOW_CONFIDENCE
+
+    window.open_clip(str(synthetic_clip))
+    assert "not scored yet" in window.frame_label.text()
+    wait_scored(qtbot, window)
+    c = window.controller
+    # Frame 0 was on screen all along: its label now shows its score and probability.
+    s0 = int(c.scores[0])
+    assert f"score {s0} (p = {c.probs[0, s0]:.2f}" in window.frame_label.text()
+    weak = c.probs.max(1) < LOW_CONFIDENCE
+    assert f"{100 * weak.mean():.0f} % of frames" in window.summary.confidence.text()
+    drawn = [
+        np.isfinite(item.getData()[1]).sum() for item in (*window.timeline.score_levels, *window.timeline.weak_levels)
+    ]
+    assert sum(drawn) > 0
+    assert (sum(drawn[4:]) > 0) == bool(weak.any())  # dashed runs exactly where the model is unsure
+
+
+def test_page_keys_jump_between_score_changes(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(synthetic_clip))
+    wait_scored(qtbot, window)
+    c = window.controller
+    c.scores[:] = 0
+    c.scores[10:20] = 2  # changes at frames 10 and 20
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    assert c.index == 10
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    assert c.index == 20
+    qtbot.keyClick(window, Qt.Key.Key_PageDown)
+    assert c.index == len(c.scores) - 1  # no further change: the last frame
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)
+    assert c.index == 20
+    window.jump(15)
+    qtbot.keyClick(window, Qt.Key.Key_PageUp)
+    assert c.index == 10
+
+
+def test_overlay_of_another_frame_is_never_shown(qtbot, window: MainWindow, long_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    window.open_clip(str(long_clip))
+    window.overlay_mode.setCurrentIndex(2)  # error map of frame 0
+    qtbot.waitUntil(lambda: window.frame_view.overlay.isVisible(), timeout=TIMEOUT)
+    window.step(1)  # frame 1's map is not there yet: frame 0's must not stay up
+    assert window.controller.index == 1
+    assert not window.frame_view.overlay.isVisible() or (window._overlay_cache or (None,))[0] == 1
+    qtbot.waitUntil(lambda: window.frame_view.overlay.isVisible(), timeout=TIMEOUT)
+    assert window._overlay_cache is not None and window._overlay_cache[0] == 1
+    window.controller.cancel_all()
+
+
+def test_window_saved_on_a_larger_screen_fits_this_one(qtbot, tiny_model: Path, settings: QSettings) -> None:  # type: ignore[no-untyped-def]
+    from PySide6.QtCore import QRect
+    from PySide6.QtWidgets import QApplication
+
+    avail = QApplication.primaryScreen().availableGeometry()
+    big = MainWindow(str(tiny_model), settings, quiet=True)
+    qtbot.addWidget(big)
+    big.setGeometry(QRect(avail.x() + 200, avail.y() + 100, avail.width() + 900, avail.height() + 700))
+    settings.setValue("geometry", big.saveGeometry())
+    big.controller.shutdown()
+    w = MainWindow(str(tiny_model), settings, quiet=True)
+    qtbot.addWidget(w)
+    assert avail.contains(w.geometry()), (w.geometry(), avail)
+    w.controller.shutdown()

@@ -58,3 +58,17 @@ def grad_cam(
         cam = cam / cam.max()
     cam = cv2.resize(cam, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
     return np.clip(cam, 0, 1).astype(np.float32), cls
+
+
+def share_on_background(cam: np.ndarray, frame: np.ndarray, *, black: float = 12.0, flat: float = 2.0) -> float:
+    """The share of a saliency map's mass that lies on black, echo-free background:
+    pixels whose 9x9 neighbourhood is darker than ``black`` grey levels and has no
+    speckle (standard deviation below ``flat``), i.e. outside the ultrasound sector or
+    where the image shows nothing. A map that looks mostly there explains nothing
+    about the lung."""
+    grey = (frame.mean(2) if frame.ndim == 3 else frame).astype(np.float32)
+    mean = cv2.blur(grey, (9, 9))
+    sd = np.sqrt(np.maximum(cv2.blur(grey * grey, (9, 9)) - mean * mean, 0.0))
+    background = (mean < black) & (sd < flat)
+    total = float(cam.sum())
+    return float(cam[background].sum()) / total if total > 0 else 0.0

@@ -1,6 +1,6 @@
 """Score reports (CSV) and clip aggregation rules (no Qt)."""
 
-from lusviewer.report.aggregate import RULES, ClipSummary, summarize_clip
+from lusviewer.report.aggregate import LOW_CONFIDENCE, RULES, ClipSummary, low_confidence, summarize_clip
 from lusviewer.report.csv_report import (
     CLIP_COLUMNS,
     FRAME_COLUMNS,
@@ -14,12 +14,14 @@ __all__ = [
     "CLIP_COLUMNS",
     "EXAM_COLUMNS",
     "FRAME_COLUMNS",
+    "LOW_CONFIDENCE",
     "RULES",
     "ClipSummary",
     "Exam",
     "ExamEntry",
     "ReportWriter",
     "clips_path_for",
+    "low_confidence",
     "summarize_clip",
     "write_exam_csv",
     "write_report",

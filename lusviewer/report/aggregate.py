@@ -21,6 +21,21 @@ import numpy as np
 
 RULES = ("persistent", "majority", "max")
 
+#: A frame's score is a weak call when the model gives it a probability below this: with
+#: four scores, chance is 0.25, and below 0.5 the other three scores together are more
+#: likely than the one shown.
+LOW_CONFIDENCE = 0.5
+
+
+def low_confidence(probs: np.ndarray) -> np.ndarray:
+    """Per frame: True where the most probable score has a probability below
+    :data:`LOW_CONFIDENCE` (frames not scored yet, all-NaN rows, are False)."""
+    p = np.asarray(probs, dtype=np.float32)
+    if p.size == 0:
+        return np.zeros(len(p), dtype=bool)
+    top = np.nanmax(np.where(np.isnan(p), -np.inf, p), axis=1)
+    return np.asarray(np.isfinite(top) & (top < LOW_CONFIDENCE), dtype=bool)
+
 
 @dataclass(frozen=True)
 class ClipSummary:

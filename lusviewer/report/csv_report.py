@@ -17,6 +17,8 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
+from lusviewer.report.aggregate import low_confidence
+
 FRAME_COLUMNS = (
     "clip", "frame", "time_s", "p0", "p1", "p2", "p3", "score", "recon_error", "model", "weights_sha256",
 )  # fmt: skip
@@ -27,6 +29,8 @@ CLIP_COLUMNS = (
     # card's limit (images unlike the training clips: scores unreliable), "no", or empty
     # when the card gives no limit
     "recon_error_mean", "unfamiliar",
+    # appended: frames whose most probable score has a probability below 0.5 (weak calls)
+    "low_confidence_frames",
 )  # fmt: skip
 
 
@@ -102,6 +106,7 @@ def clip_row(result: ClipScores) -> list[str]:
         result.weights_sha256,
         _fmt(result.recon_error_mean, 6),
         {True: "yes", False: "no", None: ""}[result.unfamiliar],
+        str(int(low_confidence(result.probs).sum())),
     ]
 
 

@@ -4,7 +4,9 @@ A clinician scores each lung zone's clip on the 0-3 scale; the LUS score of the
 examination is the sum over the zones (0-42 over the 14 zones of Soldati et al.'s
 protocol, 0-18 over the 6 BLUE points). :class:`Exam` keeps one entry per clip (a clip
 scored again replaces its entry) and :func:`write_exam_csv` writes it as a CSV with a
-last row holding the total. No Qt here: the viewer and ``lusviewer score --exam`` share
+last row holding the total. Beside the model's score, the clinician may record their
+own score per zone (kept when the clip is scored again), so the CSV holds both and how
+often they agree. No Qt here: the viewer and ``lusviewer score --exam`` share
 it.
 """
 
@@ -20,6 +22,8 @@ from lusviewer.report.csv_report import ClipScores
 
 EXAM_COLUMNS = (
     "clip", "zone", "clip_score", "frames", "worst_frame", "unfamiliar", "model", "weights_sha256",
+    # appended: the clinician's own score of the zone (0-3), empty where none was recorded
+    "clinician_score",
 )  # fmt: skip
 #: ``clip`` of the CSV's last row, the exam's total.
 TOTAL_ROW = "TOTAL"
@@ -66,6 +70,7 @@ class Exam:
 
     def __init__(self) -> None:
         self._entries: dict[str, ExamEntry] = {}
+        self._clinician: dict[str, int] = {}  # clip -> the clinician's own score
         #: Inputs meant for this exam that could not be scored: the total lacks their zones.
         self.not_scored: list[str] = []
 
@@ -75,10 +80,42 @@ class Exam:
 
     def remove(self, clip: str) -> None:
         self._entries.pop(clip, None)
+        self._clinician.pop(clip, None)
 
     def clear(self) -> None:
         self._entries.clear()
+        self._clinician.clear()
         self.not_scored.clear()
+
+    def set_clinician_score(self, clip: str, score: int | None) -> None:
+        """Record (or, with ``None``, forget) the clinician's own score of a clip in the exam."""
+        if clip not in self._entries:
+            raise KeyError(f"{clip}: not in the exam")
+        if score is None:
+            self._clinician.pop(clip, None)
+        elif not 0 <= int(score) <= 3:
+            raise ValueError(f"{clip}: clinician score {score} is not on the 0-3 scale")
+        else:
+            self._clinician[clip] = int(score)
+
+    def clinician_score(self, clip: str) -> int | None:
+        return self._clinician.get(clip)
+
+    @property
+    def clinician_total(self) -> int | None:
+        """The clinician's LUS score: the sum of their zone scores, once every zone has one."""
+        if not self._entries or len(self._clinician) < len(self._entries):
+            return None
+        return sum(self._clinician.values())
+
+    @property
+    def n_clinician(self) -> int:
+        return len(self._clinician)
+
+    @property
+    def n_agree(self) -> int:
+        """Zones where the model's clip score equals the clinician's score."""
+        return sum(self._entries[c].clip_score == s for c, s in self._clinician.items())
 
     @property
     def entries(self) -> list[ExamEntry]:
@@ -114,6 +151,13 @@ class Exam:
             return "No clip in the exam yet"
         n = len(self._entries)
         text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
+        if self.n_clinician:
+            text += "; clinician " + (
+                f"{self.clinician_total}"
+                if self.clinician_total is not None
+                else f"{self.n_clinician} of {n} zones scored"
+            )
+            text += f", agrees on {self.n_agree} of {self.n_clinician}"
         notes = []
         if self.not_scored:
             k = len(self.not_scored)
@@ -128,6 +172,19 @@ class Exam:
         if len(self.models) > 1:
             notes.append(f"scored by {len(self.models)} different models")
         return text + (f"; {', '.join(notes)}" if notes else "")
+
+
+def _blank_if_none(value: int | None) -> str:
+    return "" if value is None else str(value)
+
+
+def _clinician_note(exam: Exam) -> str:
+    """The TOTAL row's account of the clinician's scores (none recorded: nothing)."""
+    if not exam.n_clinician:
+        return ""
+    if exam.clinician_total is None:
+        return f"; clinician scored {exam.n_clinician} of {len(exam)} zones (no clinician total)"
+    return f"; clinician total {exam.clinician_total}, agreeing with the model on {exam.n_agree} of {len(exam)} zones"
 
 
 def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
@@ -153,6 +210,7 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                         {True: "yes", False: "no", None: ""}[e.unfamiliar],
                         e.model,
                         e.weights_sha256,
+                        _blank_if_none(exam.clinician_score(e.clip)),
                     ]
                 )
             models = exam.models
@@ -161,13 +219,15 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                 [
                     TOTAL_ROW,
                     f"LUS score, sum of {len(exam)} zones (maximum {exam.maximum})"
-                    + (f"; {len(exam.not_scored)} more could not be scored" if exam.not_scored else ""),
+                    + (f"; {len(exam.not_scored)} more could not be scored" if exam.not_scored else "")
+                    + _clinician_note(exam),
                     exam.total,
                     len(exam),
                     "",
                     "yes" if exam.n_unfamiliar else "no" if all(e.unfamiliar is not None for e in entries) else "",
                     entries[0].model if len(models) == 1 else f"{len(models)} models",
                     models[0] if len(models) == 1 else "",
+                    _blank_if_none(exam.clinician_total),
                 ]
             )
         os.replace(tmp, path)

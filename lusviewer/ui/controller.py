@@ -72,6 +72,7 @@ class Controller(QObject):
         self.exam = Exam()  # every clip scored in this session, until cleared
         self.exam_exported = True  # False while the exam has changes not yet exported
         self._queue: list[str] = []  # clips to open and score after the current one
+        self._from_queue = False  # the clip on screen was opened from the queue (meant for the exam)
         self._reset_results(0)
 
         self._thread = QThread()
@@ -110,8 +111,10 @@ class Controller(QObject):
         return self._job
 
     # -------------------------------------------------------------------- clip
-    def open(self, path: str) -> bool:
-        """Open a clip; on failure keep the current one and emit ``clip_failed``."""
+    def open(self, path: str, *, replace_queue: bool = False) -> bool:
+        """Open a clip; on failure keep the current one (and any clips still queued)
+        and emit ``clip_failed``. ``replace_queue``: the user's choice of one clip, so
+        the clips still queued are dropped, once this one has opened."""
         try:
             reader = open_clip(path)
             first = reader.frame(0)
@@ -122,6 +125,9 @@ class Controller(QObject):
             log.exception("opening %s", path)
             self.clip_failed.emit(path, f"{type(exc).__name__}: {exc}")
             return False
+        if replace_queue:
+            self.clear_queue()
+        self._from_queue = False
         self.cancel()
         if self.reader is not None:
             self.reader.close()
@@ -268,7 +274,10 @@ class Controller(QObject):
         self.running = False
         self.result = result
         self.scoring_finished.emit(result)
-        self.exam.add(ExamEntry.from_result(result))  # type: ignore[arg-type]
+        entry = ExamEntry.from_result(result)  # type: ignore[arg-type]
+        self.exam.add(entry)
+        if entry.clip in self.exam.not_scored:  # scored after all
+            self.exam.not_scored.remove(entry.clip)
         self.exam_exported = False
         self.exam_changed.emit()
         self._next_in_queue()
@@ -279,6 +288,8 @@ class Controller(QObject):
             return
         self.running = False
         self.scoring_failed.emit(message)
+        if self._from_queue and self.info is not None:
+            self._not_scored(self.info.path)
         self._next_in_queue()
 
     @Slot(int)
@@ -330,6 +341,18 @@ class Controller(QObject):
             self.exam_exported = not len(self.exam)
             self.exam_changed.emit()
 
+    def set_clinician_score(self, clip: str, score: int | None) -> None:
+        """Record the clinician's own score of a zone beside the model's (``None``: none)."""
+        if clip not in self.exam or self.exam.clinician_score(clip) == score:
+            return
+        self.exam.set_clinician_score(clip, score)
+        self.exam_exported = False
+        self.exam_changed.emit()
+
+    @property
+    def clinician_scores(self) -> dict[str, int]:
+        return {e.clip: s for e in self.exam.entries if (s := self.exam.clinician_score(e.clip)) is not None}
+
     def clear_exam(self) -> None:
         self.exam.clear()
         self.exam_exported = True
@@ -337,9 +360,10 @@ class Controller(QObject):
 
     @property
     def exam_unsaved(self) -> bool:
-        """An exam of two or more clips with changes not yet exported: worth a question
-        before it is dropped (one clip is no exam; its clip report has the same score)."""
-        return len(self.exam) > 1 and not self.exam_exported
+        """An exam of two or more clips, or with the clinician's own scores, with changes
+        not yet exported: worth a question before it is dropped (one clip alone is no
+        exam; its clip report has the same score)."""
+        return (len(self.exam) > 1 or self.exam.n_clinician > 0) and not self.exam_exported
 
     def export_exam(self, path: str) -> Path:
         """The exam's CSV (one row per clip, then the LUS score total), atomically."""
@@ -377,4 +401,13 @@ class Controller(QObject):
             path = self._queue.pop(0)
             self.queue_changed.emit(len(self._queue))
             if self.open(path):
+                self._from_queue = True
                 return
+            self._not_scored(path)
+
+    def _not_scored(self, path: str) -> None:
+        """A clip meant for the exam could not be scored: the exam's total says a zone is missing."""
+        if path not in self.exam.not_scored:
+            self.exam.not_scored.append(path)
+            self.exam_exported = False
+            self.exam_changed.emit()

@@ -12,6 +12,7 @@ import numpy as np
 from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer
 from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QApplication,
     QCheckBox,
     QComboBox,
     QFileDialog,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QPushButton,
     QSlider,
     QSplitter,
+    QStyle,
     QTabWidget,
     QToolButton,
     QVBoxLayout,
@@ -31,6 +33,7 @@ from PySide6.QtWidgets import (
 
 from lusviewer import __version__
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
+from lusviewer.report.aggregate import LOW_CONFIDENCE
 from lusviewer.ui.controller import Controller
 from lusviewer.ui.views import OVERLAY_MODES, ExamPanel, FrameView, ScoreTimeline, SummaryPanel
 from lusviewer.ui.worker import ModelStatus
@@ -81,7 +84,9 @@ class MainWindow(QMainWindow):
         self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.slider.setEnabled(False)
         self.play_button = QToolButton()
-        self.play_button.setText("▶")
+        self._play_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPlay)
+        self._pause_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MediaPause)
+        self.play_button.setIcon(self._play_icon)
         self.play_button.setToolTip("Play / pause (Space)")
         self.play_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.frame_label = QLabel("No clip open — File › Open (Ctrl+O) or drop a clip here")
@@ -194,6 +199,12 @@ class MainWindow(QMainWindow):
         self.cancel_button.setToolTip("Cancel scoring (Esc)")
         self.cancel_button.setVisible(False)
         self.cancel_button.clicked.connect(self.controller.cancel_all)
+        # Messages go to their own label: QStatusBar.showMessage would hide the model,
+        # the progress and the queue while they show.
+        self.message_label = QLabel("")
+        self._message_timer = QTimer(self)
+        self._message_timer.setSingleShot(True)
+        self._message_timer.timeout.connect(self.message_label.clear)
         disclaimer = QLabel(DISCLAIMER)
         disclaimer.setStyleSheet("color: #a00; font-weight: bold;")
         sb.addWidget(self.model_label)
@@ -201,6 +212,7 @@ class MainWindow(QMainWindow):
         sb.addWidget(self.rate_label)
         sb.addWidget(self.cancel_button)
         sb.addWidget(self.queue_label)
+        sb.addWidget(self.message_label, 1)
         sb.addPermanentWidget(disclaimer)
 
     def _build_shortcuts(self) -> None:
@@ -214,6 +226,8 @@ class MainWindow(QMainWindow):
             (QKeySequence(Qt.Key.Key_Home), lambda: self.jump(0)),
             (QKeySequence(Qt.Key.Key_End), lambda: self.jump(10**12)),
             (QKeySequence(Qt.Key.Key_Space), self.toggle_play),
+            (QKeySequence(Qt.Key.Key_PageDown), lambda: self.jump_to_change(1)),
+            (QKeySequence(Qt.Key.Key_PageUp), lambda: self.jump_to_change(-1)),
         ]
         self._shortcuts = []
         for seq, fn in keys:
@@ -235,13 +249,14 @@ class MainWindow(QMainWindow):
         c.scoring_failed.connect(self._on_scoring_failed)
         c.scoring_cancelled.connect(self._on_cancelled)
         c.overlay_ready.connect(self._on_overlay)
-        c.overlay_failed.connect(lambda msg: self.statusBar().showMessage(msg, 5000))
+        c.overlay_failed.connect(lambda msg: self.notify(msg, 5000))
         c.exam_changed.connect(self._on_exam_changed)
         c.queue_changed.connect(self._on_queue_changed)
         self.exam_panel.open_requested.connect(self.open_clip)
         self.exam_panel.remove_requested.connect(c.remove_from_exam)
         self.exam_panel.clear_requested.connect(self.clear_exam)
         self.exam_panel.export_requested.connect(self.export_exam_dialog)
+        self.exam_panel.clinician_score_changed.connect(c.set_clinician_score)
         self.slider.valueChanged.connect(self.seek)
         self.play_button.clicked.connect(self.toggle_play)
         self.timeline.seek_requested.connect(self.seek)
@@ -268,6 +283,7 @@ class MainWindow(QMainWindow):
         geom = s.value("geometry")
         if geom is not None:
             self.restoreGeometry(geom)  # type: ignore[arg-type]
+        self._fit_to_screen()
         split = s.value("splitter")
         if split is not None:
             self.splitter.restoreState(split)  # type: ignore[arg-type]
@@ -277,6 +293,22 @@ class MainWindow(QMainWindow):
         self.show_probs.setChecked(str(s.value("show_probabilities", "true")).lower() == "true")
         self.show_recon.setChecked(str(s.value("show_recon_error", "true")).lower() == "true")
         self._refresh_recent()
+
+    def _fit_to_screen(self) -> None:
+        """Keep the window on the screen it opens on: a layout saved on a larger screen
+        would otherwise put the status bar (and its disclaimer) out of sight."""
+        screen = self.screen() or QApplication.primaryScreen()
+        if screen is None:
+            return
+        avail = screen.availableGeometry()
+        g = self.geometry()
+        if avail.contains(g):
+            return
+        w, h = min(g.width(), avail.width()), min(g.height(), avail.height())
+        self.resize(w, h)
+        x = min(max(g.x(), avail.x()), avail.right() - w + 1)
+        y = min(max(g.y(), avail.y()), avail.bottom() - h + 1)
+        self.move(x, y)
 
     def _save(self) -> None:
         s = self.settings
@@ -315,10 +347,19 @@ class MainWindow(QMainWindow):
             self.open_clips(paths)
 
     def open_clip(self, path: str) -> bool:
-        """Open one clip (the user's choice: clips still queued are dropped)."""
+        """Open one clip, the user's choice. Clips still queued for the exam are dropped,
+        after asking, and only once this clip has opened: a file that cannot be opened
+        leaves the queue as it was."""
         self.stop_play()
-        self.controller.clear_queue()
-        return self.controller.open(path)
+        queued = self.controller.queued
+        if queued and not self._ask(
+            "Stop scoring the queued clips?",
+            f"{len(queued)} clip{'s are' if len(queued) != 1 else ' is'} still waiting to be scored: "
+            f"{', '.join(Path(p).name for p in queued)}.\n\nOpen {Path(path).name} instead and leave "
+            f"{'them' if len(queued) != 1 else 'it'} unscored?",
+        ):
+            return False
+        return self.controller.open(path, replace_queue=True)
 
     def open_clips(self, paths: list[str]) -> None:
         """Open and score several clips in turn (e.g. the zones of one exam)."""
@@ -354,6 +395,26 @@ class MainWindow(QMainWindow):
         self._pending_seek = None
         self.controller.step(delta)
 
+    def jump_to_change(self, direction: int) -> None:
+        """The next (``direction`` 1) or previous (-1) frame where the score changes."""
+        c = self.controller
+        n = c.n_scored
+        if n < 2:
+            return
+        changes = np.flatnonzero(np.diff(c.scores[:n])) + 1  # first frames of new runs
+        if direction > 0:
+            later = changes[changes > c.index]
+            target = int(later[0]) if later.size else n - 1
+        else:
+            earlier = changes[changes < c.index]
+            target = int(earlier[-1]) if earlier.size else 0
+        self.jump(target)
+
+    def notify(self, text: str, ms: int = 5000) -> None:
+        """A passing message in the status bar (the model and progress stay visible)."""
+        self.message_label.setText(text)
+        self._message_timer.start(ms)
+
     def toggle_play(self) -> None:
         if self._playing:
             self.stop_play()
@@ -365,12 +426,12 @@ class MainWindow(QMainWindow):
             self._play_t0 = time.perf_counter()
             self._play_i0 = self.controller.index
             self.play_timer.start(max(5, int(500 / max(info.fps, 1))))
-            self.play_button.setText("⏸")
+            self.play_button.setIcon(self._pause_icon)
 
     def stop_play(self) -> None:
         self._playing = False
         self.play_timer.stop()
-        self.play_button.setText("▶")
+        self.play_button.setIcon(self._play_icon)
 
     def _play_tick(self) -> None:
         info = self.controller.info
@@ -424,7 +485,7 @@ class MainWindow(QMainWindow):
                 f"({c.n_scored} of {len(c.scores)} frames). Export when it finishes?",
             ):
                 c.scoring_finished.connect(lambda _r: self.export_to(path), Qt.ConnectionType.SingleShotConnection)
-                self.statusBar().showMessage("The report will be written when scoring finishes", 8000)
+                self.notify("The report will be written when scoring finishes", 8000)
             return False
         self._warn("Nothing to export", "This clip has not been scored (scoring was cancelled or failed).")
         return False
@@ -444,7 +505,7 @@ class MainWindow(QMainWindow):
         except (OSError, RuntimeError) as exc:
             self._warn("Export failed", f"{path}: {exc}")
             return False
-        self.statusBar().showMessage(f"Wrote {frames} and {clips.name}", 8000)
+        self.notify(f"Wrote {frames} and {clips.name}", 8000)
         return True
 
     def export_exam_dialog(self) -> None:
@@ -456,6 +517,15 @@ class MainWindow(QMainWindow):
             self.export_exam_to(path)
 
     def export_exam_to(self, path: str, *, overwrite: bool | None = None) -> bool:
+        c = self.controller
+        pending = c.queued + ([c.info.path] if c.running and c.info is not None and c.info.path not in c.exam else [])
+        if pending and not self._ask(
+            "The exam is not complete",
+            f"{len(pending)} clip{'s are' if len(pending) != 1 else ' is'} still to be scored "
+            f"({', '.join(Path(p).name for p in pending)}); the exam holds {len(c.exam)} zones. "
+            "Export the zones scored so far?",
+        ):
+            return False
         if Path(path).exists() and not (
             overwrite if overwrite is not None else self._ask("Overwrite?", f"Replace {Path(path).name}?")
         ):
@@ -465,7 +535,7 @@ class MainWindow(QMainWindow):
         except (OSError, ValueError) as exc:
             self._warn("Export failed", f"{path}: {exc}")
             return False
-        self.statusBar().showMessage(f"Wrote {out} ({self.controller.exam.summary()})", 8000)
+        self.notify(f"Wrote {out} ({self.controller.exam.summary()})", 8000)
         return True
 
     def clear_exam(self) -> None:
@@ -478,8 +548,9 @@ class MainWindow(QMainWindow):
     def _on_exam_changed(self) -> None:
         c = self.controller
         exam = c.exam
-        self.exam_panel.set_exam(exam.entries, exam.summary(), c.info.path if c.info else None)
-        title = f"Exam · LUS {exam.total}/{exam.maximum}" if len(exam) else "Exam"
+        self.exam_panel.set_exam(exam.entries, exam.summary(), c.info.path if c.info else None, c.clinician_scores)
+        warn = "⚠ " if exam.n_unfamiliar or exam.not_scored else ""
+        title = f"Exam · {warn}LUS {exam.total} of {exam.maximum}" if len(exam) else "Exam"
         self.side_tabs.setTabText(self.side_tabs.indexOf(self.exam_panel), title)
         self.act_export_exam.setEnabled(bool(len(exam)))
 
@@ -547,15 +618,26 @@ class MainWindow(QMainWindow):
         with QSignalBlocker(self.slider):
             self.slider.setValue(index)
         self.timeline.set_cursor(index)
-        info = self.controller.info
-        if info is not None:
-            s = self.controller.scores[index] if index < len(self.controller.scores) else -1
-            score = f"score {s}" if s >= 0 else "not scored yet"
-            self.frame_label.setText(
-                f"Frame {index} (0–{info.frame_count - 1})   ·   {index / info.fps:.2f} s   ·   "
-                f"{info.fps:.1f} fps   ·   {info.width}×{info.height}   ·   {score}"
-            )
+        self._update_frame_label()
         self._refresh_overlay()
+
+    def _update_frame_label(self) -> None:
+        c = self.controller
+        info, index = c.info, c.index
+        if info is None:
+            return
+        s = int(c.scores[index]) if index < len(c.scores) else -1
+        if s < 0:
+            score = "not scored yet"
+        else:
+            p = float(c.probs[index, s])
+            score = f"score {s} (p = {p:.2f}{', low confidence' if p < LOW_CONFIDENCE else ''})"
+            if c.result is not None and c.result.unfamiliar:  # type: ignore[attr-defined]
+                score += ", clip unlike the training clips"
+        self.frame_label.setText(
+            f"Frame {index} (0–{info.frame_count - 1})   ·   {index / info.fps:.2f} s   ·   "
+            f"{info.fps:.1f} fps   ·   {info.width}×{info.height}   ·   {score}"
+        )
 
     def _on_model_ready(self, st: ModelStatus) -> None:
         self.model_label.setText(f"Model: {st.name} · {st.device}")
@@ -580,7 +662,9 @@ class MainWindow(QMainWindow):
         self.timeline.update_scores(c.scores, c.probs, c.recon_error, c.n_scored)
         if c.result is None and c.n_scored:
             counts = np.bincount(c.scores[: c.n_scored], minlength=4)[:4]
-            self.summary.set_counts(counts, c.n_scored)
+            self.summary.set_progress(counts, c.n_scored, len(c.scores))
+            self.summary.set_confidence(c.probs[: c.n_scored])
+        self._update_frame_label()
 
     def _on_progress(self, done: int, total: int, fps: float) -> None:
         self.progress.setRange(0, max(total, 1))
@@ -610,8 +694,10 @@ class MainWindow(QMainWindow):
             s.rule,
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
-        self.summary.set_summary(s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores))
+        self.summary.set_summary(s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores), result.info.fps)
+        self.summary.set_confidence(result.probs)
         self.summary.set_familiarity(result.familiarity_warning)
+        self.timeline.set_unreliable(bool(result.unfamiliar))
         self._scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
         if self._frame is not None:
             self._on_frame(self.controller.index, self._frame)
@@ -641,7 +727,10 @@ class MainWindow(QMainWindow):
         cached = self._overlay_cache
         if cached is not None and cached[0] == self.controller.index:
             self._draw_overlay(*cached)
-        elif self.controller.model_status is not None:
+            return
+        # Another frame's map must not stay over this frame: hide it until this one's arrives.
+        self.frame_view.clear_overlay()
+        if self.controller.model_status is not None:
             self.controller.request_overlay(want_cam=mode == "grad-cam")
 
     def _on_overlay(self, index: int, rec: object, cam: object) -> None:
@@ -653,7 +742,7 @@ class MainWindow(QMainWindow):
         mode = self.overlay
         if rec is None or self._frame is None:
             self.frame_view.clear_overlay()
-            self.statusBar().showMessage("This model has no autoencoder: no reconstruction overlay", 5000)
+            self.notify("This model has no autoencoder: no reconstruction overlay", 5000)
         elif mode == "reconstruction":
             self.frame_view.show_reconstruction(rec)
         elif mode == "error":
@@ -663,6 +752,15 @@ class MainWindow(QMainWindow):
                 self.controller.request_overlay(want_cam=True)
             else:
                 self.frame_view.show_cam(cam)
+                from lusviewer.inference.saliency import share_on_background
+
+                background = share_on_background(cam, self._frame)
+                if background > 0.5:
+                    self.notify(
+                        f"Grad-CAM: {100 * background:.0f} % of the map lies on black, echo-free background: "
+                        "on this frame the model is not looking at the lung",
+                        10000,
+                    )
         self.frame_view.set_overlay_opacity(self.opacity.value() / 100)
 
     # ------------------------------------------------------------ drag & drop

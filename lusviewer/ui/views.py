@@ -13,6 +13,7 @@ from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
 from PySide6.QtGui import QColor, QFont, QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QComboBox,
     QGridLayout,
     QHBoxLayout,
     QHeaderView,
@@ -25,6 +26,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence, persistence_frames
 from lusviewer.report.exam import ExamEntry
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
@@ -93,7 +95,7 @@ class FrameView(pg.GraphicsLayoutWidget):
         self._show_map(err, (0.0, 128.0), self._error_map, "|frame − reconstruction| (grey levels)")
 
     def show_cam(self, cam: np.ndarray) -> None:
-        self._show_map(cam, (0.0, 1.0), self._cam_map, "Grad-CAM saliency")
+        self._show_map(cam, (0.0, 1.0), self._cam_map, "Grad-CAM of the CNN's score (scaled per frame)")
 
     def _show_map(self, data: np.ndarray, levels: tuple[float, float], cmap: pg.ColorMap, label: str) -> None:
         self.overlay.setImage(data, autoLevels=False, levels=levels)
@@ -137,7 +139,9 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
                 p.getAxis(ax).setPen("k")
         sp.setYRange(-0.4, 3.4, padding=0)
         sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
-        sp.setTitle("Severity score per frame", color="k", size="10pt")
+        sp.setTitle(
+            f"Severity score per frame (dashed: p < {LOW_CONFIDENCE:g}, low confidence)", color="k", size="10pt"
+        )
         pp.setXLink(sp)
         pp.setYRange(0, 1.45, padding=0)  # headroom above p = 1 for the legend, so it hides no curve
         pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
@@ -153,7 +157,9 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
             band.setZValue(-10)
             sp.addItem(band)
         self.score_line = sp.plot(pen=pg.mkPen("#555555", width=1))
-        self.score_levels = [sp.plot(pen=pg.mkPen(c, width=4), connect="finite") for c in SCORE_COLOURS]
+        self.score_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]
+        self.weak_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]  # low-confidence runs, dashed
+        self.set_unreliable(False)
         legend = pp.addLegend(offset=(-10, 5), colCount=5, labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 200))
         self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5), name=f"p{k}") for k, c in enumerate(PROB_COLOURS)]
         self.recon_curve = pp.plot(
@@ -167,14 +173,25 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
             p.addItem(line)
             self.cursors.append(line)
             p.scene().sigMouseClicked.connect(self._clicked)
+        for p in (sp, pp):
+            p.getAxis("bottom").enableAutoSIPrefix(False)
         self._n = 0
         self._recon_scale = 1.0
+        self.reset(0)
+
+    def set_unreliable(self, on: bool) -> None:
+        """Grey score lines: the clip is unlike the training clips, its scores are no finding."""
+        for k, (strong, weak) in enumerate(zip(self.score_levels, self.weak_levels, strict=True)):
+            colour = QColor("#9a9a9a") if on else QColor(SCORE_COLOURS[k])
+            strong.setPen(pg.mkPen(colour, width=4))
+            weak.setPen(pg.mkPen(colour, width=4, style=Qt.PenStyle.DashLine))
 
     def reset(self, n_frames: int) -> None:
         self._n = n_frames
-        for item in [self.score_line, *self.score_levels, *self.prob_curves, self.recon_curve]:
+        for item in [self.score_line, *self.score_levels, *self.weak_levels, *self.prob_curves, self.recon_curve]:
             item.setData([], [])
-        self.score_plot.setXRange(-0.5, max(n_frames, 1) - 0.5, padding=0.01)
+        self.set_unreliable(False)
+        self.score_plot.setXRange(-0.5, max(n_frames, 100) - 0.5, padding=0.01)
         for c in self.cursors:
             c.setBounds((0, max(n_frames - 1, 0)))
         self.set_cursor(0)
@@ -184,17 +201,25 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
         if n_done <= 0:
             return
         s = scores[:n_done]
+        weak = low_confidence(probs[:n_done])
         step = 1
-        starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]  # one step per run of equal scores
+        key = s * 2 + weak  # one step per run of equal scores and equal confidence
+        starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
         if len(starts) > self.MAX_POINTS:  # flickering long clip: the worst score per bin
             step = -(-n_done // self.MAX_POINTS)
-            s = np.r_[s, np.full((-n_done) % step, s[-1])].reshape(-1, step).max(1)
-            starts = np.r_[0, np.flatnonzero(np.diff(s)) + 1]
+            pad = (-n_done) % step
+            s = np.r_[s, np.full(pad, s[-1])].reshape(-1, step).max(1)
+            weak = np.r_[weak, np.full(pad, weak[-1])].reshape(-1, step).mean(1) > 0.5
+            key = s * 2 + weak
+            starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
         x_edges = np.minimum(np.r_[starts * step, n_done], n_done).astype(np.float64) - 0.5
         runs = s[starts].astype(np.float64)
+        weak_runs = weak[starts]
         self.score_line.setData(x_edges, runs, stepMode="center")
-        for k, item in enumerate(self.score_levels):
-            item.setData(x_edges, np.where(runs == k, runs, np.nan), stepMode="center", connect="finite")
+        for k, (strong_item, weak_item) in enumerate(zip(self.score_levels, self.weak_levels, strict=True)):
+            on = runs == k
+            strong_item.setData(x_edges, np.where(on & ~weak_runs, runs, np.nan), stepMode="center", connect="finite")
+            weak_item.setData(x_edges, np.where(on & weak_runs, runs, np.nan), stepMode="center", connect="finite")
         # Long clips (10^4-10^5 frames): bin means, about MAX_POINTS per curve; a
         # 100,000-point path costs ~0.3 s to paint, far more than a screen shows.
         step = max(1, -(-n_done // self.MAX_POINTS))
@@ -239,7 +264,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
 
 
 class SummaryPanel(QWidget):
-    """Clip score with its rule, frames per score, and a jump to the worst frame."""
+    """Clip score with its rule, how sure the model is, frames per score, and a jump
+    to the frame behind the clip score."""
 
     jump_to_worst = Signal(int)
 
@@ -256,6 +282,8 @@ class SummaryPanel(QWidget):
         self.rule = QLabel("")
         self.rule.setWordWrap(True)
         self.rule.setStyleSheet("color: #555;")
+        self.confidence = QLabel("")
+        self.confidence.setWordWrap(True)
         grid = QGridLayout()
         self.count_labels = []
         for k, (c, name) in enumerate(zip(SCORE_COLOURS, SCORE_NAMES, strict=True)):
@@ -270,9 +298,13 @@ class SummaryPanel(QWidget):
             grid.addWidget(cnt, k, 2)
             self.count_labels.append(cnt)
         self.worst = QPushButton("Jump to worst frame")
+        self.worst.setToolTip(
+            "The frame behind the clip score: of the frames that make it, the one the model finds most severe"
+        )
         self.worst.setEnabled(False)
         self.worst.clicked.connect(lambda: self.jump_to_worst.emit(self._worst))
         self._worst = 0
+        self._clip_score: int | None = None
         head = QGridLayout()
         head.addWidget(self.title, 0, 0)
         head.addWidget(self.score, 1, 0)
@@ -287,12 +319,15 @@ class SummaryPanel(QWidget):
         self.familiarity.hide()
         layout.addWidget(self.familiarity)
         layout.addWidget(self.rule)
+        layout.addWidget(self.confidence)
         layout.addLayout(grid)
 
     def clear(self, text: str = "—") -> None:
         self.score.setText(text)
         self.score.setStyleSheet("")
         self.rule.setText("")
+        self.confidence.setText("")
+        self._clip_score = None
         self.set_familiarity("")
         for c in self.count_labels:
             c.setText("")
@@ -303,22 +338,60 @@ class SummaryPanel(QWidget):
             pct = 100.0 * c / total if total else 0.0
             lab.setText(f"{int(c)} frames ({pct:.0f} %)")
 
+    def set_progress(self, counts: np.ndarray | tuple[int, ...], scored: int, total: int) -> None:
+        """While scoring runs: frames per score so far, out of the frames scored so far."""
+        self.set_counts(counts, scored)
+        self.rule.setText(f"Scoring… {scored} of {total} frames so far; the clip score follows when all are scored.")
+
+    def set_confidence(self, probs: np.ndarray) -> None:
+        """How sure the model is of its frame scores: the share of frames where the
+        score it shows has a probability below :data:`LOW_CONFIDENCE`."""
+        n = len(probs)
+        if not n:
+            self.confidence.setText("")
+            return
+        weak = int(low_confidence(probs).sum())
+        share = 100.0 * weak / n
+        if weak * 2 > n:
+            self.confidence.setText(
+                f"⚠ Low confidence: on {share:.0f} % of frames the model gives its score a probability "
+                f"below {LOW_CONFIDENCE:g} (dashed on the timeline). A weak call, close to a guess."
+            )
+            self.confidence.setStyleSheet("color: #8a5a00; font-weight: bold;")
+        else:
+            self.confidence.setText(
+                f"On {share:.0f} % of frames the model gives its score a probability below {LOW_CONFIDENCE:g} "
+                "(dashed on the timeline)."
+            )
+            self.confidence.setStyleSheet("color: #555;")
+
     def set_familiarity(self, warning: str) -> None:
-        """Warn when the clip is unlike the model's training clips (``ClipResult.familiarity_warning``)."""
+        """Warn when the clip is unlike the model's training clips (``ClipResult.familiarity_warning``):
+        the clip score is then withheld, not shown as a finding (the report keeps it, flagged)."""
         if warning:
-            self.familiarity.setText(f"⚠ This clip looks {warning}.")
+            self.familiarity.setText(
+                f"⚠ This clip looks {warning}. The model's output is no finding: clip score withheld."
+            )
             self.familiarity.show()
-            if self.score.text().startswith("Score "):  # the score stays readable, but not as a finding
-                self.score.setText(f"{self.score.text()} (unreliable)")
+            if self._clip_score is not None:
+                self.score.setText("No reliable score")
                 self.score.setStyleSheet("color: #888;")
+                self.rule.setText(
+                    f"The model's output would be score {self._clip_score} (in the CSV report, marked "
+                    "unfamiliar); do not read it as a finding."
+                )
         else:
             self.familiarity.hide()
             self.familiarity.setText("")
 
-    def set_summary(self, clip_score: int, rule: str, counts: tuple[int, ...], worst: int, total: int) -> None:
+    def set_summary(
+        self, clip_score: int, rule: str, counts: tuple[int, ...], worst: int, total: int, fps: float = 0.0
+    ) -> None:
+        self._clip_score = clip_score
         self.score.setText(f"Score {clip_score}")
         self.score.setStyleSheet(f"color: {SCORE_COLOURS[clip_score]};")
-        self.rule.setText(f"Rule — {rule}. Worst frame: {worst}.")
+        held = f" ({persistence_frames(total, fps) / fps:.2f} s)" if rule.startswith("persistent") and fps > 0 else ""
+        self.rule.setText(f"Rule — {rule}{held}. Worst frame: {worst}.")
         self.set_counts(counts, total)
         self._worst = worst
         self.worst.setEnabled(True)
@@ -330,12 +403,17 @@ def _swatch(score: int) -> QIcon:
     return QIcon(pix)
 
 
+CLINICIAN_CHOICES = ("—", "0", "1", "2", "3")
+
+
 class ExamPanel(QWidget):
-    """The exam: one row per scored clip (zone, clip score, a note), the LUS score
-    total, and buttons to open, remove, clear and export. It shows what it is given."""
+    """The exam: one row per scored clip (zone, the model's clip score, the clinician's
+    own score, a note), the LUS score total, and buttons to open, remove, clear and
+    export. It shows what it is given."""
 
     open_requested = Signal(str)  # clip path
     remove_requested = Signal(str)
+    clinician_score_changed = Signal(str, object)  # clip path, 0-3 or None
     clear_requested = Signal()
     export_requested = Signal()
 
@@ -352,8 +430,12 @@ class ExamPanel(QWidget):
         self.total.setToolTip(
             "Every clip scored in this session is added; the LUS score is the sum of the clip scores."
         )
-        self.table = QTableWidget(0, 3)
-        self.table.setHorizontalHeaderLabels(["Zone (clip)", "Score", "Note"])
+        self.table = QTableWidget(0, 4)
+        self.table.setHorizontalHeaderLabels(["Zone (clip)", "Model", "Yours", "Note"])
+        self.table.horizontalHeaderItem(1).setToolTip("The model's clip score")
+        self.table.horizontalHeaderItem(2).setToolTip(
+            "Your own score of the zone (0-3), recorded beside the model's and exported with the exam"
+        )
         self.table.verticalHeader().setVisible(False)
         self.table.verticalHeader().setDefaultSectionSize(22)
         # The clip tab sets the panel's height; the table scrolls rather than squeezing the timeline.
@@ -365,7 +447,8 @@ class ExamPanel(QWidget):
         header = self.table.horizontalHeader()
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
         self.table.cellDoubleClicked.connect(lambda row, _col: self._emit_for_row(self.open_requested, row))
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Open the selected clip again (double-click a row)")
@@ -399,8 +482,31 @@ class ExamPanel(QWidget):
         self.clear_button.setEnabled(bool(self._paths))
         self.export_button.setEnabled(bool(self._paths))
 
-    def set_exam(self, entries: list[ExamEntry], summary: str, current: str | None = None) -> None:
-        """Show ``entries``; ``current`` (the clip on screen) is selected."""
+    def _clinician_box(self, clip: str, score: int | None) -> QComboBox:
+        box = QComboBox()
+        box.addItems(CLINICIAN_CHOICES)
+        box.setCurrentIndex(0 if score is None else score + 1)
+        box.setToolTip(f"Your score of {clip} (— : none)")
+        box.currentIndexChanged.connect(
+            lambda i, clip=clip: self.clinician_score_changed.emit(clip, None if i == 0 else i - 1)
+        )
+        return box
+
+    def clinician_box(self, row: int) -> QComboBox:
+        box = self.table.cellWidget(row, 2)
+        assert isinstance(box, QComboBox)
+        return box
+
+    def set_exam(
+        self,
+        entries: list[ExamEntry],
+        summary: str,
+        current: str | None = None,
+        clinician: dict[str, int] | None = None,
+    ) -> None:
+        """Show ``entries`` with the clinician's scores (``clinician``: clip -> 0-3);
+        ``current`` (the clip on screen) is selected."""
+        clinician = clinician or {}
         self._paths = [e.clip for e in entries]
         shas = list(dict.fromkeys(e.weights_sha256 for e in entries))
         self.total.setText(summary)
@@ -415,9 +521,13 @@ class ExamPanel(QWidget):
                     notes.append("unlike the training clips")
                 if len(shas) > 1:
                     notes.append(f"model {e.model} ({e.weights_sha256[:8]})")
+                mine = clinician.get(e.clip)
+                if mine is not None and mine != e.clip_score:
+                    notes.insert(0, f"you {mine}, model {e.clip_score}")
                 self.table.setItem(row, 0, zone)
                 self.table.setItem(row, 1, score)
-                self.table.setItem(row, 2, QTableWidgetItem("; ".join(notes)))
+                self.table.setCellWidget(row, 2, self._clinician_box(e.clip, mine))
+                self.table.setItem(row, 3, QTableWidgetItem("; ".join(notes)))
             self.table.clearSelection()
             if current in self._paths:
                 self.table.selectRow(self._paths.index(current))

@@ -1,0 +1,49 @@
+"""Where the shipped model's Grad-CAM looks, on the validation patients of its card.
+
+    python scripts/gradcam_corners.py [--model CARD] [--data ../shared/data/covid-blues]
+
+For the middle frame of each validation clip: is the map's peak within 10 % of an image
+corner, and what share of the map lies on black, echo-free background
+(:func:`lusviewer.inference.saliency.share_on_background`)? Needs the real data.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+from lusviewer.inference.saliency import grad_cam, share_on_background
+from lusviewer.io import open_clip
+from lusviewer.model import load_model
+from lusviewer.resources import default_model_path
+from lusviewer.training.data import load_covid_blues
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=str(default_model_path()))
+    ap.add_argument("--data", default="../shared/data/covid-blues")
+    args = ap.parse_args()
+    loaded = load_model(args.model)
+    cnn = loaded.model.cnn.float()
+    val = set(loaded.card.training["split"]["val_patients"])
+    clips = [c for c in load_covid_blues(args.data) if c.group in val]
+    corner, background = 0, []
+    for c in clips:
+        with open_clip(c.path) as r:
+            frame = r.frame(len(r) // 2)
+        cam, _cls = grad_cam(cnn, frame)
+        h, w = cam.shape
+        y, x = np.unravel_index(int(cam.argmax()), cam.shape)
+        corner += int(min(y, h - 1 - y) < 0.1 * h and min(x, w - 1 - x) < 0.1 * w)
+        background.append(share_on_background(cam, frame))
+    bg = np.array(background)
+    print(
+        f"{len(clips)} validation clips (middle frame): Grad-CAM peak within 10 % of an image corner in {corner}; "
+        f"share of the map on black background: median {np.median(bg):.2f}, above 0.5 in {int((bg > 0.5).sum())}"
+    )
+
+
+if __name__ == "__main__":
+    main()
