@@ -24,20 +24,11 @@ def _score(args: argparse.Namespace) -> int:
     from lusviewer.inference import ScoringEngine
     from lusviewer.io import ClipError, find_clips, open_clip
     from lusviewer.model import ModelError, load_model
-    from lusviewer.report import Exam, ExamEntry, ReportWriter, clips_path_for, write_exam_csv
+    from lusviewer.report import Exam, ExamEntry, ReportWriter, clips_path_for, output_problem, write_exam_csv
     from lusviewer.resources import default_model_path
 
     if args.exam and Path(args.exam).resolve() in {Path(args.output).resolve(), clips_path_for(args.output).resolve()}:
         _err(f"--exam {args.exam} would overwrite the report: choose another file")
-        return EXIT_USAGE
-    model_path = args.model or str(default_model_path())
-    try:
-        loaded = load_model(model_path)
-        engine = ScoringEngine(
-            loaded, device=args.device, precision=args.precision, batch_size=args.batch_size, rule=args.rule
-        )
-    except (ModelError, ValueError) as exc:
-        _err(f"cannot load the model: {exc}")
         return EXIT_USAGE
     clips: list[str] = []
     failed = 0
@@ -47,6 +38,22 @@ def _score(args: argparse.Namespace) -> int:
             _err(f"{p}: no supported clips in this folder")
             failed += 1
         clips.extend(found)
+    # The outputs are checked before any work: a report that cannot be written, or one
+    # that would overwrite an input, is refused now rather than after scoring.
+    for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else [])):
+        problem = output_problem(out, inputs=[*clips, *args.paths])
+        if problem:
+            _err(f"error: cannot write the report: {problem}")
+            return EXIT_USAGE
+    model_path = args.model or str(default_model_path())
+    try:
+        loaded = load_model(model_path)
+        engine = ScoringEngine(
+            loaded, device=args.device, precision=args.precision, batch_size=args.batch_size, rule=args.rule
+        )
+    except (ModelError, ValueError) as exc:
+        _err(f"cannot load the model: {exc}")
+        return EXIT_USAGE
     if not args.quiet:
         _err(f"model {loaded.card.display_name} ({loaded.weights_path.name}) on {engine.description}")
     exam = Exam()
@@ -56,6 +63,11 @@ def _score(args: argparse.Namespace) -> int:
                 reader = open_clip(path)
             except ClipError as exc:
                 _err(f"error: {exc}")
+                failed += 1
+                exam.not_scored.append(path)
+                continue
+            except Exception as exc:  # a reader's unforeseen failure must not end the run
+                _err(f"error: {path}: cannot be opened ({type(exc).__name__}: {exc})")
                 failed += 1
                 exam.not_scored.append(path)
                 continue
@@ -81,7 +93,7 @@ def _score(args: argparse.Namespace) -> int:
                 failed += 1
                 exam.not_scored.append(path)
                 continue
-            except (OSError, RuntimeError, ValueError) as exc:
+            except Exception as exc:  # one clip's failure never loses the others
                 bar.close()
                 _err(f"error: {path}: could not be scored ({type(exc).__name__}: {exc})")
                 failed += 1
@@ -94,7 +106,11 @@ def _score(args: argparse.Namespace) -> int:
             writer.add(result)
             exam.add(ExamEntry.from_result(result))
         if writer.n_clips:
-            writer.commit()
+            try:
+                writer.commit()
+            except OSError as exc:
+                _err(f"error: {writer.path}: the report could not be written ({exc}); an earlier report is kept")
+                return EXIT_SOME_FAILED
             if not args.quiet:
                 _err(f"wrote {writer.path} and {writer.clips_path} ({writer.n_clips} clips)")
             if args.exam:

@@ -221,3 +221,36 @@ def test_unfamiliar_clips_are_flagged_against_the_cards_limit(
         row = clip_row(tmp_path / f"{flag}_clips.csv")
         assert row["unfamiliar"] == flag and float(row["recon_error_mean"]) == pytest.approx(mean, rel=1e-4)
         assert ("unlike the model's training clips" in out.stderr) == (flag == "yes"), out.stderr
+
+
+def test_outputs_are_checked_before_any_scoring(tmp_path: Path, tiny_model: Path, synthetic_clip: Path) -> None:
+    clip = tmp_path / "victim.mp4"
+    clip.write_bytes(synthetic_clip.read_bytes())
+    original = clip.read_bytes()
+    folder = tmp_path / "out.csv"
+    folder.mkdir()
+    a_file = tmp_path / "note.txt"
+    a_file.write_text("x")
+    cases = [
+        (["-o", str(clip)], "one of the input clips"),  # the report would overwrite the clip
+        (["-o", str(tmp_path / "r.csv"), "--exam", str(clip)], "one of the input clips"),
+        (["-o", str(folder)], "is a folder"),
+        (["-o", str(a_file / "r.csv")], "is a file, not a folder"),
+    ]
+    for extra, reason in cases:
+        out = lusviewer("score", str(clip), "--model", str(tiny_model), "-q", *extra)
+        assert out.returncode == 2 and reason in out.stderr, (extra, out.stderr)
+        assert "Traceback" not in out.stderr
+    assert clip.read_bytes() == original
+
+
+def test_report_pair_is_replaced_together_or_not_at_all(tmp_path: Path) -> None:
+    from lusviewer.report import ReportWriter
+
+    report = tmp_path / "r.csv"
+    report.write_text("OLD\n")
+    (tmp_path / "r_clips.csv").mkdir()  # the second rename must fail
+    with ReportWriter(report) as w, pytest.raises(OSError):
+        w.commit()
+    assert report.read_text() == "OLD\n"  # the earlier report is back
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r_clips.csv"]  # no temporary files left

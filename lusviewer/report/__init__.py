@@ -6,6 +6,7 @@ from lusviewer.report.csv_report import (
     FRAME_COLUMNS,
     ReportWriter,
     clips_path_for,
+    output_problem,
     write_report,
 )
 from lusviewer.report.exam import EXAM_COLUMNS, Exam, ExamEntry, write_exam_csv
@@ -22,6 +23,7 @@ __all__ = [
     "ReportWriter",
     "clips_path_for",
     "low_confidence",
+    "output_problem",
     "summarize_clip",
     "write_exam_csv",
     "write_report",

@@ -138,10 +138,25 @@ class ReportWriter:
         self.n_clips += 1
 
     def commit(self) -> None:
+        """Rename both files into place. If the second rename fails, the first is undone
+        (an earlier report is put back), so the report and its clip file always match."""
         self._fh.close()
         self._fh_clips.close()
-        os.replace(self._tmp, self.path)
-        os.replace(self._tmp_clips, self.clips_path)
+        backup = None
+        if self.path.is_file():
+            backup = self.path.with_name(f".{self.path.name}.{os.getpid()}.bak")
+            os.replace(self.path, backup)
+        try:
+            os.replace(self._tmp, self.path)
+            os.replace(self._tmp_clips, self.clips_path)
+        except OSError:
+            if backup is not None:
+                os.replace(backup, self.path)
+            elif not self._tmp.exists():  # the new report went in: take it out again
+                self.path.unlink(missing_ok=True)
+            raise
+        if backup is not None:
+            backup.unlink(missing_ok=True)
         self._closed = True
 
     def discard(self) -> None:
@@ -160,6 +175,28 @@ class ReportWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.discard()
+
+
+def output_problem(path: str | os.PathLike[str], *, inputs: Sequence[str] = ()) -> str | None:
+    """Why ``path`` cannot be written as an output file (``None`` when it can), checked
+    before any work is done: it is a folder, an input, under a file, or not writable."""
+    p = Path(path)
+    try:
+        resolved = p.resolve()
+    except (OSError, RuntimeError) as exc:
+        return f"{p}: cannot be resolved ({exc})"
+    if resolved in {Path(i).resolve() for i in inputs}:
+        return f"{p} is one of the input clips: it would be overwritten"
+    if p.is_dir():
+        return f"{p} is a folder"
+    parent = resolved.parent
+    while not parent.exists():  # the folders still to be made
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{p}: {parent} is a file, not a folder"
+    if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        return f"{p}: no permission to write there (or a read-only file system)"
+    return None
 
 
 def write_report(path: str | os.PathLike[str], results: Sequence[ClipScores]) -> tuple[Path, Path]:
