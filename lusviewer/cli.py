@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
@@ -286,17 +287,36 @@ def _evaluate(args: argparse.Namespace) -> int:
     except ModelError as exc:
         _err(f"cannot load the model: {exc}")
         return EXIT_USAGE
+    if Path(args.output).exists() and not Path(args.output).is_dir():
+        _err(f"-o {args.output}: is a file; expected a folder for the report")
+        return EXIT_USAGE
     try:
         clips = load_dataset_with(args)
-    except (OSError, ValueError) as exc:
-        _err(f"cannot read the data: {exc}")
+    except DATA_ERRORS as exc:
+        _err(f"cannot read the data: {_data_error(exc).removeprefix('error: ')}")
         return EXIT_USAGE
+    split = loaded.card.training.get("split", {})
     if args.card_val_patients:
-        val = set(loaded.card.training.get("split", {}).get("val_patients", []))
+        val = set(split.get("val_patients", []))
         if not val:
             _err("the model card names no validation patients")
             return EXIT_USAGE
         clips = [c for c in clips if c.group in val]
+        if not clips:
+            _err(
+                "no clip of this data belongs to the card's validation patients "
+                f"({', '.join(sorted(val)[:8])}{'…' if len(val) > 8 else ''}): is it the same data, "
+                "with the same patient rule (--group-by / --group-column) as in training?"
+            )
+            return EXIT_USAGE
+    seen = set(split.get("train_patients", []))
+    trained_on = [c for c in clips if c.group in seen]
+    if trained_on:  # their scores measure fitting, not generalisation
+        _err(
+            f"warning: {len(trained_on)} of the {len(clips)} clips belong to the model's own training patients "
+            f"(from its card: {len({c.group for c in trained_on})} patients); their metrics are no test. "
+            "--card-val-patients keeps only the held-out ones."
+        )
     if args.baseline_score is not None:
         baseline, source = args.baseline_score, "given with --baseline-score"
     else:
@@ -320,7 +340,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     bar.update(1)
     bar.close()
-    report = write_eval_report(result, args.output, command=" ".join(["lusviewer", *sys.argv[1:]]))
+    report = write_eval_report(result, args.output, command=shlex.join(["lusviewer", *sys.argv[1:]]))
     for failure in result.failed:
         _err(f"error: {failure}")
     print(report.read_text())
@@ -368,13 +388,50 @@ def _train_config(args: argparse.Namespace) -> Any:
     )
 
 
+def _data_error(exc: BaseException) -> str:
+    """One line for a researcher: what is wrong with the data or the options, no traceback."""
+    from lusviewer.io import ClipError
+
+    if isinstance(exc, ClipError):
+        return f"error: cannot read {exc}; fix or remove that clip from the labels"
+    if isinstance(exc, KeyError):
+        return f"error: column or key {exc} not found (check --group-column and the label CSV's header)"
+    if isinstance(exc, OSError) and exc.filename:
+        return f"error: {exc.filename}: {exc.strerror or exc}"
+    return f"error: {exc}"
+
+
+#: Failures of the data or options that the training commands report in one line.
+DATA_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError)
+
+
+def _check_training_paths(args: argparse.Namespace, *folders: str) -> str | None:
+    """Options the training commands would otherwise fail on after the work: folders
+    that are files, validation fractions outside (0, 1), zero epochs."""
+    for name in folders:
+        value = getattr(args, name, None)
+        if value and Path(value).exists() and not Path(value).is_dir():
+            return f"--{name.replace('_', '-')} {value}: is a file; expected a folder"
+    vf = getattr(args, "val_fraction", None)
+    if vf is not None and not 0 < vf < 1:
+        return f"--val-fraction {vf}: must be between 0 and 1 (validation patients pick the best epoch)"
+    if getattr(args, "cnn_epochs", 1) < 1:
+        return "--cnn-epochs must be at least 1"
+    return None
+
+
 def _train(args: argparse.Namespace) -> int:
+    from lusviewer.io import ClipError
     from lusviewer.training.train import run_training
 
+    problem = _check_training_paths(args, "out", "work_dir", "cache_dir")
+    if problem:
+        _err(problem)
+        return EXIT_USAGE
     try:
         run_training(_train_config(args))
-    except ValueError as exc:
-        _err(str(exc))
+    except (*DATA_ERRORS, ClipError) as exc:
+        _err(_data_error(exc))
         return EXIT_USAGE
     return 0
 
@@ -399,10 +456,14 @@ def _crossval(args: argparse.Namespace) -> int:
         if any(not 0 <= f < args.folds for f in only):
             _err(f"--run-folds {args.run_folds!r}: folds are numbered 0..{args.folds - 1}")
             return EXIT_USAGE
+    problem = _check_training_paths(args, "out", "cache_dir")
+    if problem:
+        _err(problem)
+        return EXIT_USAGE
     try:
         report = run_crossval(_train_config(args), k=args.folds, variants=variants, only_folds=only)
-    except ValueError as exc:
-        _err(str(exc))
+    except DATA_ERRORS as exc:
+        _err(_data_error(exc))
         return EXIT_USAGE
     if report is None:
         print(
@@ -441,10 +502,14 @@ def _pretrain(args: argparse.Namespace) -> int:
         threads=args.threads,
         device=args.device,
     )
+    problem = _check_training_paths(args, "work_dir", "cache_dir")
+    if problem or Path(args.out).is_dir():
+        _err(problem or f"--out {args.out}: is a folder; expected a .safetensors file path")
+        return EXIT_USAGE
     try:
         run_pretrain(cfg)
-    except ValueError as exc:
-        _err(str(exc))
+    except DATA_ERRORS as exc:
+        _err(_data_error(exc))
         return EXIT_USAGE
     return EXIT_OK
 

@@ -162,3 +162,136 @@ def test_real_clips_frame_accurate_and_counted() -> None:
             picks = [len(seq) - 1, 0, *rng.integers(0, len(seq), 6).tolist()]
             for i in picks:
                 assert np.array_equal(clip.frame(i), seq[i]), f"{path.name}: frame {i}"
+
+
+def _mono_dicom(tmp_path: Path, name: str = "m.dcm", n: int = 4, **attrs: object) -> Path:
+    frames = np.stack([f[:, :, 0] for f in synthetic_frames(n, size=16, seed=7)])
+    return _dicom(tmp_path / name, frames, "MONOCHROME2", **attrs)
+
+
+@pytest.mark.parametrize(
+    ("case", "old", "new"),
+    [
+        ("frames_garbage", b"\x28\x00\x08\x00IS\x02\x004 ", b"\x28\x00\x08\x00IS\x02\x00x\xd4"),
+        ("unknown_vr", b"\x28\x00\x10\x00US", b"\x28\x00\x10\x00\x55\xa4"),
+        ("odd_length", b"\x28\x00\x10\x00US\x02\x00", b"\x28\x00\x10\x00US\x03\x00"),
+        ("rows_multivalue", b"", b""),
+        ("truncated_header", b"", b""),
+    ],
+)
+def test_corrupt_dicom_header_is_a_clip_error(tmp_path: Path, case: str, old: bytes, new: bytes) -> None:
+    path = _mono_dicom(tmp_path, Rows=[16, 16]) if case == "rows_multivalue" else _mono_dicom(tmp_path)
+    data = path.read_bytes()
+    if old:
+        assert data.count(old) == 1
+        path.write_bytes(data.replace(old, new))
+    elif case == "truncated_header":
+        path.write_bytes(data[:200])
+    with pytest.raises(ClipError) as err, open_clip(path) as clip:
+        list(clip.iter_frames())
+    assert err.value.path == str(path)
+    if case != "truncated_header":
+        assert "DICOM header is corrupt" in err.value.reason
+
+
+def test_dicom_fewer_frames_than_header_says(tmp_path: Path) -> None:
+    frames = np.stack([f[:, :, 0] for f in synthetic_frames(12, size=16, seed=8)])
+    path = _dicom(tmp_path / "over.dcm", frames, "MONOCHROME2", NumberOfFrames=20)
+    with open_clip(path) as clip:
+        assert clip.info.frame_count == 12
+        seq = list(clip.iter_frames())
+        assert len(seq) == 12 and np.array_equal(seq[11][:, :, 0], frames[11])
+        assert np.array_equal(clip.frame(7)[:, :, 0], frames[7])
+    cut = tmp_path / "cut.dcm"  # a file cut off in frame 5: frames 0..4 remain
+    data = _dicom(tmp_path / "full.dcm", frames, "MONOCHROME2").read_bytes()
+    cut.write_bytes(data[: len(data) - frames[5:].nbytes + 100])
+    with open_clip(cut) as clip:
+        assert clip.info.frame_count == 5
+        assert np.array_equal(list(clip.iter_frames())[4][:, :, 0], frames[4])
+
+
+@pytest.mark.parametrize("signed", [False, True])
+def test_dicom_monochrome1_16bit_window(tmp_path: Path, signed: bool) -> None:
+    base = np.stack([f[:, :, 0] for f in synthetic_frames(3, size=16, seed=9)]).astype(np.int32) * 100
+    if signed:
+        base -= 12000  # negative stored values
+    top = int(base.max())
+    dtype = np.int16 if signed else np.uint16
+    common = {"BitsAllocated": 16, "BitsStored": 16, "HighBit": 15, "PixelRepresentation": int(signed)}
+    c, w = float(base.mean()), float(base.max() - base.min()) * 0.8  # a window that clips both ends
+    m2 = _dicom(tmp_path / "m2.dcm", base.astype(dtype), "MONOCHROME2", WindowCenter=c, WindowWidth=w, **common)
+    m1 = _dicom(
+        tmp_path / "m1.dcm", (top - base).astype(dtype), "MONOCHROME1", WindowCenter=top - c, WindowWidth=w, **common
+    )
+    with open_clip(m2) as a, open_clip(m1) as b:
+        fa, fb = np.stack(list(a.iter_frames())), np.stack(list(b.iter_frames()))
+    assert fa.std() > 20  # not flat
+    assert np.abs(fa.astype(int) - fb.astype(int)).max() <= 1
+
+
+def test_animated_png(tmp_path: Path) -> None:
+    import cv2
+    from PIL import Image
+
+    frames = list(synthetic_frames(10, size=48, seed=10))
+    path = tmp_path / "anim.png"
+    Image.fromarray(frames[0]).save(path, save_all=True, append_images=[Image.fromarray(f) for f in frames[1:]])
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    decodable = 0
+    while cap.grab():
+        decodable += 1
+    cap.release()
+    if decodable != 10:
+        pytest.skip(f"OpenCV here does not decode APNG ({decodable} of 10 frames)")
+    with open_clip(path) as clip:
+        assert clip.info.frame_count == 10
+        seq = list(clip.iter_frames())
+        assert all(np.array_equal(s, f) for s, f in zip(seq, frames, strict=True))
+        for i in [9, 0, 5, 2, 8, 1]:
+            assert np.array_equal(clip.frame(i), frames[i]), f"frame {i}"
+
+
+def test_file_name_not_utf8(tmp_path: Path, synthetic_clip: Path) -> None:
+    import cv2
+
+    name = os.fsencode(tmp_path) + b"/bad\xffname.mp4"
+    try:
+        with open(name, "wb") as fh:
+            fh.write(synthetic_clip.read_bytes())
+    except OSError:
+        pytest.skip("the filesystem refuses file names that are not UTF-8")
+    with pytest.raises(ClipError, match="not valid UTF-8"):
+        open_clip(os.fsdecode(name))
+    folder = os.fsencode(tmp_path) + b"/frames\xff"  # frame images: read whatever their names
+    os.mkdir(folder)
+    frames = list(synthetic_frames(3, size=16, seed=11))
+    for i, f in enumerate(frames):
+        with open(folder + b"/f\xff%d.png" % i, "wb") as fh:
+            fh.write(cv2.imencode(".png", cv2.cvtColor(f, cv2.COLOR_RGB2BGR))[1].tobytes())
+    with open_clip(os.fsdecode(folder)) as clip:
+        assert np.array_equal(clip.frame(2), frames[2])
+
+
+def test_reasons_for_links_and_odd_dicoms(tmp_path: Path) -> None:
+    (tmp_path / "a.mp4").symlink_to(tmp_path / "b.mp4")
+    (tmp_path / "b.mp4").symlink_to(tmp_path / "a.mp4")
+    with pytest.raises(ClipError, match="symbolic link loop"):
+        open_clip(tmp_path / "a.mp4")
+    (tmp_path / "dangling.mp4").symlink_to(tmp_path / "nowhere.mp4")
+    with pytest.raises(ClipError, match="broken symbolic link"):
+        open_clip(tmp_path / "dangling.mp4")
+
+    import pydicom
+
+    ds = pydicom.dcmread(_mono_dicom(tmp_path, "meta.dcm"))
+    del ds.PixelData
+    ds.save_as(tmp_path / "nopixels.dcm")
+    with pytest.raises(ClipError, match="no pixel data"):
+        open_clip(tmp_path / "nopixels.dcm")
+    ds = pydicom.dcmread(_mono_dicom(tmp_path, "meta.dcm"))
+    del ds.file_meta
+    ds.preamble = None
+    ds.save_as(tmp_path / "nometa.dcm", implicit_vr=True, little_endian=True)
+    with pytest.raises(ClipError) as err:
+        open_clip(tmp_path / "nometa.dcm")
+    assert "not a DICOM file" in err.value.reason and "force" not in err.value.reason

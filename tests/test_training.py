@@ -105,6 +105,15 @@ def test_train_tiny_end_to_end_and_resume(blues_like: Path, tmp_path: Path) -> N
     run_training(cfg)
     after = load_model(card_path).model.cnn.classifier[1].weight.detach().numpy()
     np.testing.assert_allclose(before, after, atol=1e-3)
+    # The work dir resumes only its own run: another split or other labels are refused,
+    # not trained on top of stages that saw the new validation patients.
+    with pytest.raises(SystemExit, match="val_fraction"):
+        run_training(_tiny_config(blues_like, tmp_path, val_fraction=0.5))
+    labels = tmp_path / "labels.csv"
+    clips = load_covid_blues(blues_like)
+    labels.write_text("clip,score\n" + "".join(f"videos/{Path(c.path).name},{(c.score + 1) % 4}\n" for c in clips))
+    with pytest.raises(SystemExit, match="other data"):
+        run_training(_tiny_config(blues_like, tmp_path, labels=str(labels)))
 
 
 def test_label_csv_with_group_column_and_regex(tmp_path: Path, blues_like: Path) -> None:
@@ -118,7 +127,7 @@ def test_label_csv_with_group_column_and_regex(tmp_path: Path, blues_like: Path)
     by_regex = load_label_csv(table, root=blues_like, group_by=r"patient_(\d+)_")
     assert [c.group for c in by_regex] == ["1", "3"]
     table.write_text("clip,score\nx.mp4,7\n")
-    with pytest.raises(ValueError, match="outside 0-3"):
+    with pytest.raises(ValueError, match="not one of 0, 1, 2, 3"):
         load_label_csv(table)
 
 
@@ -162,8 +171,52 @@ def test_frame_label_csv_overrides_clip_score(tmp_path: Path, blues_like: Path) 
     table.write_text("clip,frame,score\npatient_1_L1.mp4,0,3\npatient_1_L1.mp4,2,1\n")
     clips = {Path(c.path).name: c for c in load_dataset(blues_like, frame_labels=table)}
     c = clips["patient_1_L1.mp4"]
-    assert c.frame_scores == (3, c.score, 1) and c.target(0) == 3 and c.target(9) == c.score
+    own = 1  # the clip's score in severity.csv
+    assert c.frame_scores == (3, own, 1) and c.target(0) == 3 and c.target(9) == own
+    assert c.score == 3  # a clip's score is its worst frame's
     assert clips["patient_2_L1.mp4"].frame_scores is None
+    # The clip named by its path as in the labels, its stem, or relative to the table: the same.
+    for name in ("videos/patient_1_L1.mp4", "patient_1_L1", str(blues_like / "videos" / "patient_1_L1.mp4")):
+        table.write_text(f"clip,frame,score\n{name},0,3\n")
+        assert {Path(x.path).name: x for x in load_dataset(blues_like, frame_labels=table)}[
+            c.path.split("/")[-1]
+        ].frame_scores == (3,)
+    for body, message in (
+        ("clip,frame,score\nnot_a_clip.mp4,0,1\n", "none of the data's clips"),
+        ("clip,frame,score\npatient_1_L1.mp4,0,7\n", "not one of 0, 1, 2, 3"),
+        ("clip,frame,score\npatient_1_L1.mp4,-1,1\n", "numbered from 0"),
+        ("clip,frame\npatient_1_L1.mp4,0\n", "needs column"),
+    ):
+        table.write_text(body)
+        with pytest.raises(ValueError, match=message):
+            load_dataset(blues_like, frame_labels=table)
+
+
+def test_label_csv_from_a_spreadsheet_and_bad_rows(tmp_path: Path, blues_like: Path) -> None:
+    from lusviewer.training.data import load_dataset, load_label_csv
+
+    table = tmp_path / "labels.csv"
+    # Excel's "CSV UTF-8": a byte-order mark, semicolons.
+    table.write_bytes("\ufeffclip;score;subject\nvideos/patient_1_L1.mp4;2;A\n".encode())
+    assert [(c.score, c.group) for c in load_label_csv(table, root=blues_like, group_column="subject")] == [(2, "A")]
+    for body, message in (
+        ("clip,score\nvideos/patient_1_L1.mp4,2.7\n", "not one of 0, 1, 2, 3"),
+        ("clip,score\nvideos/patient_1_L1.mp4,2\nvideos/patient_1_L1.mp4,1\n", "listed again"),
+        ("clip,score\nvideos/patient_1_L1.mp4,2\n", "found 'clip', 'score'"),  # no 'pid' column
+    ):
+        table.write_text(body)
+        with pytest.raises(ValueError, match=message):
+            load_label_csv(table, root=blues_like, group_column="pid" if "found" in message else None)
+    # Without a patient rule, clips whose names carry no patient id are refused, not split one by one.
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "zone1.mp4").write_bytes(b"")
+    table.write_text("clip,score\nzone1.mp4,1\n")
+    with pytest.raises(ValueError, match="no patient id"):
+        load_dataset(other, labels=table)
+    assert load_dataset(other, labels=table, group_by="(.+)")[0].group == "zone1.mp4"
+    with pytest.raises(ValueError, match="--labels"):
+        load_dataset(other)  # clips but no label table named
 
 
 def test_evaluate_cli_writes_report_and_pngs(tmp_path: Path, blues_like: Path, tiny_model: Path) -> None:
@@ -362,6 +415,9 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
     # A rerun finds every fold done and only rewrites the report.
     again = subprocess.run(args, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0 and "fold 1/2" not in again.stdout
+    # Another -k on the same --out is refused: its folds have other test patients.
+    other_k = subprocess.run([*args, "-k", "3"], capture_output=True, text=True, timeout=900)  # the last -k counts
+    assert other_k.returncode != 0 and "other test patients" in other_k.stderr, other_k.stderr[-2000:]
     # CNN+LSTM's stage 1 is the cnn variant's CNN, trained once per fold.
     for i in range(2):
         state = json.loads((out / f"fold{i}" / "cnn_lstm" / "state.json").read_text())
@@ -648,3 +704,27 @@ def test_schedule_follows_epochs_unless_the_clock_binds() -> None:
     # 10 epochs at 30 s each under a 2-minute budget: the clock (4 epochs fit)
     assert schedule_fraction(60.0, 120.0, 2.0, 10) == 0.5
     assert schedule_fraction(200.0, 120.0, 5.0, 10) == 1.0
+
+
+def test_training_commands_report_bad_data_in_one_line(tmp_path: Path, blues_like: Path) -> None:
+    labels = tmp_path / "labels.csv"
+    labels.write_text("clip,score\nvideos/patient_1_L1.mp4,1\nvideos/missing.mp4,2\n")
+    a_file = tmp_path / "afile.txt"
+    a_file.write_text("x")
+    common = ["--data", str(blues_like), "--tiny", "--cnn-epochs", "1", "--work-dir", str(tmp_path / "w")]
+    cases = [
+        (["train", *common, "--labels", str(labels), "--out", str(tmp_path / "o")], "missing.mp4"),
+        (["train", *common, "--val-fraction", "1", "--out", str(tmp_path / "o")], "--val-fraction"),
+        (["train", *common, "--out", str(a_file)], "is a file"),
+        (["train", *common, "--cnn-epochs", "0", "--out", str(tmp_path / "o")], "--cnn-epochs"),
+        (["train", *common, "--labels", str(labels), "--group-column", "pid", "--out", str(tmp_path / "o")], "'pid'"),
+        (["crossval", "--data", str(tmp_path / "nope"), "--tiny", "--out", str(tmp_path / "cv")], "no such folder"),
+        (["evaluate", "--data", str(blues_like), "-o", str(a_file)], "is a file"),
+    ]
+    import subprocess
+    import sys
+
+    for args, expected in cases:
+        out = subprocess.run([sys.executable, "-m", "lusviewer", *args], capture_output=True, text=True, timeout=600)
+        assert out.returncode == 2 and expected in out.stderr, (args, out.stderr[-1500:])
+        assert "Traceback" not in out.stderr, (args, out.stderr[-1500:])

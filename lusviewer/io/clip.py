@@ -7,6 +7,7 @@ grow with clip length.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 from collections.abc import Iterator
@@ -88,6 +89,16 @@ class ClipReader:
         return index
 
 
+def _utf8_path(path: str | os.PathLike[str]) -> str:
+    """``path`` as a str OpenCV can take: a file name that is not valid UTF-8 (a
+    surrogate-escaped str in Python) crashes OpenCV's path conversion, so refuse it."""
+    try:
+        os.fsencode(path).decode("utf-8")
+    except UnicodeError:
+        raise ClipError(path, "the file name is not valid UTF-8 (rename the file)") from None
+    return str(path)
+
+
 def _to_rgb(frame: np.ndarray) -> np.ndarray:
     if frame.ndim == 2:
         return np.ascontiguousarray(cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB))
@@ -102,12 +113,13 @@ class VideoClipReader(ClipReader):
     Reading in order decodes once per frame. A jump forward of up to
     ``_SEEK_THRESHOLD`` frames decodes onwards (``grab``) instead of seeking; a
     longer or backward jump seeks the container with ``CAP_PROP_POS_FRAMES`` and,
-    where the backend lands elsewhere (some inter-frame codecs), re-seeks to 0 and
-    decodes onwards, so frame ``i`` by index always equals frame ``i`` in order.
+    where the backend lands elsewhere (some inter-frame codecs) or the container has
+    no frame count (APNG), reopens the file and decodes onwards, so frame ``i`` by
+    index always equals frame ``i`` in order.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        self._path = str(path)
+        self._path = _utf8_path(path)
         cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
         if not cap.isOpened():
             cap.release()
@@ -150,15 +162,25 @@ class VideoClipReader(ClipReader):
         elif not self._cap.grab():  # one frame read already; is there another?
             return
         # Count by decoding from a fresh capture (grab only): exact, costs one pass.
-        self._cap.release()
-        self._cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
+        self._rewind()
         n = 0
         while self._cap.grab():
             n += 1
         if n == 0:
             raise ClipError(self._path, "no frame could be decoded (truncated or corrupt video)")
-        self._next = n
         self.info = ClipInfo(**{**self.info.__dict__, "frame_count": n})
+        # Start over for reading: a capture at its end may not seek back (APNG), and a
+        # container with no frame count (APNG, some streams) may land anywhere when it
+        # seeks, so there decode onwards from a fresh capture instead.
+        self._rewind()
+        if count <= 0:
+            self._seek_exact = False
+
+    def _rewind(self) -> None:
+        """Back to frame 0 by reopening the file: exact where seeking is not."""
+        self._cap.release()
+        self._cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)
+        self._next = 0
 
     def _seek_to(self, index: int) -> None:
         self._cap.set(cv2.CAP_PROP_POS_FRAMES, float(index))
@@ -168,12 +190,13 @@ class VideoClipReader(ClipReader):
         if self._last is not None and self._last[0] == index:
             return self._last[1]
         if not (0 <= index - self._next <= _SEEK_THRESHOLD):
-            self._seek_to(index if self._seek_exact else 0)
             if self._seek_exact:
-                pos = int(self._cap.get(cv2.CAP_PROP_POS_FRAMES))
-                if pos != index:
+                self._seek_to(index)
+                if int(self._cap.get(cv2.CAP_PROP_POS_FRAMES)) != index:
                     self._seek_exact = False
-                    self._seek_to(0)
+                    self._rewind()
+            elif index < self._next:
+                self._rewind()
         while self._next < index:
             if not self._cap.grab():
                 raise ClipError(self._path, f"frame {index} could not be decoded (truncated?)")
@@ -202,7 +225,10 @@ def _natural_key(name: str) -> list[object]:
 
 def image_files(folder: str | os.PathLike[str]) -> list[Path]:
     """The image files of a folder (not recursive), in natural order (2 before 10)."""
-    files = [f for f in Path(folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    try:
+        files = [f for f in Path(folder).iterdir() if f.is_file() and f.suffix.lower() in IMAGE_EXTENSIONS]
+    except OSError as exc:
+        raise ClipError(folder, f"cannot be read ({exc.strerror or exc})") from None
     return sorted(files, key=lambda f: _natural_key(f.name))
 
 
@@ -225,7 +251,12 @@ class ImageFolderReader(ClipReader):
         )
 
     def _read(self, index: int) -> np.ndarray:
-        img = cv2.imread(str(self.files[index]), cv2.IMREAD_UNCHANGED)
+        # Decoded from bytes, not cv2.imread(path): any file name works (not only UTF-8).
+        try:
+            data = np.fromfile(self.files[index], dtype=np.uint8)
+        except OSError as exc:
+            raise ClipError(self.files[index], f"cannot be read ({exc.strerror or exc})") from None
+        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
         if img is None:
             raise ClipError(self.files[index], "image could not be decoded")
         if img.dtype != np.uint8:
@@ -240,8 +271,18 @@ class ImageFolderReader(ClipReader):
 def open_clip(path: str | os.PathLike[str]) -> ClipReader:
     """Open a clip for reading; raises :class:`ClipError` with a readable reason."""
     p = Path(path)
-    if not p.exists():
-        raise ClipError(path, "file not found")
+    try:
+        p.stat()
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise ClipError(path, "cannot be resolved (symbolic link loop)") from None
+        if p.is_symlink():
+            raise ClipError(path, "is a broken symbolic link (its target does not exist)") from None
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            raise ClipError(path, "file not found") from None
+        raise ClipError(path, f"cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:  # e.g. an embedded NUL character
+        raise ClipError(path, f"is not a valid path ({exc})") from None
     if p.is_dir():
         return ImageFolderReader(p)
     try:

@@ -25,7 +25,14 @@ import numpy as np
 import torch
 
 from lusviewer.model.hybrid import VARIANT_NAMES, HybridModel
-from lusviewer.training.data import LabelledClip, cached_frames, group_kfold, load_dataset_with, split_by_group
+from lusviewer.training.data import (
+    LabelledClip,
+    cached_frames,
+    group_kfold,
+    load_dataset_with,
+    split_by_group,
+    split_warnings,
+)
 from lusviewer.training.evaluate import LEVELS, METRICS, confusion_png
 from lusviewer.training.metrics import AUC_KEYS, classification_metrics, ordinal_aucs, patient_agreement
 from lusviewer.training.train import (
@@ -90,6 +97,8 @@ def run_crossval(
             continue
         results.append(_majority_baseline(fi, train_all, test, frames))
         train, val = split_by_group(train_all, val_fraction=cfg.val_fraction, seed=cfg.seed + fi)
+        for note in split_warnings(train, val):
+            _log(f"warning: fold {fi}: {note}")
         groups = [{c.group for c in s} for s in (train, val, test)]
         assert not (groups[0] & groups[2] or groups[1] & groups[2] or groups[0] & groups[1]), "patient leak"
         fold_cfg = replace(cfg, seed=cfg.seed + fi)  # the pretraining's seed and split follow the fold's
@@ -101,9 +110,14 @@ def run_crossval(
             done = work / "result.json"
             vcfg = replace(cfg, variant=variant, work_dir=str(work))
             run = _Run(work)
-            check_recipe(vcfg, run)  # never mix results of another seed or loss into this report
+            check_recipe(vcfg, run, clips)  # never mix results of another recipe or data into this report
             if done.is_file():
-                results.append(json.loads(done.read_text()))
+                record = json.loads(done.read_text())
+                if sorted(record.get("test_patients", [])) != sorted(groups[2]):
+                    raise SystemExit(
+                        f"{work}: holds a fold with other test patients (another -k, --seed or data); use a new --out"
+                    )
+                results.append(record)
                 continue
             work.mkdir(parents=True, exist_ok=True)
             _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lusviewer.io import open_clip
+from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
 from lusviewer.model.preprocess import resize_frame
 
 _PATIENT_RE = re.compile(r"patient_(\d+)")
@@ -31,21 +31,31 @@ class LabelledClip:
     score: int  # the clip's score (for per-frame labels: the worst frame score)
     group: str  # patient id: splits never put one group on both sides
     frame_scores: tuple[int, ...] | None = None  # per-frame labels where the data has them
+    unlabelled_score: int | None = None  # frames without a label, where not the clip's score
 
     def target(self, frame: int) -> int:
-        """The training target of one frame: its own label, else the clip's score."""
+        """The training target of one frame: its own label, else the clip's own score."""
         if self.frame_scores is not None and frame < len(self.frame_scores):
             return self.frame_scores[frame]
-        return self.score
+        return self.score if self.unlabelled_score is None else self.unlabelled_score
 
     def targets(self, n_frames: int) -> np.ndarray:
         return np.array([self.target(i) for i in range(n_frames)], dtype=np.int64)
 
 
 def _group_of(path: str, group_by: str | None) -> str:
+    """The patient (group) of a clip: ``patient_<ID>`` in its name or path by default,
+    else the first group of ``group_by``. No rule, no guess: a clip whose patient
+    cannot be told would put one patient on both sides of a split."""
     if group_by is None:
-        m = _PATIENT_RE.search(Path(path).name)
-        return m.group(1) if m else Path(path).stem
+        m = _PATIENT_RE.search(Path(path).name) or _PATIENT_RE.search(str(path))
+        if not m:
+            raise ValueError(
+                f"{path}: no patient id in the name (the default rule looks for 'patient_<N>'); give "
+                "--group-by REGEX (or --group-column with --labels) so that no patient is on both sides "
+                "of a split; --group-by '(.+)' makes every clip its own patient"
+            )
+        return m.group(1)
     m = re.search(group_by, Path(path).name) or re.search(group_by, str(path))
     if not m:
         raise ValueError(f"--group-by {group_by!r} does not match {path!r}")
@@ -66,21 +76,53 @@ def load_label_csv(
     table = Path(table)
     base = Path(root) if root is not None else table.parent
     clips = []
-    with open(table, newline="") as fh:
-        for i, row in enumerate(csv.DictReader(fh), start=2):
-            try:
-                name = row[clip_column].strip()
-                score = int(float(row[score_column]))
-            except (KeyError, ValueError) as exc:
-                raise ValueError(
-                    f"{table}, line {i}: needs columns {clip_column!r} and {score_column!r} ({exc})"
-                ) from None
-            if not 0 <= score <= 3:
-                raise ValueError(f"{table}, line {i}: score {score} outside 0-3")
-            path = str(base / name)
-            group = row[group_column].strip() if group_column else _group_of(path, group_by)
-            clips.append(LabelledClip(path, score, group))
+    seen: dict[str, int] = {}
+    rows = _read_table(table, required=[clip_column, score_column, *([group_column] if group_column else [])])
+    for i, row in rows:
+        name = (row[clip_column] or "").strip()
+        score = _score_value(row[score_column], f"{table}, line {i}")
+        if not name:
+            raise ValueError(f"{table}, line {i}: empty {clip_column!r}")
+        if name in seen:
+            raise ValueError(f"{table}, line {i}: clip {name!r} is listed again (first on line {seen[name]})")
+        seen[name] = i
+        path = str(base / name)
+        group = (row[group_column] or "").strip() if group_column else _group_of(path, group_by)
+        if not group:
+            raise ValueError(f"{table}, line {i}: empty {group_column!r}")
+        clips.append(LabelledClip(path, score, group))
     return clips
+
+
+def _read_table(table: Path, *, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
+    """Rows of a label CSV with their line numbers. Reads what spreadsheets write: a
+    UTF-8 byte-order mark, and comma, semicolon or tab separators."""
+    with open(table, newline="", encoding="utf-8-sig") as fh:
+        text = fh.read()
+    try:
+        dialect: Any = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(text.splitlines(), dialect=dialect)
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise ValueError(
+            f"{table}: needs column(s) {', '.join(map(repr, missing))}; found {', '.join(map(repr, header))}"
+        )
+    return list(enumerate(reader, start=2))
+
+
+def _score_value(text: str | None, where: str) -> int:
+    """A score 0-3 written as an integer (``2`` or ``2.0``); anything else is an error."""
+    try:
+        value = float((text or "").strip())
+    except ValueError:
+        raise ValueError(f"{where}: score {text!r} is not a number") from None
+    if not value.is_integer() or not 0 <= value <= 3:
+        raise ValueError(f"{where}: score {text!r} is not one of 0, 1, 2, 3")
+    return int(value)
 
 
 _FRAME_SCORE_RE = re.compile(r"score[_-]?(\d)", re.IGNORECASE)
@@ -108,20 +150,57 @@ def load_iclus_folders(root: str | os.PathLike[str], *, group_by: str | None = N
     return clips
 
 
-def apply_frame_labels(clips: Sequence[LabelledClip], table: str | os.PathLike[str]) -> list[LabelledClip]:
-    """Per-frame labels from a CSV (``clip,frame,score``; clip as in the clip list, or its
-    file name). Clips not in the table keep their per-clip score for every frame."""
+def apply_frame_labels(
+    clips: Sequence[LabelledClip], table: str | os.PathLike[str], *, root: str | os.PathLike[str] | None = None
+) -> list[LabelledClip]:
+    """Per-frame labels from a CSV (``clip,frame,score``; frames numbered from 0).
+
+    ``clip`` names a clip as the label CSV does (a path relative to ``root``, the data
+    folder), or by a path relative to this table's folder, an absolute path, or a file
+    name or stem that only one clip has. A row that names no clip, or a name that fits
+    several, is an error. A frame scored above its clip raises the clip's score to it
+    (a clip's score is its worst frame's, as in ICLUS); frames without a label keep the
+    clip's own score, and clips not in the table keep it for every frame.
+    """
+    table = Path(table)
+    by_path = {os.path.realpath(c.path): c.path for c in clips}
+    names: dict[str, list[str]] = defaultdict(list)
+    for c in clips:
+        for key in {Path(c.path).name, Path(c.path).stem}:
+            names[key].append(c.path)
+
+    def clip_of(name: str, where: str) -> str:
+        for base in (Path(root) if root is not None else None, table.parent, None):
+            candidate = os.path.realpath(base / name if base is not None else name)
+            if candidate in by_path:
+                return by_path[candidate]
+        found = names.get(Path(name).name) or names.get(name) or []
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise ValueError(f"{where}: clip {name!r} fits {len(found)} clips; give its path as in the labels")
+        raise ValueError(f"{where}: clip {name!r} is none of the data's clips")
+
     per: dict[str, dict[int, int]] = defaultdict(dict)
-    with open(table, newline="") as fh:
-        for row in csv.DictReader(fh):
-            per[row["clip"].strip()][int(row["frame"])] = int(float(row["score"]))
+    for i, row in _read_table(table, required=["clip", "frame", "score"]):
+        where = f"{table}, line {i}"
+        path = clip_of((row["clip"] or "").strip(), where)
+        try:
+            frame = int((row["frame"] or "").strip())
+        except ValueError:
+            raise ValueError(f"{where}: frame {row['frame']!r} is not a whole number") from None
+        if frame < 0:
+            raise ValueError(f"{where}: frame {frame} (frames are numbered from 0)")
+        per[path][frame] = _score_value(row["score"], where)
     out = []
     for c in clips:
-        labels = per.get(c.path) or per.get(Path(c.path).name) or per.get(Path(c.path).stem)
+        labels = per.get(c.path)
         if labels:
             n = max(labels) + 1
             scores = tuple(labels.get(i, c.score) for i in range(n))
-            out.append(LabelledClip(c.path, c.score, c.group, scores))
+            # As in ICLUS: a clip's score is its worst frame's (unlabelled frames keep the clip's own).
+            worst = max(c.score, *scores)
+            out.append(LabelledClip(c.path, worst, c.group, scores, c.score if worst != c.score else None))
         else:
             out.append(c)
     return out
@@ -160,6 +239,19 @@ def load_dataset(
     """Any supported layout: COVID-BLUeS (``severity.csv`` + ``videos/``), clips + a label
     CSV (``--labels``), or ICLUS-style frame folders; then optional per-frame labels."""
     root = Path(data)
+    if not root.is_dir():
+        raise ValueError(f"--data {data}: no such folder")
+    clip_files = {e.lower() for e in (*VIDEO_EXTENSIONS, *DICOM_EXTENSIONS)}
+    if (
+        layout == "auto"
+        and not labels
+        and not (root / "severity.csv").is_file()
+        and any(f.suffix.lower() in clip_files or f.suffix.lower() == ".csv" for f in root.iterdir())
+    ):
+        raise ValueError(
+            f"--data {data}: holds clips or CSV files but no severity.csv: name the label table with "
+            "--labels CSV (or --layout iclus for frame folders)"
+        )
     if layout == "auto":
         layout = "csv" if labels else "covid-blues" if (root / "severity.csv").is_file() else "iclus"
     if layout == "covid-blues":
@@ -172,7 +264,9 @@ def load_dataset(
         clips = load_iclus_folders(root, group_by=group_by)
     else:
         raise ValueError(f"unknown layout {layout!r}; expected one of {LAYOUTS}")
-    return apply_frame_labels(clips, frame_labels) if frame_labels else clips
+    if not clips:
+        raise ValueError(f"{data}: no labelled clips")
+    return apply_frame_labels(clips, frame_labels, root=root) if frame_labels else clips
 
 
 DATA_OPTIONS = ("data", "layout", "labels", "group_by", "group_column", "frame_labels")
@@ -198,6 +292,31 @@ def load_dataset_with(options: Any) -> list[LabelledClip]:
         group_column=options.group_column,
         frame_labels=options.frame_labels,
     )
+
+
+def dataset_fingerprint(clips: Sequence[LabelledClip]) -> str:
+    """A hash of what a run learns from: each clip (real path), its score, patient and
+    frame labels. A work dir holding another fingerprint holds another run."""
+    h = hashlib.sha256()
+    for c in sorted(clips, key=lambda c: os.path.realpath(c.path)):
+        h.update(repr((os.path.realpath(c.path), c.score, c.group, c.frame_scores, c.unlabelled_score)).encode())
+    return h.hexdigest()[:16]
+
+
+def split_warnings(train: Sequence[LabelledClip], val: Sequence[LabelledClip]) -> list[str]:
+    """What a researcher should know about a split before training on it."""
+    have = sorted({c.score for c in (*train, *val)})
+    learnt = {c.score for c in train}
+    notes = []
+    if len(have) == 1:
+        notes.append(f"every clip has score {have[0]}: there is nothing to tell apart")
+    missing = [s for s in have if s not in learnt]
+    if missing and len(have) > 1:
+        notes.append(
+            f"no training patient has score {', '.join(map(str, missing))} (all such patients are in validation): "
+            "the model cannot learn it; with few patients per score, try another --seed or more data"
+        )
+    return notes
 
 
 def split_by_group(

@@ -32,6 +32,8 @@ import copy
 import json
 import math
 import os
+import re
+import shlex
 import sys
 import time
 from collections.abc import Sequence
@@ -107,7 +109,7 @@ class PretrainConfig:
     group_by: str | None = None
     group_column: str | None = None
     frame_labels: str | None = None
-    command: str = field(default_factory=lambda: " ".join(["lusviewer", *sys.argv[1:]]))
+    command: str = field(default_factory=lambda: shlex.join(["lusviewer", *sys.argv[1:]]))
 
 
 class Encoder(nn.Module):
@@ -207,6 +209,14 @@ def _extra_group(path: str, group_by: str | None) -> str | None:
         return _group_of(path, group_by)
     except ValueError:
         return None
+
+
+def _names_one_of(path: str, groups: set[str]) -> bool:
+    """Whether a clip's file name carries one of ``groups`` as a whole word (``Pat07`` in
+    ``Pat07_extra.mp4``): with patient ids from a label column, there is no rule to read
+    an unlabelled clip's patient, so any name that mentions a held-out id is kept out."""
+    words = {w.lower() for w in re.split(r"[^A-Za-z0-9]+", Path(path).stem) if w}
+    return any(g.lower() in words for g in groups)
 
 
 def _load_frames(paths: Sequence[str], size: int, cache_dir: str | None) -> dict[str, np.ndarray]:
@@ -434,7 +444,7 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         _log(f"  {len(overlap)} --extra clips are clips of --data; the split decides which of them are used")
         extra = [x for x in extra if os.path.abspath(x) not in labelled]
     held_out = {c.group for c in val}
-    named = [x for x in extra if _extra_group(x, cfg.group_by) in held_out]
+    named = [x for x in extra if _extra_group(x, cfg.group_by) in held_out or _names_one_of(x, held_out)]
     if named:  # e.g. unscored clips of a validation patient: never seen either
         _log(f"  left out {len(named)} --extra clips whose names carry a validation patient's id")
         extra = [x for x in extra if x not in named]

@@ -24,6 +24,7 @@ import json
 import math
 import os
 import random
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,9 +47,11 @@ from lusviewer.training.data import (
     LabelledClip,
     augment,
     cached_frames,
+    dataset_fingerprint,
     evenly_spaced,
     load_dataset_with,
     split_by_group,
+    split_warnings,
 )
 from lusviewer.training.metrics import classification_metrics, confusion, ordinal_aucs
 
@@ -111,7 +114,7 @@ class TrainConfig:
     citation: str | None = None
     name: str = "lusviewer-hybrid"
     version: str = "1"
-    command: str = field(default_factory=lambda: " ".join(["lusviewer", *sys.argv[1:]]))
+    command: str = field(default_factory=lambda: shlex.join(["lusviewer", *sys.argv[1:]]))
 
 
 def model_config(cfg: TrainConfig, variant: str | None = None) -> ModelConfig:
@@ -363,20 +366,43 @@ def check_loss(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> None:
         raise ValueError("the end-to-end stage trains with the frame loss; it cannot follow --loss mil")
 
 
-def check_recipe(cfg: TrainConfig, run: _Run) -> None:
-    """A work dir resumes only the run it holds: same seed, loss and initialisation
-    (a state written before an option existed used its default)."""
+#: Options a work dir's run was made with that a resume must share (a state written
+#: before an option existed used its default, given here).
+RECIPE_KEYS = {
+    "seed": None,
+    "loss": "frame",
+    "pretrain_epochs": 0,
+    "init_densenet": None,
+    "val_fraction": 0.2,
+    "tiny": False,
+    "variant": "cnn_lstm",
+    "input_size": 128,
+}
+
+
+def check_recipe(cfg: TrainConfig, run: _Run, clips: Sequence[LabelledClip] | None = None) -> None:
+    """A work dir resumes only the run it holds: the same recipe (:data:`RECIPE_KEYS`)
+    and, with ``clips``, the same data (clips, scores, patients: :func:`dataset_fingerprint`),
+    which is then recorded. Anything else would mix two runs, or call patients held out
+    that the reused stages trained on."""
     old = run.data.get("config")
-    if not old:
+    if old:
+        for key, default in RECIPE_KEYS.items():
+            before = old.get(key, default)
+            if key == "input_size" and cfg.tiny:
+                continue  # the tiny architecture has its own size
+            if before != getattr(cfg, key):
+                raise SystemExit(f"{run.path.parent}: holds a run with {key} {before!r}; use a new work dir")
+    if clips is None:
         return
-    for key, before in (
-        ("seed", old.get("seed")),
-        ("loss", old.get("loss", "frame")),
-        ("pretrain_epochs", old.get("pretrain_epochs", 0)),
-        ("init_densenet", old.get("init_densenet")),
-    ):
-        if before != getattr(cfg, key):
-            raise SystemExit(f"{run.path.parent}: holds a run with {key} {before!r}; use a new work dir")
+    fingerprint = dataset_fingerprint(clips)
+    before = run.data.get("data_fingerprint")
+    if before is not None and before != fingerprint:
+        raise SystemExit(
+            f"{run.path.parent}: holds a run on other data (other clips, scores, patients or frame labels); "
+            "use a new work dir"
+        )
+    run.data["data_fingerprint"] = fingerprint
 
 
 def labels_note(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> str:
@@ -979,13 +1005,15 @@ def run_training(cfg: TrainConfig) -> Path:
     work = Path(cfg.work_dir)
     work.mkdir(parents=True, exist_ok=True)
     run = _Run(work)
-    check_recipe(cfg, run)
     check_init_options(cfg)
     clips = load_dataset_with(cfg)
+    check_recipe(cfg, run, clips)
     check_loss(cfg, clips)
     run.data["config"] = asdict(cfg)
     run.save()
     train, val = split_by_group(clips, val_fraction=cfg.val_fraction, seed=cfg.seed)
+    for note in split_warnings(train, val):
+        _log(f"warning: {note}")
     _log(
         f"{len(clips)} clips: train {len(train)} clips / {len({c.group for c in train})} patients, "
         f"val {len(val)} clips / {len({c.group for c in val})} patients"
