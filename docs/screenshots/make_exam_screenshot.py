@@ -1,9 +1,10 @@
 """Screenshot of the Exam tab after scoring one patient's clips, on a real X server.
 
     Xvfb :99 -screen 0 1280x800x24 &
-    DISPLAY=:99 python docs/screenshots/make_exam_screenshot.py CLIP [CLIP ...] [--model CARD]
+    DISPLAY=:99 python docs/screenshots/make_exam_screenshot.py CLIP [CLIP ...] [--model CARD] [--yours 0,1,...]
 
-Opens the clips one after the other (each is scored in turn), then shows the Exam
+Opens the clips one after the other (each is scored in turn), enters ``--yours`` (a
+clinician's own zone scores, in clip order) in the *Yours* column, then shows the Exam
 tab with the last clip on screen and takes `import -window root` (ImageMagick).
 """
 
@@ -20,6 +21,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("clips", nargs="+")
     ap.add_argument("--model", default=None)
+    ap.add_argument("--yours", default=None, help="the clinician's zone scores, comma-separated, in clip order")
     args = ap.parse_args()
 
     from make_screenshots import open_window  # beside this script
@@ -33,6 +35,9 @@ def main() -> None:
         if queue:
             w.open_clip(queue.pop(0))
             return
+        c.exam_changed.disconnect(on_exam_changed)
+        for row, score in enumerate(args.yours.split(",") if args.yours else []):
+            w.exam_panel.clinician_box(row).setCurrentIndex(int(score) + 1)
         w.side_tabs.setCurrentWidget(w.exam_panel)
         w.jump(c.result.summary.worst_frame if c.result is not None else 0)  # type: ignore[attr-defined]
         QTimer.singleShot(400, finish)
@@ -46,7 +51,10 @@ def main() -> None:
         w.close()
         app.quit()
 
-    c.exam_changed.connect(lambda: QTimer.singleShot(100, next_clip))
+    def on_exam_changed() -> None:
+        QTimer.singleShot(100, next_clip)
+
+    c.exam_changed.connect(on_exam_changed)
     c.model_ready.connect(lambda _st: next_clip())
     app.exec()
 

@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("clip")
     ap.add_argument("--model", default=None)
     ap.add_argument("--frame", type=int, default=None, help="frame to show at the end (default: the worst)")
+    ap.add_argument("--only-scored", metavar="NAME", default=None, help="take only the scored shot, as NAME.png")
     args = ap.parse_args()
 
     from PySide6.QtCore import QTimer
@@ -57,6 +58,8 @@ def main() -> None:
     state = {"mid": False}
 
     def on_scores(_s: int, n: int) -> None:
+        if args.only_scored:
+            return
         if not state["mid"] and n >= len(c.scores) // 3:
             state["mid"] = True
             w.jump(n // 2)
@@ -84,12 +87,17 @@ def main() -> None:
     def finished(result: object) -> None:
         target = args.frame if args.frame is not None else result.summary.worst_frame  # type: ignore[attr-defined]
         w.jump(target)
+        if args.only_scored:
+            overlay_steps.clear()
+            QTimer.singleShot(300, lambda: (shot(args.only_scored), w.close()))
+            return
         c.overlay_ready.connect(overlay_arrived)
         QTimer.singleShot(300, lambda: (shot("viewer-scored"), next_overlay()))
 
     def opened() -> None:
         w.open_clip(args.clip)
-        QTimer.singleShot(100, lambda: shot("viewer-opened"))
+        if not args.only_scored:
+            QTimer.singleShot(100, lambda: shot("viewer-opened"))
 
     c.scores_updated.connect(on_scores)
     c.scoring_finished.connect(finished)

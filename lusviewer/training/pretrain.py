@@ -625,7 +625,8 @@ def check_held_out(path: str | os.PathLike[str], data: str, held_out: set[str], 
     leak = sorted(set(seen[1]) & held_out)
     if leak:
         raise ValueError(
-            f"{path} was pretrained on images of {len(leak)} patients that {what} holds out "
+            f"{path} was pretrained on images of {len(leak)} patient{'s' if len(leak) != 1 else ''} that "
+            f"{what} holds out "
             f"({', '.join(leak[:5])}{', ...' if len(leak) > 5 else ''}): their results would not be unseen. "
             "Pretrain with the same --seed and --val-fraction as the training run, or let --pretrain-epochs "
             "pretrain on each run's (each fold's) training patients"

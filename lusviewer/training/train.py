@@ -985,7 +985,11 @@ def _data_provenance(cfg: TrainConfig) -> dict[str, str]:
         "data": name,
         "data_licence": licence,
         "citation": citation,
-        "model_licence": f"weights trained on {licence} data: the data licence's terms apply to the weights",
+        "model_licence": (
+            f"weights trained on {licence} data: the data licence's terms apply to the weights"
+            if cfg.data_licence or is_blues
+            else "the training data's licence was not stated; its terms apply to the weights"
+        ),
     }
 
 

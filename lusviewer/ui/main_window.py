@@ -128,10 +128,9 @@ class MainWindow(QMainWindow):
         toggles.addWidget(self.show_probs)
         toggles.addWidget(self.show_recon)
         toggles.addStretch(1)
-        right = QWidget()
-        rv = QVBoxLayout(right)
+        below = QWidget()
+        rv = QVBoxLayout(below)
         rv.setContentsMargins(0, 0, 0, 0)
-        rv.addWidget(self.timeline, 1)
         rv.addLayout(toggles)
         rv.addLayout(ov)
         self.exam_panel = ExamPanel()
@@ -139,10 +138,19 @@ class MainWindow(QMainWindow):
         self.side_tabs.addTab(self.summary, "Clip")
         self.side_tabs.addTab(self.exam_panel, "Exam")
         rv.addWidget(self.side_tabs)
+        # Timeline above, summary below, with a handle between them: on a small screen
+        # the timeline keeps a readable height and the user chooses the balance.
+        self.timeline.setMinimumHeight(220)
+        self.right_splitter = QSplitter(Qt.Orientation.Vertical)
+        self.right_splitter.setChildrenCollapsible(False)
+        self.right_splitter.addWidget(self.timeline)
+        self.right_splitter.addWidget(below)
+        self.right_splitter.setStretchFactor(0, 3)
+        self.right_splitter.setStretchFactor(1, 2)
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
         self.splitter.addWidget(left)
-        self.splitter.addWidget(right)
+        self.splitter.addWidget(self.right_splitter)
         self.splitter.setStretchFactor(0, 1)
         self.splitter.setStretchFactor(1, 1)
         self.setCentralWidget(self.splitter)
@@ -287,6 +295,9 @@ class MainWindow(QMainWindow):
         split = s.value("splitter")
         if split is not None:
             self.splitter.restoreState(split)  # type: ignore[arg-type]
+        split = s.value("right_splitter")
+        if split is not None:
+            self.right_splitter.restoreState(split)  # type: ignore[arg-type]
         mode = int(s.value("overlay_mode", 0))  # type: ignore[arg-type]
         self.overlay_mode.setCurrentIndex(mode if 0 <= mode < len(OVERLAY_MODES) else 0)
         self.opacity.setValue(int(s.value("overlay_opacity", 50)))  # type: ignore[arg-type]
@@ -314,6 +325,7 @@ class MainWindow(QMainWindow):
         s = self.settings
         s.setValue("geometry", self.saveGeometry())
         s.setValue("splitter", self.splitter.saveState())
+        s.setValue("right_splitter", self.right_splitter.saveState())
         s.setValue("overlay_mode", self.overlay_mode.currentIndex())
         s.setValue("overlay_opacity", self.opacity.value())
         s.setValue("show_probabilities", "true" if self.show_probs.isChecked() else "false")
@@ -413,6 +425,7 @@ class MainWindow(QMainWindow):
     def notify(self, text: str, ms: int = 5000) -> None:
         """A passing message in the status bar (the model and progress stay visible)."""
         self.message_label.setText(text)
+        self.message_label.setToolTip(text)
         self._message_timer.start(ms)
 
     def toggle_play(self) -> None:
@@ -757,9 +770,7 @@ class MainWindow(QMainWindow):
                 background = share_on_background(cam, self._frame)
                 if background > 0.5:
                     self.notify(
-                        f"Grad-CAM: {100 * background:.0f} % of the map lies on black, echo-free background: "
-                        "on this frame the model is not looking at the lung",
-                        10000,
+                        f"⚠ Grad-CAM: {100 * background:.0f} % of it on black background, not on the lung", 10000
                     )
         self.frame_view.set_overlay_opacity(self.opacity.value() / 100)
 

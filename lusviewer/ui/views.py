@@ -139,9 +139,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
                 p.getAxis(ax).setPen("k")
         sp.setYRange(-0.4, 3.4, padding=0)
         sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
-        sp.setTitle(
-            f"Severity score per frame (dashed: p < {LOW_CONFIDENCE:g}, low confidence)", color="k", size="10pt"
-        )
+        # Rich text: no "<" in it.
+        sp.setTitle(f"Score per frame (dashed: probability below {LOW_CONFIDENCE:g})", color="k", size="10pt")
         pp.setXLink(sp)
         pp.setYRange(0, 1.45, padding=0)  # headroom above p = 1 for the legend, so it hides no curve
         pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
