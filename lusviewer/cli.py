@@ -361,6 +361,7 @@ def _train_config(args: argparse.Namespace) -> Any:
         seed=args.seed,
         val_fraction=args.val_fraction,
         frames_per_clip=args.frames_per_clip,
+        augment_padding=args.augment_padding,
         loss=args.loss,
         batch_size=args.batch_size,
         input_size=args.input_size,
@@ -544,6 +545,12 @@ def _add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument("--val-fraction", type=float, default=0.2, help="share of patients held out")
     t.add_argument("--frames-per-clip", type=int, default=16, help="frames sampled per clip per epoch")
     t.add_argument(
+        "--augment-padding",
+        default="zeros",
+        choices=["zeros", "reflection", "border"],
+        help="what fills the margins a shift or zoom-out uncovers (default zeros: black)",
+    )
+    t.add_argument(
         "--loss",
         default="frame",
         choices=["frame", "mil"],
@@ -685,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
         "crossval",
         help="patient-disjoint k-fold cross-validation of densenet, cnn and cnn_lstm; report.md like Table 2",
     )
-    cv.add_argument("--out", default="docs/results/cv", help="folder for report.md, metrics.csv, PNGs, checkpoints")
+    cv.add_argument("--out", default="runs/crossval", help="folder for report.md, metrics.csv, PNGs, checkpoints")
     cv.add_argument("-k", "--folds", type=int, default=5)
     cv.add_argument("--variants", default="densenet,cnn,cnn_lstm")
     cv.add_argument(
@@ -701,7 +708,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train the CNN, then the LSTM on frozen CNN features")
     _add_data_args(t)
-    t.add_argument("--out", default="models", help="folder for the .safetensors + .json card")
+    t.add_argument("--out", default="runs/model", help="folder for the .safetensors + .json card")
     t.add_argument("--work-dir", default="runs/train", help="checkpoints; rerun to resume")
     t.add_argument("--variant", default="cnn_lstm", choices=["densenet", "cnn", "cnn_lstm"])
     t.add_argument("--name", default="lusviewer-hybrid")

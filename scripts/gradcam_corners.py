@@ -1,6 +1,7 @@
 """Where the shipped model's Grad-CAM looks, on the validation patients of its card.
 
     python scripts/gradcam_corners.py [--model CARD] [--data ../shared/data/covid-blues]
+    python scripts/gradcam_corners.py --work-dir RUN_WORK_DIR [--checkpoint cnn_last]   # a stage-1 CNN
 
 For the middle frame of each validation clip: is the map's peak within 10 % of an image
 corner, and what share of the map lies on black, echo-free background
@@ -10,6 +11,10 @@ corner, and what share of the map lies on black, echo-free background
 from __future__ import annotations
 
 import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,14 +25,34 @@ from lusviewer.resources import default_model_path
 from lusviewer.training.data import load_covid_blues
 
 
+def stage1_cnn(work: Path, checkpoint: str) -> tuple[Any, set[str]]:
+    """The CNN of a work dir's stage-1 checkpoint, and the validation patients of its split."""
+    from lusviewer.model import HybridModel
+    from lusviewer.training.data import load_dataset_with, split_by_group
+    from lusviewer.training.train import TrainConfig, _load_state, model_config
+
+    state = json.loads((work / "state.json").read_text())
+    known = {f.name for f in fields(TrainConfig)}
+    cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
+    model = HybridModel(model_config(cfg))
+    _load_state(work / f"{checkpoint}.safetensors", model.cnn)
+    _, val = split_by_group(load_dataset_with(cfg), val_fraction=cfg.val_fraction, seed=cfg.seed)
+    return model.cnn.float().eval(), {c.group for c in val}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default=str(default_model_path()))
     ap.add_argument("--data", default="../shared/data/covid-blues")
+    ap.add_argument("--work-dir", default=None, help="a training run's work dir: its stage-1 CNN, on its split")
+    ap.add_argument("--checkpoint", default="cnn_last", help="with --work-dir: cnn_last or cnn_best")
     args = ap.parse_args()
-    loaded = load_model(args.model)
-    cnn = loaded.model.cnn.float()
-    val = set(loaded.card.training["split"]["val_patients"])
+    if args.work_dir:
+        cnn, val = stage1_cnn(Path(args.work_dir), args.checkpoint)
+    else:
+        loaded = load_model(args.model)
+        cnn = loaded.model.cnn.float()
+        val = set(loaded.card.training["split"]["val_patients"])
     clips = [c for c in load_covid_blues(args.data) if c.group in val]
     corner, background = 0, []
     for c in clips:

@@ -11,6 +11,7 @@ import torch
 
 from lusviewer.io.synthetic import synthetic_frames, write_video
 from lusviewer.model import load_model
+from lusviewer.resources import resource_path
 from lusviewer.training.data import augment, load_covid_blues, split_by_group
 from lusviewer.training.train import TrainConfig, _load_optim, _save_optim, run_training
 
@@ -52,6 +53,15 @@ def test_augment_keeps_range_and_is_seeded() -> None:
     b = augment(x, torch.Generator().manual_seed(1))
     assert a.shape == x.shape and float(a.min()) >= 0 and float(a.max()) <= 1
     torch.testing.assert_close(a, b)
+
+
+def test_augment_padding_fills_the_uncovered_margins() -> None:
+    x = torch.full((64, 3, 32, 32), 0.6)  # a uniform grey frame: any black pixel is margin
+    zeros = augment(x, torch.Generator().manual_seed(2))
+    reflected = augment(x, torch.Generator().manual_seed(2), padding="reflection")
+    dark = lambda t: float((t.mean(1) < 0.05).float().mean())  # noqa: E731
+    assert dark(zeros) > 0.01  # shifts and zoom-outs uncover black margins
+    assert dark(reflected) == 0.0  # reflection fills them with image
 
 
 def test_optimizer_state_roundtrip(tmp_path: Path) -> None:
@@ -720,6 +730,7 @@ def test_training_commands_report_bad_data_in_one_line(tmp_path: Path, blues_lik
         (["train", *common, "--labels", str(labels), "--group-column", "pid", "--out", str(tmp_path / "o")], "'pid'"),
         (["crossval", "--data", str(tmp_path / "nope"), "--tiny", "--out", str(tmp_path / "cv")], "no such folder"),
         (["evaluate", "--data", str(blues_like), "-o", str(a_file)], "is a file"),
+        (["train", *common, "--out", str(resource_path("models"))], "shipped model"),
     ]
     import subprocess
     import sys

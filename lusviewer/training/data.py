@@ -406,6 +406,7 @@ def augment(
     shift: float = 0.16,
     gain: tuple[float, float] = (0.8, 1.2),
     gamma: float = 0.25,
+    padding: str = "zeros",
 ) -> Tensor:
     """Ultrasound-safe augmentation of (N, 3, S, S) in [0, 1].
 
@@ -417,6 +418,10 @@ def augment(
     shift, gain and gamma). No vertical flip and no large rotation: the pleural line sits near
     the top of every LUS frame and A-lines lie horizontal below it; the paper's
     360-degree rotation and vertical flip make frames no probe produces.
+
+    ``padding``: what fills the margins a shift, zoom-out or rotation uncovers
+    (``grid_sample``'s ``zeros``, ``reflection`` or ``border``). Zeros add black
+    margins that move with the draw; a network can learn cues from them.
     """
     if batch.shape[0] % group:
         raise ValueError(f"batch of {batch.shape[0]} frames is not a multiple of group {group}")
@@ -438,7 +443,7 @@ def augment(
     theta[:, 1, 2] = u(-shift, shift)
     theta = theta.to(batch.device)
     grid = F.affine_grid(theta, list(batch.shape), align_corners=False)
-    out = F.grid_sample(batch.contiguous(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(batch.contiguous(), grid, mode="bilinear", padding_mode=padding, align_corners=False)
     g = u(*gain).view(n, 1, 1, 1).to(batch.device)
     power = torch.exp(u(-gamma, gamma)).view(n, 1, 1, 1).to(batch.device)
     return (out.clamp(0, 1) ** power * g).clamp(0, 1)

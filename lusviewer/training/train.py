@@ -85,6 +85,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     early_stop: int = 12
     weight_decay: float = 1e-4
+    augment_padding: str = "zeros"  # margins uncovered by the augmentation: zeros, reflection or border
     recon_weight: float = 0.5
     cnn_epochs: int = 70
     cnn_minutes: float = 60.0
@@ -377,6 +378,7 @@ RECIPE_KEYS = {
     "tiny": False,
     "variant": "cnn_lstm",
     "input_size": 128,
+    "augment_padding": "zeros",
 }
 
 
@@ -403,6 +405,21 @@ def check_recipe(cfg: TrainConfig, run: _Run, clips: Sequence[LabelledClip] | No
             "use a new work dir"
         )
     run.data["data_fingerprint"] = fingerprint
+
+
+def check_output_card(cfg: TrainConfig) -> None:
+    """Never replace the shipped model by accident (a run from a checkout with
+    ``--out models``); say so when another earlier card will be replaced."""
+    from lusviewer.resources import DEFAULT_MODEL_CARD, resource_path
+
+    target = (Path(cfg.out) / f"{cfg.name}.json").resolve()
+    if target == resource_path("models", DEFAULT_MODEL_CARD).resolve():
+        raise ValueError(
+            f"--out {cfg.out} with --name {cfg.name} would replace the shipped model ({target}); "
+            "choose another --out or --name"
+        )
+    if target.exists():
+        _log(f"note: {target} exists and will be replaced when this run ends")
 
 
 def labels_note(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> str:
@@ -592,7 +609,7 @@ def train_cnn(
             chunk = items[first : first + batch]
             x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]), dev)
             y = torch.tensor([s for _, _, s in chunk], device=dev)
-            clean = augment(x, gen).contiguous(memory_format=torch.channels_last)
+            clean = augment(x, gen, padding=cfg.augment_padding).contiguous(memory_format=torch.channels_last)
             noisy = (clean + 0.03 * torch.randn(clean.shape, generator=gen).to(dev)).clamp(0, 1)
             with _autocast(cfg.bf16, dev):
                 out = net(noisy)
@@ -807,7 +824,9 @@ def train_end_to_end(
             chunk = starts[b : b + bs]
             x = to_model_input(np.concatenate([frames[c.path][s : s + n_seq] for c, s in chunk]), dev)
             y = torch.tensor(np.stack([[c.target(s + j) for j in range(n_seq)] for c, s in chunk]), device=dev)
-            clean = augment(x, gen, group=n_seq).contiguous(memory_format=torch.channels_last)
+            clean = augment(x, gen, group=n_seq, padding=cfg.augment_padding).contiguous(
+                memory_format=torch.channels_last
+            )
             with _autocast(cfg.bf16, dev):
                 out = model.cnn(clean)
                 logits, _ = head(out.features.float().view(bs, n_seq, -1))
@@ -1010,6 +1029,7 @@ def run_training(cfg: TrainConfig) -> Path:
     work.mkdir(parents=True, exist_ok=True)
     run = _Run(work)
     check_init_options(cfg)
+    check_output_card(cfg)
     clips = load_dataset_with(cfg)
     check_recipe(cfg, run, clips)
     check_loss(cfg, clips)
