@@ -292,7 +292,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         clips = load_dataset_with(args)
-    except DATA_ERRORS as exc:
+    except _data_errors() as exc:
         _err(f"cannot read the data: {_data_error(exc).removeprefix('error: ')}")
         return EXIT_USAGE
     split = loaded.card.training.get("split", {})
@@ -395,15 +395,17 @@ def _data_error(exc: BaseException) -> str:
 
     if isinstance(exc, ClipError):
         return f"error: cannot read {exc}; fix or remove that clip from the labels"
-    if isinstance(exc, KeyError):
-        return f"error: column or key {exc} not found (check --group-column and the label CSV's header)"
     if isinstance(exc, OSError) and exc.filename:
         return f"error: {exc.filename}: {exc.strerror or exc}"
     return f"error: {exc}"
 
 
-#: Failures of the data or options that the training commands report in one line.
-DATA_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, OSError)
+def _data_errors() -> tuple[type[BaseException], ...]:
+    """Failures of the data or options that the training commands report in one line
+    (anything else is a bug, and keeps its traceback)."""
+    from lusviewer.io import ClipError
+
+    return (ValueError, ClipError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
 
 
 def _check_training_paths(args: argparse.Namespace, *folders: str) -> str | None:
@@ -422,7 +424,6 @@ def _check_training_paths(args: argparse.Namespace, *folders: str) -> str | None
 
 
 def _train(args: argparse.Namespace) -> int:
-    from lusviewer.io import ClipError
     from lusviewer.training.train import run_training
 
     problem = _check_training_paths(args, "out", "work_dir", "cache_dir")
@@ -431,7 +432,7 @@ def _train(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         run_training(_train_config(args))
-    except (*DATA_ERRORS, ClipError) as exc:
+    except _data_errors() as exc:
         _err(_data_error(exc))
         return EXIT_USAGE
     return 0
@@ -463,7 +464,7 @@ def _crossval(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         report = run_crossval(_train_config(args), k=args.folds, variants=variants, only_folds=only)
-    except DATA_ERRORS as exc:
+    except _data_errors() as exc:
         _err(_data_error(exc))
         return EXIT_USAGE
     if report is None:
@@ -509,7 +510,7 @@ def _pretrain(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         run_pretrain(cfg)
-    except DATA_ERRORS as exc:
+    except _data_errors() as exc:
         _err(_data_error(exc))
         return EXIT_USAGE
     return EXIT_OK

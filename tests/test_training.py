@@ -718,12 +718,17 @@ def test_schedule_follows_epochs_unless_the_clock_binds() -> None:
 
 def test_training_commands_report_bad_data_in_one_line(tmp_path: Path, blues_like: Path) -> None:
     labels = tmp_path / "labels.csv"
-    labels.write_text("clip,score\nvideos/patient_1_L1.mp4,1\nvideos/missing.mp4,2\n")
+    labels.write_text("clip,score\nvideos/patient_1_L1.mp4,1\nvideos/patient_9_missing.mp4,2\n")
     a_file = tmp_path / "afile.txt"
     a_file.write_text("x")
     common = ["--data", str(blues_like), "--tiny", "--cnn-epochs", "1", "--work-dir", str(tmp_path / "w")]
     cases = [
-        (["train", *common, "--labels", str(labels), "--out", str(tmp_path / "o")], "missing.mp4"),
+        (["train", *common, "--labels", str(labels), "--out", str(tmp_path / "o")], "patient_9_missing.mp4"),
+        (
+            ["crossval", "--data", str(blues_like), "--labels", str(labels), "--tiny", "-k", "2"]
+            + ["--out", str(tmp_path / "cv")],
+            "patient_9_missing.mp4",
+        ),
         (["train", *common, "--val-fraction", "1", "--out", str(tmp_path / "o")], "--val-fraction"),
         (["train", *common, "--out", str(a_file)], "is a file"),
         (["train", *common, "--cnn-epochs", "0", "--out", str(tmp_path / "o")], "--cnn-epochs"),
@@ -739,3 +744,26 @@ def test_training_commands_report_bad_data_in_one_line(tmp_path: Path, blues_lik
         out = subprocess.run([sys.executable, "-m", "lusviewer", *args], capture_output=True, text=True, timeout=600)
         assert out.returncode == 2 and expected in out.stderr, (args, out.stderr[-1500:])
         assert "Traceback" not in out.stderr, (args, out.stderr[-1500:])
+
+
+def test_fold_dirs_of_another_split_are_refused_before_any_work(tmp_path: Path, blues_like: Path) -> None:
+    import shutil
+
+    from lusviewer.training.crossval import _check_fold_dirs
+    from lusviewer.training.data import dataset_fingerprint, group_kfold, load_dataset
+
+    cfg = _tiny_config(blues_like, tmp_path)
+    clips = load_dataset(blues_like)
+    folds = group_kfold(clips, k=2, seed=0)
+    out = tmp_path / "cv"
+    _check_fold_dirs(cfg, clips, folds, ("cnn", "cnn_lstm"), out, None)  # nothing there yet: fine
+    # A fold stopped half-way under -k 4 (no result.json yet) holds other test patients.
+    work = out / "fold0" / "cnn"
+    work.mkdir(parents=True)
+    (work / "state.json").write_text(json.dumps({"fold": {"k": 4, "test_patients": ["1"]}}))
+    with pytest.raises(SystemExit, match="another split"):
+        _check_fold_dirs(cfg, clips, folds, ("cnn_lstm",), out, None)  # the cnn dir CNN+LSTM would reuse
+    # The same data in another folder (another machine) has the same fingerprint.
+    moved = tmp_path / "moved"
+    shutil.copytree(blues_like, moved)
+    assert dataset_fingerprint(load_dataset(moved), moved) == dataset_fingerprint(clips, blues_like)

@@ -85,6 +85,7 @@ def run_crossval(
     clips = load_dataset_with(cfg)
     check_loss(cfg, clips)
     folds = group_kfold(clips, k=k, seed=cfg.seed)
+    _check_fold_dirs(cfg, clips, folds, variants, out, only_folds)  # before any decoding or training
     t0 = time.time()
     size = model_config(cfg).input_size
     frames = {c.path: cached_frames(c.path, size, cfg.cache_dir) for c in clips}
@@ -112,14 +113,11 @@ def run_crossval(
             run = _Run(work)
             check_recipe(vcfg, run, clips)  # never mix results of another recipe or data into this report
             if done.is_file():
-                record = json.loads(done.read_text())
-                if sorted(record.get("test_patients", [])) != sorted(groups[2]):
-                    raise SystemExit(
-                        f"{work}: holds a fold with other test patients (another -k, --seed or data); use a new --out"
-                    )
-                results.append(record)
+                results.append(json.loads(done.read_text()))  # its test patients: checked above
                 continue
             work.mkdir(parents=True, exist_ok=True)
+            run.data["fold"] = {"k": k, "test_patients": sorted(groups[2])}
+            run.save()
             _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
             t_run = time.time()
             run.data.setdefault("config", asdict(vcfg))
@@ -195,6 +193,40 @@ def _majority_baseline(
         "frame": classification_metrics(y, np.full_like(y, major)),
         "clip": classification_metrics(cy, [major] * len(cy)),
     }
+
+
+def _check_fold_dirs(
+    cfg: TrainConfig,
+    clips: list[LabelledClip],
+    folds: list[tuple[list[LabelledClip], list[LabelledClip]]],
+    variants: tuple[str, ...],
+    out: Path,
+    only_folds: Sequence[int] | None,
+) -> None:
+    """Refuse, before any work, an ``--out`` whose fold folders hold another run: another
+    recipe or data (:func:`check_recipe`), or other test patients (another ``-k``,
+    seed or data), finished or not. The ``cnn`` folder is checked too where CNN+LSTM
+    would reuse its stage 1."""
+    k = len(folds)
+    for fi, (_train, test) in enumerate(folds):
+        if only_folds is not None and fi not in only_folds:
+            continue
+        tested = sorted({c.group for c in test})
+        names = [*variants, *(["cnn"] if "cnn_lstm" in variants and "cnn" not in variants else [])]
+        for variant in names:
+            work = out / f"fold{fi}" / variant
+            if not work.is_dir():
+                continue
+            run = _Run(work)
+            check_recipe(replace(cfg, variant=variant, work_dir=str(work)), run, clips)
+            before = run.data.get("fold", {}).get("test_patients")
+            if before is None and (work / "result.json").is_file():
+                before = json.loads((work / "result.json").read_text()).get("test_patients")
+            if before is not None and sorted(before) != tested:
+                raise SystemExit(
+                    f"{work}: holds fold {fi} of another split (other test patients: another -k, --seed or "
+                    f"data; this run has k={k}); use a new --out"
+                )
 
 
 def _reuse_cnn_stage(cnn_work: Path, work: Path, run: _Run) -> None:

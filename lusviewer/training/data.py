@@ -97,8 +97,11 @@ def load_label_csv(
 def _read_table(table: Path, *, required: Sequence[str]) -> list[tuple[int, dict[str, str]]]:
     """Rows of a label CSV with their line numbers. Reads what spreadsheets write: a
     UTF-8 byte-order mark, and comma, semicolon or tab separators."""
-    with open(table, newline="", encoding="utf-8-sig") as fh:
-        text = fh.read()
+    try:
+        with open(table, newline="", encoding="utf-8-sig") as fh:
+            text = fh.read()
+    except UnicodeDecodeError:
+        raise ValueError(f"{table}: not UTF-8 text; save it as 'CSV UTF-8'") from None
     try:
         dialect: Any = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
     except csv.Error:
@@ -197,7 +200,8 @@ def apply_frame_labels(
         labels = per.get(c.path)
         if labels:
             n = max(labels) + 1
-            scores = tuple(labels.get(i, c.score) for i in range(n))
+            own = c.frame_scores or ()  # ICLUS folders have their own frame labels: kept where not given
+            scores = tuple(labels.get(i, own[i] if i < len(own) else c.score) for i in range(max(n, len(own))))
             # As in ICLUS: a clip's score is its worst frame's (unlabelled frames keep the clip's own).
             worst = max(c.score, *scores)
             out.append(LabelledClip(c.path, worst, c.group, scores, c.score if worst != c.score else None))
@@ -294,12 +298,18 @@ def load_dataset_with(options: Any) -> list[LabelledClip]:
     )
 
 
-def dataset_fingerprint(clips: Sequence[LabelledClip]) -> str:
-    """A hash of what a run learns from: each clip (real path), its score, patient and
-    frame labels. A work dir holding another fingerprint holds another run."""
+def dataset_fingerprint(clips: Sequence[LabelledClip], root: str | os.PathLike[str]) -> str:
+    """A hash of what a run learns from: each clip (its path relative to the data folder
+    ``root``, so the same data elsewhere, e.g. on a GPU machine, has the same hash), its
+    score, patient and frame labels. A work dir holding another fingerprint holds another run."""
+    base = os.path.realpath(root)
+
+    def rel(c: LabelledClip) -> str:
+        return os.path.relpath(os.path.realpath(c.path), base)
+
     h = hashlib.sha256()
-    for c in sorted(clips, key=lambda c: os.path.realpath(c.path)):
-        h.update(repr((os.path.realpath(c.path), c.score, c.group, c.frame_scores, c.unlabelled_score)).encode())
+    for c in sorted(clips, key=rel):
+        h.update(repr((rel(c), c.score, c.group, c.frame_scores, c.unlabelled_score)).encode())
     return h.hexdigest()[:16]
 
 

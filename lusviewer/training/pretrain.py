@@ -50,7 +50,6 @@ from tqdm import tqdm
 from lusviewer.model.hybrid import DenseNetBranch, ModelConfig
 from lusviewer.model.preprocess import to_model_input
 from lusviewer.training.data import (
-    _PATIENT_RE,
     LabelledClip,
     _group_of,
     augment,
@@ -202,9 +201,7 @@ def unlabelled_clips(folders: Sequence[str]) -> list[str]:
 
 
 def _extra_group(path: str, group_by: str | None) -> str | None:
-    """The patient id in an unlabelled clip's name, by the labelled data's rule; None if none."""
-    if group_by is None and not _PATIENT_RE.search(Path(path).name):
-        return None
+    """The patient id in an unlabelled clip's name or path, by the labelled data's rule; None if none."""
     try:
         return _group_of(path, group_by)
     except ValueError:
@@ -444,7 +441,11 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
         _log(f"  {len(overlap)} --extra clips are clips of --data; the split decides which of them are used")
         extra = [x for x in extra if os.path.abspath(x) not in labelled]
     held_out = {c.group for c in val}
-    named = [x for x in extra if _extra_group(x, cfg.group_by) in held_out or _names_one_of(x, held_out)]
+    named = [
+        x
+        for x in extra
+        if _extra_group(x, cfg.group_by) in held_out or (cfg.group_column and _names_one_of(x, held_out))
+    ]
     if named:  # e.g. unscored clips of a validation patient: never seen either
         _log(f"  left out {len(named)} --extra clips whose names carry a validation patient's id")
         extra = [x for x in extra if x not in named]
@@ -662,10 +663,19 @@ def pretrain_for(
         device=tcfg.device,
         command=tcfg.command,
     )
+    mine = sorted({c.group for c in train})
     if out.is_file():
         seen = pretrained_patients(out)
-        if seen is None or sorted(seen[1]) != sorted({c.group for c in train}):
+        if seen is None or sorted(seen[1]) != mine:
             raise ValueError(f"{work} holds a pretraining on other patients (another split?); use a new work dir")
         _log(f"pretraining already done: {out}")
         return out
+    # A pretraining stopped half-way resumes only on the same patients (not, say, after -k changed).
+    marker = work / "training_patients.json"
+    if marker.is_file() and json.loads(marker.read_text()) != mine:
+        raise ValueError(
+            f"{work} holds an unfinished pretraining on other patients (another split?); use a new work dir"
+        )
+    work.mkdir(parents=True, exist_ok=True)
+    marker.write_text(json.dumps(mine))
     return pretrain_branch(cfg, train, val, frames)

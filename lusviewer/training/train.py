@@ -397,7 +397,7 @@ def check_recipe(cfg: TrainConfig, run: _Run, clips: Sequence[LabelledClip] | No
                 raise SystemExit(f"{run.path.parent}: holds a run with {key} {before!r}; use a new work dir")
     if clips is None:
         return
-    fingerprint = dataset_fingerprint(clips)
+    fingerprint = dataset_fingerprint(clips, cfg.data)
     before = run.data.get("data_fingerprint")
     if before is not None and before != fingerprint:
         raise SystemExit(

@@ -274,6 +274,7 @@ class Controller(QObject):
         self.running = False
         self.result = result
         self.scoring_finished.emit(result)
+        self._from_queue = False  # done with the queue's clip: a later "score again" is the user's
         entry = ExamEntry.from_result(result)  # type: ignore[arg-type]
         self.exam.add(entry)
         if entry.clip in self.exam.not_scored:  # scored after all
@@ -288,7 +289,7 @@ class Controller(QObject):
             return
         self.running = False
         self.scoring_failed.emit(message)
-        if self._from_queue and self.info is not None:
+        if self._from_queue and self.info is not None and self.info.path not in self.exam:
             self._not_scored(self.info.path)
         self._next_in_queue()
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
-from PySide6.QtGui import QColor, QFont, QIcon, QPixmap
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QWheelEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -190,7 +190,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
         for item in [self.score_line, *self.score_levels, *self.weak_levels, *self.prob_curves, self.recon_curve]:
             item.setData([], [])
         self.set_unreliable(False)
-        self.score_plot.setXRange(-0.5, max(n_frames, 100) - 0.5, padding=0.01)
+        self.score_plot.setXRange(-0.5, (n_frames or 100) - 0.5, padding=0.01)  # no clip: an empty 0-100 axis
         for c in self.cursors:
             c.setBounds((0, max(n_frames - 1, 0)))
         self.set_cursor(0)
@@ -405,6 +405,21 @@ def _swatch(score: int) -> QIcon:
 CLINICIAN_CHOICES = ("—", "0", "1", "2", "3")
 
 
+class _FocusedComboBox(QComboBox):
+    """A combo box in a table row: the mouse wheel scrolls the table, and changes the
+    value only once the box has been clicked (a clinician's score never changes by a scroll)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
 class ExamPanel(QWidget):
     """The exam: one row per scored clip (zone, the model's clip score, the clinician's
     own score, a note), the LUS score total, and buttons to open, remove, clear and
@@ -482,7 +497,7 @@ class ExamPanel(QWidget):
         self.export_button.setEnabled(bool(self._paths))
 
     def _clinician_box(self, clip: str, score: int | None) -> QComboBox:
-        box = QComboBox()
+        box = _FocusedComboBox()
         box.addItems(CLINICIAN_CHOICES)
         box.setCurrentIndex(0 if score is None else score + 1)
         box.setToolTip(f"Your score of {clip} (— : none)")
