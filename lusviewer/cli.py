@@ -753,6 +753,13 @@ def build_parser() -> argparse.ArgumentParser:
 SUBCOMMANDS = ("score", "train", "info", "evaluate", "crossval", "pretrain")
 
 
+def threading_main() -> bool:
+    """Signal handlers can only be set from the main thread (tests call ``run`` from others)."""
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
+
+
 def run(argv: list[str]) -> int:
     if argv[:1] == ["--self-test"]:
         return self_test(argv[2] if argv[1:2] == ["--model"] and len(argv) > 2 else None)
@@ -770,8 +777,19 @@ def run(argv: list[str]) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    import signal
+
+    def terminated(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: temporary files removed, earlier reports kept
+
+    if threading_main():
+        signal.signal(signal.SIGTERM, terminated)
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
-        print("lusviewer: interrupted", file=sys.stderr)
+        resumable = args.func in (_train, _crossval, _pretrain)
+        print(
+            "lusviewer: interrupted" + ("; rerun the same command to resume" if resumable else ""),
+            file=sys.stderr,
+        )
         return 130

@@ -475,15 +475,21 @@ class MainWindow(QMainWindow):
         c = self.controller
         if c.info is None:
             return
-        path = self._save_path("Export CSV report", str(Path(c.info.path).with_suffix("")) + "_report.csv")
+        path = self._save_path("Export CSV report", Path(c.info.path).stem + "_report.csv", Path(c.info.path).parent)
         if path:
             self.request_export(path)
 
-    def _save_path(self, title: str, suggested: str) -> str:
-        """A CSV path from the save dialog ('' when cancelled); overwriting is asked later."""
+    def _save_path(self, title: str, name: str, clip_folder: Path) -> str:
+        """A CSV path from the save dialog ('' when cancelled); overwriting is asked later.
+        It opens in the folder of the last export (reports kept together, not among the
+        clips), or the clip's folder the first time."""
+        last = str(self.settings.value("export_dir", ""))
+        folder = Path(last) if last and Path(last).is_dir() else clip_folder
         path, _ = QFileDialog.getSaveFileName(
-            self, title, suggested, "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
+            self, title, str(folder / name), "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
         )
+        if path:
+            self.settings.setValue("export_dir", str(Path(path).parent))
         return path
 
     def request_export(self, path: str) -> bool:
@@ -525,7 +531,7 @@ class MainWindow(QMainWindow):
         exam = self.controller.exam
         if not len(exam):
             return
-        path = self._save_path("Export exam CSV", str(Path(exam.entries[0].clip).with_name("exam.csv")))
+        path = self._save_path("Export exam CSV", "exam.csv", Path(exam.entries[0].clip).parent)
         if path:
             self.export_exam_to(path)
 
