@@ -162,6 +162,9 @@ def test_info_shows_card_and_verifies_hash(tiny_model: Path) -> None:
     out = lusviewer("info", "--model", str(tiny_model))
     assert out.returncode == 0, out.stderr
     assert "tiny-cnn_lstm" in out.stdout and "sha256 verified" in out.stdout
+    pretraining = ROOT / "docs" / "results" / "pretrain-simsiam-64px" / "card.json"  # not a scoring model
+    out = lusviewer("info", "--model", str(pretraining))
+    assert out.returncode == 2 and "--init-densenet" in out.stderr and "Traceback" not in out.stderr
 
 
 def test_self_test(tiny_model: Path, tmp_path: Path) -> None:

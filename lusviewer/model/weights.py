@@ -144,8 +144,17 @@ def read_card(path: str | os.PathLike[str]) -> tuple[ModelCard, Path]:
     if not card_path.is_file():
         raise ModelError(f"{card_path}: model card not found (a .json beside the .safetensors)")
     try:
-        card = ModelCard.from_dict(json.loads(card_path.read_text()))
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+        data = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{card_path}: not a valid model card ({exc})") from None
+    if isinstance(data, dict) and str(data.get("format", "")).startswith("lusviewer-pretrained-densenet"):
+        raise ModelError(
+            f"{card_path}: a pretrained DenseNet-201 branch (lusviewer pretrain), not a scoring model: "
+            "pass its .safetensors to train or crossval with --init-densenet"
+        )
+    try:
+        card = ModelCard.from_dict(data)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ModelError(f"{card_path}: not a valid model card ({exc})") from None
     return card, card_path
 
