@@ -57,7 +57,7 @@ def _score(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     if not args.quiet:
         _err(f"model {loaded.card.display_name} ({loaded.weights_path.name}) on {engine.description}")
-    exam = Exam()
+    exam = Exam(args.exam_zones)
     with ReportWriter(args.output) as writer:
         for path in clips:
             try:
@@ -651,6 +651,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="CSV",
         help="also write the clips as one patient's exam: one row per clip (zone) and their LUS score total",
+    )
+    s.add_argument(
+        "--exam-zones",
+        type=int,
+        choices=[6, 14],
+        default=None,
+        help="the exam's protocol: 6 zones (BLUE points) or 14 (Soldati); the total is then out of 18 or 42, "
+        "and an exam with fewer clips is marked incomplete (default: out of the zones scored)",
     )
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     s.set_defaults(func=_score)

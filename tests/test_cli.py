@@ -111,6 +111,11 @@ def test_folder_input_and_model_hash_mismatch(tmp_path: Path, tiny_model: Path, 
     assert f"LUS score {total['clip_score']} of 6 (2 zones)" in out.stderr
     clash = lusviewer("score", str(folder), "--model", str(tiny_model), "-o", str(report), "--exam", str(report))
     assert clash.returncode == 2 and "would overwrite the report" in clash.stderr
+    six = lusviewer(
+        "score", str(folder), "--model", str(tiny_model), "-o", str(report), "--exam", str(exam), "--exam-zones", "6"
+    )  # fmt: skip
+    assert six.returncode == 0 and "of 18, INCOMPLETE: 2 of 6 zones scored" in six.stderr, six.stderr
+    assert "INCOMPLETE, 4 zones not scored" in read_csv(exam)[1][-1]["zone"]
 
     bad_model = tmp_path / "model"
     bad_model.mkdir()

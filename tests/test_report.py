@@ -207,3 +207,25 @@ def test_clinician_scores_in_the_exam(tmp_path: Path) -> None:
     assert exam.clinician_score("x/L2.mp4") is None and exam.clinician_total == 1
     exam.set_clinician_score("x/L1.mp4", None)
     assert exam.n_clinician == 0 and "clinician" not in exam.summary()
+
+
+def test_exam_protocol_sets_the_maximum_and_marks_incomplete_exams(tmp_path: Path) -> None:
+    import csv
+
+    exam = Exam(6)
+    for clip, score in (("x/L1.mp4", 1), ("x/L2.mp4", 3)):
+        exam.add(_entry(clip, score))
+    assert exam.maximum == 18 and exam.missing_zones == 4
+    assert exam.summary() == "LUS score 4 of 18, INCOMPLETE: 2 of 6 zones scored"
+    rows = list(csv.DictReader(write_exam_csv(tmp_path / "e.csv", exam).open(newline="")))
+    assert (
+        "maximum 18, protocol of 6 zones" in rows[-1]["zone"] and "INCOMPLETE, 4 zones not scored" in rows[-1]["zone"]
+    )
+    exam.zones = None
+    assert exam.maximum == 6 and exam.summary() == "LUS score 4 of 6 (2 zones)"
+    with pytest.raises(ValueError):
+        exam.zones = 7
+    full = Exam(6)
+    for k in range(7):
+        full.add(_entry(f"x/Z{k}.mp4", 0))
+    assert full.missing_zones == 0 and "more than the 6 zones of one exam" in full.summary()

@@ -722,13 +722,10 @@ def test_training_commands_report_bad_data_in_one_line(tmp_path: Path, blues_lik
     a_file = tmp_path / "afile.txt"
     a_file.write_text("x")
     common = ["--data", str(blues_like), "--tiny", "--cnn-epochs", "1", "--work-dir", str(tmp_path / "w")]
+    cv_common = ["crossval", "--data", str(blues_like), "--tiny"]
     cases = [
         (["train", *common, "--labels", str(labels), "--out", str(tmp_path / "o")], "patient_9_missing.mp4"),
-        (
-            ["crossval", "--data", str(blues_like), "--labels", str(labels), "--tiny", "-k", "2"]
-            + ["--out", str(tmp_path / "cv")],
-            "patient_9_missing.mp4",
-        ),
+        ([*cv_common, "--labels", str(labels), "-k", "2", "--out", str(tmp_path / "cv")], "patient_9_missing.mp4"),
         (["train", *common, "--val-fraction", "1", "--out", str(tmp_path / "o")], "--val-fraction"),
         (["train", *common, "--out", str(a_file)], "is a file"),
         (["train", *common, "--cnn-epochs", "0", "--out", str(tmp_path / "o")], "--cnn-epochs"),

@@ -512,6 +512,11 @@ def test_clinician_scores_beside_the_models(  # type: ignore[no-untyped-def]
     assert exam.clinician_score(str(second)) == mine[1] and panel.clinician_box(1).currentIndex() == mine[1] + 1
     panel.clinician_box(0).setCurrentIndex(0)
     assert exam.clinician_score(str(synthetic_clip)) is None and exam.clinician_total is None
+    # The protocol: 6 zones makes the total "of 18" and marks the exam incomplete.
+    panel.protocol.setCurrentIndex(panel.protocol.findData(6))
+    assert exam.zones == 6 and "INCOMPLETE: 2 of 6 zones scored" in panel.total.text()
+    assert "⚠ LUS" in window.side_tabs.tabText(window.side_tabs.indexOf(panel)) and "of 18" in panel.total.text()
+    assert window.settings.value("exam_zones") in (6, "6")
 
 
 def test_confidence_and_frame_label_follow_scoring(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]

@@ -1,7 +1,8 @@
 """Screenshot of the Exam tab after scoring one patient's clips, on a real X server.
 
     Xvfb :99 -screen 0 1280x800x24 &
-    DISPLAY=:99 python docs/screenshots/make_exam_screenshot.py CLIP [CLIP ...] [--model CARD] [--yours 0,1,...]
+    DISPLAY=:99 python docs/screenshots/make_exam_screenshot.py CLIP [CLIP ...] [--model CARD] \
+        [--yours 0,1,...] [--zones 6]
 
 Opens the clips one after the other (each is scored in turn), enters ``--yours`` (a
 clinician's own zone scores, in clip order) in the *Yours* column, then shows the Exam
@@ -22,6 +23,7 @@ def main() -> None:
     ap.add_argument("clips", nargs="+")
     ap.add_argument("--model", default=None)
     ap.add_argument("--yours", default=None, help="the clinician's zone scores, comma-separated, in clip order")
+    ap.add_argument("--zones", type=int, default=None, choices=[6, 14], help="the exam's protocol")
     args = ap.parse_args()
 
     from make_screenshots import open_window  # beside this script
@@ -29,6 +31,7 @@ def main() -> None:
 
     app, w = open_window(args.model)
     c = w.controller
+    w.exam_panel.protocol.setCurrentIndex(w.exam_panel.protocol.findData(args.zones))
     queue = list(args.clips)
 
     def next_clip() -> None:

@@ -9,13 +9,14 @@ from lusviewer.report.csv_report import (
     output_problem,
     write_report,
 )
-from lusviewer.report.exam import EXAM_COLUMNS, Exam, ExamEntry, write_exam_csv
+from lusviewer.report.exam import EXAM_COLUMNS, PROTOCOLS, Exam, ExamEntry, write_exam_csv
 
 __all__ = [
     "CLIP_COLUMNS",
     "EXAM_COLUMNS",
     "FRAME_COLUMNS",
     "LOW_CONFIDENCE",
+    "PROTOCOLS",
     "RULES",
     "ClipSummary",
     "Exam",

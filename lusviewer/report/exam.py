@@ -29,6 +29,8 @@ EXAM_COLUMNS = (
 TOTAL_ROW = "TOTAL"
 #: Zones of the most detailed common protocol (Soldati et al.: 14); more suggests several patients.
 MAX_ZONES = 14
+#: Exam protocols by their number of zones: the LUS score's maximum is 3 per zone.
+PROTOCOLS = {6: "6 zones (BLUE points)", 14: "14 zones (Soldati et al.)"}
 
 
 def zone_of(path: str | os.PathLike[str]) -> str:
@@ -68,7 +70,9 @@ class ExamEntry:
 class Exam:
     """The scored clips of one examination, in the order they were first scored."""
 
-    def __init__(self) -> None:
+    def __init__(self, zones: int | None = None) -> None:
+        #: The protocol's number of zones (:data:`PROTOCOLS`), or None: the zones scored.
+        self.zones = zones
         self._entries: dict[str, ExamEntry] = {}
         self._clinician: dict[str, int] = {}  # clip -> the clinician's own score
         #: Inputs meant for this exam that could not be scored: the total lacks their zones.
@@ -133,8 +137,24 @@ class Exam:
         return sum(e.clip_score for e in self._entries.values())
 
     @property
+    def zones(self) -> int | None:
+        return self._zones
+
+    @zones.setter
+    def zones(self, value: int | None) -> None:
+        if value is not None and value not in PROTOCOLS:
+            raise ValueError(f"exam protocol of {value} zones; expected one of {sorted(PROTOCOLS)}")
+        self._zones = value
+
+    @property
     def maximum(self) -> int:
-        return 3 * len(self._entries)
+        """3 per zone: of the protocol's zones, or of the zones scored when none is set."""
+        return 3 * (self._zones if self._zones is not None else len(self._entries))
+
+    @property
+    def missing_zones(self) -> int:
+        """Zones of the protocol not yet scored (0 without a protocol)."""
+        return max(0, self._zones - len(self._entries)) if self._zones is not None else 0
 
     @property
     def n_unfamiliar(self) -> int:
@@ -150,7 +170,12 @@ class Exam:
         if not self._entries:
             return "No clip in the exam yet"
         n = len(self._entries)
-        text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
+        if self._zones is None:
+            text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
+        elif self.missing_zones:
+            text = f"LUS score {self.total} of {self.maximum}, INCOMPLETE: {n} of {self._zones} zones scored"
+        else:
+            text = f"LUS score {self.total} of {self.maximum} ({n} of {self._zones} zones)"
         if self.n_clinician:
             text += "; clinician " + (
                 f"{self.clinician_total}"
@@ -165,8 +190,8 @@ class Exam:
         repeated = sorted(z for z, c in Counter(e.zone for e in self._entries.values()).items() if c > 1)
         if repeated:
             notes.append(f"zone {', '.join(repeated)} more than once")
-        if n > MAX_ZONES:
-            notes.append(f"more than the {MAX_ZONES} zones of one exam: several patients?")
+        if n > (self._zones or MAX_ZONES):
+            notes.append(f"more than the {self._zones or MAX_ZONES} zones of one exam: several patients?")
         if self.n_unfamiliar:
             notes.append(f"{self.n_unfamiliar} unlike the training clips")
         if len(self.models) > 1:
@@ -218,7 +243,10 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
             w.writerow(
                 [
                     TOTAL_ROW,
-                    f"LUS score, sum of {len(exam)} zones (maximum {exam.maximum})"
+                    f"LUS score, sum of {len(exam)} zones (maximum {exam.maximum}"
+                    + (f", protocol of {exam.zones} zones" if exam.zones is not None else "")
+                    + ")"
+                    + (f"; INCOMPLETE, {exam.missing_zones} zones not scored" if exam.missing_zones else "")
                     + (f"; {len(exam.not_scored)} more could not be scored" if exam.not_scored else "")
                     + _clinician_note(exam),
                     exam.total,

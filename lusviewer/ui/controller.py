@@ -350,6 +350,15 @@ class Controller(QObject):
         self.exam_exported = False
         self.exam_changed.emit()
 
+    def set_exam_zones(self, zones: int | None) -> None:
+        """The exam's protocol (6 or 14 zones, or None: the zones scored)."""
+        if zones == self.exam.zones:
+            return
+        self.exam.zones = zones
+        if len(self.exam):
+            self.exam_exported = False
+        self.exam_changed.emit()
+
     @property
     def clinician_scores(self) -> dict[str, int]:
         return {e.clip: s for e in self.exam.entries if (s := self.exam.clinician_score(e.clip)) is not None}

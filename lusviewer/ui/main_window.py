@@ -265,6 +265,7 @@ class MainWindow(QMainWindow):
         self.exam_panel.clear_requested.connect(self.clear_exam)
         self.exam_panel.export_requested.connect(self.export_exam_dialog)
         self.exam_panel.clinician_score_changed.connect(c.set_clinician_score)
+        self.exam_panel.zones_changed.connect(self._zones_chosen)
         self.slider.valueChanged.connect(self.seek)
         self.play_button.clicked.connect(self.toggle_play)
         self.timeline.seek_requested.connect(self.seek)
@@ -303,6 +304,10 @@ class MainWindow(QMainWindow):
         self.opacity.setValue(int(s.value("overlay_opacity", 50)))  # type: ignore[arg-type]
         self.show_probs.setChecked(str(s.value("show_probabilities", "true")).lower() == "true")
         self.show_recon.setChecked(str(s.value("show_recon_error", "true")).lower() == "true")
+        zones = int(s.value("exam_zones", 0) or 0)  # type: ignore[call-overload]
+        if zones in (6, 14):
+            self.controller.set_exam_zones(zones)
+            self.exam_panel.set_zones(zones)
         self._refresh_recent()
 
     def _fit_to_screen(self) -> None:
@@ -564,11 +569,15 @@ class MainWindow(QMainWindow):
         ):
             c.clear_exam()
 
+    def _zones_chosen(self, zones: int | None) -> None:
+        self.controller.set_exam_zones(zones)
+        self.settings.setValue("exam_zones", zones or 0)
+
     def _on_exam_changed(self) -> None:
         c = self.controller
         exam = c.exam
         self.exam_panel.set_exam(exam.entries, exam.summary(), c.info.path if c.info else None, c.clinician_scores)
-        warn = "⚠ " if exam.n_unfamiliar or exam.not_scored else ""
+        warn = "⚠ " if exam.n_unfamiliar or exam.not_scored or exam.missing_zones else ""
         title = f"Exam · {warn}LUS {exam.total} of {exam.maximum}" if len(exam) else "Exam"
         self.side_tabs.setTabText(self.side_tabs.indexOf(self.exam_panel), title)
         self.act_export_exam.setEnabled(bool(len(exam)))

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 )
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence, persistence_frames
-from lusviewer.report.exam import ExamEntry
+from lusviewer.report.exam import PROTOCOLS, ExamEntry
 
 pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
 
@@ -428,6 +428,7 @@ class ExamPanel(QWidget):
     open_requested = Signal(str)  # clip path
     remove_requested = Signal(str)
     clinician_score_changed = Signal(str, object)  # clip path, 0-3 or None
+    zones_changed = Signal(object)  # the protocol's number of zones, or None
     clear_requested = Signal()
     export_requested = Signal()
 
@@ -478,6 +479,19 @@ class ExamPanel(QWidget):
             buttons.addWidget(b)
         buttons.addStretch(1)
         buttons.addWidget(self.export_button)
+        self.protocol = QComboBox()
+        self.protocol.addItem("Zones as scored", None)
+        for zones, name in PROTOCOLS.items():
+            self.protocol.addItem(name, zones)
+        self.protocol.setToolTip(
+            "The exam's protocol: the LUS score is out of 3 per zone, and an exam with fewer zones is incomplete"
+        )
+        self.protocol.currentIndexChanged.connect(lambda _i: self.zones_changed.emit(self.protocol.currentData()))
+        head = QHBoxLayout()
+        head.addWidget(QLabel("Protocol:"))
+        head.addWidget(self.protocol)
+        head.addStretch(1)
+        layout.addLayout(head)
         layout.addWidget(self.total)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
@@ -510,6 +524,11 @@ class ExamPanel(QWidget):
         box = self.table.cellWidget(row, 2)
         assert isinstance(box, QComboBox)
         return box
+
+    def set_zones(self, zones: int | None) -> None:
+        """Show the protocol (without emitting ``zones_changed``)."""
+        with QSignalBlocker(self.protocol):
+            self.protocol.setCurrentIndex(max(0, self.protocol.findData(zones)))
 
     def set_exam(
         self,
