@@ -124,6 +124,8 @@ CARD="$RUN/ship/lusviewer-hybrid.json"
 if [ -f "$CARD" ]; then
   $PY -m lusviewer score resources/sample_clip.mp4 --model "$CARD" --device "$DEVICE" -q -o "$RUN/sample_report.csv" \
       > "$RUN/logs/score.log" 2>&1 && say "scored the sample clip on $DEVICE" || { fails=1; cat "$RUN/logs/score.log"; }
+  # Where the new model's Grad-CAM looks (the shipped one: image corners on 65 of 65 clips).
+  $PY scripts/gradcam_corners.py --model "$CARD" --data "$DATA" 2>&1 | tee "$RUN/logs/gradcam.log" || true
   if [ "$BENCH" = 1 ]; then
     $PY benchmarks/bench_inference.py --model "$CARD" --device "$DEVICE" --data "$(dirname "$DATA")" \
         --sections model,engine --frames 256 --clips 8 2>&1 | tee "$RUN/logs/bench.log" || fails=1
