@@ -2,6 +2,8 @@
 
     python scripts/gradcam_corners.py [--model CARD] [--data ../shared/data/covid-blues]
     python scripts/gradcam_corners.py --work-dir RUN_WORK_DIR [--checkpoint cnn_last]   # a stage-1 CNN
+    ... [--padded]        # each frame set in a black border a quarter of its size: peaks in that border?
+    ... [--random-init]   # the same architecture untrained (seed 0): what the method alone gives
 
 For the middle frame of each validation clip: is the map's peak within 10 % of an image
 corner, and what share of the map lies on black, echo-free background
@@ -46,6 +48,8 @@ def main() -> None:
     ap.add_argument("--data", default="../shared/data/covid-blues")
     ap.add_argument("--work-dir", default=None, help="a training run's work dir: its stage-1 CNN, on its split")
     ap.add_argument("--checkpoint", default="cnn_last", help="with --work-dir: cnn_last or cnn_best")
+    ap.add_argument("--padded", action="store_true", help="frames set in a black border a quarter of their size")
+    ap.add_argument("--random-init", action="store_true", help="the architecture untrained (seed 0)")
     args = ap.parse_args()
     if args.work_dir:
         cnn, val = stage1_cnn(Path(args.work_dir), args.checkpoint)
@@ -53,20 +57,33 @@ def main() -> None:
         loaded = load_model(args.model)
         cnn = loaded.model.cnn.float()
         val = set(loaded.card.training["split"]["val_patients"])
+    if args.random_init:
+        import torch
+
+        from lusviewer.model import HybridModel
+
+        torch.manual_seed(0)
+        cnn = HybridModel(cnn.cfg).cnn.float().eval()
     clips = [c for c in load_covid_blues(args.data) if c.group in val]
-    corner, background = 0, []
+    corner, background, in_border = 0, [], 0
     for c in clips:
         with open_clip(c.path) as r:
             frame = r.frame(len(r) // 2)
+        if args.padded:
+            m = frame.shape[0] // 4
+            frame = np.pad(frame, ((m, m), (m, m), (0, 0)))
         cam, _cls = grad_cam(cnn, frame)
         h, w = cam.shape
         y, x = np.unravel_index(int(cam.argmax()), cam.shape)
         corner += int(min(y, h - 1 - y) < 0.1 * h and min(x, w - 1 - x) < 0.1 * w)
+        if args.padded:
+            in_border += int(min(y, h - 1 - y) < m or min(x, w - 1 - x) < m)
         background.append(share_on_background(cam, frame))
     bg = np.array(background)
     print(
         f"{len(clips)} validation clips (middle frame): Grad-CAM peak within 10 % of an image corner in {corner}; "
         f"share of the map on black background: median {np.median(bg):.2f}, above 0.5 in {int((bg > 0.5).sum())}"
+        + (f"; peak in the added black border in {in_border}" if args.padded else "")
     )
 
 
