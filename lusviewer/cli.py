@@ -790,8 +790,7 @@ def run(argv: list[str]) -> int:
     def terminated(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt  # SIGTERM unwinds like Ctrl-C: temporary files removed, earlier reports kept
 
-    if threading_main():
-        signal.signal(signal.SIGTERM, terminated)
+    previous = signal.signal(signal.SIGTERM, terminated) if threading_main() else None
     try:
         return int(args.func(args))
     except KeyboardInterrupt:
@@ -801,3 +800,6 @@ def run(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    finally:
+        if previous is not None:  # a caller's own handler (run() used as a library) is put back
+            signal.signal(signal.SIGTERM, previous)
