@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 
 from lusviewer import __version__
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
-from lusviewer.report.aggregate import LOW_CONFIDENCE
+from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
 from lusviewer.ui.controller import Controller
 from lusviewer.ui.views import OVERLAY_MODES, ExamPanel, FrameView, ScoreTimeline, SummaryPanel
 from lusviewer.ui.worker import ModelStatus
@@ -687,11 +687,12 @@ class MainWindow(QMainWindow):
 
     def _redraw_timeline(self) -> None:
         c = self.controller
-        self.timeline.update_scores(c.scores, c.probs, c.recon_error, c.n_scored)
+        weak = low_confidence(c.probs[: c.n_scored])  # once per redraw, for the timeline and the summary
+        self.timeline.update_scores(c.scores, c.probs, c.recon_error, c.n_scored, weak)
         if c.result is None and c.n_scored:
             counts = np.bincount(c.scores[: c.n_scored], minlength=4)[:4]
             self.summary.set_progress(counts, c.n_scored, len(c.scores))
-            self.summary.set_confidence(c.probs[: c.n_scored])
+            self.summary.set_confidence(weak)
         self._update_frame_label()
 
     def _on_progress(self, done: int, total: int, fps: float) -> None:
@@ -723,7 +724,7 @@ class MainWindow(QMainWindow):
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
         self.summary.set_summary(s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores), result.info.fps)
-        self.summary.set_confidence(result.probs)
+        self.summary.set_confidence(low_confidence(result.probs))
         self.summary.set_familiarity(result.familiarity_warning)
         self.timeline.set_unreliable(bool(result.unfamiliar))
         self._scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")

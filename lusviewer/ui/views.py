@@ -195,12 +195,14 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):
             c.setBounds((0, max(n_frames - 1, 0)))
         self.set_cursor(0)
 
-    def update_scores(self, scores: np.ndarray, probs: np.ndarray, recon: np.ndarray, n_done: int) -> None:
+    def update_scores(
+        self, scores: np.ndarray, probs: np.ndarray, recon: np.ndarray, n_done: int, weak: np.ndarray | None = None
+    ) -> None:
         """Redraw the first ``n_done`` frames (a few thousand points: cheap)."""
         if n_done <= 0:
             return
         s = scores[:n_done]
-        weak = low_confidence(probs[:n_done])
+        weak = low_confidence(probs[:n_done]) if weak is None else weak[:n_done]
         step = 1
         key = s * 2 + weak  # one step per run of equal scores and equal confidence
         starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
@@ -342,14 +344,15 @@ class SummaryPanel(QWidget):
         self.set_counts(counts, scored)
         self.rule.setText(f"Scoring… {scored} of {total} frames so far; the clip score follows when all are scored.")
 
-    def set_confidence(self, probs: np.ndarray) -> None:
-        """How sure the model is of its frame scores: the share of frames where the
-        score it shows has a probability below :data:`LOW_CONFIDENCE`."""
-        n = len(probs)
+    def set_confidence(self, low: np.ndarray) -> None:
+        """How sure the model is of its frame scores, from the per-frame mask of
+        :func:`~lusviewer.report.aggregate.low_confidence`: the share of frames where
+        the score it shows has a probability below :data:`LOW_CONFIDENCE`."""
+        n = len(low)
         if not n:
             self.confidence.setText("")
             return
-        weak = int(low_confidence(probs).sum())
+        weak = int(np.count_nonzero(low))
         share = 100.0 * weak / n
         if weak * 2 > n:
             self.confidence.setText(
