@@ -30,14 +30,15 @@ from lusviewer.training.data import load_covid_blues
 def stage1_cnn(work: Path, checkpoint: str) -> tuple[Any, set[str]]:
     """The CNN of a work dir's stage-1 checkpoint, and the validation patients of its split."""
     from lusviewer.model import HybridModel
+    from lusviewer.training.config import TrainConfig, model_config
     from lusviewer.training.data import load_dataset_with, split_by_group
-    from lusviewer.training.train import TrainConfig, _load_state, model_config
+    from lusviewer.training.loop import load_state
 
     state = json.loads((work / "state.json").read_text())
     known = {f.name for f in fields(TrainConfig)}
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
     model = HybridModel(model_config(cfg))
-    _load_state(work / f"{checkpoint}.safetensors", model.cnn)
+    load_state(work / f"{checkpoint}.safetensors", model.cnn)
     _, val = split_by_group(load_dataset_with(cfg), val_fraction=cfg.val_fraction, seed=cfg.seed)
     return model.cnn.float().eval(), {c.group for c in val}
 

@@ -24,8 +24,11 @@ from pathlib import Path
 import torch
 
 from lusviewer.model.hybrid import DenseNetBranch, HybridModel, ModelConfig
+from lusviewer.training.config import PretrainConfig
 from lusviewer.training.data import cached_frames, load_dataset, split_by_group
-from lusviewer.training.pretrain import Encoder, PretrainConfig, check_held_out, run_probe
+from lusviewer.training.pretrain import check_held_out
+from lusviewer.training.probe import run_probe
+from lusviewer.training.simsiam import Encoder
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,10 @@ from lusviewer.model import HybridModel, ModelConfig
 from lusviewer.model.pretrained import init_densenet_from
 from lusviewer.model.weights import ModelError, sha256_file
 from lusviewer.training import pretrain
+from lusviewer.training.config import PretrainConfig
 from lusviewer.training.data import load_covid_blues, split_by_group
-from lusviewer.training.pretrain import PretrainConfig, fit_probe, run_pretrain, two_views
+from lusviewer.training.pretrain import run_pretrain, two_views
+from lusviewer.training.probe import fit_probe
 
 
 @pytest.fixture(scope="module")

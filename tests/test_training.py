@@ -13,7 +13,8 @@ from lusviewer.io.synthetic import synthetic_frames, write_video
 from lusviewer.model import load_model
 from lusviewer.resources import resource_path
 from lusviewer.training.data import augment, load_covid_blues, split_by_group
-from lusviewer.training.train import TrainConfig, _load_optim, _save_optim, run_training
+from lusviewer.training.loop import load_optim, save_optim
+from lusviewer.training.train import TrainConfig, run_training
 
 
 @pytest.fixture(scope="module")
@@ -69,9 +70,9 @@ def test_optimizer_state_roundtrip(tmp_path: Path) -> None:
     opt = torch.optim.AdamW(lin.parameters(), lr=1e-3)
     lin(torch.randn(4, 3)).sum().backward()
     opt.step()
-    _save_optim(tmp_path / "o.safetensors", opt)
+    save_optim(tmp_path / "o.safetensors", opt)
     opt2 = torch.optim.AdamW(lin.parameters(), lr=5.0)
-    _load_optim(tmp_path / "o.safetensors", opt2)
+    load_optim(tmp_path / "o.safetensors", opt2)
     s1, s2 = opt.state_dict(), opt2.state_dict()
     assert s2["param_groups"][0]["lr"] == 1e-3
     for pid in s1["state"]:
@@ -485,7 +486,7 @@ def test_torchrun_two_cpu_processes_gloo(tmp_path: Path, blues_like: Path) -> No
 
 
 def test_plateau_halves_lr_and_counts_towards_early_stop() -> None:
-    from lusviewer.training.train import plateau_step
+    from lusviewer.training.stages import plateau_step
 
     cfg = TrainConfig(data="-", out="-", lr=0.002, plateau_patience=2)
     st: dict = {"epoch": 0, "best": None, "lr": 0.002, "since_best": 0}
@@ -564,7 +565,7 @@ def _logits_for(frame_scores: list[list[int]], confidence: float = 8.0) -> torch
 def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
     """A score-2 clip: normal frames beside one score-2 frame cost (almost) nothing; no
     frame at 2 costs, and any frame above 2 costs; a score-0 clip wants every frame 0."""
-    from lusviewer.training.train import mil_ordinal_loss
+    from lusviewer.training.losses import mil_ordinal_loss
 
     w = torch.ones(4)
     two = torch.tensor([2])
@@ -608,7 +609,7 @@ def test_mil_loss_scores_a_clip_by_its_worst_frame() -> None:
 
 
 def test_train_with_mil_loss_both_stages(blues_like: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lusviewer.training import train as train_module
+    from lusviewer.training import stages as train_module
 
     calls: list[tuple[tuple[int, ...], list[int]]] = []
     real = train_module.mil_ordinal_loss
@@ -705,7 +706,7 @@ def test_resumed_training_equals_an_uninterrupted_run(blues_like: Path, tmp_path
 
 
 def test_schedule_follows_epochs_unless_the_clock_binds() -> None:
-    from lusviewer.training.train import schedule_fraction
+    from lusviewer.training.loop import schedule_fraction
 
     # 10 epochs at 30 s each under a 600-minute budget: epochs only, whatever the clock says
     assert schedule_fraction(95.0, 36000.0, 3.0, 10) == 0.3

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from lusviewer.model.hybrid import VARIANT_NAMES, HybridModel
+from lusviewer.training.card import labels_note
 from lusviewer.training.data import (
     LabelledClip,
     cached_frames,
@@ -34,26 +35,18 @@ from lusviewer.training.data import (
     split_warnings,
 )
 from lusviewer.training.evaluate import LEVELS, METRICS, confusion_png
-from lusviewer.training.metrics import AUC_KEYS, classification_metrics, ordinal_aucs, patient_agreement
+from lusviewer.training.loop import RunState, device_of, log, machine
+from lusviewer.training.metrics import AUC_KEYS, ordinal_aucs, patient_agreement
+from lusviewer.training.stages import train_cnn, train_end_to_end, train_lstm
 from lusviewer.training.train import (
     TrainConfig,
-    _clip_eval,
-    _device_of,
-    _log,
-    _machine,
-    _Run,
     check_init_options,
     check_loss,
     check_recipe,
-    cnn_features,
-    evaluate_sequence,
     initial_densenet,
-    labels_note,
     model_config,
-    train_cnn,
-    train_end_to_end,
-    train_lstm,
 )
+from lusviewer.training.validation import clip_metrics, cnn_features, evaluate_sequence, majority_baseline
 
 MAJORITY = "majority"
 
@@ -89,9 +82,7 @@ def run_crossval(
     t0 = time.time()
     size = model_config(cfg).input_size
     frames = {c.path: cached_frames(c.path, size, cfg.cache_dir) for c in clips}
-    _log(
-        f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s"
-    )
+    log(f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s")
     results: list[dict[str, Any]] = []
     for fi, (train_all, test) in enumerate(folds):
         if only_folds is not None and fi not in only_folds:
@@ -99,7 +90,7 @@ def run_crossval(
         results.append(_majority_baseline(fi, train_all, test, frames))
         train, val = split_by_group(train_all, val_fraction=cfg.val_fraction, seed=cfg.seed + fi)
         for note in split_warnings(train, val):
-            _log(f"warning: fold {fi}: {note}")
+            log(f"warning: fold {fi}: {note}")
         groups = [{c.group for c in s} for s in (train, val, test)]
         assert not (groups[0] & groups[2] or groups[1] & groups[2] or groups[0] & groups[1]), "patient leak"
         fold_cfg = replace(cfg, seed=cfg.seed + fi)  # the pretraining's seed and split follow the fold's
@@ -110,7 +101,7 @@ def run_crossval(
             work = out / f"fold{fi}" / variant
             done = work / "result.json"
             vcfg = replace(cfg, variant=variant, work_dir=str(work))
-            run = _Run(work)
+            run = RunState(work)
             check_recipe(vcfg, run, clips)  # never mix results of another recipe or data into this report
             if done.is_file():
                 results.append(json.loads(done.read_text()))  # its test patients: checked above
@@ -118,30 +109,10 @@ def run_crossval(
             work.mkdir(parents=True, exist_ok=True)
             run.data["fold"] = {"k": k, "test_patients": sorted(groups[2])}
             run.save()
-            _log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
+            log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
             t_run = time.time()
             run.data.setdefault("config", asdict(vcfg))
-            torch.manual_seed(cfg.seed + fi)
-            model = HybridModel(model_config(cfg, variant))
-            if init:
-                from lusviewer.model.pretrained import init_densenet_from
-
-                init_densenet_from(model, init)
-            from lusviewer.inference.engine import resolve_device
-
-            model.to(resolve_device(cfg.device))
-            _reuse_cnn_stage(out / f"fold{fi}" / "cnn", work, run)
-            train_cnn(vcfg, model, train, val, frames, work, run)
-            needed = test if model.sequence is None else [*train, *val, *test]
-            probs, feats = cnn_features(model, needed, frames, cfg.bf16)
-            if model.sequence is not None:
-                train_lstm(vcfg, model, train, val, feats, work, run)
-                if cfg.e2e_epochs > 0:
-                    train_end_to_end(vcfg, model, train, val, frames, work, run)
-                    _, feats = cnn_features(model, test, frames, cfg.bf16)
-                res = evaluate_sequence(model.sequence, test, feats, per_clip=True)
-            else:
-                res = _clip_eval(test, lambda c, probs=probs: probs[c.path], per_clip=True)  # type: ignore[misc]
+            res, model = _train_and_test(vcfg, fi, init, (train, val, test), frames, out, run)
             record = {
                 "fold": fi,
                 "variant": variant,
@@ -152,19 +123,54 @@ def run_crossval(
                 "auc": res["auc"],
                 "clips": res["clips"],
                 "elapsed_s": round(time.time() - t_run, 1),
-                "machine": _machine(_device_of(model)),
+                "machine": machine(device_of(model)),
             }
             tmp = done.with_name(done.name + ".tmp")
             tmp.write_text(json.dumps(record, indent=2))
             os.replace(tmp, done)
             results.append(record)
     if only_folds is not None:
-        _log(f"folds {', '.join(map(str, only_folds))} done; the report comes from a run without --run-folds")
+        log(f"folds {', '.join(map(str, only_folds))} done; the report comes from a run without --run-folds")
         return None
     labels = labels_note(cfg, clips)
     return write_cv_report(
         results, out, cfg=cfg, k=k, variants=variants, elapsed_s=time.time() - t0, labels_note=f"Labels: {labels}."
     )
+
+
+def _train_and_test(
+    vcfg: TrainConfig,
+    fi: int,
+    init: str | None,
+    sides: tuple[list[LabelledClip], list[LabelledClip], list[LabelledClip]],
+    frames: dict[str, np.ndarray],
+    out: Path,
+    run: RunState,
+) -> tuple[dict[str, Any], HybridModel]:
+    """Train one variant (``vcfg``) on fold ``fi``'s training and validation sides and
+    test it on its test side: :func:`clip_metrics` with every clip's row, and the model."""
+    train, val, test = sides
+    work = Path(vcfg.work_dir)
+    torch.manual_seed(vcfg.seed + fi)
+    model = HybridModel(model_config(vcfg))
+    if init:
+        from lusviewer.model.pretrained import init_densenet_from
+
+        init_densenet_from(model, init)
+    from lusviewer.inference.engine import resolve_device
+
+    model.to(resolve_device(vcfg.device))
+    _reuse_cnn_stage(out / f"fold{fi}" / "cnn", work, run)
+    train_cnn(vcfg, model, train, val, frames, work, run)
+    needed = test if model.sequence is None else [*train, *val, *test]
+    probs, feats = cnn_features(model, needed, frames, vcfg.bf16)
+    if model.sequence is None:
+        return clip_metrics(test, lambda c: probs[c.path], per_clip=True), model
+    train_lstm(vcfg, model, train, val, feats, work, run)
+    if vcfg.e2e_epochs > 0:
+        train_end_to_end(vcfg, model, train, val, frames, work, run)
+        _, feats = cnn_features(model, test, frames, vcfg.bf16)
+    return evaluate_sequence(model.sequence, test, feats, per_clip=True), model
 
 
 def _initialisation_note(cfg: TrainConfig) -> str:
@@ -183,16 +189,8 @@ def _majority_baseline(
     fold: int, train: list[LabelledClip], test: list[LabelledClip], frames: dict[str, np.ndarray]
 ) -> dict[str, Any]:
     """The floor every variant must clear: always the training side's most common score."""
-    major = int(np.bincount([c.score for c in train], minlength=4).argmax())
-    y = np.concatenate([c.targets(len(frames[c.path])) for c in test])
-    cy = [c.score for c in test]
-    return {
-        "fold": fold,
-        "variant": MAJORITY,
-        "majority_score": major,
-        "frame": classification_metrics(y, np.full_like(y, major)),
-        "clip": classification_metrics(cy, [major] * len(cy)),
-    }
+    major, frame, clip = majority_baseline(train, test, frames)
+    return {"fold": fold, "variant": MAJORITY, "majority_score": major, "frame": frame, "clip": clip}
 
 
 def _check_fold_dirs(
@@ -217,7 +215,7 @@ def _check_fold_dirs(
             work = out / f"fold{fi}" / variant
             if not work.is_dir():
                 continue
-            run = _Run(work)
+            run = RunState(work)
             check_recipe(replace(cfg, variant=variant, work_dir=str(work)), run, clips)
             before = run.data.get("fold", {}).get("test_patients")
             if before is None and (work / "result.json").is_file():
@@ -229,7 +227,7 @@ def _check_fold_dirs(
                 )
 
 
-def _reuse_cnn_stage(cnn_work: Path, work: Path, run: _Run) -> None:
+def _reuse_cnn_stage(cnn_work: Path, work: Path, run: RunState) -> None:
     """CNN+LSTM's stage 1 *is* the ``cnn`` variant's training (same architecture, seed,
     data and settings), so when this fold's ``cnn`` run has finished stage 1 its best
     checkpoint is taken instead of training the same CNN twice."""
@@ -243,7 +241,7 @@ def _reuse_cnn_stage(cnn_work: Path, work: Path, run: _Run) -> None:
     shutil.copyfile(src, work / "cnn_best.safetensors")
     run.data["cnn"] = {**stage, "reused_from": str(cnn_work)}
     run.save()
-    _log(f"  stage 1 reused from {cnn_work} (the same CNN, trained once)")
+    log(f"  stage 1 reused from {cnn_work} (the same CNN, trained once)")
 
 
 def _mean_sd(values: list[float]) -> str:

@@ -11,6 +11,7 @@ import re
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ class LabelledClip:
         return np.array([self.target(i) for i in range(n_frames)], dtype=np.int64)
 
 
-def _group_of(path: str, group_by: str | None) -> str:
+def group_of(path: str, group_by: str | None) -> str:
     """The patient (group) of a clip: ``patient_<ID>`` in its name or path by default,
     else the first group of ``group_by``. No rule, no guess: a clip whose patient
     cannot be told would put one patient on both sides of a split."""
@@ -87,7 +88,7 @@ def load_label_csv(
             raise ValueError(f"{table}, line {i}: clip {name!r} is listed again (first on line {seen[name]})")
         seen[name] = i
         path = str(base / name)
-        group = (row[group_column] or "").strip() if group_column else _group_of(path, group_by)
+        group = (row[group_column] or "").strip() if group_column else group_of(path, group_by)
         if not group:
             raise ValueError(f"{table}, line {i}: empty {group_column!r}")
         clips.append(LabelledClip(path, score, group))
@@ -147,7 +148,7 @@ def load_iclus_folders(root: str | os.PathLike[str], *, group_by: str | None = N
             if not m:
                 raise ValueError(f"{f}: frame name carries no Score<N> label")
             scores.append(int(m.group(1)))
-        clips.append(LabelledClip(str(folder), max(scores), _group_of(str(folder), group_by), tuple(scores)))
+        clips.append(LabelledClip(str(folder), max(scores), group_of(str(folder), group_by), tuple(scores)))
     if not clips:
         raise FileNotFoundError(f"{root}: no folders of frame images found")
     return clips
@@ -388,6 +389,14 @@ def decode_clip(path: str, size: int) -> np.ndarray:
     """All frames of a clip, resized for the model: uint8 (T, size, size, 3)."""
     with open_clip(path) as reader:
         return np.stack([resize_frame(f, size) for f in reader.iter_frames()])
+
+
+@lru_cache(maxsize=4096)
+def clip_fps(path: str) -> float:
+    """A clip's frame rate as its reader gives it (the rate the scoring engine's
+    persistent rule and risk use), 25 where the header gives none."""
+    with open_clip(path) as reader:
+        return float(reader.info.fps or 25.0)
 
 
 def cached_frames(path: str, size: int, cache_dir: str | os.PathLike[str] | None) -> np.ndarray:
