@@ -37,7 +37,7 @@ from lusviewer.training.data import (
 from lusviewer.training.evaluate import LEVELS, METRICS, confusion_png
 from lusviewer.training.loop import RunState, device_of, log, machine
 from lusviewer.training.metrics import AUC_KEYS, ordinal_aucs, patient_agreement
-from lusviewer.training.stages import train_cnn, train_end_to_end, train_lstm
+from lusviewer.training.stages import StageRun, train_cnn, train_end_to_end, train_lstm
 from lusviewer.training.train import (
     TrainConfig,
     check_init_options,
@@ -161,14 +161,15 @@ def _train_and_test(
 
     model.to(resolve_device(vcfg.device))
     _reuse_cnn_stage(out / f"fold{fi}" / "cnn", work, run)
-    train_cnn(vcfg, model, train, val, frames, work, run)
+    stages = StageRun(vcfg, model, train, val, frames, work, run)
+    train_cnn(stages)
     needed = test if model.sequence is None else [*train, *val, *test]
     probs, feats = cnn_features(model, needed, frames, vcfg.bf16)
     if model.sequence is None:
         return clip_metrics(test, lambda c: probs[c.path], per_clip=True), model
-    train_lstm(vcfg, model, train, val, feats, work, run)
+    train_lstm(stages, feats)
     if vcfg.e2e_epochs > 0:
-        train_end_to_end(vcfg, model, train, val, frames, work, run)
+        train_end_to_end(stages)
         _, feats = cnn_features(model, test, frames, vcfg.bf16)
     return evaluate_sequence(model.sequence, test, feats, per_clip=True), model
 

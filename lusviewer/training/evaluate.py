@@ -194,6 +194,60 @@ def confusion_png(cm: np.ndarray, path: str | os.PathLike[str], title: str) -> P
 def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, command: str = "") -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _write_tables(result, out)
+    confusion_png(result.frame_confusion, out / "confusion_frame.png", f"{result.model}: frames")
+    confusion_png(result.clip_confusion, out / "confusion_clip.png", f"{result.model}: clips ({result.rule} rule)")
+    lines = [
+        f"# Evaluation of {result.model}",
+        "",
+        f"{result.n_clips} clips scored"
+        + (f", {len(result.failed)} could not be read" if result.failed else "")
+        + "."
+        + (
+            ""
+            if not result.familiarity_checked
+            else " None looks unlike the model's training clips (familiarity check)."
+            if not result.unfamiliar
+            else f" {len(result.unfamiliar)} of them look unlike the model's training clips (mean reconstruction "
+            "error above the card's limit): their scores are unreliable."
+        ),
+        f"Clip score rule: {result.rule}." + (f" Command: `{command}`" if command else ""),
+        "",
+        "| level | n | accuracy | macro-F1 | sensitivity | specificity | within-one | QWK |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for level, m in (("frame", result.frame), ("clip", result.clip)):
+        lines.append(f"| {level} | {int(m['n'])} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
+    for level, m in result.baseline.items():
+        if level not in LEVELS:
+            continue
+        lines.append(
+            f"| {level}: always score {result.baseline_score} | {int(m['n'])} | "
+            + " | ".join(f"{m[k]:.3f}" for k in METRICS)
+            + " |"
+        )
+    lines += [
+        "",
+        "Macro averages over the four scores (one-vs-rest); within-one: at most one level off; "
+        "QWK: quadratic-weighted Cohen's kappa."
+        + (f" Baseline: always score {result.baseline_score} ({result.baseline_source})." if result.baseline else ""),
+        "",
+    ]
+    lines += _ci_lines(result)
+    lines += _auc_lines(result)
+    if result.patient:
+        lines += _patient_section(result)
+    lines += [
+        "![frames](confusion_frame.png) ![clips](confusion_clip.png)",
+    ]
+    lines += ["", "Could not be read:", *(f"- {f}" for f in result.failed)] if result.failed else []
+    lines += ["", "Unlike the training clips:", *(f"- {f}" for f in result.unfamiliar)] if result.unfamiliar else []
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out / "report.md"
+
+
+def _write_tables(result: EvalResult, out: Path) -> None:
+    """metrics.csv, auc.csv, clips.csv, patients.csv and the confusion matrices as CSV."""
     ci_cols = [f"{k}_ci_{end}" for k in CI_METRICS for end in ("lo", "hi")]
     with open(out / "metrics.csv", "w", newline="") as fh:
         w = csv.writer(fh)
@@ -236,95 +290,59 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
         np.savetxt(
             out / f"confusion_{level}.csv", cm, fmt="%d", delimiter=",", header="rows: true 0-3, columns: predicted 0-3"
         )
-    confusion_png(result.frame_confusion, out / "confusion_frame.png", f"{result.model}: frames")
-    confusion_png(result.clip_confusion, out / "confusion_clip.png", f"{result.model}: clips ({result.rule} rule)")
+
+
+def _ci_lines(result: EvalResult) -> list[str]:
+    """The report's table of 95 % patient-bootstrap intervals (none without intervals)."""
+    if not result.ci:
+        return []
     lines = [
-        f"# Evaluation of {result.model}",
+        f"95 % intervals by resampling the {result.n_patients} patients (bootstrap; clips of one patient "
+        "are not independent):",
         "",
-        f"{result.n_clips} clips scored"
-        + (f", {len(result.failed)} could not be read" if result.failed else "")
-        + "."
-        + (
-            ""
-            if not result.familiarity_checked
-            else " None looks unlike the model's training clips (familiarity check)."
-            if not result.unfamiliar
-            else f" {len(result.unfamiliar)} of them look unlike the model's training clips (mean reconstruction "
-            "error above the card's limit): their scores are unreliable."
-        ),
-        f"Clip score rule: {result.rule}." + (f" Command: `{command}`" if command else ""),
-        "",
-        "| level | n | accuracy | macro-F1 | sensitivity | specificity | within-one | QWK |",
-        "|---|---|---|---|---|---|---|---|",
+        "| level | " + " | ".join(k.replace("_", "-") for k in CI_METRICS) + " |",
+        "|---|" + "---|" * len(CI_METRICS),
     ]
-    for level, m in (("frame", result.frame), ("clip", result.clip)):
-        lines.append(f"| {level} | {int(m['n'])} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
-    for level, m in result.baseline.items():
-        if level not in LEVELS:
-            continue
-        lines.append(
-            f"| {level}: always score {result.baseline_score} | {int(m['n'])} | "
-            + " | ".join(f"{m[k]:.3f}" for k in METRICS)
-            + " |"
-        )
-    lines += [
-        "",
-        "Macro averages over the four scores (one-vs-rest); within-one: at most one level off; "
-        "QWK: quadratic-weighted Cohen's kappa."
-        + (f" Baseline: always score {result.baseline_score} ({result.baseline_source})." if result.baseline else ""),
-        "",
-    ]
-    if result.ci:
-        lines += [
-            f"95 % intervals by resampling the {result.n_patients} patients (bootstrap; clips of one patient "
-            "are not independent):",
-            "",
-            "| level | " + " | ".join(k.replace("_", "-") for k in CI_METRICS) + " |",
-            "|---|" + "---|" * len(CI_METRICS),
-        ]
-        for level in LEVELS:
-            ci = result.ci.get(level, {})
-            if ci:
-                row = " | ".join(f"{ci[k][0]:.3f} to {ci[k][1]:.3f}" for k in CI_METRICS)
-                lines.append(f"| {level} | {row} |")
-            if f"diff_{CI_METRICS[0]}" in ci:
-                lines.append(
-                    f"| {level}: model minus baseline | "
-                    + " | ".join(f"{ci['diff_' + k][0]:+.3f} to {ci['diff_' + k][1]:+.3f}" for k in CI_METRICS)
-                    + " |"
-                )
-        lines.append("")
-    if result.auc:
-        auc_ci = result.ci.get("auc", {})
+    for level in LEVELS:
+        ci = result.ci.get(level, {})
+        if ci:
+            row = " | ".join(f"{ci[k][0]:.3f} to {ci[k][1]:.3f}" for k in CI_METRICS)
+            lines.append(f"| {level} | {row} |")
+        if f"diff_{CI_METRICS[0]}" in ci:
+            lines.append(
+                f"| {level}: model minus baseline | "
+                + " | ".join(f"{ci['diff_' + k][0]:+.3f} to {ci['diff_' + k][1]:+.3f}" for k in CI_METRICS)
+                + " |"
+            )
+    lines.append("")
+    return lines
 
-        def cell(key: str) -> str:
-            v = result.auc[key]
-            if not np.isfinite(v):
-                return "n/a (one kind only)"
-            lo, hi = auc_ci.get(key, (float("nan"), float("nan")))
-            return f"{v:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
 
-        lines += [
-            "Threshold-free, clip level: area under the ROC curve for telling clips of score >= k from the "
-            "others, from each clip's risk of a score >= k (the frames' probability of it, averaged over "
-            "0.2 s runs, at its highest); 0.5 is chance"
-            + (", 95 % intervals by resampling patients" if auc_ci else "")
-            + ":",
-            "",
-            "| score >= 1 | score >= 2 | score >= 3 |",
-            "|---|---|---|",
-            "| " + " | ".join(cell(k) for k in AUC_KEYS) + " |",
-            "",
-        ]
-    if result.patient:
-        lines += _patient_section(result)
-    lines += [
-        "![frames](confusion_frame.png) ![clips](confusion_clip.png)",
+def _auc_lines(result: EvalResult) -> list[str]:
+    """The report's threshold-free clip-level AUCs (none where the result has none)."""
+    if not result.auc:
+        return []
+    auc_ci = result.ci.get("auc", {})
+
+    def cell(key: str) -> str:
+        v = result.auc[key]
+        if not np.isfinite(v):
+            return "n/a (one kind only)"
+        lo, hi = auc_ci.get(key, (float("nan"), float("nan")))
+        return f"{v:.3f}" + (f" ({lo:.3f} to {hi:.3f})" if np.isfinite(lo) else "")
+
+    return [
+        "Threshold-free, clip level: area under the ROC curve for telling clips of score >= k from the "
+        "others, from each clip's risk of a score >= k (the frames' probability of it, averaged over "
+        "0.2 s runs, at its highest); 0.5 is chance"
+        + (", 95 % intervals by resampling patients" if auc_ci else "")
+        + ":",
+        "",
+        "| score >= 1 | score >= 2 | score >= 3 |",
+        "|---|---|---|",
+        "| " + " | ".join(cell(k) for k in AUC_KEYS) + " |",
+        "",
     ]
-    lines += ["", "Could not be read:", *(f"- {f}" for f in result.failed)] if result.failed else []
-    lines += ["", "Unlike the training clips:", *(f"- {f}" for f in result.unfamiliar)] if result.unfamiliar else []
-    (out / "report.md").write_text("\n".join(lines) + "\n")
-    return out / "report.md"
 
 
 def _patient_section(result: EvalResult) -> list[str]:

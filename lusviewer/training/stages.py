@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +49,21 @@ from lusviewer.training.loop import (
 )
 from lusviewer.training.losses import mil_ordinal_loss, recon_term
 from lusviewer.training.validation import cnn_features, evaluate_sequence, validate_cnn
+
+
+@dataclass(frozen=True)
+class StageRun:
+    """What the stages of one training run work on: its settings, the model, the
+    training and validation clips, their decoded frames, the work dir and its state."""
+
+    cfg: TrainConfig
+    model: HybridModel
+    train: Sequence[LabelledClip]
+    val: Sequence[LabelledClip]
+    frames: dict[str, np.ndarray]
+    work: Path
+    run: RunState
+
 
 # (clip path, frame index, target) of one training frame
 Item = tuple[str, int, int]
@@ -153,16 +169,9 @@ def _data_parallel(cnn: nn.Module, dev: torch.device) -> nn.Module:
     return DistributedDataParallel(cnn, device_ids=[dev.index] if dev.type == "cuda" else None)
 
 
-def train_cnn(
-    cfg: TrainConfig,
-    model: HybridModel,
-    train: Sequence[LabelledClip],
-    val: Sequence[LabelledClip],
-    frames: dict[str, np.ndarray],
-    work: Path,
-    run: RunState,
-) -> dict[str, Any]:
+def train_cnn(r: StageRun) -> dict[str, Any]:
     """Stage 1. Returns the best validation metrics; leaves the best weights in ``model``."""
+    cfg, model, train, val, frames, work, run = r.cfg, r.model, r.train, r.val, r.frames, r.work, r.run
     files = StageFiles.named(work, "cnn")
     fresh = {"epoch": 0, "elapsed_s": 0.0, "best": None, "done": False, "lr": cfg.lr, "since_best": 0}
     loop = StageLoop(run, "cnn", files, epochs=cfg.cnn_epochs, minutes=cfg.cnn_minutes, fresh=fresh)
@@ -282,20 +291,13 @@ def _lstm_loss(
     return F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
 
 
-def train_lstm(
-    cfg: TrainConfig,
-    model: HybridModel,
-    train: Sequence[LabelledClip],
-    val: Sequence[LabelledClip],
-    feats: dict[str, np.ndarray],
-    work: Path,
-    run: RunState,
-) -> dict[str, Any]:
+def train_lstm(r: StageRun, feats: dict[str, np.ndarray]) -> dict[str, Any]:
     """Stage 2 on frozen CNN features. Leaves the best head in ``model.sequence``.
 
     Frame loss: random windows of ``seq_len`` frames, best epoch by validation frame
     macro-F1. ``loss="mil"``: whole clips, :func:`mil_ordinal_loss`, best epoch by
     validation clip macro-F1 (persistent-worst rule)."""
+    cfg, model, train, val, work, run = r.cfg, r.model, r.train, r.val, r.work, r.run
     head = model.sequence
     assert head is not None
     best_path = work / "lstm_best.safetensors"
@@ -390,19 +392,12 @@ def _e2e_start(
     log(f"end to end: starting from val frame macro-F1 {start['frame']['macro_f1']:.3f}")
 
 
-def train_end_to_end(
-    cfg: TrainConfig,
-    model: HybridModel,
-    train: Sequence[LabelledClip],
-    val: Sequence[LabelledClip],
-    frames: dict[str, np.ndarray],
-    work: Path,
-    run: RunState,
-) -> dict[str, Any]:
+def train_end_to_end(r: StageRun) -> dict[str, Any]:
     """Stage 3 (optional): CNN and LSTM fine-tuned together on windows of ``e2e_seq_len``
     consecutive frames, from the two-stage result. Keeps the epoch with the best
     validation frame macro-F1 (the two-stage model counts as epoch 0), so it can only
     keep or improve the validation score. Rank 0 only, like stage 2."""
+    cfg, model, train, val, frames, work, run = r.cfg, r.model, r.train, r.val, r.frames, r.work, r.run
     head = model.sequence
     assert head is not None
     files = StageFiles.named(work, "e2e")

@@ -33,7 +33,7 @@ from lusviewer.training.data import (
 )
 from lusviewer.training.loop import RunState, dist_info, init_distributed, log
 from lusviewer.training.pretrain import check_held_out, pretrain_for
-from lusviewer.training.stages import train_cnn, train_end_to_end, train_lstm
+from lusviewer.training.stages import StageRun, train_cnn, train_end_to_end, train_lstm
 from lusviewer.training.validation import baselines, clip_metrics, cnn_features, evaluate_sequence
 
 __all__ = [
@@ -164,18 +164,10 @@ def _initialise(cfg: TrainConfig, model: HybridModel, init: str | None) -> str:
     )
 
 
-def _after_stage_1(
-    cfg: TrainConfig,
-    model: HybridModel,
-    clips: Sequence[LabelledClip],
-    train: Sequence[LabelledClip],
-    val: Sequence[LabelledClip],
-    frames: dict[str, np.ndarray],
-    work: Path,
-    run: RunState,
-) -> dict[str, Any]:
+def _after_stage_1(r: StageRun, clips: Sequence[LabelledClip]) -> dict[str, Any]:
     """Stages 2 and 3 where the variant has them, and the validation metrics of the
     CNN (and CNN+LSTM; of both before and after stage 3 where it changed them)."""
+    cfg, model, val, frames = r.cfg, r.model, r.val, r.frames
     metrics: dict[str, Any] = {}
     needed = clips if model.sequence is not None else val  # without stage 2, only the validation needs them
     log(
@@ -188,10 +180,10 @@ def _after_stage_1(
     log(f"  {sum(len(v) for v in feats.values())} frames in {time.time() - t0:.0f} s")
     metrics["cnn"] = clip_metrics(val, lambda c: probs[c.path])
     if model.sequence is not None:
-        train_lstm(cfg, model, train, val, feats, work, run)
+        train_lstm(r, feats)
         metrics["cnn_lstm"] = evaluate_sequence(model.sequence, val, feats)
         if cfg.e2e_epochs > 0:
-            e2e = train_end_to_end(cfg, model, train, val, frames, work, run)
+            e2e = train_end_to_end(r)
             if e2e.get("epoch", 0) > 0:  # the fine-tuned CNN replaces the two-stage one
                 metrics["two_stage"] = {"cnn": metrics["cnn"], "cnn_lstm": metrics["cnn_lstm"]}
                 val_probs, val_feats = cnn_features(model, val, frames, cfg.bf16)
@@ -240,7 +232,8 @@ def run_training(cfg: TrainConfig) -> Path:
 
     model.to(resolve_device(device))
 
-    cnn_best = train_cnn(cfg, model, train, val, frames, work, run)
+    stages = StageRun(cfg, model, train, val, frames, work, run)
+    cnn_best = train_cnn(stages)
     if dist_info()[1] > 1:
         import torch.distributed as dist
 
@@ -251,7 +244,7 @@ def run_training(cfg: TrainConfig) -> Path:
             return Path(cfg.out) / f"{cfg.name}.json"
     model.eval()
     metrics: dict[str, Any] = {"baselines": baselines(train, val, frames), "cnn_selection": cnn_best}
-    metrics.update(_after_stage_1(cfg, model, clips, train, val, frames, work, run))
+    metrics.update(_after_stage_1(stages, clips))
     final = metrics["cnn_lstm" if model.sequence is not None else "cnn"]
     log(
         f"validation ({len(val)} clips): frame acc {final['frame']['accuracy']:.3f} "
