@@ -391,10 +391,16 @@ def decode_clip(path: str, size: int) -> np.ndarray:
         return np.stack([resize_frame(f, size) for f in reader.iter_frames()])
 
 
-@lru_cache(maxsize=4096)
 def clip_fps(path: str) -> float:
     """A clip's frame rate as its reader gives it (the rate the scoring engine's
-    persistent rule and risk use), 25 where the header gives none."""
+    persistent rule and risk use), 25 where the header gives none. Read once per
+    version of the file (validation asks every epoch)."""
+    st = os.stat(path)
+    return _clip_fps(path, st.st_mtime_ns, st.st_size)
+
+
+@lru_cache(maxsize=4096)
+def _clip_fps(path: str, mtime_ns: int, size: int) -> float:
     with open_clip(path) as reader:
         return float(reader.info.fps or 25.0)
 

@@ -42,7 +42,7 @@ import numpy as np
 import torch
 
 from lusviewer.model.preprocess import to_model_input
-from lusviewer.training.config import PretrainConfig
+from lusviewer.training.config import PretrainConfig, TrainConfig
 from lusviewer.training.data import (
     LabelledClip,
     cached_frames,
@@ -342,8 +342,24 @@ def check_held_out(path: str | os.PathLike[str], data: str, held_out: set[str], 
         )
 
 
+#: The settings a ``--pretrain-epochs`` pretraining takes from its training run.
+_SHARED_WITH_TRAINING = (
+    "cache_dir",
+    "tiny",
+    "seed",
+    "val_fraction",
+    "input_size",
+    "batch_size",
+    "frames_per_clip",
+    "bf16",
+    "threads",
+    "device",
+    "command",
+)
+
+
 def pretrain_for(
-    tcfg: Any,
+    tcfg: TrainConfig,
     train: Sequence[LabelledClip],
     val: Sequence[LabelledClip],
     frames: dict[str, np.ndarray],
@@ -355,21 +371,11 @@ def pretrain_for(
     out = work / "densenet.safetensors"
     cfg = PretrainConfig(
         **data_options(tcfg),
+        **{name: getattr(tcfg, name) for name in _SHARED_WITH_TRAINING},
         out=str(out),
         work_dir=str(work),
-        cache_dir=tcfg.cache_dir,
-        tiny=tcfg.tiny,
-        seed=tcfg.seed,
-        val_fraction=tcfg.val_fraction,
-        input_size=tcfg.input_size,
-        batch_size=tcfg.batch_size,
-        frames_per_clip=tcfg.frames_per_clip,
         epochs=tcfg.pretrain_epochs,
         minutes=tcfg.pretrain_minutes,
-        bf16=tcfg.bf16,
-        threads=tcfg.threads,
-        device=tcfg.device,
-        command=tcfg.command,
     )
     mine = sorted({c.group for c in train})
     if out.is_file():
