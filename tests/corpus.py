@@ -200,6 +200,13 @@ def faststart(data: bytes) -> bytes:
     return bytes(out)
 
 
+def last_sample_size(data: bytes) -> int:
+    """The size of the last sample (frame) an MP4/MOV's 'stsz' box lists."""
+    at = data.index(b"stsz") + 4
+    fixed, count = struct.unpack_from(">II", data, at + 4)
+    return int(fixed or struct.unpack_from(">I", data, at + 12 + 4 * (count - 1))[0])
+
+
 def make_dicom(path: Path, frames: np.ndarray, photometric: str = "MONOCHROME2", **attrs: object) -> Path:
     from conftest import make_dicom as _make
 

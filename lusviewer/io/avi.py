@@ -8,6 +8,7 @@ seek (memory is one frame plus an offset table of 8 bytes per frame).
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from dataclasses import dataclass
@@ -15,7 +16,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from lusviewer.io.clip import MAX_FRAME_PIXELS, ClipError, ClipInfo, ClipReader, sane_fps
+from lusviewer.io.clip import MAX_FRAME_PIXELS, ClipError, ClipInfo, ClipReader, display_path, sane_fps
+
+_log = logging.getLogger(__name__)
 
 #: biCompression values that mean "uncompressed pixels": BI_RGB, and the fourccs writers use for it.
 RAW_CODECS = (b"\0\0\0\0", b"DIB ", b"RGB ", b"raw ")
@@ -194,6 +197,13 @@ class RawAviReader(ClipReader):
             complete=complete,
             header_frame_count=header_count,
         )
+        if not complete:
+            _log.warning(
+                "%s: the clip is incomplete (the header says %s frames, %d are whole in the file)",
+                display_path(self._path),
+                header_count if header_count is not None else "more",
+                n,
+            )
 
     def _index(self, size: int) -> tuple[np.ndarray, bool]:
         """Data offsets of the video frames (a repeat of the previous one for an empty

@@ -45,13 +45,11 @@ def sane_fps(fps: float) -> bool:
 
 
 def quoted(value: object, limit: int = 60) -> str:
-    """``value`` for a message: printable, escaped like ``repr`` (control characters,
-    bytes that are not text, newlines), and cut to about ``limit`` characters."""
-    if isinstance(value, bytes | bytearray):
-        text = repr(bytes(value[: limit + 1]))
-    else:
-        raw = str(value)
-        text = repr(raw[: limit + 1])
+    """``value`` for a message: quoted and escaped like ``ascii()`` (control characters,
+    bytes that are not text and anything beyond ASCII become escapes), and cut to about
+    ``limit`` characters, so raw header bytes never reach a terminal or a CSV."""
+    short = bytes(value[: limit + 1]) if isinstance(value, bytes | bytearray) else str(value)[: limit + 1]
+    text = ascii(short)
     if len(text) > limit + 2:
         text = text[:limit] + "..."
     return text
