@@ -412,3 +412,16 @@ def test_header_bytes_are_not_quoted_raw(tmp_path: Path) -> None:
     reason = err.value.reason
     assert reason.isascii() and reason.isprintable() and len(reason) < 120, reason
     assert "NumberOfFrames is" in reason
+
+
+def test_clip_cut_short_keeps_seeking(tmp_path: Path) -> None:
+    """A missing last frame is no reason to give up container seeks (decoding every
+    backward jump from the start would make scrubbing slow); seeks stay exact."""
+    from lusviewer.io.clip import VideoClipReader
+
+    path = _cut_last_frame(tmp_path, "cut.mp4")
+    with open_clip(path) as clip:
+        assert isinstance(clip, VideoClipReader)
+        for i in [28, 2, 20, 0, 27]:
+            assert frame_index(clip.frame(i)) == i
+        assert clip._seek_exact

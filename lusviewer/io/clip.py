@@ -469,12 +469,18 @@ class VideoClipReader(ClipReader):
         if self._seek_exact and count > 1:
             try:
                 self._read_at(count - 1)  # the timestamp check makes sure it is frame count-1
-                if self._seek_exact and not self._cap.grab():  # nothing after it: the count holds
-                    self._next = count + 1
-                    if self._seek_back_matches():
-                        return count
+                extra = 0  # frames after it: a header that undercounts
+                while self._cap.grab():
+                    extra += 1
+                self._next = count + extra
+                if not self._seek_exact:  # the seek missed, frame count-1 was decoded in order: exact
+                    return count + extra
+                if self._seek_back_matches():
+                    return count + extra
             except ClipError:
-                pass
+                # Frame count-1 does not decode (a file cut short): that says nothing
+                # against seeking, which stays on (every seek is checked anyway).
+                self._seek_exact = True
         elif count <= 1 and not self._cap.grab():  # one frame read already; is there another?
             self._rewind()
             return 1
@@ -493,6 +499,12 @@ class VideoClipReader(ClipReader):
         if n == 0:
             raise ClipError(self._path, "no frame could be decoded (truncated or corrupt video)")
         self._rewind()
+        if self._seek_exact:  # a seek back from frame 1 must reach frame 0
+            ok, frame = self._cap.read()
+            self._next = 1
+            if not ok or frame is None:
+                raise ClipError(self._path, "frame 0 could not be decoded again")
+            self._seek_back_matches()
         return n
 
     def _seek_back_matches(self) -> bool:
