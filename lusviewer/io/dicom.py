@@ -2,52 +2,138 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import threading
+import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
-from lusviewer.io.clip import ClipError, ClipInfo, ClipReader
+from lusviewer.io.clip import (
+    DEFAULT_FPS,
+    MAX_FRAME_PIXELS,
+    ClipError,
+    ClipInfo,
+    ClipReader,
+    display_path,
+    quoted,
+    sane_fps,
+)
 
-_DEFAULT_FPS = 25.0
 _log = logging.getLogger(__name__)
+_warn_lock = threading.RLock()
 
 
-def _fps(ds: Any) -> float:
-    """Frame rate from Frame Time (ms), Cine Rate, Recommended Display Frame Rate.
+@contextlib.contextmanager
+def _pydicom_warnings(path: str) -> Iterator[None]:
+    """Turn what pydicom says while reading ``path`` into one warning log record each
+    (logger ``lusviewer.io.dicom``, message ``<path>: <what pydicom said>``, escaped and
+    cut short), instead of bare lines on stderr: pydicom both ``warnings.warn``s and
+    logs to logger ``pydicom``, which is kept quiet meanwhile. The same message is
+    logged once per read. A lock serialises this (``warnings.catch_warnings`` is
+    process-wide), so two DICOM reads on two threads do not swap their warnings."""
+    seen: set[str] = set()
+
+    def emit(msg: str) -> None:
+        msg = " ".join(msg.split())
+        if msg.startswith("Please see") or not msg:
+            return
+        text = msg if len(msg) <= 160 else msg[:157] + "..."
+        if text not in seen:
+            seen.add(text)
+            _log.warning("%s: %s", display_path(path), display_path(text))
+
+    pd_log = logging.getLogger("pydicom")
+    with _warn_lock, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        was = pd_log.disabled
+        pd_log.disabled = True
+        try:
+            yield
+        finally:
+            pd_log.disabled = was
+            for w in caught:
+                emit(str(w.message).split(" Please see <")[0])
+
+
+def _fps(ds: Any, path: str) -> float:
+    """Frame rate from Frame Time (ms), Frame Time Vector, Cine Rate, Recommended
+    Display Frame Rate: the first present whose rate is plausible
+    (:data:`~lusviewer.io.clip.FPS_RANGE`), else :data:`~lusviewer.io.clip.DEFAULT_FPS`.
 
     A corrupt element is skipped (pydicom parses lazily, so reading one can raise
-    almost anything): a bad frame rate is no reason to reject the clip.
+    almost anything): a bad frame rate is no reason to reject the clip. An element
+    present but absurd (Frame Time ``1e-320``, ``inf``, ``1e300``, ``0``) is logged as a
+    warning naming it. The result is always finite and > 0.
     """
-    try:
-        ms = float(ds.FrameTime)
-        if ms > 0:
-            return 1000.0 / ms
-    except Exception:
-        pass
-    try:
-        times = [float(t) for t in list(ds.FrameTimeVector)[1:]]
-        mean = sum(times) / len(times) if times else 0.0
-        if mean > 0:
-            return 1000.0 / mean
-    except Exception:
-        pass
-    for kw in ("CineRate", "RecommendedDisplayFrameRate"):
+
+    def rate_from_ms(ms: float) -> float:
         try:
-            rate = float(getattr(ds, kw))
-            if 0 < rate < float("inf"):
-                return rate
+            return 1000.0 / ms if ms > 0 else 0.0
+        except (OverflowError, ZeroDivisionError):
+            return float("inf")
+
+    absurd: list[str] = []
+    candidates: list[tuple[str, Any]] = [
+        ("FrameTime", lambda: rate_from_ms(float(ds.FrameTime))),
+        ("FrameTimeVector", lambda: rate_from_ms(float(np.mean([float(t) for t in list(ds.FrameTimeVector)[1:]])))),
+        ("CineRate", lambda: float(ds.CineRate)),
+        ("RecommendedDisplayFrameRate", lambda: float(ds.RecommendedDisplayFrameRate)),
+    ]
+    for kw, get in candidates:
+        try:
+            if kw not in ds:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # numpy's mean of an empty list
+                rate = float(get())
         except Exception:
-            pass
-    return _DEFAULT_FPS
+            absurd.append(kw)
+            continue
+        if sane_fps(rate):
+            return rate
+        absurd.append(kw)
+    if absurd:
+        _log.warning(
+            "%s: the frame rate in the header (%s) is not plausible; using %g fps",
+            display_path(path),
+            ", ".join(absurd),
+            DEFAULT_FPS,
+        )
+    return DEFAULT_FPS
 
 
 def _why(exc: BaseException) -> str:
-    """``ExcType: message``, the message cut short (pydicom may quote raw bytes)."""
-    msg = str(exc)
-    return f"{type(exc).__name__}: {msg[:200] + '...' if len(msg) > 200 else msg}"
+    """``ExcType: message``, the message escaped and cut short (pydicom may quote raw bytes)."""
+    msg = display_path(" ".join(str(exc).split()))
+    return f"{type(exc).__name__}: {msg[:100] + '...' if len(msg) > 100 else msg}"
+
+
+def _int_element(ds: Any, keyword: str, default: int) -> int:
+    """An integer element's value, or a :class:`ValueError` that says what it holds."""
+    if keyword not in ds:
+        return default
+    elem = ds[keyword]
+    raw = elem.value
+    try:
+        if raw is None or raw == "":
+            return default
+        if isinstance(raw, list | tuple) or (hasattr(raw, "__len__") and not isinstance(raw, str | bytes)):
+            raise TypeError
+        value = float(raw)
+        if value != int(value):
+            raise TypeError
+        return int(value)
+    except (TypeError, ValueError, OverflowError):
+        raise _HeaderValueError(f"{keyword} is {quoted(raw, 30)}, not a whole number") from None
+
+
+class _HeaderValueError(ValueError):
+    """A header element whose value makes no sense: the message says which and what."""
 
 
 _PIXEL_TAGS = (0x7FE00010, 0x7FE00009, 0x7FE00008)  # Pixel Data, Double/Float Pixel Data
@@ -61,6 +147,8 @@ def _frames_present(ds: Any, path: str, pixel_at: int, length: int, n: int) -> i
     Encapsulated (compressed) data cannot be counted without reading it: ``n``.
     """
     ts = ds.file_meta.get("TransferSyntaxUID")
+    if ts is not None and ts.is_encapsulated and length == 0xFFFFFFFF:
+        return min(n, _fragments_present(path, pixel_at, ts.is_implicit_VR))
     if ts is None or ts.is_encapsulated or ts.is_deflated or length == 0xFFFFFFFF:
         return n
     header = 8 if ts.is_implicit_VR else 12  # tag, (VR, reserved,) 4-byte length
@@ -71,6 +159,32 @@ def _frames_present(ds: Any, path: str, pixel_at: int, length: int, n: int) -> i
     if frame_bits <= 0:
         raise ValueError("SamplesPerPixel or BitsAllocated is not positive")
     return min(n, max(0, available) * 8 // frame_bits)
+
+
+def _fragments_present(path: str, pixel_at: int, implicit: bool) -> int:
+    """Frames an encapsulated Pixel Data element can hold: its whole fragments (items
+    after the offset table), walked by their 8-byte headers without reading the data.
+    A frame is one or more fragments, so this bounds the frame count from above; a
+    header count larger than it is a header that overstates."""
+    header = 8 if implicit else 12
+    size = os.path.getsize(path)
+    fragments = 0
+    with open(path, "rb") as fh:
+        p = pixel_at + header
+        first = True
+        while p + 8 <= size:
+            fh.seek(p)
+            item = fh.read(8)
+            if item[:4] != b"\xfe\xff\x00\xe0":  # not an Item: the sequence delimiter or damage
+                break
+            length = int.from_bytes(item[4:8], "little")
+            if p + 8 + length > size:  # cut off
+                break
+            if not first:
+                fragments += 1
+            first = False  # the first item is the Basic Offset Table
+            p += 8 + length
+    return fragments
 
 
 class DicomClipReader(ClipReader):
@@ -97,7 +211,7 @@ class DicomClipReader(ClipReader):
             return False
 
         try:
-            with open(self._path, "rb") as fh:
+            with _pydicom_warnings(self._path), open(self._path, "rb") as fh:
                 ds = read_partial(fh, stop_when=at_pixels)  # as dcmread(stop_before_pixels=True)
                 pixel_at = fh.tell()  # read_partial rewinds to the start of the element
         except InvalidDicomError:
@@ -112,37 +226,62 @@ class DicomClipReader(ClipReader):
         # pydicom converts element values lazily, on first access: a corrupt value
         # (bad VR, wrong length, text where a number belongs) raises here, not above.
         try:
-            rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
-            if rows <= 0 or cols <= 0:
-                raise ClipError(path, "DICOM file has no image (no Rows/Columns)")
-            n = int(getattr(ds, "NumberOfFrames", 1) or 1)
-            if n < 1:
-                raise ClipError(path, f"DICOM header is corrupt (NumberOfFrames is {n})")
-            self._photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
-            if not pixels or pixels[0] == 0:
-                raise ClipError(path, "DICOM file has no pixel data (no or empty Pixel Data element)")
-            present = _frames_present(ds, self._path, pixel_at, pixels[0], n)
+            with _pydicom_warnings(self._path):
+                rows, cols = _int_element(ds, "Rows", 0), _int_element(ds, "Columns", 0)
+                if rows <= 0 or cols <= 0:
+                    raise ClipError(path, "DICOM file has no image (no Rows/Columns)")
+                if rows * cols > MAX_FRAME_PIXELS:
+                    raise ClipError(path, f"DICOM header gives an impossible image size ({cols}x{rows})")
+                spp = _int_element(ds, "SamplesPerPixel", 1)
+                if spp not in (1, 3):
+                    raise ClipError(
+                        path,
+                        f"DICOM image has {spp} samples per pixel; only 1 (greyscale) or 3 (colour) are supported",
+                    )
+                n = _int_element(ds, "NumberOfFrames", 1)
+                if n < 1:
+                    raise ClipError(path, f"DICOM header is corrupt (NumberOfFrames is {n})")
+                self._photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+                if not pixels or pixels[0] == 0:
+                    raise ClipError(path, "DICOM file has no pixel data (no or empty Pixel Data element)")
+                present = _frames_present(ds, self._path, pixel_at, pixels[0], n)
+                fps = _fps(ds, self._path)
         except ClipError:
             raise
+        except _HeaderValueError as exc:
+            raise ClipError(path, f"DICOM header is corrupt: {exc}") from None
         except Exception as exc:
             raise ClipError(path, f"DICOM header is corrupt or unsupported ({_why(exc)})") from None
         if present == 0:
             raise ClipError(path, f"DICOM pixel data is truncated (header says {n} frame(s), pixel data holds none)")
         if present < n:  # trust the frames actually present
-            _log.warning("%s: header says %d frames, pixel data holds %d; reading those", self._path, n, present)
+            _log.warning(
+                "%s: the clip is incomplete (the header says %d frames, the pixel data holds %d); reading those",
+                display_path(self._path),
+                n,
+                present,
+            )
         self._header_frames = n
         self._scale: tuple[float, float] | None = None
         self.info = ClipInfo(
-            path=self._path, frame_count=present, fps=_fps(ds), width=cols, height=rows, format="dicom"
+            path=self._path,
+            frame_count=present,
+            fps=fps,
+            width=cols,
+            height=rows,
+            format="dicom",
+            complete=present >= n,
+            header_frame_count=n,
         )
         self._first = self._decode(0)
 
     def _raw(self, index: int) -> np.ndarray:
         from pydicom.pixels import pixel_array  # type: ignore[attr-defined]
 
-        if self._header_frames == 1:
-            return np.asarray(pixel_array(self._path))
-        return np.asarray(pixel_array(self._path, index=index))
+        with _pydicom_warnings(self._path):
+            if self._header_frames == 1:
+                return np.asarray(pixel_array(self._path))
+            return np.asarray(pixel_array(self._path, index=index))
 
     def _convert(self, arr: np.ndarray) -> np.ndarray:
         from pydicom.pixels import apply_color_lut  # type: ignore[attr-defined]
@@ -191,12 +330,27 @@ class DicomClipReader(ClipReader):
 
             i = 0
             try:
-                for arr in iter_pixels(self._path):
+                frames = iter_pixels(self._path)
+                while True:
+                    with _pydicom_warnings(self._path):  # not held across the yield
+                        arr = next(frames, None)
+                    if arr is None:
+                        break
                     yield self._convert(np.asarray(arr))
                     i += 1
             except ClipError:
                 raise
             except Exception as exc:
                 raise ClipError(self._path, f"frame {i} could not be decoded ({_why(exc)})") from None
+            if i < stop:  # the pixel data ran out early (damaged fragments): say so
+                if i == 0:
+                    raise ClipError(self._path, "no frame could be decoded (damaged pixel data)")
+                self.info = replace(self.info, frame_count=i, complete=False)
+                _log.warning(
+                    "%s: the clip is incomplete (frame %d and after do not decode; %d frames read)",
+                    display_path(self._path),
+                    i,
+                    i,
+                )
             return
         yield from super().iter_frames(start, stop)
