@@ -465,3 +465,20 @@ def test_output_problem_refuses_special_and_impossible_outputs(tmp_path: Path) -
     assert output_problem(ok) is None
     assert output_problem(clips_path_for(ok)) is None
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "fifo.csv", "loop.mp4"]
+
+
+def test_a_file_name_that_is_not_utf8_is_written_not_lost(tmp_path: Path) -> None:
+    """A clip whose name is not UTF-8 (surrogates in Python) used to raise UnicodeEncodeError
+    in the writer; its row is written, the byte escaped, and the CSVs stay valid UTF-8."""
+    import os
+
+    from lusviewer.report import write_report
+
+    name = os.fsdecode(b"clips/scan\xff.mp4")
+    r = _result(name)
+    frames, clips = write_report(tmp_path / "r.csv", [r])
+    exam = Exam()
+    exam.add(ExamEntry.from_result(r))
+    exam_csv = write_exam_csv(tmp_path / "e.csv", exam)
+    for path in (frames, clips, exam_csv):
+        assert _rows(path)[1][0] == "clips/scan\\udcff.mp4"  # read back as strict UTF-8

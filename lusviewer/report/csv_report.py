@@ -46,6 +46,11 @@ CLIP_COLUMNS = (
 )  # fmt: skip
 
 
+#: A file name that is not UTF-8 (Python holds its bytes as surrogates) is written with
+#: the bytes as ``\\udcXX`` escapes: the CSV stays valid UTF-8 and the row is not lost.
+ENCODING_ERRORS = "backslashreplace"
+
+
 class ReportError(OSError):
     """A report could not be written (disk full, no permission, name too long...).
     ``str()`` is one line naming the file and the reason."""
@@ -206,9 +211,10 @@ class ReportWriter:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             for target in (self.path, self.clips_path):
                 remove_stale_temporaries(target)
-            self._fh: TextIO = open(self._tmp, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            text: dict[str, Any] = {"newline": "", "encoding": "utf-8", "errors": ENCODING_ERRORS}
+            self._fh: TextIO = open(self._tmp, "w", **text)  # noqa: SIM115
             self._fhs.append(self._fh)
-            self._fh_clips: TextIO = open(self._tmp_clips, "w", newline="", encoding="utf-8")  # noqa: SIM115
+            self._fh_clips: TextIO = open(self._tmp_clips, "w", **text)  # noqa: SIM115
             self._fhs.append(self._fh_clips)
             self._frames = safe_writer(self._fh)
             self._clips = safe_writer(self._fh_clips)
