@@ -449,7 +449,7 @@ def test_output_problem_refuses_special_and_impossible_outputs(tmp_path: Path) -
         "": "empty",
         str(tmp_path / ("r" * 245 + ".csv")): "too long",
         str(tmp_path / ("r" * 248)): "too long",
-        "/proc/x/r.csv": "cannot be written",
+        "/proc/x/r.csv": "cannot create a file in /proc",
         str(loop): "cannot be resolved",
         str(tmp_path): "folder",
     }
@@ -460,6 +460,7 @@ def test_output_problem_refuses_special_and_impossible_outputs(tmp_path: Path) -
     # A report beside symlink loops given as inputs is fine (the inputs fail on their own).
     assert output_problem(tmp_path / "r.csv", inputs=[str(loop), str(a), str(tmp_path)]) is None
     assert output_problem(tmp_path / "new" / "r.csv") is None
+    assert clips_path_for("") == Path("_clips.csv")  # no ValueError before output_problem says why
     # The longest name that still works, with its _clips file and temporary names.
     ok = tmp_path / ("r" * (255 - len("..1234567.tmp") - len("_clips.csv")) + ".csv")
     assert output_problem(ok) is None

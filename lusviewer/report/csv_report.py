@@ -87,8 +87,12 @@ class ClipScores(Protocol):
 
 
 def clips_path_for(report: str | os.PathLike[str]) -> Path:
-    """``report.csv`` -> ``report_clips.csv`` beside it."""
+    """``report.csv`` -> ``report_clips.csv`` beside it. Never raises: a path without a
+    file name (``''``, a folder) gets ``_clips.csv`` inside it, and :func:`output_problem`
+    refuses such an output anyway."""
     p = Path(report)
+    if p.name in ("", ".", ".."):
+        return p / "_clips.csv"
     return p.with_name(f"{p.stem}_clips{p.suffix or '.csv'}")
 
 
@@ -346,7 +350,10 @@ def output_problem(path: str | os.PathLike[str], *, inputs: Sequence[str] = ()) 
         if not os.access(parent, os.W_OK) or (p.exists() and not os.access(p, os.W_OK)):
             return f"{p}: no permission to write there (or a read-only file system)"
         # os.access says yes to root almost everywhere (/proc, some read-only mounts): try it
-        fd, probe = tempfile.mkstemp(prefix=".lusviewer-probe.", dir=parent)
+        try:
+            fd, probe = tempfile.mkstemp(prefix=".lusviewer-probe.", dir=parent)
+        except OSError as exc:
+            return f"{p}: cannot create a file in {parent} ({_describe(exc)})"
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
