@@ -13,10 +13,10 @@ canonical JSON with its sha256, into the safetensors metadata when the model is 
 (``inference.*_check``) and the card's other sections (training, metrics, notes) are
 not bound. :func:`record_in_card` is the sanctioned way to change a setting after
 training: it re-binds (rewrites the metadata, and the card's sha256). Settings no
-inference could run with (``lstm_burn_in >= lstm_window``, a limit outside (0, 1)) are
-a :class:`ModelError` at load, bound or not. Weights saved before the binding existed
-load with a one-line warning (:attr:`LoadedModel.warnings`, and the
-``lusviewer.model`` logger).
+inference could run with (``lstm_burn_in >= lstm_window``; a familiarity limit of 1
+or more, which no clip can reach) are a :class:`ModelError` at load, bound or not.
+Weights saved before the binding existed load with a one-line warning
+(:attr:`LoadedModel.warnings`, and the ``lusviewer.model.weights`` logger).
 """
 
 from __future__ import annotations
@@ -201,12 +201,12 @@ def check_card(card: ModelCard, where: str | os.PathLike[str] = "model card") ->
         raise bad("inference.lstm_burn_in", burn_in, f"it must be below inference.lstm_window ({window})")
     if "recon_error_limit" in inf and inf["recon_error_limit"] is not None:
         limit = _number(inf["recon_error_limit"])
-        if limit is None or not math.isfinite(limit) or not 0 < limit < 1:
+        if limit is None or not math.isfinite(limit) or not 0 <= limit < 1:
             raise bad(
                 "inference.recon_error_limit",
                 inf["recon_error_limit"],
-                "the reconstruction error is a mean absolute difference of [0, 1] images: a limit outside "
-                "(0, 1) flags every clip or none",
+                "the reconstruction error is a mean absolute difference of [0, 1] images, so the limit is a "
+                "number from 0 (every clip flagged) to below 1 (at 1 or above, no clip could ever be flagged)",
             )
     if "bf16_label_agreement" in inf and inf["bf16_label_agreement"] is not None:
         agreement = _number(inf["bf16_label_agreement"])
