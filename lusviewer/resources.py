@@ -1,8 +1,10 @@
 """One resolver for shipped files (sample clip, model), installed or bundled.
 
-Looks, in order, in the PyInstaller bundle (``sys._MEIPASS``), the source tree
-(the folder above the package: an editable install or a checkout), and
-``<prefix>/share/lusviewer``.
+Looks, in order, in the PyInstaller bundle (``sys._MEIPASS``, where ``build.spec``
+puts ``models/`` and ``resources/``), the package's own data (``lusviewer/_data/``:
+a wheel or ``pip install .``, whose build copies the top-level ``models/`` and
+``resources/`` there, see ``setup.py``), the source tree (the folder above the
+package: a checkout or an editable install), and ``<prefix>/share/lusviewer``.
 """
 
 from __future__ import annotations
@@ -15,23 +17,32 @@ DEFAULT_MODEL_CARD = "lusviewer-hybrid.json"
 SAMPLE_CLIP = "sample_clip.mp4"
 
 
+_PACKAGE = Path(__file__).resolve().parent
+#: Where a built (non-editable) install keeps the shipped files.
+PACKAGE_DATA = _PACKAGE / "_data"
+_SOURCE_TREE = _PACKAGE.parent
+
+
 def _roots() -> list[Path]:
     roots = []
     meipass = getattr(sys, "_MEIPASS", None)
     if meipass:
         roots.append(Path(meipass))
-    roots.append(Path(__file__).resolve().parent.parent)
+    roots.append(PACKAGE_DATA)
+    roots.append(_SOURCE_TREE)
     roots.append(Path(sys.prefix) / "share" / "lusviewer")
     return roots
 
 
 def resource_path(*parts: str) -> Path:
-    """The first existing ``<root>/<parts>``; the source-tree path if none exists."""
+    """The first existing ``<root>/<parts>``; if none exists, where it was expected
+    (the source tree in a checkout, else the package's data), for the error message."""
     for root in _roots():
         p = root.joinpath(*parts)
         if p.exists():
             return p
-    return _roots()[-2].joinpath(*parts)
+    checkout = (_SOURCE_TREE / "pyproject.toml").is_file()
+    return (_SOURCE_TREE if checkout else PACKAGE_DATA).joinpath(*parts)
 
 
 def default_model_path() -> Path:

@@ -1,6 +1,9 @@
 """Regenerate resources/sample_clip.mp4, the shipped sample (synthetic, no patient data).
 
 python resources/make_sample.py
+
+The shipped model scores it 3 and does not flag it as unfamiliar; the README's Quick
+start says why (measured), and why the sample is kept as it is.
 """
 
 from pathlib import Path

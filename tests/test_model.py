@@ -131,6 +131,9 @@ def test_load_errors(tmp_path: Path) -> None:
     card = json.loads(card_path.read_text())
     card["architecture"]["variant"] = "cnn_lstm"  # weights lack the LSTM
     card_path.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match=r"changed: architecture\.variant"):
+        load_model(card_path)
+    _unbind(card_path)  # weights saved before the binding: the weights themselves do not fit
     with pytest.raises(ModelError, match="do not fit"):
         load_model(card_path)
 
@@ -168,3 +171,151 @@ def test_record_in_card_keeps_the_weights_verified(tmp_path: Path) -> None:
     assert loaded.card.inference["recon_error_limit"] == 0.05
     assert loaded.card.inference["lstm_window"] == 12  # what was there stays
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def _edit_card(card_path: Path, edit: dict[str, dict[str, object]]) -> None:
+    card = json.loads(card_path.read_text())
+    for section, values in edit.items():
+        card[section].update(values)
+    card_path.write_text(json.dumps(card, indent=2))
+
+
+def _unbind(card_path: Path) -> None:
+    """Rewrite the weights as lusviewer saved them before the binding (no settings in the metadata)."""
+    from safetensors.torch import load_file, save_file
+
+    from lusviewer.model import sha256_file
+
+    w = card_path.with_suffix(".safetensors")
+    save_file(load_file(str(w)), str(w), metadata={"format": "pt", "card": card_path.name})
+    card = json.loads(card_path.read_text())
+    card["sha256"] = sha256_file(w)
+    card_path.write_text(json.dumps(card, indent=2))
+
+
+@pytest.mark.parametrize("bound", [True, False], ids=["bound", "legacy"])
+@pytest.mark.parametrize(
+    ("edit", "field"),
+    [
+        ({"inference": {"lstm_burn_in": 12}}, "inference.lstm_burn_in"),  # = lstm_window
+        ({"inference": {"lstm_burn_in": 40}}, "inference.lstm_burn_in"),
+        ({"inference": {"lstm_burn_in": -1}}, "inference.lstm_burn_in"),
+        ({"inference": {"lstm_window": 0}}, "inference.lstm_window"),
+        ({"inference": {"lstm_window": "12"}}, "inference.lstm_window"),
+        ({"inference": {"recon_error_limit": 1e9}}, "inference.recon_error_limit"),
+        ({"inference": {"recon_error_limit": -0.1}}, "inference.recon_error_limit"),
+        ({"inference": {"recon_error_limit": 1}}, "inference.recon_error_limit"),
+        ({"inference": {"recon_error_limit": "0.05"}}, "inference.recon_error_limit"),
+        ({"inference": {"bf16_label_agreement": 1.5}}, "inference.bf16_label_agreement"),
+        ({"architecture": {"input_size": 0}}, "architecture.input_size"),
+        ({"architecture": {"num_classes": 3}}, "architecture.num_classes"),
+    ],
+)
+def test_impossible_card_settings_are_model_errors_naming_the_field(
+    tmp_path: Path, edit: dict[str, dict[str, object]], field: str, bound: bool
+) -> None:
+    """lstm_burn_in >= lstm_window used to load and then fail every clip; a limit of 1e9
+    silently switched the familiarity warning off. Now: refused at load, field named."""
+    card_path = make_tiny_model(tmp_path, recon_error_limit=0.05)
+    if not bound:
+        _unbind(card_path)
+    _edit_card(card_path, edit)
+    with pytest.raises(ModelError, match="impossible") as err:
+        load_model(card_path)
+    assert field in str(err.value) and str(card_path) in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_impossible_card_is_exit_2_in_the_cli(tmp_path: Path, synthetic_clip: Path) -> None:
+    import subprocess
+    import sys
+
+    card_path = make_tiny_model(tmp_path)
+    _edit_card(card_path, {"inference": {"lstm_burn_in": 20}})  # window 12
+    args = ["score", str(synthetic_clip), "-o", str(tmp_path / "r.csv"), "--model", str(card_path), "-q"]
+    out = subprocess.run(
+        [sys.executable, "-m", "lusviewer", *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "inference.lstm_burn_in" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("edit", "changed"),
+    [
+        ({"inference": {"recon_error_limit": 0.9}}, "inference.recon_error_limit"),  # the warning, switched off
+        ({"inference": {"lstm_window": 16}}, "inference.lstm_window"),
+        ({"inference": {"bf16_label_agreement": 1.0}}, "inference.bf16_label_agreement"),
+        ({"inference": {"new_setting": 1}}, "inference.new_setting"),
+        ({"input": {"resize": "nearest"}}, "input.resize"),
+        ({"architecture": {"extra": {"x": 1}}}, "architecture.extra.x"),
+    ],
+)
+def test_edited_card_settings_do_not_match_the_weights(
+    tmp_path: Path, edit: dict[str, dict[str, object]], changed: str
+) -> None:
+    card_path = make_tiny_model(tmp_path, recon_error_limit=0.05, bf16_label_agreement=0.5)
+    _edit_card(card_path, edit)
+    with pytest.raises(ModelError, match="not those the weights were saved with") as err:
+        load_model(card_path)
+    assert f"changed: {changed}" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_card_parts_that_inference_does_not_read_stay_editable(tmp_path: Path) -> None:
+    card_path = make_tiny_model(tmp_path, recon_error_limit=0.05)
+    _edit_card(
+        card_path,
+        {"inference": {"recon_error_check": "measured again"}, "training": {"data": "x"}, "metrics": {"note": "y"}},
+    )
+    card = json.loads(card_path.read_text())
+    card["notes"] = "edited"
+    card_path.write_text(json.dumps(card))
+    loaded = load_model(card_path)
+    assert loaded.warnings == [] and loaded.card.notes == "edited"
+
+
+def test_weights_saved_before_the_binding_load_with_one_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    card_path = make_tiny_model(tmp_path, recon_error_limit=0.05)
+    _unbind(card_path)
+    with caplog.at_level("WARNING", logger="lusviewer.model.weights"):
+        loaded = load_model(card_path)
+    assert len(loaded.warnings) == 1 and "not bound" in loaded.warnings[0] and "\n" not in loaded.warnings[0]
+    assert [r.getMessage() for r in caplog.records] == loaded.warnings
+    # Recording a fact in a legacy card leaves its weights as they were.
+    before = card_path.with_suffix(".safetensors").read_bytes()
+    from lusviewer.model.weights import record_in_card
+
+    record_in_card(card_path, "inference", {"recon_error_limit": 0.06})
+    assert card_path.with_suffix(".safetensors").read_bytes() == before
+    assert load_model(card_path).card.inference["recon_error_limit"] == 0.06
+
+
+def test_the_shipped_model_is_not_yet_bound() -> None:
+    """models/lusviewer-hybrid.* predates the binding (the weights are not rewritten here):
+    it loads, with the warning; the next shipped model is saved bound."""
+    from lusviewer.resources import default_model_path
+
+    loaded = load_model(default_model_path())
+    assert len(loaded.warnings) == 1 and "not bound" in loaded.warnings[0]
+
+
+def test_record_in_card_rebinds_a_changed_setting(tmp_path: Path) -> None:
+    from safetensors import safe_open
+
+    from lusviewer.model.weights import SETTINGS_SHA_KEY, record_in_card, settings_sha256
+
+    card_path = make_tiny_model(tmp_path)
+    record_in_card(card_path, "inference", {"recon_error_limit": 0.05})
+    loaded = load_model(card_path)
+    assert loaded.warnings == []
+    with safe_open(str(card_path.with_suffix(".safetensors")), framework="pt") as f:
+        assert (f.metadata() or {})[SETTINGS_SHA_KEY] == settings_sha256(loaded.card)
+    with pytest.raises(ModelError, match="impossible"):  # not even through the sanctioned path
+        record_in_card(card_path, "inference", {"lstm_burn_in": 99})
+    assert load_model(card_path).card.inference["lstm_burn_in"] == 4

@@ -229,3 +229,257 @@ def test_exam_protocol_sets_the_maximum_and_marks_incomplete_exams(tmp_path: Pat
     for k in range(7):
         full.add(_entry(f"x/Z{k}.mp4", 0))
     assert full.missing_zones == 0 and "more than the 6 zones of one exam" in full.summary()
+
+
+# --- CSV injection, provenance columns, the writer's failures and leftovers (issue 16) ---
+
+
+def _result(clip: str = "a.mp4", n: int = 6, *, model: str = "m 1", complete: bool | None = None, **kw: object):  # type: ignore[no-untyped-def]
+    """A scored clip as the engine returns it (``complete=None``: a ClipInfo without the field)."""
+    from types import SimpleNamespace
+
+    from lusviewer.inference.engine import ClipResult
+    from lusviewer.io import ClipInfo
+
+    probs = np.full((n, 4), 0.1, dtype=np.float32)
+    probs[:, 1] = 0.7
+    info: object = ClipInfo(clip, n, 25.0, 64, 64, "video/mp4v")
+    if complete is not None:
+        info = SimpleNamespace(path=clip, frame_count=n, fps=25.0, width=64, height=64, complete=complete)
+    fields: dict[str, object] = {
+        "info": info,
+        "clip": clip,
+        "probs": probs,
+        "scores": probs.argmax(1),
+        "recon_error": np.full(n, 0.05, dtype=np.float32),
+        "summary": summarize_clip(probs.argmax(1), probs, fps=25.0),
+        "model_name": model,
+        "weights_sha256": "b" * 64,
+        "device": "cpu",
+        "precision": "fp32",
+        "elapsed_s": 0.1,
+    }
+    fields.update(kw)
+    return ClipResult(**fields)  # type: ignore[arg-type]
+
+
+def _rows(path: Path) -> list[list[str]]:
+    import csv
+
+    with open(path, newline="", encoding="utf-8") as fh:
+        return list(csv.reader(fh))
+
+
+@pytest.mark.parametrize(
+    ("value", "written"),
+    [
+        ('=HYPERLINK("http://x","y")', '\'=HYPERLINK("http://x","y")'),
+        ("+1+cmd|' /C calc'!A0", "'+1+cmd|' /C calc'!A0"),
+        ("-2+3", "'-2+3"),
+        ("@SUM(A1)", "'@SUM(A1)"),
+        ("\t=1", "'\t=1"),
+        ("\r=1", "'\r=1"),
+        ("-inf", "'-inf"),
+        ("-0.25", "-0.25"),
+        ("+3", "+3"),
+        ("-1e-05", "-1e-05"),
+        ("a=b", "a=b"),
+        ("clips/=x.mp4", "clips/=x.mp4"),
+        ("", ""),
+        (None, ""),
+        (-3, "-3"),
+        (-0.5, "-0.5"),
+    ],
+)
+def test_csv_cell_follows_owasp_and_keeps_numbers(value: object, written: str) -> None:
+    from lusviewer.report.csvsafe import csv_cell, unescape_cell
+
+    assert csv_cell(value) == written
+    if isinstance(value, str):
+        assert unescape_cell(csv_cell(value)) == value
+
+
+def test_no_live_formula_in_the_report_or_the_exam(tmp_path: Path) -> None:
+    """A clip named like a formula, a model named like one: every text cell of the frame
+    report, the clip report and the exam CSV is neutralised; numbers stay numbers."""
+    from lusviewer.report import write_report
+    from lusviewer.report.csvsafe import FORMULA_STARTS
+
+    bad = '=HYPERLINK("evil";"click")+cmd|x.mp4'
+    r = _result(bad, model="@evil 1", recon_error=np.full(6, -0.5, dtype=np.float32))
+    frames, clips = write_report(tmp_path / "r.csv", [r])
+    exam = Exam()
+    exam.add(ExamEntry.from_result(r))
+    exam_csv = write_exam_csv(tmp_path / "exam.csv", exam)
+    for path in (frames, clips, exam_csv):
+        rows = _rows(path)
+        cells = [c for row in rows[1:] for c in row]
+        live = [c for c in cells if c.startswith(FORMULA_STARTS) and not c.lstrip("+-").replace(".", "").isdigit()]
+        assert not live, (path.name, live)
+        assert "'" + bad in cells
+    f = _rows(frames)
+    assert f[1][0] == "'" + bad and f[1][FRAME_COLUMNS_INDEX["model"]] == "'@evil 1"
+    assert f[1][FRAME_COLUMNS_INDEX["recon_error"]] == "-0.500000"  # a negative number stays a number
+    e = _rows(exam_csv)
+    assert e[1][1] == "'" + Path(bad).stem  # the zone: the bare file stem
+
+
+FRAME_COLUMNS_INDEX = {"model": 9, "recon_error": 8}
+
+
+def test_clip_report_appends_complete_device_precision(tmp_path: Path) -> None:
+    from lusviewer.report import CLIP_COLUMNS, write_report
+
+    assert CLIP_COLUMNS[-3:] == ("complete", "device", "precision")
+    assert CLIP_COLUMNS[12:15] == ("recon_error_mean", "unfamiliar", "low_confidence_frames")
+    old = _result("old.mp4")  # a ClipInfo without `complete` (before the reader had it): yes
+    cut = _result("cut.mp4", complete=False, device="cuda", precision="bf16")
+    _, clips = write_report(tmp_path / "r.csv", [old, cut])
+    rows = [dict(zip(_rows(clips)[0], row, strict=True)) for row in _rows(clips)[1:]]
+    assert [(r["complete"], r["device"], r["precision"]) for r in rows] == [
+        ("yes", "cpu", "fp32"),
+        ("no", "cuda", "bf16"),
+    ]
+
+
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    p = subprocess.Popen([sys.executable, "-c", "pass"])
+    p.wait()
+    return p.pid
+
+
+def test_stale_temporaries_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    """kill -9 leaves .r.csv.PID.tmp and .r_clips.csv.PID.tmp: the next run removes them,
+    and only them (a live process's files and other names stay)."""
+    import subprocess
+    import sys
+
+    from lusviewer.report import ReportWriter
+
+    dead = _dead_pid()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        stale = [tmp_path / f".{name}.{dead}.tmp" for name in ("r.csv", "r_clips.csv", "e.csv")]
+        kept = [
+            tmp_path / f".r.csv.{live.pid}.tmp",  # a run still going
+            tmp_path / f".other.csv.{dead}.tmp",  # another file's
+            tmp_path / f".r.csv.{dead}.tmp.keep",
+            tmp_path / ".r.csv.x1.tmp",
+            tmp_path / f".r.csv.{dead}.bak",  # the only copy of an earlier report (r.csv is absent)
+        ]
+        for f in stale + kept:
+            f.write_bytes(b"")
+        with ReportWriter(tmp_path / "r.csv") as w:
+            w.add(_result())
+            w.commit()
+        exam = Exam()
+        exam.add(ExamEntry.from_result(_result()))
+        write_exam_csv(tmp_path / "e.csv", exam)
+        assert not [f for f in stale if f.exists()]
+        assert all(f.exists() for f in kept)
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == sorted(
+            f.name for f in kept if f.name.endswith(".tmp")
+        )
+    finally:
+        live.kill()
+        live.wait()
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux) to fill a disk")
+def test_disk_full_is_one_clean_error_and_leaves_no_temporary(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ENOSPC while writing: one ReportError (an OSError) naming the report; discard()
+    afterwards does not raise; no .r.csv.PID.tmp is left; an earlier report is kept."""
+    import builtins
+
+    from lusviewer.report import csv_report
+
+    (tmp_path / "r.csv").write_text("earlier\n")
+    real_open = builtins.open
+
+    def full_disk_open(file, mode="r", *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(file).endswith(".tmp"):
+            real_open(file, mode, *args, **kwargs).close()  # the temporary file exists, as on a full disk
+            return real_open("/dev/full", mode, *args, **kwargs)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(csv_report, "open", full_disk_open, raising=False)
+    for n_frames in (2000, 2):  # ENOSPC from add() (buffer flushed), then from commit() (at close)
+        with pytest.raises(csv_report.ReportError) as err, csv_report.ReportWriter(tmp_path / "r.csv") as w:
+            w.add(_result(n=n_frames))
+            w.commit()
+        assert isinstance(err.value, OSError)
+        assert str(tmp_path / "r.csv") in str(err.value) and "No space left" in str(err.value)
+        assert "\n" not in str(err.value)
+        w.discard()  # again: never raises
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv"]
+        assert (tmp_path / "r.csv").read_text() == "earlier\n"
+
+
+def test_writer_cannot_open_is_a_report_error(tmp_path: Path) -> None:
+    from lusviewer.report import csv_report
+
+    (tmp_path / "file").write_text("")
+    with pytest.raises(csv_report.ReportError, match="cannot be written"):
+        csv_report.ReportWriter(tmp_path / "file" / "r.csv")
+    with pytest.raises(csv_report.ReportError, match="too long"):
+        csv_report.ReportWriter(tmp_path / ("r" * 250 + ".csv"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_output_problem_refuses_special_and_impossible_outputs(tmp_path: Path) -> None:
+    """Devices, FIFOs, empty and too-long names, /proc, symlink loops: a problem string,
+    never a traceback and never a replaced special file."""
+    import os
+
+    from lusviewer.report import clips_path_for, output_problem
+
+    fifo = tmp_path / "fifo.csv"
+    os.mkfifo(fifo)
+    loop = tmp_path / "loop.mp4"
+    loop.symlink_to(loop)
+    a, b = tmp_path / "a.mp4", tmp_path / "b.mp4"
+    a.symlink_to(b)
+    b.symlink_to(a)
+    cases = {
+        "/dev/null": "not a regular file",
+        str(fifo): "not a regular file",
+        "": "empty",
+        str(tmp_path / ("r" * 245 + ".csv")): "too long",
+        str(tmp_path / ("r" * 248)): "too long",
+        "/proc/x/r.csv": "cannot create a file in /proc",
+        str(loop): "cannot be resolved",
+        str(tmp_path): "folder",
+    }
+    for out, expected in cases.items():
+        problem = output_problem(out, inputs=[str(loop), str(a)])
+        assert problem is not None and expected in problem, (out, problem)
+        assert "\n" not in problem
+    # A report beside symlink loops given as inputs is fine (the inputs fail on their own).
+    assert output_problem(tmp_path / "r.csv", inputs=[str(loop), str(a), str(tmp_path)]) is None
+    assert output_problem(tmp_path / "new" / "r.csv") is None
+    assert clips_path_for("") == Path("_clips.csv")  # no ValueError before output_problem says why
+    # The longest name that still works, with its _clips file and temporary names.
+    ok = tmp_path / ("r" * (255 - len("..1234567.tmp") - len("_clips.csv")) + ".csv")
+    assert output_problem(ok) is None
+    assert output_problem(clips_path_for(ok)) is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "fifo.csv", "loop.mp4"]
+
+
+def test_a_file_name_that_is_not_utf8_is_written_not_lost(tmp_path: Path) -> None:
+    """A clip whose name is not UTF-8 (surrogates in Python) used to raise UnicodeEncodeError
+    in the writer; its row is written, the byte escaped, and the CSVs stay valid UTF-8."""
+    import os
+
+    from lusviewer.report import write_report
+
+    name = os.fsdecode(b"clips/scan\xff.mp4")
+    r = _result(name)
+    frames, clips = write_report(tmp_path / "r.csv", [r])
+    exam = Exam()
+    exam.add(ExamEntry.from_result(r))
+    exam_csv = write_exam_csv(tmp_path / "e.csv", exam)
+    for path in (frames, clips, exam_csv):
+        assert _rows(path)[1][0] == "clips/scan\\udcff.mp4"  # read back as strict UTF-8

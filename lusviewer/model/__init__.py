@@ -9,7 +9,17 @@ from lusviewer.model.hybrid import (
     SequenceHead,
     parameter_counts,
 )
-from lusviewer.model.weights import LoadedModel, ModelCard, ModelError, load_model, save_model, sha256_file
+from lusviewer.model.weights import (
+    LoadedModel,
+    ModelCard,
+    ModelError,
+    check_card,
+    load_model,
+    record_in_card,
+    save_model,
+    settings_sha256,
+    sha256_file,
+)
 
 __all__ = [
     "CLASS_NAMES",
@@ -21,8 +31,11 @@ __all__ = [
     "ModelConfig",
     "ModelError",
     "SequenceHead",
+    "check_card",
     "load_model",
     "parameter_counts",
+    "record_in_card",
     "save_model",
+    "settings_sha256",
     "sha256_file",
 ]

@@ -1,12 +1,30 @@
 """Weights as safetensors beside a JSON model card; the card's sha256 is checked on load.
 
 Nothing is ever unpickled: safetensors holds plain tensors, the card plain JSON.
+
+The card's sha256 protects the weights; the weights protect the card's *settings*:
+what inference reads from the card (architecture, classes, input and preprocessing,
+and the ``inference`` section: LSTM window and burn-in, the familiarity limit, the
+bf16 agreement that picks the precision, anything added there later) is written, as
+canonical JSON with its sha256, into the safetensors metadata when the model is saved
+(:data:`SETTINGS_KEY`) and compared on load: a card whose settings were edited by hand
+(``recon_error_limit: 1e9`` would silently switch off the familiarity warning) is a
+:class:`ModelError` naming the changed fields. Free-text notes beside the settings
+(``inference.*_check``) and the card's other sections (training, metrics, notes) are
+not bound. :func:`record_in_card` is the sanctioned way to change a setting after
+training: it re-binds (rewrites the metadata, and the card's sha256). Settings no
+inference could run with (``lstm_burn_in >= lstm_window``; a familiarity limit of 1
+or more, which no clip can reach) are a :class:`ModelError` at load, bound or not.
+Weights saved before the binding existed load with a one-line warning
+(:attr:`LoadedModel.warnings`, and the ``lusviewer.model.weights`` logger).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +33,12 @@ from typing import Any
 import torch
 
 from lusviewer.model.hybrid import CLASS_NAMES, HybridModel, ModelConfig
+
+log = logging.getLogger(__name__)
+
+#: safetensors metadata: the card's inference settings as canonical JSON, and its sha256.
+SETTINGS_KEY = "lusviewer.card_settings"
+SETTINGS_SHA_KEY = "lusviewer.card_settings_sha256"
 
 
 class ModelError(Exception):
@@ -100,6 +124,118 @@ class LoadedModel:
     card: ModelCard
     card_path: Path
     weights_path: Path
+    #: One line each, for people (the CLI prints them, the viewer shows them).
+    warnings: list[str] = field(default_factory=list)
+
+
+def _is_note(key: str) -> bool:
+    """Free text beside a setting (``recon_error_check``): not read by inference, not bound."""
+    return key.endswith(("_check", "_note")) or key in ("note", "notes")
+
+
+def card_settings(card: ModelCard) -> dict[str, Any]:
+    """What inference reads from the card: bound to the weights at save time."""
+    d = card.to_dict()
+    return {
+        "architecture": d["architecture"],
+        "classes": d["classes"],
+        "input": d["input"],
+        "inference": {k: v for k, v in d["inference"].items() if not _is_note(k)},
+    }
+
+
+def _canonical(settings: dict[str, Any]) -> str:
+    return json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def settings_sha256(card: ModelCard) -> str:
+    """sha256 of the canonical JSON of :func:`card_settings`."""
+    return hashlib.sha256(_canonical(card_settings(card)).encode()).hexdigest()
+
+
+def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict) and d:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: d}
+
+
+def _changed_fields(bound: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    a, b = _flatten(bound), _flatten(now)
+    changed = {k for k in a.keys() | b.keys() if a.get(k, _MISSING) != b.get(k, _MISSING)}
+    # an empty section that gained a key: name the key, not the section
+    return sorted(k for k in changed if not any(o.startswith(k + ".") for o in changed))
+
+
+_MISSING = object()
+
+
+def _number(value: Any) -> float | None:
+    """A JSON number (not a bool), else None."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def check_card(card: ModelCard, where: str | os.PathLike[str] = "model card") -> None:
+    """Refuse settings no inference can run with; :class:`ModelError` names the field."""
+
+    def bad(name: str, value: Any, why: str) -> ModelError:
+        return ModelError(f"{where}: {name} = {value!r} is impossible: {why}")
+
+    cfg = card.config
+    if cfg.input_size < 16:
+        raise bad("architecture.input_size", cfg.input_size, "frames are resized to at least 16 px")
+    if cfg.num_classes != len(CLASS_NAMES):
+        raise bad("architecture.num_classes", cfg.num_classes, "scores are on the 0-3 scale (4 classes)")
+    if len(card.classes) != cfg.num_classes:
+        raise bad("classes", card.classes, f"the architecture has {cfg.num_classes} classes")
+    inf = card.inference
+    window = inf.get("lstm_window")
+    if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 1):
+        raise bad("inference.lstm_window", window, "a whole number of frames, at least 1")
+    burn_in = inf.get("lstm_burn_in")
+    if burn_in is not None and (not isinstance(burn_in, int) or isinstance(burn_in, bool) or burn_in < 0):
+        raise bad("inference.lstm_burn_in", burn_in, "a whole number of frames, 0 or more")
+    if cfg.variant == "cnn_lstm" and isinstance(burn_in, int) and isinstance(window, int) and burn_in >= window:
+        raise bad("inference.lstm_burn_in", burn_in, f"it must be below inference.lstm_window ({window})")
+    if "recon_error_limit" in inf and inf["recon_error_limit"] is not None:
+        limit = _number(inf["recon_error_limit"])
+        if limit is None or not math.isfinite(limit) or not 0 <= limit < 1:
+            raise bad(
+                "inference.recon_error_limit",
+                inf["recon_error_limit"],
+                "the reconstruction error is a mean absolute difference of [0, 1] images, so the limit is a "
+                "number from 0 (every clip flagged) to below 1 (at 1 or above, no clip could ever be flagged)",
+            )
+    if "bf16_label_agreement" in inf and inf["bf16_label_agreement"] is not None:
+        agreement = _number(inf["bf16_label_agreement"])
+        if agreement is None or not 0 <= agreement <= 1:
+            raise bad("inference.bf16_label_agreement", inf["bf16_label_agreement"], "a fraction between 0 and 1")
+
+
+def _metadata(card: ModelCard, card_path: Path) -> dict[str, str]:
+    return {
+        "format": "pt",
+        "card": card_path.name,
+        SETTINGS_KEY: _canonical(card_settings(card)),
+        SETTINGS_SHA_KEY: settings_sha256(card),
+    }
+
+
+def _write_weights(state: dict[str, torch.Tensor], weights_path: Path, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    tmp = weights_path.with_name(weights_path.name + ".tmp")
+    save_file(state, str(tmp), metadata=metadata)
+    os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the weights are meant to be shared
+    os.replace(tmp, weights_path)
+
+
+def _write_card(card_path: Path, data: dict[str, Any]) -> None:
+    tmp_card = card_path.with_name(card_path.name + ".tmp")
+    tmp_card.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp_card, card_path)
 
 
 def save_model(
@@ -109,26 +245,22 @@ def save_model(
     *,
     dtype: torch.dtype = torch.float16,
 ) -> Path:
-    """Write ``<stem>.safetensors`` and the card (with the file's sha256) atomically."""
-    from safetensors.torch import save_file
-
+    """Write ``<stem>.safetensors`` (with the card's inference settings bound in its
+    metadata) and the card (with the file's sha256) atomically. An impossible setting
+    is a :class:`ModelError` before anything is written."""
     card_path = Path(card_path)
+    check_card(card, card_path)
     card_path.parent.mkdir(parents=True, exist_ok=True)
     weights_path = card_path.with_suffix(".safetensors")
     state = {
         k: (v.detach().to(dtype) if v.is_floating_point() else v.detach()).contiguous().cpu()
         for k, v in model.state_dict().items()
     }
-    tmp = weights_path.with_name(weights_path.name + ".tmp")
-    save_file(state, str(tmp), metadata={"format": "pt", "card": card_path.name})
-    os.chmod(tmp, 0o644)  # safetensors creates it owner-only; the weights are meant to be shared
-    os.replace(tmp, weights_path)
+    _write_weights(state, weights_path, _metadata(card, card_path))
     card.weights_file = weights_path.name
     card.weights_dtype = str(dtype).removeprefix("torch.")
     card.sha256 = sha256_file(weights_path)
-    tmp_card = card_path.with_name(card_path.name + ".tmp")
-    tmp_card.write_text(json.dumps(card.to_dict(), indent=2) + "\n")
-    os.replace(tmp_card, card_path)
+    _write_card(card_path, card.to_dict())
     return card_path
 
 
@@ -162,22 +294,75 @@ def read_card(path: str | os.PathLike[str]) -> tuple[ModelCard, Path]:
 def record_in_card(card_path: str | os.PathLike[str], section: str, values: dict[str, Any]) -> None:
     """Add measured facts about a model (e.g. ``inference.bf16_label_agreement``) to its card.
 
-    The card's sha256 covers the weights, not the card, so the weights stay verified;
-    the file is replaced atomically."""
+    Facts outside the bound settings (training, metrics, free-text ``*_check`` notes)
+    only change the card. A bound setting (``inference.recon_error_limit``...) of weights
+    that carry the binding re-binds: the weights are rewritten with the new settings in
+    their metadata (same tensors) and the card's sha256 follows. Files replaced atomically."""
     path = Path(card_path)
-    card = json.loads(path.read_text())
-    card.setdefault(section, {}).update(values)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(card, indent=2) + "\n")
-    os.replace(tmp, path)
+    data = json.loads(path.read_text())
+    data.setdefault(section, {}).update(values)
+    card = ModelCard.from_dict(data)
+    check_card(card, path)
+    weights_path = path.parent / card.weights_file
+    if weights_path.is_file():
+        meta = _read_metadata(weights_path)
+        if SETTINGS_SHA_KEY in meta and meta[SETTINGS_SHA_KEY] != settings_sha256(card):
+            if sha256_file(weights_path) != data.get("sha256"):
+                raise ModelError(f"{weights_path}: sha256 does not match the model card; not re-binding it")
+            from safetensors.torch import load_file
+
+            _write_weights(load_file(str(weights_path)), weights_path, {**meta, **_metadata(card, path)})
+            data["sha256"] = sha256_file(weights_path)
+    _write_card(path, data)
+
+
+def _read_metadata(weights_path: Path) -> dict[str, str]:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(weights_path), framework="pt") as f:
+            return dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelError(f"{weights_path}: not a valid safetensors file ({exc})") from None
+
+
+def check_binding(card: ModelCard, card_path: Path, weights_path: Path, metadata: dict[str, str]) -> str | None:
+    """Compare the card's settings with those bound in the weights' metadata: raises
+    :class:`ModelError` naming the changed fields; returns a one-line warning for weights
+    saved before the binding existed, else None."""
+    bound_sha = metadata.get(SETTINGS_SHA_KEY)
+    if bound_sha is None:
+        return (
+            f"{card_path}: the card's inference settings are not bound to its weights (saved before lusviewer "
+            "bound them): an edited setting would go unnoticed"
+        )
+    now = card_settings(card)
+    if hashlib.sha256(_canonical(now).encode()).hexdigest() == bound_sha:
+        return None
+    try:
+        bound = json.loads(metadata.get(SETTINGS_KEY, ""))
+    except ValueError:
+        bound = None
+    if not isinstance(bound, dict) or hashlib.sha256(_canonical(bound).encode()).hexdigest() != bound_sha:
+        changed = "the bound copy in the weights is damaged"
+    else:
+        fields = _changed_fields(bound, now)
+        shown = ", ".join(fields[:6]) + (f" and {len(fields) - 6} more" if len(fields) > 6 else "")
+        changed = f"changed: {shown}"
+    raise ModelError(
+        f"{card_path}: the card's inference settings are not those the weights were saved with ({changed}); "
+        "restore the card, or record a new setting with lusviewer.model.weights.record_in_card"
+    )
 
 
 def load_model(path: str | os.PathLike[str], *, verify: bool = True) -> LoadedModel:
-    """Build the model from its card and load its weights, checking the sha256 first."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    """Build the model from its card and load its weights, checking first the card's
+    settings, the weights' sha256 and (``verify``) that the settings are the ones bound
+    to the weights."""
+    from safetensors import SafetensorError, safe_open
 
     card, card_path = read_card(path)
+    check_card(card, card_path)
     weights_path = card_path.parent / card.weights_file
     if not weights_path.is_file():
         raise ModelError(f"{weights_path}: weights file not found (named by {card_path.name})")
@@ -189,9 +374,17 @@ def load_model(path: str | os.PathLike[str], *, verify: bool = True) -> LoadedMo
                 f"({card.sha256[:12] or 'none'}...); the file is corrupt or not the one the card describes"
             )
     try:
-        state = load_file(str(weights_path))
+        with safe_open(str(weights_path), framework="pt") as f:
+            metadata = dict(f.metadata() or {})
+            state = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelError(f"{weights_path}: not a valid safetensors file ({exc})") from None
+    warnings: list[str] = []
+    if verify:
+        warning = check_binding(card, card_path, weights_path, metadata)
+        if warning:
+            log.warning("%s", warning)
+            warnings.append(warning)
     model = HybridModel(card.config)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
     try:
@@ -199,4 +392,4 @@ def load_model(path: str | os.PathLike[str], *, verify: bool = True) -> LoadedMo
     except RuntimeError as exc:
         raise ModelError(f"{weights_path}: weights do not fit the card's architecture ({exc})") from None
     model.eval()
-    return LoadedModel(model, card, card_path, weights_path)
+    return LoadedModel(model, card, card_path, weights_path, warnings)

@@ -217,12 +217,17 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
     ``frames`` = the number of zones). Written to a temporary file and renamed into place."""
     if not len(exam):
         raise ValueError("the exam has no scored clip")
+    from lusviewer.report.csv_report import ENCODING_ERRORS, remove_stale_temporaries
+    from lusviewer.report.csvsafe import safe_writer
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(path)  # left by a killed run
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            w = csv.writer(fh)
+        with open(tmp, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS) as fh:
+            # every cell OWASP-neutralised (a zone named "=cmd|..."); the dialect of the other reports
+            w = safe_writer(fh, dialect=csv.excel)
             w.writerow(EXAM_COLUMNS)
             for e in exam.entries:
                 w.writerow(
