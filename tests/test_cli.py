@@ -262,3 +262,19 @@ def test_report_pair_is_replaced_together_or_not_at_all(tmp_path: Path) -> None:
         w.commit()
     assert report.read_text() == "OLD\n"  # the earlier report is back
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r_clips.csv"]  # no temporary files left
+
+
+def test_exam_counts_an_input_that_fails_twice_once(tmp_path: Path, tiny_model: Path, synthetic_clip: Path) -> None:
+    """The exam's bookkeeping is the viewer's (report.ExamSession): a clip listed twice
+    that cannot be scored lacks one zone, not two (the exam has each clip once)."""
+    bad = tmp_path / "L2.mp4"
+    bad.write_bytes(b"")
+    exam = tmp_path / "exam.csv"
+    out = lusviewer(
+        "score", str(synthetic_clip), str(bad), str(bad), "--model", str(tiny_model),
+        "-o", str(tmp_path / "r.csv"), "--exam", str(exam), "-q",
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "2 input(s) could not be scored" in out.stderr  # inputs, as given
+    assert "; 1 clip could not be scored (not in the total)" in out.stderr, out.stderr
+    assert read_csv(exam)[1][-1]["zone"].endswith("; 1 more could not be scored")
