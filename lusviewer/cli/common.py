@@ -4,6 +4,7 @@ and the checks of the data and the options the training commands make before any
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +47,21 @@ def data_errors() -> tuple[type[BaseException], ...]:
     from lusviewer.io import ClipError
 
     return (ValueError, ClipError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)
+
+
+def says_data_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """A training command whose failures of the data or the options (:func:`data_errors`)
+    are said in one line (exit 2); anything else keeps its traceback."""
+
+    @functools.wraps(run)
+    def wrapped(args: argparse.Namespace) -> int:
+        try:
+            return run(args)
+        except data_errors() as exc:
+            err(data_error(exc))
+            return EXIT_USAGE
+
+    return wrapped
 
 
 def check_training_paths(args: argparse.Namespace, *folders: str) -> str | None:

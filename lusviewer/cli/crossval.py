@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, data_error, data_errors, err
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, err, says_data_errors
 from lusviewer.cli.options import add_data_args, add_training_args, variants
 from lusviewer.cli.train import train_config
 
@@ -39,6 +39,7 @@ def _folds(args: argparse.Namespace) -> list[int] | None:
     return only
 
 
+@says_data_errors
 def run(args: argparse.Namespace) -> int:
     from lusviewer.training.crossval import run_crossval
 
@@ -56,11 +57,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         err(problem)
         return EXIT_USAGE
-    try:
-        report = run_crossval(train_config(args), k=args.folds, variants=chosen, only_folds=only)
-    except data_errors() as exc:
-        err(data_error(exc))
-        return EXIT_USAGE
+    report = run_crossval(train_config(args), k=args.folds, variants=chosen, only_folds=only)
     if report is None:
         print(
             f"{args.out}: folds {','.join(map(str, only or []))} done; for the report, run the same command "

@@ -31,6 +31,21 @@ _SHARED: dict[str, dict[str, Any]] = {
 }
 
 
+#: The run options of every training command (train, crossval, pretrain).
+RUN_OPTIONS = (
+    "--cache-dir", "--tiny", "--seed", "--val-fraction", "--input-size", "--frames-per-clip", "--batch-size",
+    "--fp32", "--threads", "--device",
+)  # fmt: skip
+
+
+def run_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The values of :data:`RUN_OPTIONS`, by the names of ``TrainConfig``'s and
+    ``PretrainConfig``'s fields (``--fp32``: ``bf16``)."""
+    values = {name: getattr(args, name) for name in (f[2:].replace("-", "_") for f in RUN_OPTIONS)}
+    values["bf16"] = not values.pop("fp32")
+    return values
+
+
 def add_option(p: argparse.ArgumentParser, flag: str, *, help_suffix: str = "", **override: Any) -> None:
     """Declare the shared option ``flag`` on ``p``; ``override`` replaces its keywords
     (``help=None``: no help text), ``help_suffix`` is appended to its help."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, data_error, data_errors, err
-from lusviewer.cli.options import add_data_args, add_option, add_options
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, err, says_data_errors
+from lusviewer.cli.options import add_data_args, add_option, add_options, run_options
 
 
 def add_arguments(pt: argparse.ArgumentParser) -> None:
@@ -27,6 +27,7 @@ def add_arguments(pt: argparse.ArgumentParser) -> None:
     add_options(pt, "--fp32", "--threads", "--device")
 
 
+@says_data_errors
 def run(args: argparse.Namespace) -> int:
     from lusviewer.training.data import data_options
     from lusviewer.training.pretrain import PretrainConfig, run_pretrain
@@ -36,33 +37,20 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     cfg = PretrainConfig(
         **data_options(args),
+        **run_options(args),
         out=args.out,
         work_dir=args.work_dir,
-        cache_dir=args.cache_dir,
         extra=list(args.extra or []),
-        tiny=args.tiny,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        input_size=args.input_size,
-        frames_per_clip=args.frames_per_clip,
-        batch_size=args.batch_size,
         epochs=args.epochs,
         minutes=args.minutes,
         lr=args.lr,
         probe=not args.no_probe,
-        bf16=not args.fp32,
-        threads=args.threads,
-        device=args.device,
     )
     problem = check_training_paths(args, "work_dir", "cache_dir")
     if problem or Path(args.out).is_dir():
         err(problem or f"--out {args.out}: is a folder; expected a .safetensors file path")
         return EXIT_USAGE
-    try:
-        run_pretrain(cfg)
-    except data_errors() as exc:
-        err(data_error(exc))
-        return EXIT_USAGE
+    run_pretrain(cfg)
     return EXIT_OK
 
 

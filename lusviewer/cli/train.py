@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, data_error, data_errors, err
-from lusviewer.cli.options import add_data_args, add_training_args, variants
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, err, says_data_errors
+from lusviewer.cli.options import add_data_args, add_training_args, run_options, variants
 
 
 def train_config(args: argparse.Namespace) -> Any:
@@ -17,18 +17,12 @@ def train_config(args: argparse.Namespace) -> Any:
 
     return TrainConfig(
         **data_options(args),
+        **run_options(args),
         out=args.out,
         work_dir=getattr(args, "work_dir", "runs/train"),
-        cache_dir=args.cache_dir,
         variant=getattr(args, "variant", "cnn_lstm"),
-        tiny=args.tiny,
-        seed=args.seed,
-        val_fraction=args.val_fraction,
-        frames_per_clip=args.frames_per_clip,
         augment_padding=args.augment_padding,
         loss=args.loss,
-        batch_size=args.batch_size,
-        input_size=args.input_size,
         optimizer=args.optimizer,
         lr=args.lr if args.lr is not None else (2e-3 if args.optimizer == "adam" else 1e-3),
         early_stop=args.early_stop,
@@ -39,9 +33,6 @@ def train_config(args: argparse.Namespace) -> Any:
         cnn_minutes=args.cnn_minutes,
         lstm_epochs=args.lstm_epochs,
         lstm_minutes=args.lstm_minutes,
-        bf16=not args.fp32,
-        threads=args.threads,
-        device=args.device,
         init_densenet=args.init_densenet,
         pretrain_epochs=args.pretrain_epochs,
         pretrain_minutes=args.pretrain_minutes,
@@ -63,6 +54,7 @@ def add_arguments(t: argparse.ArgumentParser) -> None:
     add_training_args(t)
 
 
+@says_data_errors
 def run(args: argparse.Namespace) -> int:
     from lusviewer.training.train import run_training
 
@@ -70,11 +62,7 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         err(problem)
         return EXIT_USAGE
-    try:
-        run_training(train_config(args))
-    except data_errors() as exc:
-        err(data_error(exc))
-        return EXIT_USAGE
+    run_training(train_config(args))
     return EXIT_OK
 
 
