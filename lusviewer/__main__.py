@@ -1,4 +1,4 @@
-"""Entry point: ``lusviewer`` (subcommands: score, train, info)."""
+"""Entry point: ``lusviewer`` (the viewer, or the subcommands of :mod:`lusviewer.cli`)."""
 
 from __future__ import annotations
 

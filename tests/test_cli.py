@@ -262,3 +262,86 @@ def test_report_pair_is_replaced_together_or_not_at_all(tmp_path: Path) -> None:
         w.commit()
     assert report.read_text() == "OLD\n"  # the earlier report is back
     assert sorted(p.name for p in tmp_path.iterdir()) == ["r.csv", "r_clips.csv"]  # no temporary files left
+
+
+def test_exam_counts_an_input_that_fails_twice_once(tmp_path: Path, tiny_model: Path, synthetic_clip: Path) -> None:
+    """The exam's bookkeeping is the viewer's (report.ExamSession): a clip listed twice
+    that cannot be scored lacks one zone, not two (the exam has each clip once)."""
+    bad = tmp_path / "L2.mp4"
+    bad.write_bytes(b"")
+    exam = tmp_path / "exam.csv"
+    out = lusviewer(
+        "score", str(synthetic_clip), str(bad), str(bad), "--model", str(tiny_model),
+        "-o", str(tmp_path / "r.csv"), "--exam", str(exam), "-q",
+    )  # fmt: skip
+    assert out.returncode == 1, out.stderr
+    assert "2 input(s) could not be scored" in out.stderr  # inputs, as given
+    assert "; 1 clip could not be scored (not in the total)" in out.stderr, out.stderr
+    assert read_csv(exam)[1][-1]["zone"].endswith("; 1 more could not be scored")
+
+
+def test_choices_come_from_the_code_and_each_parser_equals_the_full_one() -> None:
+    """The options' choices are the constants the code checks them against; the parser
+    that run() builds for one subcommand gives that subcommand the same options and help."""
+    import argparse
+
+    from lusviewer.cli import SUBCOMMANDS, build_parser
+    from lusviewer.inference.engine import PRECISIONS
+    from lusviewer.model.hybrid import VARIANTS
+    from lusviewer.report import PROTOCOLS, RULES
+
+    def subparsers(p: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+        action = next(a for a in p._actions if isinstance(a, argparse._SubParsersAction))
+        return dict(action.choices)
+
+    full = subparsers(build_parser())
+    choices = {name: {a.dest: a.choices for a in p._actions if a.choices} for name, p in full.items()}
+    assert choices["score"]["precision"] == PRECISIONS and choices["score"]["rule"] == RULES
+    assert choices["score"]["exam_zones"] == sorted(PROTOCOLS) and choices["evaluate"]["rule"] == RULES
+    assert choices["train"]["variant"] == VARIANTS
+    assert full["crossval"].get_default("variants") == ",".join(VARIANTS)
+    for name in SUBCOMMANDS:
+        alone = subparsers(build_parser(only=name))
+        assert alone[name].format_help() == full[name].format_help()
+        assert all(len(p._actions) == 1 for other, p in alone.items() if other != name)  # -h alone
+
+
+def test_version_and_help_import_no_torch() -> None:
+    code = (
+        "import sys\nfrom lusviewer.cli import run\n"
+        "for argv in (['--version'], ['--help']):\n"
+        "    try:\n        run(argv)\n    except SystemExit:\n        pass\n"
+        "print('torch' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert out.returncode == 0 and out.stdout.splitlines()[-1] == "False", out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "target", "said"),
+    [
+        (
+            ["train", "--data", "d"],
+            "lusviewer.training.train.run_training",
+            "interrupted; rerun the same command to resume",
+        ),
+        (["score", "a.mp4"], "lusviewer.io.find_clips", "interrupted"),
+    ],
+)
+def test_interrupted_says_whether_a_rerun_resumes(
+    argv: list[str],
+    target: str,
+    said: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lusviewer.cli import run
+
+    def interrupted(*_args: object, **_kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(target, interrupted)
+    assert run(argv) == 130
+    assert capsys.readouterr().err == f"lusviewer: {said}\n"

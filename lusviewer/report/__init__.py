@@ -10,6 +10,7 @@ from lusviewer.report.csv_report import (
     write_report,
 )
 from lusviewer.report.exam import EXAM_COLUMNS, PROTOCOLS, Exam, ExamEntry, write_exam_csv
+from lusviewer.report.session import ExamSession
 
 __all__ = [
     "CLIP_COLUMNS",
@@ -21,6 +22,7 @@ __all__ = [
     "ClipSummary",
     "Exam",
     "ExamEntry",
+    "ExamSession",
     "ReportWriter",
     "clips_path_for",
     "low_confidence",

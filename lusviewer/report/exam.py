@@ -7,7 +7,7 @@ scored again replaces its entry) and :func:`write_exam_csv` writes it as a CSV w
 last row holding the total. Beside the model's score, the clinician may record their
 own score per zone (kept when the clip is scored again), so the CSV holds both and how
 often they agree. No Qt here: the viewer and ``lusviewer score --exam`` share
-it.
+it, and change it through :class:`~lusviewer.report.session.ExamSession`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
-from lusviewer.report.exam import Exam, ExamEntry
+from lusviewer.report.exam import Exam
+from lusviewer.report.session import ExamSession
 from lusviewer.ui.worker import InferenceWorker, ModelStatus
 
 log = logging.getLogger(__name__)
@@ -69,8 +70,7 @@ class Controller(QObject):
         self._overlay_wanted: tuple[int, bool] | None = None
         self.running = False
         self.result: object | None = None  # ClipResult once the job has finished
-        self.exam = Exam()  # every clip scored in this session, until cleared
-        self.exam_exported = True  # False while the exam has changes not yet exported
+        self.exam_session = ExamSession()  # every clip scored in this session, until cleared
         self._queue: list[str] = []  # clips to open and score after the current one
         self._from_queue = False  # the clip on screen was opened from the queue (meant for the exam)
         self._reset_results(0)
@@ -275,11 +275,7 @@ class Controller(QObject):
         self.result = result
         self.scoring_finished.emit(result)
         self._from_queue = False  # done with the queue's clip: a later "score again" is the user's
-        entry = ExamEntry.from_result(result)  # type: ignore[arg-type]
-        self.exam.add(entry)
-        if entry.clip in self.exam.not_scored:  # scored after all
-            self.exam.not_scored.remove(entry.clip)
-        self.exam_exported = False
+        self.exam_session.scored(result)  # type: ignore[arg-type]
         self.exam_changed.emit()
         self._next_in_queue()
 
@@ -336,52 +332,40 @@ class Controller(QObject):
         return write_report(path, [self.result])  # type: ignore[list-item]
 
     # -------------------------------------------------------------------- exam
+    @property
+    def exam(self) -> Exam:
+        return self.exam_session.exam
+
     def remove_from_exam(self, clip: str) -> None:
-        if clip in self.exam:
-            self.exam.remove(clip)
-            self.exam_exported = not len(self.exam)
+        if self.exam_session.remove(clip):
             self.exam_changed.emit()
 
     def set_clinician_score(self, clip: str, score: int | None) -> None:
         """Record the clinician's own score of a zone beside the model's (``None``: none)."""
-        if clip not in self.exam or self.exam.clinician_score(clip) == score:
-            return
-        self.exam.set_clinician_score(clip, score)
-        self.exam_exported = False
-        self.exam_changed.emit()
+        if self.exam_session.set_clinician_score(clip, score):
+            self.exam_changed.emit()
 
     def set_exam_zones(self, zones: int | None) -> None:
         """The exam's protocol (6 or 14 zones, or None: the zones scored)."""
-        if zones == self.exam.zones:
-            return
-        self.exam.zones = zones
-        if len(self.exam):
-            self.exam_exported = False
-        self.exam_changed.emit()
+        if self.exam_session.set_zones(zones):
+            self.exam_changed.emit()
 
     @property
     def clinician_scores(self) -> dict[str, int]:
-        return {e.clip: s for e in self.exam.entries if (s := self.exam.clinician_score(e.clip)) is not None}
+        return self.exam_session.clinician_scores
 
     def clear_exam(self) -> None:
-        self.exam.clear()
-        self.exam_exported = True
+        self.exam_session.clear()
         self.exam_changed.emit()
 
     @property
     def exam_unsaved(self) -> bool:
-        """An exam of two or more clips, or with the clinician's own scores, with changes
-        not yet exported: worth a question before it is dropped (one clip alone is no
-        exam; its clip report has the same score)."""
-        return (len(self.exam) > 1 or self.exam.n_clinician > 0) and not self.exam_exported
+        """Changes worth a question before the exam is dropped (:attr:`ExamSession.unsaved`)."""
+        return self.exam_session.unsaved
 
     def export_exam(self, path: str) -> Path:
         """The exam's CSV (one row per clip, then the LUS score total), atomically."""
-        from lusviewer.report import write_exam_csv
-
-        out = write_exam_csv(path, self.exam)
-        self.exam_exported = True
-        return out
+        return self.exam_session.export(path)
 
     # ------------------------------------------------------------------- queue
     @property
@@ -417,7 +401,5 @@ class Controller(QObject):
 
     def _not_scored(self, path: str) -> None:
         """A clip meant for the exam could not be scored: the exam's total says a zone is missing."""
-        if path not in self.exam.not_scored:
-            self.exam.not_scored.append(path)
-            self.exam_exported = False
+        if self.exam_session.failed(path):
             self.exam_changed.emit()

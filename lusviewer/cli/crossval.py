@@ -1,0 +1,77 @@
+"""``lusviewer crossval``: patient-disjoint k-fold cross-validation of the model variants."""
+
+from __future__ import annotations
+
+import argparse
+
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, err, says_data_errors
+from lusviewer.cli.options import add_data_args, add_training_args, variants
+from lusviewer.cli.train import train_config
+
+
+def add_arguments(cv: argparse.ArgumentParser) -> None:
+    cv.add_argument("--out", default="runs/crossval", help="folder for report.md, metrics.csv, PNGs, checkpoints")
+    cv.add_argument("-k", "--folds", type=int, default=5)
+    cv.add_argument("--variants", default=",".join(variants()))
+    cv.add_argument(
+        "--run-folds",
+        default=None,
+        metavar="LIST",
+        help="train only these folds (0-based, e.g. 0,1) in this process, to run folds in parallel on "
+        "several GPUs or machines sharing --out; a run without it then writes the report",
+    )
+    add_data_args(cv)
+    add_training_args(cv)
+
+
+def _folds(args: argparse.Namespace) -> list[int] | None:
+    """The folds of --run-folds; None, with the reason said, when they are no folds of this run."""
+    try:
+        only = sorted({int(f) for f in args.run_folds.split(",") if f.strip()})
+        if not only:
+            raise ValueError("no fold")
+    except ValueError:
+        err(f"--run-folds {args.run_folds!r}: expected fold numbers such as 0,1")
+        return None
+    if any(not 0 <= f < args.folds for f in only):
+        err(f"--run-folds {args.run_folds!r}: folds are numbered 0..{args.folds - 1}")
+        return None
+    return only
+
+
+@says_data_errors
+def run(args: argparse.Namespace) -> int:
+    from lusviewer.training.crossval import run_crossval
+
+    chosen = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    bad = [v for v in chosen if v not in variants()]
+    if bad:
+        err(f"unknown variant(s) {bad}; choose from {', '.join(variants())}")
+        return EXIT_USAGE
+    only = None
+    if args.run_folds is not None:
+        only = _folds(args)
+        if only is None:
+            return EXIT_USAGE
+    problem = check_training_paths(args, "out", "cache_dir")
+    if problem:
+        err(problem)
+        return EXIT_USAGE
+    report = run_crossval(train_config(args), k=args.folds, variants=chosen, only_folds=only)
+    if report is None:
+        print(
+            f"{args.out}: folds {','.join(map(str, only or []))} done; for the report, run the same command "
+            "without --run-folds once every fold is done"
+        )
+        return EXIT_OK
+    print(report.read_text())
+    return EXIT_OK
+
+
+COMMAND = Command(
+    name="crossval",
+    help="patient-disjoint k-fold cross-validation of densenet, cnn and cnn_lstm; report.md like Table 2",
+    add_arguments=add_arguments,
+    run=run,
+    resumable=True,
+)

@@ -1,0 +1,140 @@
+"""``lusviewer info``: the model card as Markdown (what the model is, what it was
+trained on, how it scored), its weights' hash verified."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, err
+from lusviewer.cli.options import add_option
+
+
+def _thousands(n: object) -> str:
+    return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def _card_lines(card: dict[str, Any]) -> list[str]:
+    """What the model is and what it was trained on."""
+    tr = card.get("training", {})
+    split = tr.get("split", {})
+    lines = [
+        f"# {card['name']} {card.get('version', '')}".rstrip(),
+        "",
+        f"- architecture: `{card['architecture']['variant']}`, input {card['input']['size']} px, "
+        f"{_thousands(card.get('parameters', {}).get('total'))} parameters",
+        f"- weights: `{card['weights_file']}` ({card.get('weights_dtype', '?')}), sha256 `{card['sha256']}`",
+        f"- training data: {tr.get('data', '?')}",
+        f"- data licence: {tr.get('data_licence', '?')}; {tr.get('model_licence', '')}",
+        f"- citation: {tr.get('citation', '?')}",
+        f"- split: {split.get('kind', '?')}, seed {split.get('seed', '?')}: "
+        f"{len(split.get('train_patients', []))} training patients ({split.get('train_clips', '?')} clips), "
+        f"{len(split.get('val_patients', []))} validation patients ({split.get('val_clips', '?')} clips)",
+        f"- command: `{tr.get('command', '?')}`",
+    ]
+    inference = card.get("inference", {})
+    if inference.get("recon_error_limit") is not None:
+        lines.append(
+            f"- familiarity check: a clip whose mean reconstruction error is above "
+            f"{inference['recon_error_limit']:.3f} is flagged as unlike the training clips"
+            + (f" ({inference['recon_error_check']})" if inference.get("recon_error_check") else "")
+        )
+    return [*lines, ""]
+
+
+def _validation_table(metrics: dict[str, Any]) -> list[str]:
+    """The validation metrics of the model, its CNN alone and the majority baseline."""
+    rows = []
+    base = metrics.get("baselines", {})
+    for label, key, level in [
+        ("CNN+LSTM", "cnn_lstm", "frame"),
+        ("CNN alone", "cnn", "frame"),
+        ("CNN+LSTM", "cnn_lstm", "clip"),
+        ("CNN alone", "cnn", "clip"),
+        ("CNN+LSTM, majority rule", "cnn_lstm", "clip_majority_rule"),
+    ]:
+        m = metrics.get(key, {}).get(level)
+        if m:
+            rows.append((label, level.replace("_", " "), m))
+    for level in ("frame", "clip"):
+        m = base.get(f"majority_{level}")
+        if m:
+            rows.append((f"always score {base.get('majority_class', '?')} (majority class)", level, m))
+    if not rows:
+        return []
+    lines = [
+        "Validation patients (held out from training):",
+        "",
+        "| model | level | n | accuracy | macro-F1 | sensitivity | specificity | within-one | QWK |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for label, level, m in rows:
+        lines.append(
+            f"| {label} | {level} | {int(m['n'])} | {m['accuracy']:.3f} | {m['macro_f1']:.3f} | "
+            f"{m['sensitivity']:.3f} | {m['specificity']:.3f} | {m['within_one']:.3f} | {m['qwk']:.3f} |"
+        )
+    return [*lines, ""]
+
+
+def _crossval_tables(metrics: dict[str, Any]) -> list[str]:
+    """Each cross-validation the card records (crossval, crossval_<other run>)."""
+    from lusviewer.model.hybrid import VARIANT_NAMES
+
+    lines: list[str] = []
+    for key in sorted(k for k in metrics if k.startswith("crossval")):
+        cv = metrics[key]
+        if not isinstance(cv, dict) or not cv.get("results"):
+            continue
+        names = {**VARIANT_NAMES, "majority": "majority"}
+        lines += [
+            f"Cross-validation{' (' + cv['title'] + ')' if cv.get('title') else ''} (mean ± sd over folds):",
+            "",
+            "| model | level | accuracy | macro-F1 | within-one | QWK |",
+            "|---|---|---|---|---|---|",
+        ]
+        for variant, levels in cv["results"].items():
+            for level, m in levels.items():
+                keys = ("accuracy", "macro_f1", "within_one", "qwk")
+                cells = " | ".join(f"{m[k][0]:.3f} ± {m[k][1]:.3f}" for k in keys)
+                lines.append(f"| {names.get(variant, variant)} | {level} | {cells} |")
+        lines += ["", cv.get("note", ""), f"Command: `{cv.get('command', '?')}`", ""]
+    return lines
+
+
+def model_summary(card: dict[str, Any]) -> str:
+    """The model card as Markdown: what it is, what it was trained on, how it scored."""
+    metrics = card.get("metrics", {})
+    lines = _card_lines(card) + _validation_table(metrics)
+    if metrics.get("note"):
+        lines += [metrics["note"], ""]
+    return "\n".join(lines + _crossval_tables(metrics))
+
+
+def add_arguments(i: argparse.ArgumentParser) -> None:
+    add_option(i, "--model")
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+
+    from lusviewer.model import ModelError, load_model
+    from lusviewer.resources import default_model_path
+
+    path = args.model or str(default_model_path())
+    try:
+        loaded = load_model(path)  # verifies the sha256
+    except ModelError as exc:
+        err(f"cannot load the model: {exc}")
+        return EXIT_USAGE
+    card = json.loads(loaded.card_path.read_text())
+    print(model_summary(card))
+    print(f"(loaded from {loaded.card_path}; sha256 verified)")
+    return EXIT_OK
+
+
+COMMAND = Command(
+    name="info",
+    help="show the model card: training data, licence, validation metrics",
+    add_arguments=add_arguments,
+    run=run,
+)

@@ -1,0 +1,193 @@
+"""``lusviewer score``: score clips (files or folders), write the per-frame and per-clip
+CSV report and, with ``--exam``, the clips as one patient's exam."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Command, err
+from lusviewer.cli.options import add_exam_zones, add_option, add_precision, add_rule
+
+if TYPE_CHECKING:
+    from lusviewer.inference import ClipResult, ScoringEngine
+    from lusviewer.report import ReportWriter
+    from lusviewer.report.session import ExamSession
+
+
+def add_arguments(s: argparse.ArgumentParser) -> None:
+    s.add_argument("paths", nargs="+", metavar="PATH", help="a clip, or a folder of clips (searched recursively)")
+    s.add_argument("-o", "--output", default="report.csv", help="per-frame report (default: report.csv)")
+    add_option(s, "--model")
+    add_option(s, "--device")
+    add_precision(s)
+    add_option(s, "--batch-size")
+    add_rule(s, help="clip score rule")
+    s.add_argument(
+        "--exam",
+        default=None,
+        metavar="CSV",
+        help="also write the clips as one patient's exam: one row per clip (zone) and their LUS score total",
+    )
+    add_exam_zones(
+        s,
+        help="the exam's protocol: 6 zones (BLUE points) or 14 (Soldati); the total is then out of 18 or 42, "
+        "and an exam with fewer clips is marked incomplete (default: out of the zones scored)",
+    )
+    add_option(s, "--quiet", help="no progress bars")
+
+
+def _inputs(args: argparse.Namespace) -> tuple[list[str], int]:
+    """The clips of the inputs, and how many inputs (folders without a clip) failed."""
+    from lusviewer.io import find_clips
+
+    clips: list[str] = []
+    failed = 0
+    for p in args.paths:
+        found = find_clips(p)
+        if Path(p).is_dir() and not found:
+            err(f"{p}: no supported clips in this folder")
+            failed += 1
+        clips.extend(found)
+    return clips, failed
+
+
+def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
+    """The outputs are checked before any work: a report that cannot be written, or one
+    that would overwrite an input, is refused now rather than after scoring."""
+    from lusviewer.report import clips_path_for, output_problem
+
+    for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else [])):
+        problem = output_problem(out, inputs=[*clips, *args.paths])
+        if problem:
+            return f"error: cannot write the report: {problem}"
+    return None
+
+
+def _engine(args: argparse.Namespace) -> ScoringEngine | None:
+    from lusviewer.inference import ScoringEngine
+    from lusviewer.model import ModelError, load_model
+    from lusviewer.resources import default_model_path
+
+    model_path = args.model or str(default_model_path())
+    try:
+        loaded = load_model(model_path)
+        engine = ScoringEngine(
+            loaded, device=args.device, precision=args.precision, batch_size=args.batch_size, rule=args.rule
+        )
+    except (ModelError, ValueError) as exc:
+        err(f"cannot load the model: {exc}")
+        return None
+    if not args.quiet:
+        err(f"model {loaded.card.display_name} ({loaded.weights_path.name}) on {engine.description}")
+    return engine
+
+
+def _what(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _score_clip(engine: ScoringEngine, path: str, quiet: bool) -> ClipResult | None:
+    """One clip scored with a progress bar; None, with the reason said, when it could not be."""
+    from tqdm import tqdm
+
+    from lusviewer.io import ClipError, open_clip
+
+    try:
+        reader = open_clip(path)
+    except Exception as exc:  # a reader's unforeseen failure must not end the run
+        err(f"error: {exc}" if isinstance(exc, ClipError) else f"error: {path}: cannot be opened ({_what(exc)})")
+        return None
+    bar = tqdm(total=reader.info.frame_count, desc=Path(path).name[:40], unit="frame", disable=quiet, file=sys.stderr)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = max(total, done)
+        bar.n = done
+        bar.refresh()
+
+    try:
+        with reader:  # reader.info.path is the path as given: the report's `clip`
+            result = engine.score_clip(reader, progress=progress)
+    except Exception as exc:  # one clip's failure never loses the others
+        bar.close()
+        err(f"error: {exc}" if isinstance(exc, ClipError) else f"error: {path}: could not be scored ({_what(exc)})")
+        return None
+    bar.set_postfix_str(f"clip score {result.summary.clip_score}", refresh=True)
+    bar.close()
+    return result
+
+
+def _write(args: argparse.Namespace, writer: ReportWriter, session: ExamSession) -> int | None:
+    """Commit the report and write the exam; an exit status when that failed."""
+    if not writer.n_clips:
+        err("no clip could be scored; no report written")
+        return EXIT_SOME_FAILED
+    try:
+        writer.commit()
+    except OSError as exc:
+        err(f"error: {writer.path}: the report could not be written ({exc}); an earlier report is kept")
+        return EXIT_SOME_FAILED
+    if not args.quiet:
+        err(f"wrote {writer.path} and {writer.clips_path} ({writer.n_clips} clips)")
+    if args.exam:
+        try:
+            session.export(args.exam)
+        except OSError as exc:
+            err(f"error: {args.exam}: the exam could not be written ({exc})")
+            return EXIT_SOME_FAILED
+        err(f"exam: {session.exam.summary()}; wrote {args.exam}")
+    return None
+
+
+def run(args: argparse.Namespace) -> int:
+    from lusviewer.report import ReportWriter, clips_path_for
+    from lusviewer.report.session import ExamSession
+
+    if args.exam and Path(args.exam).resolve() in {Path(args.output).resolve(), clips_path_for(args.output).resolve()}:
+        err(f"--exam {args.exam} would overwrite the report: choose another file")
+        return EXIT_USAGE
+    clips, failed = _inputs(args)
+    problem = _output_problem(args, clips)
+    if problem:
+        err(problem)
+        return EXIT_USAGE
+    engine = _engine(args)
+    if engine is None:
+        return EXIT_USAGE
+    session = ExamSession(args.exam_zones)
+    with ReportWriter(args.output) as writer:
+        for path in clips:
+            result = _score_clip(engine, path, args.quiet)
+            if result is None:
+                failed += 1
+                session.failed(path)
+                continue
+            if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
+                err(f"warning: {path}: {result.familiarity_warning}")
+            # ClipResult is a ClipScores; mypy rejects it only because ClipScores' summary
+            # protocol declares writable attributes and ClipSummary is frozen
+            writer.add(result)  # type: ignore[arg-type]
+            session.scored(result)  # type: ignore[arg-type]
+        status = _write(args, writer, session)
+        if status is not None:
+            return status
+    if failed:
+        err(f"{failed} input(s) could not be scored (see above); the report holds the others")
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+COMMAND = Command(
+    name="score",
+    help="score clips (files or folders) and write a per-frame CSV report",
+    description=(
+        "Score every frame of each clip and write REPORT (one row per frame) and "
+        "REPORT_clips.csv (one row per clip). Exit status: 0 all inputs scored; "
+        "1 some input could not be scored (the others are in the report); 2 usage "
+        "error or the model cannot be loaded (no report)."
+    ),
+    add_arguments=add_arguments,
+    run=run,
+)

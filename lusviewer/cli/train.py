@@ -1,0 +1,75 @@
+"""``lusviewer train``: train the CNN, then the LSTM on frozen CNN features."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, err, says_data_errors
+from lusviewer.cli.options import add_data_args, add_training_args, run_options, variants
+
+
+def train_config(args: argparse.Namespace) -> Any:
+    """The training recipe from the options of ``train`` or ``crossval`` (which has no
+    --work-dir, --variant, --name, --model-version: their defaults)."""
+    from lusviewer.training.data import data_options
+    from lusviewer.training.train import TrainConfig
+
+    return TrainConfig(
+        **data_options(args),
+        **run_options(args),
+        out=args.out,
+        work_dir=getattr(args, "work_dir", "runs/train"),
+        variant=getattr(args, "variant", "cnn_lstm"),
+        augment_padding=args.augment_padding,
+        loss=args.loss,
+        optimizer=args.optimizer,
+        lr=args.lr if args.lr is not None else (2e-3 if args.optimizer == "adam" else 1e-3),
+        early_stop=args.early_stop,
+        e2e_epochs=args.end_to_end_epochs,
+        e2e_minutes=args.end_to_end_minutes,
+        e2e_lr=args.end_to_end_lr,
+        cnn_epochs=args.cnn_epochs,
+        cnn_minutes=args.cnn_minutes,
+        lstm_epochs=args.lstm_epochs,
+        lstm_minutes=args.lstm_minutes,
+        init_densenet=args.init_densenet,
+        pretrain_epochs=args.pretrain_epochs,
+        pretrain_minutes=args.pretrain_minutes,
+        data_name=args.data_name,
+        data_licence=args.data_licence,
+        citation=args.citation,
+        name=getattr(args, "name", "lusviewer-hybrid"),
+        version=getattr(args, "model_version", "1"),
+    )
+
+
+def add_arguments(t: argparse.ArgumentParser) -> None:
+    add_data_args(t)
+    t.add_argument("--out", default="runs/model", help="folder for the .safetensors + .json card")
+    t.add_argument("--work-dir", default="runs/train", help="checkpoints; rerun to resume")
+    t.add_argument("--variant", default="cnn_lstm", choices=variants())
+    t.add_argument("--name", default="lusviewer-hybrid")
+    t.add_argument("--model-version", default="1")
+    add_training_args(t)
+
+
+@says_data_errors
+def run(args: argparse.Namespace) -> int:
+    from lusviewer.training.train import run_training
+
+    problem = check_training_paths(args, "out", "work_dir", "cache_dir")
+    if problem:
+        err(problem)
+        return EXIT_USAGE
+    run_training(train_config(args))
+    return EXIT_OK
+
+
+COMMAND = Command(
+    name="train",
+    help="train the CNN, then the LSTM on frozen CNN features",
+    add_arguments=add_arguments,
+    run=run,
+    resumable=True,
+)
