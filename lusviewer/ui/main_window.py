@@ -35,7 +35,10 @@ from lusviewer import __version__
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
 from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
 from lusviewer.ui.controller import Controller
-from lusviewer.ui.views import OVERLAY_MODES, ExamPanel, FrameView, ScoreTimeline, SummaryPanel
+from lusviewer.ui.exam_panel import ExamPanel
+from lusviewer.ui.frame_view import OVERLAY_MODES, FrameView
+from lusviewer.ui.summary_panel import SummaryPanel
+from lusviewer.ui.timeline import ScoreTimeline
 from lusviewer.ui.worker import ModelStatus
 
 log = logging.getLogger(__name__)
