@@ -453,7 +453,7 @@ def test_unfamiliar_clip_is_flagged_in_the_summary(  # type: ignore[no-untyped-d
 
 
 def test_timeline_stays_light_on_long_clips(qtbot) -> None:  # type: ignore[no-untyped-def]
-    from lusviewer.ui.views import ScoreTimeline
+    from lusviewer.ui.timeline import ScoreTimeline
 
     t = ScoreTimeline()
     qtbot.addWidget(t)

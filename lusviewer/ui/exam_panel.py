@@ -1,0 +1,199 @@
+"""The exam: the clips scored so far, the clinician's own scores beside the model's,
+and the LUS score total."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QWheelEvent
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QComboBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from lusviewer.report.exam import PROTOCOLS, ExamEntry
+from lusviewer.ui.palette import SCORE_COLOURS
+
+
+def _swatch(score: int) -> QIcon:
+    pix = QPixmap(12, 12)
+    pix.fill(QColor(SCORE_COLOURS[score]))
+    return QIcon(pix)
+
+
+CLINICIAN_CHOICES = ("—", "0", "1", "2", "3")
+
+
+class _FocusedComboBox(QComboBox):
+    """A combo box in a table row: the mouse wheel scrolls the table, and changes the
+    value only once the box has been clicked (a clinician's score never changes by a scroll)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+
+    def wheelEvent(self, event: QWheelEvent) -> None:
+        if self.hasFocus():
+            super().wheelEvent(event)
+        else:
+            event.ignore()
+
+
+class ExamPanel(QWidget):
+    """The exam: one row per scored clip (zone, the model's clip score, the clinician's
+    own score, a note), the LUS score total, and buttons to open, remove, clear and
+    export. It shows what it is given."""
+
+    open_requested = Signal(str)  # clip path
+    remove_requested = Signal(str)
+    clinician_score_changed = Signal(str, object)  # clip path, 0-3 or None
+    zones_changed = Signal(object)  # the protocol's number of zones, or None
+    clear_requested = Signal()
+    export_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        self.total = QLabel("No clip in the exam yet")
+        f = QFont()
+        f.setPointSize(13)
+        f.setBold(True)
+        self.total.setFont(f)
+        self.total.setWordWrap(True)
+        self.total.setToolTip(
+            "Every clip scored in this session is added; the LUS score is the sum of the clip scores."
+        )
+        self.table = QTableWidget(0, 4)
+        headers = (
+            ("Zone (clip)", ""),
+            ("Model", "The model's clip score"),
+            ("Yours", "Your own score of the zone (0-3), recorded beside the model's and exported with the exam"),
+            ("Note", ""),
+        )
+        for col, (label, tip) in enumerate(headers):
+            item = QTableWidgetItem(label)
+            item.setToolTip(tip)
+            self.table.setHorizontalHeaderItem(col, item)
+        self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setDefaultSectionSize(22)
+        # The clip tab sets the panel's height; the table scrolls rather than squeezing the timeline.
+        self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
+        self.table.setMinimumHeight(6 * 22 + 26)  # the six BLUE points without scrolling
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        header = self.table.horizontalHeader()
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.table.cellDoubleClicked.connect(lambda row, _col: self._emit_for_row(self.open_requested, row))
+        self.open_button = QPushButton("Open")
+        self.open_button.setToolTip("Open the selected clip again (double-click a row)")
+        self.remove_button = QPushButton("Remove")
+        self.clear_button = QPushButton("Clear exam")
+        self.export_button = QPushButton("Export exam CSV…")
+        self.open_button.clicked.connect(lambda: self._emit_for_row(self.open_requested, self.table.currentRow()))
+        self.remove_button.clicked.connect(lambda: self._emit_for_row(self.remove_requested, self.table.currentRow()))
+        self.clear_button.clicked.connect(self.clear_requested)
+        self.export_button.clicked.connect(self.export_requested)
+        buttons = QHBoxLayout()
+        for b in (self.open_button, self.remove_button, self.clear_button):
+            buttons.addWidget(b)
+        buttons.addStretch(1)
+        buttons.addWidget(self.export_button)
+        self.protocol = QComboBox()
+        self.protocol.addItem("Zones as scored", None)
+        for zones, name in PROTOCOLS.items():
+            self.protocol.addItem(name, zones)
+        self.protocol.setToolTip(
+            "The exam's protocol: the LUS score is out of 3 per zone, and an exam with fewer zones is incomplete"
+        )
+        self.protocol.currentIndexChanged.connect(lambda _i: self.zones_changed.emit(self.protocol.currentData()))
+        head = QHBoxLayout()
+        head.addWidget(QLabel("Protocol:"))
+        head.addWidget(self.protocol)
+        head.addStretch(1)
+        layout.addLayout(head)
+        layout.addWidget(self.total)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        self._paths: list[str] = []
+        self.table.itemSelectionChanged.connect(self._update_buttons)
+        self._update_buttons()
+
+    def _emit_for_row(self, signal: SignalInstance, row: int) -> None:
+        if 0 <= row < len(self._paths):
+            signal.emit(self._paths[row])
+
+    def _update_buttons(self) -> None:
+        chosen = 0 <= self.table.currentRow() < len(self._paths) and bool(self.table.selectedItems())
+        self.open_button.setEnabled(chosen)
+        self.remove_button.setEnabled(chosen)
+        self.clear_button.setEnabled(bool(self._paths))
+        self.export_button.setEnabled(bool(self._paths))
+
+    def _clinician_box(self, clip: str, score: int | None) -> QComboBox:
+        box = _FocusedComboBox()
+        box.addItems(CLINICIAN_CHOICES)
+        box.setCurrentIndex(0 if score is None else score + 1)
+        box.setToolTip(f"Your score of {clip} (— : none)")
+        box.currentIndexChanged.connect(
+            lambda i, clip=clip: self.clinician_score_changed.emit(clip, None if i == 0 else i - 1)
+        )
+        return box
+
+    def clinician_box(self, row: int) -> QComboBox:
+        box = self.table.cellWidget(row, 2)
+        assert isinstance(box, QComboBox)
+        return box
+
+    def set_zones(self, zones: int | None) -> None:
+        """Show the protocol (without emitting ``zones_changed``)."""
+        with QSignalBlocker(self.protocol):
+            self.protocol.setCurrentIndex(max(0, self.protocol.findData(zones)))
+
+    def set_exam(
+        self,
+        entries: list[ExamEntry],
+        summary: str,
+        current: str | None = None,
+        clinician: dict[str, int] | None = None,
+    ) -> None:
+        """Show ``entries`` with the clinician's scores (``clinician``: clip -> 0-3);
+        ``current`` (the clip on screen) is selected."""
+        clinician = clinician or {}
+        self._paths = [e.clip for e in entries]
+        shas = list(dict.fromkeys(e.weights_sha256 for e in entries))
+        self.total.setText(summary)
+        with QSignalBlocker(self.table):
+            self.table.setRowCount(len(entries))
+            for row, e in enumerate(entries):
+                zone = QTableWidgetItem(e.zone)
+                zone.setToolTip(e.clip)
+                score = QTableWidgetItem(_swatch(e.clip_score), str(e.clip_score))  # visible when selected too
+                notes = []
+                if e.unfamiliar:
+                    notes.append("unlike the training clips")
+                if len(shas) > 1:
+                    notes.append(f"model {e.model} ({e.weights_sha256[:8]})")
+                mine = clinician.get(e.clip)
+                if mine is not None and mine != e.clip_score:
+                    notes.insert(0, f"you {mine}, model {e.clip_score}")
+                self.table.setItem(row, 0, zone)
+                self.table.setItem(row, 1, score)
+                self.table.setCellWidget(row, 2, self._clinician_box(e.clip, mine))
+                self.table.setItem(row, 3, QTableWidgetItem("; ".join(notes)))
+            self.table.clearSelection()
+            if current in self._paths:
+                self.table.selectRow(self._paths.index(current))
+        self._update_buttons()

@@ -1,0 +1,123 @@
+"""Exporting from the viewer: the clip's CSV report (now, or when scoring finishes) and
+the exam's CSV, with the save dialog and the questions around them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+if TYPE_CHECKING:
+    from lusviewer.ui.controller import Controller
+
+
+class Exporter:
+    """Writes through the controller and remembers the export folder in ``settings``.
+    ``ask`` (title, text -> yes?) and ``warn`` (title, text) are the window's questions
+    and warnings; ``notify`` (text, milliseconds) its passing status-bar message."""
+
+    def __init__(
+        self,
+        parent: QWidget,
+        controller: Controller,
+        settings: QSettings,
+        *,
+        ask: Callable[[str, str], bool],
+        warn: Callable[[str, str], None],
+        notify: Callable[[str, int], None],
+    ) -> None:
+        self._parent = parent
+        self._c = controller
+        self._settings = settings
+        self._ask = ask
+        self._warn = warn
+        self._notify = notify
+
+    def export_dialog(self) -> None:
+        c = self._c
+        if c.info is None:
+            return
+        path = self._save_path("Export CSV report", Path(c.info.path).stem + "_report.csv", Path(c.info.path).parent)
+        if path:
+            self.request_export(path)
+
+    def _save_path(self, title: str, name: str, clip_folder: Path) -> str:
+        """A CSV path from the save dialog ('' when cancelled); overwriting is asked later.
+        It opens in the folder of the last export (reports kept together, not among the
+        clips), or the clip's folder the first time."""
+        last = str(self._settings.value("export_dir", ""))
+        folder = Path(last) if last and Path(last).is_dir() else clip_folder
+        path, _ = QFileDialog.getSaveFileName(
+            self._parent, title, str(folder / name), "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
+        )
+        if path:
+            self._settings.setValue("export_dir", str(Path(path).parent))
+        return path
+
+    def request_export(self, path: str) -> bool:
+        """Export now, or, while scoring runs, offer to export when it finishes."""
+        c = self._c
+        if c.result is not None:
+            return self.export_to(path)
+        if c.running:
+            if self._ask(
+                "Scoring has not finished",
+                f"{Path(c.info.path).name if c.info else 'The clip'} is still being scored "
+                f"({c.n_scored} of {len(c.scores)} frames). Export when it finishes?",
+            ):
+                c.scoring_finished.connect(lambda _r: self.export_to(path), Qt.ConnectionType.SingleShotConnection)
+                self._notify("The report will be written when scoring finishes", 8000)
+            return False
+        self._warn("Nothing to export", "This clip has not been scored (scoring was cancelled or failed).")
+        return False
+
+    def export_to(self, path: str, *, overwrite: bool | None = None) -> bool:
+        from lusviewer.report import clips_path_for
+
+        existing = [p for p in (Path(path), clips_path_for(path)) if p.exists()]
+        if existing and not (
+            overwrite
+            if overwrite is not None
+            else self._ask("Overwrite?", "Replace " + " and ".join(p.name for p in existing) + "?")
+        ):
+            return False
+        try:
+            frames, clips = self._c.export(path)
+        except (OSError, RuntimeError) as exc:
+            self._warn("Export failed", f"{path}: {exc}")
+            return False
+        self._notify(f"Wrote {frames} and {clips.name}", 8000)
+        return True
+
+    def export_exam_dialog(self) -> None:
+        exam = self._c.exam
+        if not len(exam):
+            return
+        path = self._save_path("Export exam CSV", "exam.csv", Path(exam.entries[0].clip).parent)
+        if path:
+            self.export_exam_to(path)
+
+    def export_exam_to(self, path: str, *, overwrite: bool | None = None) -> bool:
+        c = self._c
+        pending = c.queued + ([c.info.path] if c.running and c.info is not None and c.info.path not in c.exam else [])
+        if pending and not self._ask(
+            "The exam is not complete",
+            f"{len(pending)} clip{'s are' if len(pending) != 1 else ' is'} still to be scored "
+            f"({', '.join(Path(p).name for p in pending)}); the exam holds {len(c.exam)} zones. "
+            "Export the zones scored so far?",
+        ):
+            return False
+        if Path(path).exists() and not (
+            overwrite if overwrite is not None else self._ask("Overwrite?", f"Replace {Path(path).name}?")
+        ):
+            return False
+        try:
+            out = self._c.export_exam(path)
+        except (OSError, ValueError) as exc:
+            self._warn("Export failed", f"{path}: {exc}")
+            return False
+        self._notify(f"Wrote {out} ({self._c.exam.summary()})", 8000)
+        return True

@@ -1,0 +1,19 @@
+"""What the views share: the colour and the names of each severity score, and the
+pyqtgraph options every plot and image in the viewer is drawn with."""
+
+from __future__ import annotations
+
+import pyqtgraph as pg
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False)
+
+#: One colour per severity score: green, amber, orange, red (colour-blind-safer hues).
+SCORE_COLOURS = ("#2e9d4a", "#e3b505", "#ef7d1a", "#d62728")
+SCORE_NAMES = (
+    "0  A-lines, regular pleura",
+    "1  indented pleura, B-lines",
+    "2  broken pleura, small consolidations",
+    "3  white lung",
+)
+SCORE_SHORT = ("0 normal", "1 B-lines", "2 consolidation", "3 white lung")
+PROB_COLOURS = SCORE_COLOURS

@@ -1,0 +1,81 @@
+"""The status bar: the model, scoring progress with its rate and a Cancel button, the
+clips still queued, passing messages, and the research-use disclaimer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from PySide6.QtCore import QTimer
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
+
+from lusviewer.ui.dialogs import DISCLAIMER
+
+if TYPE_CHECKING:
+    from lusviewer.ui.worker import ModelStatus
+
+
+class StatusBar(QStatusBar):
+    """Shows what it is given; ``cancel_button`` is the window's to connect."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.model_label = QLabel("Loading model…")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(180)
+        self.progress.setVisible(False)
+        self.rate_label = QLabel("")
+        self.queue_label = QLabel("")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Cancel scoring (Esc)")
+        self.cancel_button.setVisible(False)
+        # Messages go to their own label: QStatusBar.showMessage would hide the model,
+        # the progress and the queue while they show.
+        self.message_label = QLabel("")
+        self._message_timer = QTimer(self)
+        self._message_timer.setSingleShot(True)
+        self._message_timer.timeout.connect(self.message_label.clear)
+        disclaimer = QLabel(DISCLAIMER)
+        disclaimer.setStyleSheet("color: #a00; font-weight: bold;")
+        self.addWidget(self.model_label)
+        self.addWidget(self.progress)
+        self.addWidget(self.rate_label)
+        self.addWidget(self.cancel_button)
+        self.addWidget(self.queue_label)
+        self.addWidget(self.message_label, 1)
+        self.addPermanentWidget(disclaimer)
+
+    def notify(self, text: str, ms: int = 5000) -> None:
+        """A passing message (the model and progress stay visible)."""
+        self.message_label.setText(text)
+        self.message_label.setToolTip(text)
+        self._message_timer.start(ms)
+
+    def show_model(self, st: ModelStatus) -> None:
+        self.model_label.setText(f"Model: {st.name} · {st.device}")
+
+    def show_model_loading(self) -> None:
+        self.model_label.setText("Loading model…")
+
+    def show_no_model(self) -> None:
+        self.model_label.setText("No model loaded")
+
+    def scoring_started(self, total: int) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(0)
+        self.progress.setVisible(True)
+        self.cancel_button.setVisible(True)
+        self.rate_label.setText("Scoring…")
+
+    def show_progress(self, done: int, total: int, fps: float) -> None:
+        self.progress.setRange(0, max(total, 1))
+        self.progress.setValue(done)
+        eta = (total - done) / fps if fps > 0 else 0.0
+        self.rate_label.setText(f"{done}/{total} frames · {fps:.1f} frames/s · {eta:.0f} s left")
+
+    def scoring_over(self, text: str) -> None:
+        self.progress.setVisible(False)
+        self.cancel_button.setVisible(False)
+        self.rate_label.setText(text)
+
+    def show_queue(self, remaining: int) -> None:
+        self.queue_label.setText(f"{remaining} more clip{'s' if remaining != 1 else ''} queued" if remaining else "")

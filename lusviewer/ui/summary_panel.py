@@ -1,0 +1,147 @@
+"""The clip summary: the clip score with its rule, how sure the model is, frames per
+score, and a jump to the frame behind the clip score."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+
+from lusviewer.report.aggregate import LOW_CONFIDENCE, persistence_frames
+from lusviewer.ui.palette import SCORE_COLOURS, SCORE_NAMES
+
+
+class SummaryPanel(QWidget):
+    """Clip score with its rule, how sure the model is, frames per score, and a jump
+    to the frame behind the clip score."""
+
+    jump_to_worst = Signal(int)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 4, 6, 4)
+        self.title = QLabel("Clip score")
+        self.score = QLabel("—")
+        f = QFont()
+        f.setPointSize(18)
+        f.setBold(True)
+        self.score.setFont(f)
+        self.rule = QLabel("")
+        self.rule.setWordWrap(True)
+        self.rule.setStyleSheet("color: #555;")
+        self.confidence = QLabel("")
+        self.confidence.setWordWrap(True)
+        grid = QGridLayout()
+        self.count_labels = []
+        for k, (c, name) in enumerate(zip(SCORE_COLOURS, SCORE_NAMES, strict=True)):
+            swatch = QLabel()
+            swatch.setFixedSize(14, 14)
+            swatch.setStyleSheet(f"background: {c}; border: 1px solid #333;")
+            lab = QLabel(name)
+            cnt = QLabel("")
+            cnt.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            grid.addWidget(swatch, k, 0)
+            grid.addWidget(lab, k, 1)
+            grid.addWidget(cnt, k, 2)
+            self.count_labels.append(cnt)
+        self.worst = QPushButton("Jump to worst frame")
+        self.worst.setToolTip(
+            "The frame behind the clip score: of the frames that make it, the one the model finds most severe"
+        )
+        self.worst.setEnabled(False)
+        self._worst = 0
+        self.worst.clicked.connect(lambda: self.jump_to_worst.emit(self._worst))
+        self._clip_score: int | None = None
+        head = QGridLayout()
+        head.addWidget(self.title, 0, 0)
+        head.addWidget(self.score, 1, 0)
+        head.addWidget(self.worst, 1, 1, Qt.AlignmentFlag.AlignRight)
+        layout.addLayout(head)
+        # Shown only when the clip's images are unlike the model's training clips.
+        self.familiarity = QLabel("")
+        self.familiarity.setWordWrap(True)
+        self.familiarity.setStyleSheet(
+            "color: #8a1c00; background: #fff1e0; border: 1px solid #e0a060; padding: 3px; font-weight: bold;"
+        )
+        self.familiarity.hide()
+        layout.addWidget(self.familiarity)
+        layout.addWidget(self.rule)
+        layout.addWidget(self.confidence)
+        layout.addLayout(grid)
+
+    def clear(self, text: str = "—") -> None:
+        self.score.setText(text)
+        self.score.setStyleSheet("")
+        self.rule.setText("")
+        self.confidence.setText("")
+        self._clip_score = None
+        self.set_familiarity("")
+        for c in self.count_labels:
+            c.setText("")
+        self.worst.setEnabled(False)
+
+    def set_counts(self, counts: np.ndarray | tuple[int, ...], total: int) -> None:
+        for lab, c in zip(self.count_labels, counts, strict=False):
+            pct = 100.0 * c / total if total else 0.0
+            lab.setText(f"{int(c)} frames ({pct:.0f} %)")
+
+    def set_progress(self, counts: np.ndarray | tuple[int, ...], scored: int, total: int) -> None:
+        """While scoring runs: frames per score so far, out of the frames scored so far."""
+        self.set_counts(counts, scored)
+        self.rule.setText(f"Scoring… {scored} of {total} frames so far; the clip score follows when all are scored.")
+
+    def set_confidence(self, low: np.ndarray) -> None:
+        """How sure the model is of its frame scores, from the per-frame mask of
+        :func:`~lusviewer.report.aggregate.low_confidence`: the share of frames where
+        the score it shows has a probability below :data:`LOW_CONFIDENCE`."""
+        n = len(low)
+        if not n:
+            self.confidence.setText("")
+            return
+        weak = int(np.count_nonzero(low))
+        share = 100.0 * weak / n
+        if weak * 2 > n:
+            self.confidence.setText(
+                f"⚠ Low confidence: on {share:.0f} % of frames the model gives its score a probability "
+                f"below {LOW_CONFIDENCE:g} (dashed on the timeline). A weak call, close to a guess."
+            )
+            self.confidence.setStyleSheet("color: #8a5a00; font-weight: bold;")
+        else:
+            self.confidence.setText(
+                f"On {share:.0f} % of frames the model gives its score a probability below {LOW_CONFIDENCE:g} "
+                "(dashed on the timeline)."
+            )
+            self.confidence.setStyleSheet("color: #555;")
+
+    def set_familiarity(self, warning: str) -> None:
+        """Warn when the clip is unlike the model's training clips (``ClipResult.familiarity_warning``):
+        the clip score is then withheld, not shown as a finding (the report keeps it, flagged)."""
+        if warning:
+            self.familiarity.setText(
+                f"⚠ This clip looks {warning}. The model's output is no finding: clip score withheld."
+            )
+            self.familiarity.show()
+            if self._clip_score is not None:
+                self.score.setText("No reliable score")
+                self.score.setStyleSheet("color: #888;")
+                self.rule.setText(
+                    f"The model's output would be score {self._clip_score} (in the CSV report, marked "
+                    "unfamiliar); do not read it as a finding."
+                )
+        else:
+            self.familiarity.hide()
+            self.familiarity.setText("")
+
+    def set_summary(
+        self, clip_score: int, rule: str, counts: tuple[int, ...], worst: int, total: int, fps: float = 0.0
+    ) -> None:
+        self._clip_score = clip_score
+        self.score.setText(f"Score {clip_score}")
+        self.score.setStyleSheet(f"color: {SCORE_COLOURS[clip_score]};")
+        held = f" ({persistence_frames(total, fps) / fps:.2f} s)" if rule.startswith("persistent") and fps > 0 else ""
+        self.rule.setText(f"Rule — {rule}{held}. Worst frame: {worst}.")
+        self.set_counts(counts, total)
+        self._worst = worst
+        self.worst.setEnabled(True)

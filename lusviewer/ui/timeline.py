@@ -1,0 +1,169 @@
+"""The severity timeline: the score per frame, the probabilities and the
+reconstruction error, with a cursor at the current frame; click or drag to seek."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import QWidget
+
+from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
+from lusviewer.ui.palette import PROB_COLOURS, SCORE_COLOURS, SCORE_SHORT
+
+if TYPE_CHECKING:
+    from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
+
+
+class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has no type information
+    """Per-frame score as a step line on 0-3, probabilities and reconstruction error
+    below it, and a cursor at the current frame; click or drag to seek."""
+
+    seek_requested = Signal(int)
+    MAX_POINTS = 2000
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setBackground("w")
+        self.score_plot = self.addPlot(row=0, col=0)
+        self.prob_plot = self.addPlot(row=1, col=0)
+        self.ci.layout.setRowStretchFactor(0, 3)
+        self.ci.layout.setRowStretchFactor(1, 2)
+        sp, pp = self.score_plot, self.prob_plot
+        for p in (sp, pp):
+            p.setMenuEnabled(False)
+            p.setMouseEnabled(x=False, y=False)
+            p.hideButtons()
+            p.showGrid(x=True, y=False, alpha=0.15)
+            p.getAxis("left").setWidth(110)
+            for ax in ("left", "bottom"):
+                p.getAxis(ax).setTextPen("k")
+                p.getAxis(ax).setPen("k")
+        sp.setYRange(-0.4, 3.4, padding=0)
+        sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
+        # Rich text: no "<" in it.
+        sp.setTitle(f"Score per frame (dashed: probability below {LOW_CONFIDENCE:g})", color="k", size="10pt")
+        pp.setXLink(sp)
+        pp.setYRange(0, 1.45, padding=0)  # headroom above p = 1 for the legend, so it hides no curve
+        pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
+        pp.setLabel("bottom", "frame", color="k")
+        for k, c in enumerate(SCORE_COLOURS):
+            band = pg.LinearRegionItem(
+                values=(k - 0.4, k + 0.4),
+                orientation="horizontal",
+                movable=False,
+                brush=pg.mkBrush(QColor(c).lighter(180).name() + "40"),
+                pen=pg.mkPen(None),
+            )
+            band.setZValue(-10)
+            sp.addItem(band)
+        self.score_line = sp.plot(pen=pg.mkPen("#555555", width=1))
+        self.score_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]
+        self.weak_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]  # low-confidence runs, dashed
+        self.set_unreliable(False)
+        legend = pp.addLegend(offset=(-10, 5), colCount=5, labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 200))
+        self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5), name=f"p{k}") for k, c in enumerate(PROB_COLOURS)]
+        self.recon_curve = pp.plot(
+            pen=pg.mkPen("#1f5fbf", width=1.5, style=Qt.PenStyle.DashLine), name="recon error (÷ clip max)"
+        )
+        legend.setLabelTextSize("8pt")
+        self.cursors = []
+        for p in (sp, pp):
+            line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#1f1fbf", width=2))
+            line.sigDragged.connect(self._cursor_dragged)
+            p.addItem(line)
+            self.cursors.append(line)
+            p.scene().sigMouseClicked.connect(self._clicked)
+        for p in (sp, pp):
+            p.getAxis("bottom").enableAutoSIPrefix(False)
+        self._n = 0
+        self._recon_scale = 1.0
+        self.reset(0)
+
+    def set_unreliable(self, on: bool) -> None:
+        """Grey score lines: the clip is unlike the training clips, its scores are no finding."""
+        for k, (strong, weak) in enumerate(zip(self.score_levels, self.weak_levels, strict=True)):
+            colour = QColor("#9a9a9a") if on else QColor(SCORE_COLOURS[k])
+            strong.setPen(pg.mkPen(colour, width=4))
+            weak.setPen(pg.mkPen(colour, width=4, style=Qt.PenStyle.DashLine))
+
+    def reset(self, n_frames: int) -> None:
+        self._n = n_frames
+        for item in [self.score_line, *self.score_levels, *self.weak_levels, *self.prob_curves, self.recon_curve]:
+            item.setData([], [])
+        self.set_unreliable(False)
+        self.score_plot.setXRange(-0.5, (n_frames or 100) - 0.5, padding=0.01)  # no clip: an empty 0-100 axis
+        for c in self.cursors:
+            c.setBounds((0, max(n_frames - 1, 0)))
+        self.set_cursor(0)
+
+    def update_scores(
+        self, scores: np.ndarray, probs: np.ndarray, recon: np.ndarray, n_done: int, weak: np.ndarray | None = None
+    ) -> None:
+        """Redraw the first ``n_done`` frames (a few thousand points: cheap)."""
+        if n_done <= 0:
+            return
+        s = scores[:n_done]
+        weak = low_confidence(probs[:n_done]) if weak is None else weak[:n_done]
+        step = 1
+        key = s * 2 + weak  # one step per run of equal scores and equal confidence
+        starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
+        if len(starts) > self.MAX_POINTS:  # flickering long clip: the worst score per bin
+            step = -(-n_done // self.MAX_POINTS)
+            pad = (-n_done) % step
+            s = np.r_[s, np.full(pad, s[-1])].reshape(-1, step).max(1)
+            weak = np.r_[weak, np.full(pad, weak[-1])].reshape(-1, step).mean(1) > 0.5
+            key = s * 2 + weak
+            starts = np.r_[0, np.flatnonzero(np.diff(key)) + 1]
+        x_edges = np.minimum(np.r_[starts * step, n_done], n_done).astype(np.float64) - 0.5
+        runs = s[starts].astype(np.float64)
+        weak_runs = weak[starts]
+        self.score_line.setData(x_edges, runs, stepMode="center")
+        for k, (strong_item, weak_item) in enumerate(zip(self.score_levels, self.weak_levels, strict=True)):
+            on = runs == k
+            strong_item.setData(x_edges, np.where(on & ~weak_runs, runs, np.nan), stepMode="center", connect="finite")
+            weak_item.setData(x_edges, np.where(on & weak_runs, runs, np.nan), stepMode="center", connect="finite")
+        # Long clips (10^4-10^5 frames): bin means, about MAX_POINTS per curve; a
+        # 100,000-point path costs ~0.3 s to paint, far more than a screen shows.
+        step = max(1, -(-n_done // self.MAX_POINTS))
+        m = (n_done // step) * step
+        x = np.arange(0, m, step, dtype=np.float64) + (step - 1) / 2
+        for k, curve in enumerate(self.prob_curves):
+            curve.setData(x, probs[:m, k].reshape(-1, step).mean(1))
+        r = recon[:m]
+        finite = r[np.isfinite(r)]
+        if finite.size:
+            self._recon_scale = float(max(finite.max(), 1e-6))
+            self.recon_curve.setData(x, np.nan_to_num(r / self._recon_scale, nan=0.0).reshape(-1, step).mean(1))
+
+    def set_probabilities_visible(self, on: bool) -> None:
+        for c in self.prob_curves:
+            c.setVisible(on)
+        self._update_prob_plot_visibility()
+
+    def set_recon_visible(self, on: bool) -> None:
+        self.recon_curve.setVisible(on)
+        self._update_prob_plot_visibility()
+
+    def _update_prob_plot_visibility(self) -> None:
+        self.prob_plot.setVisible(self.prob_curves[0].isVisible() or self.recon_curve.isVisible())
+
+    def set_cursor(self, index: int) -> None:
+        for c in self.cursors:
+            with QSignalBlocker(c):
+                c.setValue(index)
+
+    def _cursor_dragged(self, line: pg.InfiniteLine) -> None:
+        self.seek_requested.emit(round(line.value()))
+
+    def _clicked(self, event: MouseClickEvent) -> None:
+        pos = event.scenePos()
+        for p in (self.score_plot, self.prob_plot):
+            if p.isVisible() and p.vb.sceneBoundingRect().contains(pos):
+                x = p.vb.mapSceneToView(pos).x()
+                if self._n:
+                    self.seek_requested.emit(round(min(max(x, 0), self._n - 1)))
+                return
