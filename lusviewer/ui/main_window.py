@@ -285,6 +285,15 @@ class MainWindow(QMainWindow):
         self._seek_timer.setSingleShot(True)
         self._seek_timer.setInterval(15)
         self._seek_timer.timeout.connect(self._flush_seek)
+        c.frame_count_changed.connect(self._on_frame_count_changed)
+
+    def _on_frame_count_changed(self, n: int) -> None:
+        """Scoring decoded ``n`` frames where the reader said otherwise: the slider and
+        the timeline span those (the frame label reads the controller's count)."""
+        with QSignalBlocker(self.slider):
+            self.slider.setRange(0, n - 1)
+        self.timeline.reset(n)
+        self.timeline.set_cursor(self.controller.index)
 
     # ---------------------------------------------------------------- settings
     def _restore(self) -> None:
