@@ -158,3 +158,16 @@ def test_open_score_cancel_reopen_cycles(qtbot, tiny_model: Path, tmp_path: Path
     finally:
         w.close()
     assert not c.thread_running
+
+
+def test_startup_check_of_the_binding(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The viewer's start-up check: silent on a sound binding, one line on one that loses
+    references (as 6.12.0 does: simulated here by a falling count)."""
+    from lusviewer.ui.app import qt_binding_defect
+
+    assert qt_binding_defect() is None, f"{BINDING}: {qt_binding_defect()}"
+    counts = iter(range(10_000, 0, -1))
+    real = sys.getrefcount
+    monkeypatch.setattr(sys, "getrefcount", lambda obj: next(counts) * 64 if obj is True else real(obj))
+    message = qt_binding_defect()
+    assert message is not None and "PySide6-Essentials!=6.12.0" in message and "\n" not in message
