@@ -583,3 +583,47 @@ def test_window_saved_on_a_larger_screen_fits_this_one(qtbot, tiny_model: Path, 
     qtbot.addWidget(w)
     assert avail.contains(w.geometry()), (w.geometry(), avail)
     w.controller.shutdown()
+
+
+def test_wrong_header_frame_count_slider_timeline_and_csv_agree(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    from test_frame_count import rle_dicom
+
+    clip = rle_dicom(tmp_path / "over.dcm", 12, claimed=20)
+    c = window.controller
+    window.open_clip(str(clip))
+    wait_scored(qtbot, window)
+    assert c.result is not None and len(c.result.scores) == 12
+    assert c.info is not None and c.reader is not None
+    assert c.info.frame_count == c.reader.info.frame_count == 12
+    assert window.slider.maximum() == 11 and window.slider.value() == c.index <= 11
+    assert window.timeline._n == 12
+    assert all(list(cur.maxRange) == [0, 11] for cur in window.timeline.cursors)
+    x, _ = window.timeline.score_line.getData()
+    assert x[0] == -0.5 and x[-1] == 11.5
+    assert "(0–11)" in window.frame_label.text()
+    window.jump(11)
+    assert c.index == 11 and window.slider.value() == 11
+    out = tmp_path / "over.csv"
+    assert window.export_to(str(out))
+    assert len(out.read_text().splitlines()) == 1 + 12
+
+
+def test_dicom_claiming_two_billion_frames_allocates_by_frames_present(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, tmp_path: Path
+) -> None:
+    from test_frame_count import rle_dicom
+
+    clip = rle_dicom(tmp_path / "huge.dcm", 5, claimed=2**31 - 1)
+    assert clip.stat().st_size < 10_000
+    c = window.controller
+    assert window.open_clip(str(clip))
+    assert len(c.scores) <= 5 and c.probs.nbytes <= 5 * 4 * 4  # nothing sized by the header
+    wait_scored(qtbot, window)
+    assert (
+        c.info is not None
+        and c.info.frame_count == len(c.scores) == 5
+        and window.slider.maximum() == 4
+        and window.timeline._n == 5
+    )

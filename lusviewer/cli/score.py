@@ -168,8 +168,8 @@ def run(args: argparse.Namespace) -> int:
                 err(f"warning: {path}: {result.familiarity_warning}")
             # ClipResult is a ClipScores; mypy rejects it only because ClipScores' summary
             # protocol declares writable attributes and ClipSummary is frozen
-            writer.add(result)  # type: ignore[arg-type]
-            session.scored(result)  # type: ignore[arg-type]
+            writer.add(result)
+            session.scored(result)
         status = _write(args, writer, session)
         if status is not None:
             return status

@@ -294,11 +294,12 @@ class ScoringEngine:
             raise ClipError(label, "no frame could be decoded")
         probs_all = np.concatenate(probs_out).astype(np.float32)
         scores = probs_all.argmax(1)
-        if len(scores) != total:  # the container's count was wrong: trust what decoded
-            reader.info = ClipInfo(**{**reader.info.__dict__, "frame_count": len(scores)})
-        summary = summarize_clip(scores, probs_all, fps=reader.info.fps, rule=self.rule)
+        # The frames decoded are the clip: the result says so when the reader's count was
+        # wrong, and the reader (perhaps the caller's) is left as it was.
+        info = reader.info if len(scores) == total else ClipInfo(**{**reader.info.__dict__, "frame_count": len(scores)})
+        summary = summarize_clip(scores, probs_all, fps=info.fps, rule=self.rule)
         return ClipResult(
-            info=reader.info,
+            info=info,
             clip=label,
             probs=probs_all,
             scores=scores,

@@ -57,10 +57,15 @@ class ReportError(OSError):
 
 
 class _Summary(Protocol):
-    clip_score: int
-    rule: str
-    counts: tuple[int, ...]
-    worst_frame: int
+    # read-only members: the frozen ClipSummary satisfies them
+    @property
+    def clip_score(self) -> int: ...
+    @property
+    def rule(self) -> str: ...
+    @property
+    def counts(self) -> tuple[int, ...]: ...
+    @property
+    def worst_frame(self) -> int: ...
 
 
 class ClipScores(Protocol):
@@ -70,11 +75,13 @@ class ClipScores(Protocol):
     probs: np.ndarray
     scores: np.ndarray
     recon_error: np.ndarray
-    summary: _Summary
     model_name: str
     weights_sha256: str
     device: str
     precision: str
+
+    @property
+    def summary(self) -> _Summary: ...
 
     @property
     def info(self) -> Any: ...

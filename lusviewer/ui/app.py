@@ -49,13 +49,43 @@ def install_excepthook(log_path: Path) -> None:
     sys.excepthook = hook
 
 
+def qt_binding_defect(calls: int = 64) -> str | None:
+    """One line naming a reference-counting defect of the Qt binding, measured here; None if sound.
+
+    PySide6 6.12.0 (its shiboken6) drops a reference to ``True`` on every
+    ``Signal.emit()`` and one to ``None`` on every call of a method that returns
+    nothing; on Python < 3.12 the process aborts when a count reaches zero
+    (``Fatal Python error: none_dealloc``): the viewer after about 30 clips.
+    pyproject.toml excludes that release; this catches an environment that has it anyway.
+    """
+    import PySide6
+    from PySide6.QtCore import QObject, Signal
+
+    class Probe(QObject):
+        ping = Signal()
+
+    probe = Probe()
+    true0, none0 = sys.getrefcount(True), sys.getrefcount(None)
+    for _ in range(calls):
+        probe.ping.emit()
+        probe.setObjectName("probe")
+    lost = max(true0 - sys.getrefcount(True), none0 - sys.getrefcount(None))
+    if lost < calls // 2:
+        return None
+    return (
+        f"PySide6 {PySide6.__version__} loses a Python reference on every signal or call ({lost} in {calls}): "
+        "the viewer will crash after some clips; install another release "
+        "(pip install 'PySide6-Essentials!=6.12.0')"
+    )
+
+
 def run_gui(clip: str | None = None, model: str | None = None) -> int:
     if sys.platform == "win32":
         import torch  # noqa: F401  # DLL load order: torch before Qt on Windows
 
     from PySide6.QtCore import QCoreApplication, QtMsgType, qInstallMessageHandler
     from PySide6.QtGui import QGuiApplication, QIcon
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtWidgets import QApplication, QMessageBox
 
     from lusviewer import __version__
     from lusviewer.resources import default_model_path, resource_path
@@ -81,6 +111,11 @@ def run_gui(clip: str | None = None, model: str | None = None) -> int:
     if icon.is_file():
         QGuiApplication.setWindowIcon(QIcon(str(icon)))
     install_excepthook(log_path)
+    defect = qt_binding_defect()
+    if defect:
+        log.error("%s", defect)
+        print(f"lusviewer: warning: {defect}", file=sys.stderr)
+        QMessageBox.warning(None, "Qt binding defect", defect)
     window = MainWindow(model or str(default_model_path()))
     window.show()
     if clip:

@@ -5,6 +5,13 @@ cache), the per-frame results of the current clip, and the one long-lived
 :class:`~lusviewer.ui.worker.InferenceWorker` in its ``QThread``. Every scoring
 job gets an id and its own cancel flag; results tagged with an older id are
 dropped, so a stale result never reaches the timeline of a newer clip.
+
+The clip's frame count in the viewer has one source of truth, :attr:`Controller.info`
+(``frame_count``): the display reader's count when the clip opens, replaced by the
+number of frames the scoring pass decoded when that differs (a container or DICOM
+header that over- or under-states its frames); ``frame_count_changed`` then tells the
+views. Nothing is allocated from a header's count: the per-frame results grow with
+the frames that arrive.
 """
 
 from __future__ import annotations
@@ -12,7 +19,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
@@ -22,11 +31,17 @@ from lusviewer.report.exam import Exam
 from lusviewer.report.session import ExamSession
 from lusviewer.ui.worker import InferenceWorker, ModelStatus
 
+if TYPE_CHECKING:  # at run time the GUI thread never imports torch: the worker does
+    from lusviewer.inference import ClipResult, ScoredFrames
+
 log = logging.getLogger(__name__)
 
 #: Decoded frames kept for scrubbing: a memory budget, not a frame count, so short
 #: clips stay whole in memory (instant seeks) and long or 1080p clips stay bounded.
 CACHE_BYTES = 256 * 2**20
+
+#: Frame classes (scores 0-3): the width of the per-frame probabilities.
+N_CLASSES = 4
 
 
 class Controller(QObject):
@@ -42,6 +57,7 @@ class Controller(QObject):
     model_ready = Signal(object)  # ModelStatus
     model_failed = Signal(str)
     scoring_started = Signal(int)  # frame count
+    frame_count_changed = Signal(int)  # the clip's frame count, corrected (scoring decoded another number)
     scores_updated = Signal(int, int)  # first new frame, number of frames scored so far
     scoring_progress = Signal(int, int, float)  # done, total, frames/s
     scoring_finished = Signal(object)  # ClipResult
@@ -69,11 +85,11 @@ class Controller(QObject):
         self._overlay_in_flight = False
         self._overlay_wanted: tuple[int, bool] | None = None
         self.running = False
-        self.result: object | None = None  # ClipResult once the job has finished
+        self.result: ClipResult | None = None  # once the job has finished
         self.exam_session = ExamSession()  # every clip scored in this session, until cleared
         self._queue: list[str] = []  # clips to open and score after the current one
         self._from_queue = False  # the clip on screen was opened from the queue (meant for the exam)
-        self._reset_results(0)
+        self._reset_results()
 
         self._thread = QThread()
         self._thread.setObjectName("lusviewer-inference")
@@ -99,12 +115,51 @@ class Controller(QObject):
         self._request_model.emit(model_path, device)
 
     # ----------------------------------------------------------------- results
-    def _reset_results(self, n: int) -> None:
-        self.probs = np.full((n, 4), np.nan, dtype=np.float32)
-        self.scores = np.full(n, -1, dtype=np.int64)
-        self.recon_error = np.full(n, np.nan, dtype=np.float32)
-        self.n_scored = 0
+    def _reset_results(self) -> None:
+        """No frame scored. ``probs``, ``scores`` and ``recon_error`` hold the frames
+        scored so far (``n_scored`` of them): sized by the frames that arrive, never by
+        a header's frame count (a 10 KB DICOM may claim 2^31 - 1 frames)."""
+        self._probs_buf = np.full((0, N_CLASSES), np.nan, dtype=np.float32)
+        self._scores_buf = np.full(0, -1, dtype=np.int64)
+        self._recon_buf = np.full(0, np.nan, dtype=np.float32)
+        self._set_scored(0)
         self.result = None
+
+    def _set_scored(self, n: int) -> None:
+        self.n_scored = n
+        self.probs = self._probs_buf[:n]
+        self.scores = self._scores_buf[:n]
+        self.recon_error = self._recon_buf[:n]
+
+    def _reserve(self, n: int) -> None:
+        """Room for ``n`` frames' results, grown geometrically (amortised copies)."""
+        have = len(self._scores_buf)
+        if n <= have:
+            return
+        size = max(n, 2 * have, 256)
+        probs = np.full((size, N_CLASSES), np.nan, dtype=np.float32)
+        scores = np.full(size, -1, dtype=np.int64)
+        recon = np.full(size, np.nan, dtype=np.float32)
+        probs[:have], scores[:have], recon[:have] = self._probs_buf, self._scores_buf, self._recon_buf
+        self._probs_buf, self._scores_buf, self._recon_buf = probs, scores, recon
+
+    @property
+    def frame_count(self) -> int:
+        """The open clip's frame count, as the viewer shows it (0: no clip)."""
+        return self.info.frame_count if self.info is not None else 0
+
+    def _set_frame_count(self, n: int) -> None:
+        """Scoring decoded ``n`` frames where the clip's reader said otherwise: ``n`` it is,
+        for the display reader, the views and the frame on screen."""
+        if self.info is None or n < 1 or n == self.info.frame_count:
+            return
+        log.info("%s: %d frames decoded, the reader said %d; showing %d", self.info.path, n, self.info.frame_count, n)
+        self.info = replace(self.info, frame_count=n)
+        if self.reader is not None:
+            self.reader.info = replace(self.reader.info, frame_count=n)
+        self.frame_count_changed.emit(n)
+        if self.index >= n:
+            self.seek(n - 1)
 
     @property
     def job_id(self) -> int:
@@ -138,7 +193,7 @@ class Controller(QObject):
         self._cache.clear()
         self._cache[0] = first
         self.index = 0
-        self._reset_results(reader.info.frame_count)
+        self._reset_results()
         self.clip_opened.emit(reader.info)
         self.frame_changed.emit(0, first)
         self.start_scoring()
@@ -181,7 +236,7 @@ class Controller(QObject):
         self.cancel()
         self._job += 1
         self._cancel = threading.Event()
-        self._reset_results(self.info.frame_count)
+        self._reset_results()
         self.running = True
         self.scoring_started.emit(self.info.frame_count)
         self._request_score.emit(self._job, self.info.path, self._cancel)
@@ -244,22 +299,17 @@ class Controller(QObject):
         self.model_failed.emit(message)
 
     @Slot(int, object)
-    def _on_frames(self, job: int, chunk: object) -> None:
+    def _on_frames(self, job: int, chunk: ScoredFrames) -> None:
         if job != self._job:
             return
-        from lusviewer.inference import ScoredFrames
-
-        assert isinstance(chunk, ScoredFrames)
         s, n = chunk.start, len(chunk.scores)
-        if s + n > len(self.scores):  # the container under-stated its frame count
-            grow = s + n - len(self.scores)
-            self.probs = np.vstack([self.probs, np.full((grow, 4), np.nan, np.float32)])
-            self.scores = np.concatenate([self.scores, np.full(grow, -1, np.int64)])
-            self.recon_error = np.concatenate([self.recon_error, np.full(grow, np.nan, np.float32)])
-        self.probs[s : s + n] = chunk.probs
-        self.scores[s : s + n] = chunk.scores
-        self.recon_error[s : s + n] = chunk.recon_error
-        self.n_scored = s + n
+        self._reserve(s + n)
+        self._probs_buf[s : s + n] = chunk.probs
+        self._scores_buf[s : s + n] = chunk.scores
+        self._recon_buf[s : s + n] = chunk.recon_error
+        self._set_scored(s + n)
+        if self.n_scored > self.frame_count:  # the reader under-stated the clip's frame count
+            self._set_frame_count(self.n_scored)
         self.scores_updated.emit(s, self.n_scored)
 
     @Slot(int, int, int, float)
@@ -268,14 +318,16 @@ class Controller(QObject):
             self.scoring_progress.emit(done, total, fps)
 
     @Slot(int, object)
-    def _on_finished(self, job: int, result: object) -> None:
+    def _on_finished(self, job: int, result: ClipResult) -> None:
         if job != self._job:
             return
         self.running = False
         self.result = result
+        # What the scoring pass decoded is the clip: the CSV's rows, the slider and the timeline.
+        self._set_frame_count(len(result.scores))
         self.scoring_finished.emit(result)
         self._from_queue = False  # done with the queue's clip: a later "score again" is the user's
-        self.exam_session.scored(result)  # type: ignore[arg-type]
+        self.exam_session.scored(result)
         self.exam_changed.emit()
         self._next_in_queue()
 
@@ -329,7 +381,7 @@ class Controller(QObject):
 
         if self.result is None:
             raise RuntimeError("scoring has not finished")
-        return write_report(path, [self.result])  # type: ignore[list-item]
+        return write_report(path, [self.result])
 
     # -------------------------------------------------------------------- exam
     @property

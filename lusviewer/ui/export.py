@@ -66,7 +66,7 @@ class Exporter:
             if self._ask(
                 "Scoring has not finished",
                 f"{Path(c.info.path).name if c.info else 'The clip'} is still being scored "
-                f"({c.n_scored} of {len(c.scores)} frames). Export when it finishes?",
+                f"({c.n_scored} of {c.frame_count} frames). Export when it finishes?",
             ):
                 c.scoring_finished.connect(lambda _r: self.export_to(path), Qt.ConnectionType.SingleShotConnection)
                 self._notify("The report will be written when scoring finishes", 8000)

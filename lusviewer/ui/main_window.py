@@ -276,6 +276,15 @@ class MainWindow(QMainWindow):
         self._redraw.setSingleShot(True)
         self._redraw.setInterval(100)
         self._redraw.timeout.connect(self._redraw_timeline)
+        c.frame_count_changed.connect(self._on_frame_count_changed)
+
+    def _on_frame_count_changed(self, n: int) -> None:
+        """Scoring decoded ``n`` frames where the reader said otherwise: the slider and
+        the timeline span those (the frame label reads the controller's count)."""
+        with QSignalBlocker(self.slider):
+            self.slider.setRange(0, n - 1)
+        self.timeline.reset(n)
+        self.timeline.set_cursor(self.controller.index)
 
     # ----------------------------------------------------------------- actions
     def recent_files(self) -> list[str]:
@@ -425,7 +434,7 @@ class MainWindow(QMainWindow):
         else:
             p = float(c.probs[index, s])
             score = f"score {s} (p = {p:.2f}{', low confidence' if p < LOW_CONFIDENCE else ''})"
-            if c.result is not None and c.result.unfamiliar:  # type: ignore[attr-defined]
+            if c.result is not None and c.result.unfamiliar:
                 score += ", clip unlike the training clips"
         self.frame_label.setText(
             f"Frame {index} (0–{info.frame_count - 1})   ·   {index / info.fps:.2f} s   ·   "
@@ -446,7 +455,7 @@ class MainWindow(QMainWindow):
         self.timeline.update_scores(c.scores, c.probs, c.recon_error, c.n_scored, weak)
         if c.result is None and c.n_scored:
             counts = np.bincount(c.scores[: c.n_scored], minlength=4)[:4]
-            self.summary.set_progress(counts, c.n_scored, len(c.scores))
+            self.summary.set_progress(counts, c.n_scored, c.frame_count)
             self.summary.set_confidence(weak)
         self._update_frame_label()
 

@@ -20,9 +20,13 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Signal, Slot
+
+if TYPE_CHECKING:  # torch is imported on the worker's thread, when the model loads
+    from lusviewer.inference import ScoringEngine
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +53,7 @@ class InferenceWorker(QObject):
 
     def __init__(self) -> None:
         super().__init__()
-        self._engine: object | None = None
+        self._engine: ScoringEngine | None = None
         self._niced = False
         self._pending_lock = threading.Lock()
         self._pending: tuple[int, int, np.ndarray, bool] | None = None
