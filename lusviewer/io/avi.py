@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from lusviewer.io.clip import MAX_FRAME_PIXELS, ClipError, ClipInfo, ClipReader, display_path, sane_fps
+from lusviewer.io.base import MAX_FRAME_PIXELS, ClipError, ClipInfo, ClipReader, display_path, sane_fps
 
 _log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from lusviewer.io.clip import (
+from lusviewer.io.base import (
     DEFAULT_FPS,
     MAX_FRAME_PIXELS,
     ClipError,
@@ -63,7 +63,7 @@ def _pydicom_warnings(path: str) -> Iterator[None]:
 def _fps(ds: Any, path: str) -> float:
     """Frame rate from Frame Time (ms), Frame Time Vector, Cine Rate, Recommended
     Display Frame Rate: the first present whose rate is plausible
-    (:data:`~lusviewer.io.clip.FPS_RANGE`), else :data:`~lusviewer.io.clip.DEFAULT_FPS`.
+    (:data:`~lusviewer.io.base.FPS_RANGE`), else :data:`~lusviewer.io.base.DEFAULT_FPS`.
 
     A corrupt element is skipped (pydicom parses lazily, so reading one can raise
     almost anything): a bad frame rate is no reason to reject the clip. An element

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 
-from lusviewer.io.clip import ClipError
+from lusviewer.io.base import ClipError
 
 #: Seconds the child may take before the file is judged to hang the decoder.
 PROBE_TIMEOUT_S = 60.0
