@@ -43,6 +43,10 @@ class StubController(QObject):
         self.running = False
         self.exported: list[str] = []
 
+    @property
+    def frame_count(self) -> int:  # as Controller.frame_count: the clip's frames, one source of truth
+        return int(self.info.frame_count)
+
     def seek(self, index: int) -> None:
         self.index = max(0, min(int(index), len(self.scores) - 1))
         self.seeks.append(self.index)
