@@ -342,7 +342,8 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                     + ")"
                     + (f"; INCOMPLETE, {exam.missing_zones} zones not scored" if exam.missing_zones else "")
                     + (
-                        f"; INCOMPLETE, {exam.n_withheld} zones with no reliable score (withheld, not in the total)"
+                        f"; INCOMPLETE, {exam.n_withheld} zone{'s' if exam.n_withheld != 1 else ''} "
+                        "with no reliable score (withheld, not in the total)"
                         if exam.n_withheld
                         else ""
                     )
