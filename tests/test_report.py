@@ -138,11 +138,15 @@ def test_exam_total_replaces_rescored_clips_and_says_what_weakens_it(tmp_path: P
     assert [e.zone for e in exam.entries] == ["L1", "L2", "R1"]  # first-scored order kept
     assert exam.summary() == "LUS score 3 of 9 (3 zones)"
     exam.add(_entry("x/R2.mp4", 3, unfamiliar=True, sha="b" * 64))
-    assert exam.summary() == "LUS score 6 of 12 (4 zones); 1 unlike the training clips, scored by 2 different models"
+    # unlike the training clips: withheld, left out of the total, which is then incomplete (issue 17)
+    assert exam.summary() == (
+        "LUS score 3 of 12, INCOMPLETE: 1 zone with no reliable score (unlike the training clips; not in total); "
+        "scored by 2 different models"
+    )
     path = write_exam_csv(tmp_path / "exam.csv", exam)
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["clip_score"] for r in rows] == ["1", "2", "0", "3", "6"]
+    assert [r["clip_score"] for r in rows] == ["1", "2", "0", "3", "3"]
     assert rows[-1]["clip"] == "TOTAL" and rows[-1]["unfamiliar"] == "yes" and rows[-1]["model"] == "2 models"
     exam.remove("x/R2.mp4")
     exam.remove("not/in/exam.mp4")  # nothing to remove: no error
@@ -159,7 +163,8 @@ def test_exam_names_missing_zones_repeats_and_too_many_zones(tmp_path: Path) -> 
     exam.add(_entry("b/L1.mp4", 1))  # another file, the same zone name
     exam.not_scored.append("a/L2.mp4")
     assert exam.summary() == (
-        "LUS score 3 of 6 (2 zones); 1 clip could not be scored (not in the total), zone L1 more than once"
+        "LUS score 3 of 6 (2 zones); 1 clip could not be scored (not in the total), zone L1 more than once, "
+        "clips from 2 folders: one patient?"
     )
     with open(write_exam_csv(tmp_path / "e.csv", exam), newline="") as fh:
         total = list(csv.DictReader(fh))[-1]
@@ -330,7 +335,7 @@ FRAME_COLUMNS_INDEX = {"model": 9, "recon_error": 8}
 def test_clip_report_appends_complete_device_precision(tmp_path: Path) -> None:
     from lusviewer.report import CLIP_COLUMNS, write_report
 
-    assert CLIP_COLUMNS[-3:] == ("complete", "device", "precision")
+    assert CLIP_COLUMNS[15:18] == ("complete", "device", "precision")
     assert CLIP_COLUMNS[12:15] == ("recon_error_mean", "unfamiliar", "low_confidence_frames")
     old = _result("old.mp4")  # a ClipInfo without `complete` (before the reader had it): yes
     cut = _result("cut.mp4", complete=False, device="cuda", precision="bf16")

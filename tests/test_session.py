@@ -19,6 +19,7 @@ def _result(clip: str, scores: list[int], unfamiliar: bool | None = False, sha: 
     """What the session reads of a scored clip (``inference.ClipResult`` has it)."""
     return SimpleNamespace(
         clip=clip,
+        probs=np.eye(4, dtype=np.float32)[scores],  # sure of every frame: confident
         scores=np.array(scores),
         summary=summarize_clip(scores, fps=25.0),
         unfamiliar=unfamiliar,

@@ -627,3 +627,90 @@ def test_dicom_claiming_two_billion_frames_allocates_by_frames_present(  # type:
         and window.slider.maximum() == 4
         and window.timeline._n == 5
     )
+
+
+def test_uncertain_clip_score_is_worded_and_grey_in_both_tabs(qtbot, window: MainWindow, synthetic_clip: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 17 item 1: a guess does not look like a finding (the random-init model is unsure of every frame)."""
+    from lusviewer.report.aggregate import clip_confidence
+    from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR
+
+    with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+        assert window.open_clip(str(synthetic_clip))
+    result = window.controller.result
+    score = result.summary.clip_score
+    assert clip_confidence(result) == "uncertain"
+    assert window.summary.score.text() == f"Score {score}, uncertain"
+    style = window.summary.score.styleSheet()
+    assert UNCERTAIN_COLOUR in style and SCORE_COLOURS[score] not in style
+    assert "a guess, not a finding" in window.summary.rule.text()
+    cell = window.exam_panel.table.item(0, 1)
+    assert cell.text() == window.summary.score.text() and cell.foreground().color().name() == UNCERTAIN_COLOUR
+    assert "counted in the total" in window.exam_panel.table.item(0, 3).text()
+    assert window.controller.exam.total == score  # uncertain zones count
+
+
+def test_withheld_clip_stays_out_of_the_exam_total(  # type: ignore[no-untyped-def]
+    qtbot, tmp_path: Path, settings: QSettings, synthetic_clip: Path
+) -> None:
+    """Issue 17 item 3: "No reliable score" in the Clip tab is no green 0 in the Exam tab, nor in its total."""
+    from conftest import make_tiny_model
+
+    strict = make_tiny_model(tmp_path / "strict", recon_error_limit=0.0)  # every clip is "unlike"
+    w = MainWindow(str(strict), settings, quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    with qtbot.waitSignal(w.controller.exam_changed, timeout=TIMEOUT):
+        assert w.open_clip(str(synthetic_clip))
+    exam = w.controller.exam
+    assert w.summary.score.text() == "No reliable score" == w.exam_panel.table.item(0, 1).text()
+    assert exam.n_withheld == 1 and exam.total == 0 and exam.incomplete
+    assert "INCOMPLETE: 1 zone with no reliable score" in w.exam_panel.total.text()
+    assert "not in the total" in w.exam_panel.table.item(0, 3).text()
+    assert "⚠ LUS 0 of 3" in w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
+    w.close()
+    assert not w.controller.thread_running
+
+
+def test_exam_table_marks_each_confidence(qtbot) -> None:  # type: ignore[no-untyped-def]
+    from lusviewer.report.exam import ExamEntry
+    from lusviewer.ui.exam_panel import ExamPanel
+    from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR, WITHHELD_COLOUR
+
+    panel = ExamPanel()
+    qtbot.addWidget(panel)
+    entries = [
+        ExamEntry(f"p/{z}.mp4", z, 2, 10, 0, False, "m", "a" * 64, confidence=c)
+        for z, c in (("L1", "confident"), ("L2", "uncertain"), ("L3", "withheld"))
+    ]
+    panel.set_exam(entries, "summary")
+    cells = [panel.table.item(row, 1) for row in range(3)]
+    assert [c.text() for c in cells] == ["Score 2", "Score 2, uncertain", "No reliable score"]
+    swatches = [c.icon().pixmap(12, 12).toImage().pixelColor(5, 5).name() for c in cells]
+    assert swatches == [SCORE_COLOURS[2], UNCERTAIN_COLOUR, WITHHELD_COLOUR]  # coloured only when confident
+
+
+def test_clip_of_another_patient_offers_a_new_exam(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, synthetic_clip: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 17 item 4: clips of two patients are not summed into one LUS score without a word."""
+    l3, r1, r2 = (tmp_path / f"patient_{n}.mp4" for n in ("17_L3", "20_R1", "20_R2"))
+    for p in (l3, r1, r2):
+        p.write_bytes(synthetic_clip.read_bytes())
+    asked: list[str] = []
+    answer = [False]  # no: a new exam
+    monkeypatch.setattr(window, "_ask", lambda title, text: asked.append(text) or answer[0])
+    exam = window.controller.exam
+    for clip in (l3, r1):
+        with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+            assert window.open_clip(str(clip))
+    assert len(asked) == 1 and "patient_20_R1.mp4 is of patient 20; the exam holds patient 17" in asked[0]
+    assert [e.clip for e in exam.entries] == [str(r1)]  # a new exam, of patient 20
+    with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+        assert window.open_clip(str(r2))  # the same patient: no question
+    assert len(asked) == 1 and len(exam) == 2
+    answer[0] = True  # yes: add it to this exam anyway; the total says so
+    with qtbot.waitSignal(window.controller.exam_changed, timeout=TIMEOUT):
+        assert window.open_clip(str(l3))
+    assert len(asked) == 2 and len(exam) == 3 and "not been exported" in asked[1]
+    assert "clips of 2 patients (17, 20)" in window.exam_panel.total.text()

@@ -114,7 +114,10 @@ def _score_clip(engine: ScoringEngine, path: str, quiet: bool) -> ClipResult | N
         bar.close()
         err(f"error: {exc}" if isinstance(exc, ClipError) else f"error: {path}: could not be scored ({_what(exc)})")
         return None
-    bar.set_postfix_str(f"clip score {result.summary.clip_score}", refresh=True)
+    from lusviewer.report.aggregate import clip_confidence, clip_score_text
+
+    # the viewer's words: "Score 2", "Score 2, uncertain", "No reliable score"
+    bar.set_postfix_str(clip_score_text(result.summary.clip_score, clip_confidence(result)), refresh=True)
     bar.close()
     return result
 
@@ -157,6 +160,7 @@ def run(args: argparse.Namespace) -> int:
     if engine is None:
         return EXIT_USAGE
     session = ExamSession(args.exam_zones)
+    mixed = False  # warned that the exam's clips are of several patients
     with ReportWriter(args.output) as writer:
         for path in clips:
             result = _score_clip(engine, path, args.quiet)
@@ -169,6 +173,10 @@ def run(args: argparse.Namespace) -> int:
             # ClipResult is a ClipScores; mypy rejects it only because ClipScores' summary
             # protocol declares writable attributes and ClipSummary is frozen
             writer.add(result)
+            other = session.exam.other_patient(result.clip) if args.exam and not mixed else None
+            if other:  # once: the exam's summary names them all
+                mixed = True
+                err(f"warning: {other}: the exam's LUS score sums clips of more than one patient")
             session.scored(result)
         status = _write(args, writer, session)
         if status is not None:

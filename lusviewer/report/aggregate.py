@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, Protocol
 
 import numpy as np
 
@@ -35,6 +36,69 @@ def low_confidence(probs: np.ndarray) -> np.ndarray:
         return np.zeros(len(p), dtype=bool)
     top = np.nanmax(np.where(np.isnan(p), -np.inf, p), axis=1)
     return np.asarray(np.isfinite(top) & (top < LOW_CONFIDENCE), dtype=bool)
+
+
+#: How far a clip score may be read as a finding (:func:`clip_confidence`).
+Confidence = Literal["confident", "uncertain", "withheld"]
+CONFIDENCES: tuple[Confidence, ...] = ("confident", "uncertain", "withheld")
+
+
+class _HasClipScore(Protocol):
+    @property
+    def clip_score(self) -> int: ...
+
+
+class ScoredClip(Protocol):
+    """What :func:`clip_confidence` reads of a scored clip (``inference.ClipResult`` has it)."""
+
+    @property
+    def probs(self) -> np.ndarray: ...
+    @property
+    def scores(self) -> np.ndarray: ...
+    @property
+    def summary(self) -> _HasClipScore: ...
+    @property
+    def unfamiliar(self) -> bool | None: ...
+
+
+def clip_confidence(result: ScoredClip) -> Confidence:
+    """The one rule for how a clip score is shown, in the viewer, the CSVs and the CLI.
+
+    * ``withheld``: the clip is unlike the model's training clips (``unfamiliar``): its
+      score is no finding and is left out of an exam's total ("No reliable score").
+    * ``uncertain``: the model is unsure of it: more than half of the scored frames are
+      low-confidence (their most probable score has a probability below
+      :data:`LOW_CONFIDENCE`, 0.5), or, on the frames scored as the clip score, the
+      model's mean probability of that score is below :data:`LOW_CONFIDENCE` (a clip
+      score made by weak calls, however few). Shown as "Score N, uncertain", counted.
+    * ``confident`` otherwise.
+
+    The rule takes the probabilities it is given (the model's softmax today)."""
+    if result.unfamiliar:
+        return "withheld"
+    p = np.asarray(result.probs, dtype=np.float64)
+    s = np.asarray(result.scores, dtype=np.int64)
+    weak = low_confidence(p)
+    if len(weak) and int(np.count_nonzero(weak)) * 2 > len(weak):
+        return "uncertain"
+    clip = int(result.summary.clip_score)
+    made = s == clip
+    if p.ndim == 2 and clip < p.shape[1] and made.any():
+        support = p[made, clip]
+        support = support[np.isfinite(support)]
+        if support.size and float(support.mean()) < LOW_CONFIDENCE:
+            return "uncertain"
+    return "confident"
+
+
+def clip_score_text(clip_score: int, confidence: str) -> str:
+    """The clip score in words, the same in the viewer's tabs and the CLI's lines:
+    "Score 2", "Score 2, uncertain", or "No reliable score" (withheld)."""
+    if confidence == "withheld":
+        return "No reliable score"
+    if confidence == "uncertain":
+        return f"Score {clip_score}, uncertain"
+    return f"Score {clip_score}"
 
 
 @dataclass(frozen=True)

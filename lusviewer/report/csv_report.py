@@ -22,7 +22,7 @@ from typing import Any, Protocol, TextIO
 
 import numpy as np
 
-from lusviewer.report.aggregate import low_confidence
+from lusviewer.report.aggregate import clip_confidence, low_confidence
 from lusviewer.report.csvsafe import safe_writer
 
 FRAME_COLUMNS = (
@@ -43,6 +43,10 @@ CLIP_COLUMNS = (
     # ("fp32", "bf16", "fp16"): bf16 and fp32 may give the same scores with probabilities
     # that differ by a few hundredths
     "complete", "device", "precision",
+    # appended: how far the clip score may be read as a finding (aggregate.clip_confidence):
+    # "confident", "uncertain" (most frames, or the frames of the clip score, are weak
+    # calls) or "withheld" (unlike the training clips: no reliable score)
+    "confidence",
 )  # fmt: skip
 
 
@@ -146,6 +150,7 @@ def clip_row(result: ClipScores) -> list[str]:
         "yes" if getattr(result.info, "complete", True) else "no",
         result.device,
         result.precision,
+        clip_confidence(result),
     ]
 
 

@@ -6,7 +6,11 @@ protocol, 0-18 over the 6 BLUE points). :class:`Exam` keeps one entry per clip (
 scored again replaces its entry) and :func:`write_exam_csv` writes it as a CSV with a
 last row holding the total. Beside the model's score, the clinician may record their
 own score per zone (kept when the clip is scored again), so the CSV holds both and how
-often they agree. No Qt here: the viewer and ``lusviewer score --exam`` share
+often they agree. A clip whose score is withheld (unlike the training clips:
+:func:`~lusviewer.report.aggregate.clip_confidence`) is no finding: its zone is left out
+of the total, which is then INCOMPLETE, as with a zone not scored; an uncertain zone is
+counted and marked. Clips of different patients in one exam are named (:meth:`Exam.other_patient`).
+No Qt here: the viewer and ``lusviewer score --exam`` share
 it, and change it through :class:`~lusviewer.report.session.ExamSession`.
 """
 
@@ -14,16 +18,21 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from lusviewer.report.aggregate import CONFIDENCES, clip_confidence
 from lusviewer.report.csv_report import ClipScores
 
 EXAM_COLUMNS = (
     "clip", "zone", "clip_score", "frames", "worst_frame", "unfamiliar", "model", "weights_sha256",
     # appended: the clinician's own score of the zone (0-3), empty where none was recorded
     "clinician_score",
+    # appended: "confident", "uncertain" (counted in the total) or "withheld" (no reliable
+    # score: not in the total); on the TOTAL row, how many zones are uncertain and withheld
+    "confidence",
 )  # fmt: skip
 #: ``clip`` of the CSV's last row, the exam's total.
 TOTAL_ROW = "TOTAL"
@@ -38,6 +47,17 @@ def zone_of(path: str | os.PathLike[str]) -> str:
     return Path(path).stem
 
 
+#: A patient id in a clip's name: ``patient_<N>``, the rule ``training.data.group_of`` uses
+#: by default (that module needs torch; this one must not).
+PATIENT_RE = re.compile(r"patient_(\d+)")
+
+
+def patient_of(path: str | os.PathLike[str]) -> str | None:
+    """The patient id in a clip's file name, else in its path (``patient_17``: ``"17"``); None when none."""
+    m = PATIENT_RE.search(Path(path).name) or PATIENT_RE.search(str(path))
+    return m.group(1) if m else None
+
+
 @dataclass(frozen=True)
 class ExamEntry:
     clip: str
@@ -48,10 +68,22 @@ class ExamEntry:
     unfamiliar: bool | None
     model: str
     weights_sha256: str
+    #: :func:`~lusviewer.report.aggregate.clip_confidence`; when not given: "withheld" for
+    #: an unfamiliar clip, else "confident"
+    confidence: str = ""
 
     def __post_init__(self) -> None:
         if not 0 <= self.clip_score <= 3:
             raise ValueError(f"{self.clip}: clip score {self.clip_score} is not on the 0-3 scale")
+        if not self.confidence:
+            object.__setattr__(self, "confidence", "withheld" if self.unfamiliar else "confident")
+        if self.confidence not in CONFIDENCES:
+            raise ValueError(f"{self.clip}: confidence {self.confidence!r}; expected one of {CONFIDENCES}")
+
+    @property
+    def withheld(self) -> bool:
+        """No reliable score: not counted in the exam's total."""
+        return self.confidence == "withheld"
 
     @classmethod
     def from_result(cls, result: ClipScores, zone: str | None = None) -> ExamEntry:
@@ -64,6 +96,7 @@ class ExamEntry:
             unfamiliar=result.unfamiliar,
             model=result.model_name,
             weights_sha256=result.weights_sha256,
+            confidence=clip_confidence(result),
         )
 
 
@@ -133,8 +166,56 @@ class Exam:
 
     @property
     def total(self) -> int:
-        """The LUS score: the sum of the clips' scores."""
-        return sum(e.clip_score for e in self._entries.values())
+        """The LUS score: the sum of the clips' scores, withheld ones left out."""
+        return sum(e.clip_score for e in self._entries.values() if not e.withheld)
+
+    @property
+    def n_withheld(self) -> int:
+        """Zones with no reliable score (unlike the training clips): not in the total."""
+        return sum(e.withheld for e in self._entries.values())
+
+    @property
+    def n_uncertain(self) -> int:
+        """Zones whose score is uncertain: in the total, marked."""
+        return sum(e.confidence == "uncertain" for e in self._entries.values())
+
+    @property
+    def incomplete(self) -> bool:
+        """The total lacks zones: of the protocol not scored, or with no reliable score."""
+        return bool(self.missing_zones or self.n_withheld)
+
+    def other_patient(self, clip: str) -> str | None:
+        """Why ``clip`` seems to be another patient's than the exam's other clips, or None:
+        a different patient id in the names (``patient_17`` vs ``patient_20``) or, where a
+        name carries none, a different folder."""
+        others = [e.clip for e in self._entries.values() if e.clip != clip]
+        if not others:
+            return None
+        name = Path(clip).name
+        mine = patient_of(clip)
+        theirs = sorted({p for c in others if (p := patient_of(c)) is not None}, key=lambda p: (len(p), p))
+        if mine is not None and theirs:
+            if mine in theirs:
+                return None
+            return f"{name} is of patient {mine}; the exam holds patient {', '.join(theirs)}"
+        folders = list(dict.fromkeys(str(Path(c).parent) for c in others))
+        folder = str(Path(clip).parent)
+        if folder not in folders:
+            return f"{name} is in {folder}; the exam's clips are in {', '.join(folders)}"
+        return None
+
+    @property
+    def patients_note(self) -> str:
+        """ "clips of 2 patients (17, 20)" or "clips from 2 folders" when the exam mixes them; else ""."""
+        clips = [e.clip for e in self._entries.values()]
+        ids = sorted({p for c in clips if (p := patient_of(c)) is not None}, key=lambda p: (len(p), p))
+        if len(ids) > 1:
+            return f"clips of {len(ids)} patients ({', '.join(ids)})"
+        if not ids or any(patient_of(c) is None for c in clips):
+            folders = {str(Path(c).parent) for c in clips}
+            if len(folders) > 1:
+                return f"clips from {len(folders)} folders: one patient?"
+        return ""
 
     @property
     def zones(self) -> int | None:
@@ -170,10 +251,15 @@ class Exam:
         if not self._entries:
             return "No clip in the exam yet"
         n = len(self._entries)
-        if self._zones is None:
-            text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
-        elif self.missing_zones:
+        w = self.n_withheld
+        withheld = f"{w} zone{'s' if w != 1 else ''} with no reliable score (unlike the training clips; not in total)"
+        if self.missing_zones:
             text = f"LUS score {self.total} of {self.maximum}, INCOMPLETE: {n} of {self._zones} zones scored"
+            text += f", {withheld}" if w else ""
+        elif w:
+            text = f"LUS score {self.total} of {self.maximum}, INCOMPLETE: {withheld}"
+        elif self._zones is None:
+            text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
         else:
             text = f"LUS score {self.total} of {self.maximum} ({n} of {self._zones} zones)"
         if self.n_clinician:
@@ -192,8 +278,10 @@ class Exam:
             notes.append(f"zone {', '.join(repeated)} more than once")
         if n > (self._zones or MAX_ZONES):
             notes.append(f"more than the {self._zones or MAX_ZONES} zones of one exam: several patients?")
-        if self.n_unfamiliar:
-            notes.append(f"{self.n_unfamiliar} unlike the training clips")
+        if self.n_uncertain:
+            notes.append(f"{self.n_uncertain} uncertain (counted)")
+        if self.patients_note:
+            notes.append(self.patients_note)
         if len(self.models) > 1:
             notes.append(f"scored by {len(self.models)} different models")
         return text + (f"; {', '.join(notes)}" if notes else "")
@@ -241,6 +329,7 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                         e.model,
                         e.weights_sha256,
                         _blank_if_none(exam.clinician_score(e.clip)),
+                        e.confidence,
                     ]
                 )
             models = exam.models
@@ -252,6 +341,12 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                     + (f", protocol of {exam.zones} zones" if exam.zones is not None else "")
                     + ")"
                     + (f"; INCOMPLETE, {exam.missing_zones} zones not scored" if exam.missing_zones else "")
+                    + (
+                        f"; INCOMPLETE, {exam.n_withheld} zone{'s' if exam.n_withheld != 1 else ''} "
+                        "with no reliable score (withheld, not in the total)"
+                        if exam.n_withheld
+                        else ""
+                    )
                     + (f"; {len(exam.not_scored)} more could not be scored" if exam.not_scored else "")
                     + _clinician_note(exam),
                     exam.total,
@@ -261,6 +356,7 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                     entries[0].model if len(models) == 1 else f"{len(models)} models",
                     models[0] if len(models) == 1 else "",
                     _blank_if_none(exam.clinician_total),
+                    f"{exam.n_uncertain} uncertain, {exam.n_withheld} withheld",
                 ]
             )
         os.replace(tmp, path)

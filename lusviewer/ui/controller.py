@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -87,6 +88,9 @@ class Controller(QObject):
         self.running = False
         self.result: ClipResult | None = None  # once the job has finished
         self.exam_session = ExamSession()  # every clip scored in this session, until cleared
+        #: Asked when a scored clip seems another patient's than the exam's (the reason as
+        #: argument): True adds it to this exam, False starts a new exam with it. None: added.
+        self.same_patient: Callable[[str], bool] | None = None
         self._queue: list[str] = []  # clips to open and score after the current one
         self._from_queue = False  # the clip on screen was opened from the queue (meant for the exam)
         self._reset_results()
@@ -327,6 +331,9 @@ class Controller(QObject):
         self._set_frame_count(len(result.scores))
         self.scoring_finished.emit(result)
         self._from_queue = False  # done with the queue's clip: a later "score again" is the user's
+        other = self.exam.other_patient(result.clip)
+        if other and self.same_patient is not None and not self.same_patient(other):
+            self.exam_session.clear()  # a new exam, of this clip's patient (the protocol kept)
         self.exam_session.scored(result)
         self.exam_changed.emit()
         self._next_in_queue()

@@ -19,13 +19,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from lusviewer.report.aggregate import clip_score_text
 from lusviewer.report.exam import PROTOCOLS, ExamEntry
-from lusviewer.ui.palette import SCORE_COLOURS
+from lusviewer.ui.palette import clip_score_colour
 
 
-def _swatch(score: int) -> QIcon:
+def _swatch(score: int, confidence: str = "confident") -> QIcon:
+    """The score's colour when confident; neutral grey when uncertain or withheld (as the Clip tab)."""
     pix = QPixmap(12, 12)
-    pix.fill(QColor(SCORE_COLOURS[score]))
+    pix.fill(QColor(clip_score_colour(score, confidence)))
     return QIcon(pix)
 
 
@@ -70,7 +72,9 @@ class ExamPanel(QWidget):
         self.total.setFont(f)
         self.total.setWordWrap(True)
         self.total.setToolTip(
-            "Every clip scored in this session is added; the LUS score is the sum of the clip scores."
+            "Every clip scored in this session is added; the LUS score is the sum of the clip scores. A zone with "
+            "no reliable score (unlike the training clips) is left out and the exam is incomplete; an uncertain "
+            "score is counted, marked."
         )
         self.table = QTableWidget(0, 4)
         headers = (
@@ -180,10 +184,18 @@ class ExamPanel(QWidget):
             for row, e in enumerate(entries):
                 zone = QTableWidgetItem(e.zone)
                 zone.setToolTip(e.clip)
-                score = QTableWidgetItem(_swatch(e.clip_score), str(e.clip_score))  # visible when selected too
+                # the Clip tab's words and colours; the swatch is visible when selected too
+                words = clip_score_text(e.clip_score, e.confidence)
+                score = QTableWidgetItem(_swatch(e.clip_score, e.confidence), words)
+                if e.confidence != "confident":
+                    score.setForeground(QColor(clip_score_colour(e.clip_score, e.confidence)))
                 notes = []
-                if e.unfamiliar:
+                if e.withheld:
+                    notes.append(f"unlike the training clips: not in the total (model output {e.clip_score})")
+                elif e.unfamiliar:
                     notes.append("unlike the training clips")
+                if e.confidence == "uncertain":
+                    notes.append("weak calls: counted in the total, a guess")
                 if len(shas) > 1:
                     notes.append(f"model {e.model} ({e.weights_sha256[:8]})")
                 mine = clinician.get(e.clip)

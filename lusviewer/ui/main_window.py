@@ -36,7 +36,7 @@ from PySide6.QtWidgets import (
 )
 
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
-from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
+from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_confidence, low_confidence
 from lusviewer.ui.controller import Controller
 from lusviewer.ui.dialogs import show_about, show_model_card
 from lusviewer.ui.exam_panel import ExamPanel
@@ -257,6 +257,7 @@ class MainWindow(QMainWindow):
         c.overlay_ready.connect(self.overlays.arrived)
         c.overlay_failed.connect(lambda msg: self.notify(msg, 5000))
         c.exam_changed.connect(self._on_exam_changed)
+        c.same_patient = self._same_patient
         c.queue_changed.connect(sb.show_queue)
         self.exam_panel.open_requested.connect(self.open_clip)
         self.exam_panel.remove_requested.connect(c.remove_from_exam)
@@ -371,6 +372,16 @@ class MainWindow(QMainWindow):
         ):
             c.clear_exam()
 
+    def _same_patient(self, reason: str) -> bool:
+        """A scored clip seems another patient's: add it to this exam (yes), or start a new exam with it."""
+        c = self.controller
+        drop = " The current exam has not been exported and is dropped." if c.exam_unsaved else ""
+        return self._ask(
+            "Another patient?",
+            f"{reason}.\n\nAdd it to this exam anyway? Its LUS score would sum two patients.\n\n"
+            f"No: start a new exam with this clip.{drop}",
+        )
+
     def _zones_chosen(self, zones: int | None) -> None:
         self.controller.set_exam_zones(zones)
         self.settings.setValue("exam_zones", zones or 0)
@@ -379,7 +390,7 @@ class MainWindow(QMainWindow):
         c = self.controller
         exam = c.exam
         self.exam_panel.set_exam(exam.entries, exam.summary(), c.info.path if c.info else None, c.clinician_scores)
-        warn = "⚠ " if exam.n_unfamiliar or exam.not_scored or exam.missing_zones else ""
+        warn = "⚠ " if exam.incomplete or exam.n_unfamiliar or exam.not_scored else ""
         title = f"Exam · {warn}LUS {exam.total} of {exam.maximum}" if len(exam) else "Exam"
         self.side_tabs.setTabText(self.side_tabs.indexOf(self.exam_panel), title)
         self.act_export_exam.setEnabled(bool(len(exam)))
@@ -473,7 +484,9 @@ class MainWindow(QMainWindow):
             s.rule,
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
-        self.summary.set_summary(s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores), result.info.fps)
+        self.summary.set_summary(
+            s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores), result.info.fps, clip_confidence(result)
+        )
         self.summary.set_confidence(low_confidence(result.probs))
         self.summary.set_familiarity(result.familiarity_warning)
         self.timeline.set_unreliable(bool(result.unfamiliar))

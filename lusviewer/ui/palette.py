@@ -17,3 +17,16 @@ SCORE_NAMES = (
 )
 SCORE_SHORT = ("0 normal", "1 B-lines", "2 consolidation", "3 white lung")
 PROB_COLOURS = SCORE_COLOURS
+#: A clip score is drawn in its colour only when confident (report.aggregate.clip_confidence):
+#: an uncertain one in a neutral dark grey, a withheld one ("No reliable score") in light grey.
+UNCERTAIN_COLOUR = "#5a5a5a"
+WITHHELD_COLOUR = "#888888"
+
+
+def clip_score_colour(clip_score: int, confidence: str) -> str:
+    """The colour of a clip score shown with its confidence: coloured only when confident."""
+    if confidence == "withheld":
+        return WITHHELD_COLOUR
+    if confidence == "uncertain":
+        return UNCERTAIN_COLOUR
+    return SCORE_COLOURS[clip_score]

@@ -8,8 +8,8 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from lusviewer.report.aggregate import LOW_CONFIDENCE, persistence_frames
-from lusviewer.ui.palette import SCORE_COLOURS, SCORE_NAMES
+from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_score_text, persistence_frames
+from lusviewer.ui.palette import SCORE_COLOURS, SCORE_NAMES, WITHHELD_COLOUR, clip_score_colour
 
 
 class SummaryPanel(QWidget):
@@ -124,8 +124,8 @@ class SummaryPanel(QWidget):
             )
             self.familiarity.show()
             if self._clip_score is not None:
-                self.score.setText("No reliable score")
-                self.score.setStyleSheet("color: #888;")
+                self.score.setText(clip_score_text(self._clip_score, "withheld"))
+                self.score.setStyleSheet(f"color: {WITHHELD_COLOUR};")
                 self.rule.setText(
                     f"The model's output would be score {self._clip_score} (in the CSV report, marked "
                     "unfamiliar); do not read it as a finding."
@@ -135,13 +135,28 @@ class SummaryPanel(QWidget):
             self.familiarity.setText("")
 
     def set_summary(
-        self, clip_score: int, rule: str, counts: tuple[int, ...], worst: int, total: int, fps: float = 0.0
+        self,
+        clip_score: int,
+        rule: str,
+        counts: tuple[int, ...],
+        worst: int,
+        total: int,
+        fps: float = 0.0,
+        confidence: str = "confident",
     ) -> None:
+        """The clip score as :func:`~lusviewer.report.aggregate.clip_score_text` words it
+        for its ``confidence`` (:func:`~lusviewer.report.aggregate.clip_confidence`): in
+        the score's colour only when confident; an uncertain score in neutral grey."""
         self._clip_score = clip_score
-        self.score.setText(f"Score {clip_score}")
-        self.score.setStyleSheet(f"color: {SCORE_COLOURS[clip_score]};")
+        self.score.setText(clip_score_text(clip_score, confidence))
+        self.score.setStyleSheet(f"color: {clip_score_colour(clip_score, confidence)};")
         held = f" ({persistence_frames(total, fps) / fps:.2f} s)" if rule.startswith("persistent") and fps > 0 else ""
         self.rule.setText(f"Rule — {rule}{held}. Worst frame: {worst}.")
+        if confidence == "uncertain":
+            self.rule.setText(
+                f"{self.rule.text()} Uncertain: the model's calls behind this score are weak (probability below "
+                f"{LOW_CONFIDENCE:g}); a guess, not a finding."
+            )
         self.set_counts(counts, total)
         self._worst = worst
         self.worst.setEnabled(True)
