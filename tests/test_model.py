@@ -296,13 +296,31 @@ def test_weights_saved_before_the_binding_load_with_one_warning(
     assert load_model(card_path).card.inference["recon_error_limit"] == 0.06
 
 
-def test_the_shipped_model_is_not_yet_bound() -> None:
-    """models/lusviewer-hybrid.* predates the binding (the weights are not rewritten here):
-    it loads, with the warning; the next shipped model is saved bound."""
+def test_the_shipped_model_is_bound_in_code(tmp_path: Path) -> None:
+    """models/lusviewer-hybrid.* predates the metadata binding (its weights are not
+    rewritten): its settings are bound by the weights' sha256 in BOUND_IN_CODE. It loads
+    without a warning, and a copy whose card has an edited setting is refused."""
+    import shutil
+
+    from lusviewer.model import ModelError
     from lusviewer.resources import default_model_path
 
-    loaded = load_model(default_model_path())
-    assert len(loaded.warnings) == 1 and "not bound" in loaded.warnings[0]
+    card_path = default_model_path()
+    loaded = load_model(card_path)
+    assert loaded.warnings == []
+    copy = tmp_path / card_path.name
+    shutil.copy(card_path, copy)
+    (tmp_path / loaded.card.weights_file).symlink_to(card_path.parent / loaded.card.weights_file)
+    card = json.loads(copy.read_text())
+    card["inference"]["recon_error_limit"] = 1e-9 if card["inference"].get("recon_error_limit") else 0.5
+    copy.write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="not those these weights were shipped with"):
+        load_model(copy)
+    # The card's free text is not bound: it may change.
+    card = json.loads(card_path.read_text())
+    card["notes"] = "edited"
+    copy.write_text(json.dumps(card))
+    assert load_model(copy).warnings == []
 
 
 def test_record_in_card_rebinds_a_changed_setting(tmp_path: Path) -> None:

@@ -326,11 +326,32 @@ def _read_metadata(weights_path: Path) -> dict[str, str]:
         raise ModelError(f"{weights_path}: not a valid safetensors file ({exc})") from None
 
 
-def check_binding(card: ModelCard, card_path: Path, weights_path: Path, metadata: dict[str, str]) -> str | None:
+#: Weights saved before the binding existed, by their sha256, with the sha256 of the
+#: settings their card was shipped with: the shipped model (sha256 43fb175b...) is bound
+#: here, in the code, instead of rewriting 108 MB of weights to carry the metadata. A
+#: model saved by this version carries its binding in its own metadata instead.
+BOUND_IN_CODE: dict[str, str] = {
+    "43fb175bc7fcc71a663367bdcd38493faf636bf84f528d42b5e8ac04609ee616": (
+        "8fb12f264beaf20945b90a2b5ce1ae599d49f3bef40d26deec6103c86b00c307"
+    ),
+}
+
+
+def check_binding(
+    card: ModelCard, card_path: Path, weights_path: Path, metadata: dict[str, str], weights_sha256: str | None = None
+) -> str | None:
     """Compare the card's settings with those bound in the weights' metadata: raises
     :class:`ModelError` naming the changed fields; returns a one-line warning for weights
-    saved before the binding existed, else None."""
+    saved before the binding existed (and not listed in :data:`BOUND_IN_CODE` under their
+    verified ``weights_sha256``), else None."""
     bound_sha = metadata.get(SETTINGS_SHA_KEY)
+    if bound_sha is None and weights_sha256 in BOUND_IN_CODE:
+        if settings_sha256(card) == BOUND_IN_CODE[weights_sha256]:
+            return None
+        raise ModelError(
+            f"{card_path}: the card's inference settings are not those these weights were shipped with "
+            "(recorded in lusviewer for weights saved before the binding); restore the card"
+        )
     if bound_sha is None:
         return (
             f"{card_path}: the card's inference settings are not bound to its weights (saved before lusviewer "
@@ -366,6 +387,7 @@ def load_model(path: str | os.PathLike[str], *, verify: bool = True) -> LoadedMo
     weights_path = card_path.parent / card.weights_file
     if not weights_path.is_file():
         raise ModelError(f"{weights_path}: weights file not found (named by {card_path.name})")
+    digest: str | None = None
     if verify:
         digest = sha256_file(weights_path)
         if digest != card.sha256:
@@ -381,7 +403,7 @@ def load_model(path: str | os.PathLike[str], *, verify: bool = True) -> LoadedMo
         raise ModelError(f"{weights_path}: not a valid safetensors file ({exc})") from None
     warnings: list[str] = []
     if verify:
-        warning = check_binding(card, card_path, weights_path, metadata)
+        warning = check_binding(card, card_path, weights_path, metadata, digest)
         if warning:
             log.warning("%s", warning)
             warnings.append(warning)
