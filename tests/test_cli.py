@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_dicom, shared_data
+from conftest import ROOT, make_dicom, make_tiny_model, shared_data
 
 from lusviewer import __version__
 from lusviewer.report import CLIP_COLUMNS, FRAME_COLUMNS
@@ -221,9 +221,7 @@ def test_unfamiliar_clips_are_flagged_against_the_cards_limit(
     assert mean > 0 and row["unfamiliar"] == ""
     assert "unlike the model's training clips" not in out.stderr
     for limit, flag in ((mean / 2, "yes"), (mean * 2, "no")):
-        card["inference"]["recon_error_limit"] = limit
-        path = tiny_model.with_name(f"limit-{flag}.json")  # beside the weights it names
-        path.write_text(json.dumps(card))
+        path = make_tiny_model(tmp_path / f"limit-{flag}", recon_error_limit=limit)  # the same seed: same weights
         out = lusviewer("score", str(synthetic_clip), "--model", str(path), "-o", str(tmp_path / f"{flag}.csv"), "-q")
         assert out.returncode == 0, out.stderr
         row = clip_row(tmp_path / f"{flag}_clips.csv")
