@@ -8,7 +8,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Command, data_error, data_errors, err
+from lusviewer.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    Command,
+    data_error,
+    data_errors,
+    err,
+    say_model_warnings,
+)
 from lusviewer.cli.options import add_data_args, add_option, add_rule
 
 if TYPE_CHECKING:
@@ -89,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         err(f"cannot load the model: {exc}")
         return EXIT_USAGE
+    say_model_warnings(loaded)
     if Path(args.output).exists() and not Path(args.output).is_dir():
         err(f"-o {args.output}: is a file; expected a folder for the report")
         return EXIT_USAGE

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, err
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, err, say_model_warnings
 from lusviewer.cli.options import add_option
 
 
@@ -126,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
     except ModelError as exc:
         err(f"cannot load the model: {exc}")
         return EXIT_USAGE
+    say_model_warnings(loaded)
     card = json.loads(loaded.card_path.read_text())
     print(model_summary(card))
     print(f"(loaded from {loaded.card_path}; sha256 verified)")
