@@ -343,3 +343,58 @@ def test_interrupted_says_whether_a_rerun_resumes(
     monkeypatch.setattr(target, interrupted)
     assert run(argv) == 130
     assert capsys.readouterr().err == f"lusviewer: {said}\n"
+
+
+#: Cell values a spreadsheet would run as formulas, and a name that is not UTF-8.
+HOSTILE = ('=HYPERLINK("http://x","y")', "+1+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "bad\udcffname.mp4")
+
+
+def _csv_cells(folder: Path) -> list[str]:
+    cells = []
+    for f in sorted(folder.glob("*.csv")):
+        text = f.read_bytes().decode("utf-8")  # valid UTF-8 even for a name that is not
+        cells += [c for row in csv.reader(text.splitlines(keepends=True)) for c in row]
+    return cells
+
+
+def test_training_csvs_neutralise_formulas_and_keep_values(tmp_path: Path) -> None:
+    """evaluate's metrics/auc/clips/patients.csv and crossval's predictions.csv go
+    through the safe writer: no cell starts like a formula, the values are exact
+    otherwise (unescape_cell gives them back), a name that is not UTF-8 is kept."""
+    from lusviewer.report.csvsafe import FORMULA_STARTS, unescape_cell
+    from lusviewer.training.crossval import _out_of_fold_sections
+    from lusviewer.training.evaluate import METRICS, EvalResult, _write_tables
+    from lusviewer.training.train import TrainConfig
+
+    m = {"n": 4.0, **{k: 0.5 for k in METRICS}}
+    clips: list[dict[str, object]] = [
+        {"clip": name, "patient": name, "expert_score": i % 4, "clip_score": (i + 1) % 4, "risk_ge1": -0.25}
+        for i, name in enumerate(HOSTILE)
+    ]
+    result = EvalResult(
+        model=HOSTILE[0],
+        rule="persistent",
+        frame=m,
+        clip=m,
+        frame_confusion=np.zeros((4, 4), int),
+        clip_confusion=np.zeros((4, 4), int),
+        n_clips=len(clips),
+        auc={"auc_ge1": 0.5, "auc_ge2": 0.5, "auc_ge3": 0.5},
+        clips=clips,
+    )
+    (tmp_path / "eval").mkdir()
+    _write_tables(result, tmp_path / "eval")
+    rows = [{"clip": n, "group": n, "score": 1, "pred": 2, "risk": [0.5, 0.3, 0.1]} for n in HOSTILE]
+    results = [{"fold": 0, "variant": "cnn", "auc": {"auc_ge1": 0.5}, "clips": rows}]
+    (tmp_path / "cv").mkdir()
+    cfg = TrainConfig(data="", out=str(tmp_path / "cv"))
+    _out_of_fold_sections(results, tmp_path / "cv", cfg=cfg, variants=("cnn",), names={"cnn": "cnn"})
+    for folder, files in (("eval", {"metrics", "auc", "clips", "patients"}), ("cv", {"predictions"})):
+        assert files <= {f.stem for f in (tmp_path / folder).glob("*.csv")}
+        cells = _csv_cells(tmp_path / folder)
+        live = [c for c in cells if c.startswith(FORMULA_STARTS) and not c.lstrip("+-").replace(".", "").isdigit()]
+        assert not live, live
+        values = {unescape_cell(c) for c in cells}
+        for name in HOSTILE:
+            assert name.replace("\udcff", "\\udcff") in values, (folder, name)
+        assert "-0.25" in cells or folder == "cv"  # a negative number stays a number
