@@ -13,6 +13,10 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lusviewer.model import LoadedModel
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -134,6 +138,43 @@ def warning_lines() -> Iterator[WarningLines]:
 def current_warning_lines() -> WarningLines | None:
     """The handler :func:`warning_lines` attached, if a command is running."""
     return next((h for h in logging.getLogger("lusviewer").handlers if isinstance(h, WarningLines)), None)
+
+
+#: What ``load_model`` may raise for a card that is not a card (JSON ``NaN`` where a text
+#: belongs, nesting too deep to parse) besides ModelError: said as one line too.
+CARD_FAILURES: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+
+
+def load_model_or_say(path: str) -> LoadedModel | None:
+    """The model at ``path`` (card or weights, hash verified), its warnings said; None,
+    with one line saying why, when it cannot be loaded."""
+    from lusviewer.io import display_path
+    from lusviewer.model import ModelError, load_model
+
+    try:
+        loaded = load_model(path)
+    except ModelError as exc:
+        err(f"cannot load the model: {exc}")
+        return None
+    except CARD_FAILURES as exc:
+        err(f"cannot load the model: {display_path(path)}: not a valid model card ({type(exc).__name__}: {exc})")
+        return None
+    say_model_warnings(loaded)
+    return loaded
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log lines (``[ERROR:0@1.2] global cap_ffmpeg_impl.hpp ...``) off while
+    clips are read: the readers say each problem as one line of their own."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
 
 
 def say_model_warnings(loaded: object) -> None:

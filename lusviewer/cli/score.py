@@ -16,7 +16,8 @@ from lusviewer.cli.common import (
     Command,
     current_warning_lines,
     err,
-    say_model_warnings,
+    load_model_or_say,
+    quiet_opencv,
 )
 from lusviewer.cli.options import add_exam_zones, add_option, add_precision, add_rule
 
@@ -99,19 +100,18 @@ def _same_file(path: str, *others: str) -> bool:
 def _engine(args: argparse.Namespace) -> ScoringEngine | None:
     from lusviewer.inference import ScoringEngine
     from lusviewer.io import display_path
-    from lusviewer.model import ModelError, load_model
     from lusviewer.resources import default_model_path
 
-    model_path = args.model or str(default_model_path())
+    loaded = load_model_or_say(args.model or str(default_model_path()))
+    if loaded is None:
+        return None
     try:
-        loaded = load_model(model_path)
         engine = ScoringEngine(
             loaded, device=args.device, precision=args.precision, batch_size=args.batch_size, rule=args.rule
         )
-    except (ModelError, ValueError) as exc:
-        err(f"cannot load the model: {exc}")
+    except ValueError as exc:
+        err(f"error: {exc}")
         return None
-    say_model_warnings(loaded)
     if not args.quiet:
         err(f"model {loaded.card.display_name} ({display_path(loaded.weights_path.name)}) on {engine.description}")
     return engine
@@ -206,7 +206,7 @@ def run(args: argparse.Namespace) -> int:
     except ReportError as exc:  # one line naming the report and the reason; nothing left behind
         err(f"error: {exc}")
         return EXIT_USAGE
-    with writer:
+    with writer, quiet_opencv():
         for path in clips:
             result = _score_clip(engine, path, args.quiet)
             if result is None:
