@@ -16,11 +16,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import pytest
 from corpus import Case, cli_corpus, index_frames, run_isolated, write_cv2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,7 +179,15 @@ def _problems(case: Case, r: dict[str, object], good: str) -> list[str]:
     return problems
 
 
-def _setup(tmp_path: Path) -> tuple[list[Case], Path, Path, dict[str, str]]:
+Setup = tuple[list[Case], Path, Path, dict[str, str]]
+
+
+@pytest.fixture(scope="module")
+def corpus_setup(tmp_path_factory: pytest.TempPathFactory) -> Setup:
+    return _setup(tmp_path_factory.mktemp("cli_corpus"))
+
+
+def _setup(tmp_path: Path) -> Setup:
     from conftest import make_tiny_model
 
     card = make_tiny_model(tmp_path / "model")
@@ -197,8 +207,9 @@ def _setup(tmp_path: Path) -> tuple[list[Case], Path, Path, dict[str, str]]:
     return cases, card, good, env
 
 
-def test_corpus_through_the_cli(tmp_path: Path) -> None:
-    cases, _card, good, env = _setup(tmp_path)
+def test_corpus_through_the_cli(corpus_setup: Setup) -> None:
+    cases, _card, good, env = corpus_setup
+    tmp_path = Path(env["CORPUS_WORK"]).parent
     assert len(cases) >= 400, len(cases)
     assert {c.kind for c in cases} == {"clip", "output", "model"}
     runs = groups(cases) + [c for c in cases if c.kind != "clip"]
@@ -213,3 +224,63 @@ def test_corpus_through_the_cli(tmp_path: Path) -> None:
     left = [os.path.join(d, f) for d, _, fs in os.walk(tmp_path) for f in fs if f.endswith(".tmp")]
     assert not left, left
     assert not problems, "\n".join(problems[:40]) + f"\n({len(problems)} problems in {len(cases)} cases)"
+
+
+#: Cases run through the real ``python -m lusviewer`` (clips: together in one run).
+REAL_CLIPS = (
+    "fs/fifo.mp4",
+    "fs/loop_a.mp4",
+    "fs/dir.mp4",
+    "src/dib24.avi",
+    "trunc/trunc500_mp4v.mp4",
+    "dicom/raw_00181063_312d333230.dcm",
+    "dicom/base6.dcm",
+    "name:00",
+    "name:04",
+    "name:07",
+    "name:14",
+)
+REAL_OTHERS = ("output:dev_null", "model:pickle_as_safetensors")
+
+
+def _real(argv: list[str], folder: Path, report_at: str, env: dict[str, str]) -> dict[str, object]:
+    proc = subprocess.run(
+        [sys.executable, "-m", "lusviewer", *argv], capture_output=True, cwd=ROOT, env=env, timeout=120, check=False
+    )
+    result: dict[str, object] = {
+        "outcome": "ran" if proc.returncode >= 0 else "crash",
+        "rc": proc.returncode,
+        "stderr": proc.stderr.decode("utf-8", "backslashreplace") + proc.stdout.decode("utf-8", "backslashreplace"),
+        "tmp": _temporaries(str(folder), os.path.dirname(report_at) or "."),
+    }
+    if proc.returncode in (0, 1):
+        try:
+            result["report"] = _report(report_at)
+        except OSError as exc:
+            result["report_error"] = str(exc)
+    return result
+
+
+def test_a_sample_of_the_corpus_through_the_real_command_line(corpus_setup: Setup, tmp_path: Path) -> None:
+    cases, card, good, env = corpus_setup
+    by_name = {c.name: c for c in cases}
+    clips = [by_name[n] for n in REAL_CLIPS if n in by_name]
+    assert len(clips) >= len(REAL_CLIPS) - 2, sorted(by_name)[:20]
+    problems = []
+    out = tmp_path / "real" / "r.csv"
+    out.parent.mkdir()
+    r = _real(
+        ["score", str(good), *(c.path for c in clips), "-o", str(out), "--model", str(card), "-q"],
+        out.parent,
+        str(out),
+        env,
+    )
+    problems += [f"{c.name}: {p}" for c in clips for p in _problems(c, r, str(good))]
+    for i, name in enumerate(REAL_OTHERS):
+        case = by_name[name]
+        folder = tmp_path / f"real{i}"
+        folder.mkdir()
+        report_at = case.path if case.kind == "output" else str(folder / "r.csv")
+        r = _real(_argv(case, str(good), str(card), str(folder / "r.csv")), folder, report_at, env)
+        problems += [f"{name}: {p}" for p in _problems(case, r, str(good))]
+    assert not problems, "\n".join(problems)
