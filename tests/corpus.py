@@ -49,6 +49,8 @@ class Case:
     frames: int | None = None
     intact: bool = False
     indexed: bool = False
+    #: What the case is given as: "clip" (an input), "output" (``-o``), "model" (``--model``).
+    kind: str = "clip"
 
 
 # --- frames that carry their index ---------------------------------------------------
@@ -528,9 +530,240 @@ def _reader_corpus(folder: Path) -> list[Case]:
         *fs_oddities(folder / "fs"),
     ]
     # Names unique across builders: the path under ``folder``.
-    named = [Case(os.path.relpath(c.path, folder), c.path, c.frames, c.intact, c.indexed) for c in cases]
+    named = [Case(os.path.relpath(c.path, folder), c.path, c.frames, c.intact, c.indexed, c.kind) for c in cases]
     assert len({c.name for c in named}) == len(named)
     return named
+
+
+# --- what the command line is given besides clips: outputs, models, names ----------
+
+
+def outputs(folder: Path, input_clip: Path) -> list[Case]:
+    """``-o`` values the command line must refuse in one line, or write safely: special
+    files, empty and too-long names, /proc, a folder, a path under a file, an input,
+    a symlink loop, and names with control characters, formulas, bytes not UTF-8."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out: list[Case] = []
+
+    def add(name: str, path: str | bytes) -> None:
+        out.append(Case(f"output:{name}", os.fsdecode(path), kind="output"))
+
+    base = os.fsencode(folder) + b"/"
+    add("dev_null", "/dev/null")
+    add("dev_zero", "/dev/zero")
+    if hasattr(os, "mkfifo"):
+        os.mkfifo(folder / "fifo.csv")
+        add("fifo", str(folder / "fifo.csv"))
+    add("empty", "")
+    add("dot", ".")
+    add("dotdot", "..")
+    add("slash_end", str(folder / "sub") + "/")
+    for n in (200, 240, 245, 248, 252, 255, 256, 300, 1000):
+        add(f"name_{n}", str(folder / ("r" * (n - 4) + ".csv")))
+    add("path_5000", str(folder / "/".join(["d" * 200] * 25) / "r.csv"))
+    add("proc", "/proc/x/r.csv")
+    add("proc_self", "/proc/self/r.csv")
+    add("sys", "/sys/r.csv")
+    (folder / "a_folder").mkdir()
+    add("folder", str(folder / "a_folder"))
+    (folder / "a_file").write_text("x")
+    add("under_file", str(folder / "a_file" / "r.csv"))
+    add("under_file_deep", str(folder / "a_file" / "x" / "y" / "r.csv"))
+    add("is_input", str(input_clip))
+    (folder / "loop.csv").symlink_to(folder / "loop.csv")
+    add("symlink_loop", str(folder / "loop.csv"))
+    (folder / "to_null.csv").symlink_to("/dev/null")
+    add("symlink_to_dev_null", str(folder / "to_null.csv"))
+    (folder / "dangling.csv").symlink_to(folder / "nowhere" / "x.csv")
+    add("dangling_symlink", str(folder / "dangling.csv"))
+    (folder / "report_clips.csv").mkdir()  # the report's _clips file would be a folder
+    add("clips_file_is_folder", str(folder / "report.csv"))
+    ro = folder / "read_only"
+    ro.mkdir()
+    ro.chmod(0o555)
+    add("read_only_folder", str(ro / "r.csv"))
+    # Written, not refused: the report must come out whole and safe.
+    add("new_folders", str(folder / "new" / "deeper" / "r.csv"))
+    add("no_extension", str(folder / "report"))
+    for tag, raw in [
+        ("newline", b"new\nline.csv"),
+        ("ansi", b"esc\x1b[2J.csv"),
+        ("formula", b'=HYPERLINK("http://x","y").csv'),
+        ("not_utf8", b"bad\xffname.csv"),
+        ("leading_dash", b"-r.csv"),
+        ("unicode", "\u00fcn\u00efc\u00f6d\u00e9.csv".encode()),
+        ("spaces", b"  r  .csv"),
+    ]:
+        add(tag, base + raw)
+    existing = folder / "existing.csv"
+    existing.write_text("an earlier report\n")
+    add("existing_report", str(existing))
+    return out
+
+
+def models(folder: Path, card: Path) -> list[Case]:
+    """``--model`` values made from a good card and its weights: pickles, damaged
+    safetensors, edited and impossible card settings, missing weights, cards that are
+    not JSON or not a card, a wrong hash. Every one must be refused in one line (exit 2)
+    or, where nothing bound to the weights changed, load."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    folder.mkdir(parents=True, exist_ok=True)
+    good = json.loads(card.read_text())
+    weights = card.with_name(good["weights_file"])
+    wbytes = weights.read_bytes()
+    out: list[Case] = []
+
+    def add(
+        name: str, card_json: object | None = None, weights_data: bytes | None = None, raw: bytes | None = None
+    ) -> None:
+        sub = folder / name
+        sub.mkdir()
+        wname = good["weights_file"]
+        (sub / wname).write_bytes(wbytes if weights_data is None else weights_data)
+        path = sub / "card.json"
+        if raw is not None:
+            path.write_bytes(raw)
+        else:
+            path.write_text(json.dumps(good if card_json is None else card_json))
+        out.append(Case(f"model:{name}", str(path), kind="model"))
+
+    def edited(section: str, key: str, value: object) -> dict[str, object]:
+        c = json.loads(json.dumps(good))
+        c.setdefault(section, {})[key] = value
+        return c  # type: ignore[no-any-return]
+
+    add("good")  # the control: loads
+    state = load_file(str(weights))
+    pickled = folder / "pickle.bin"
+    torch.save(state, pickled)
+    add("pickle_as_safetensors", weights_data=pickled.read_bytes())
+    for frac in (0.0, 0.01, 0.1, 0.5, 0.9, 0.999):
+        add(f"truncated_{int(frac * 1000):03d}", weights_data=wbytes[: int(len(wbytes) * frac)])
+    rng = random.Random(7)
+    for k in range(6):
+        buf = bytearray(wbytes)
+        at = rng.randrange(8, min(len(buf), 400)) if k % 2 == 0 else rng.randrange(len(buf))
+        buf[at] ^= 1 << rng.randrange(8)
+        add(f"bitflip_{k}", weights_data=bytes(buf))
+    add("weights_zero_bytes", weights_data=b"")
+    add("weights_header_huge", weights_data=struct.pack("<Q", 2**62) + b"{}")
+    add("weights_header_not_json", weights_data=struct.pack("<Q", 5) + b"nojsn")
+    shuffled = dict(reversed(list(state.items())))
+    other = folder / "resaved.safetensors"
+    save_file({k: v.clone() for k, v in shuffled.items()}, str(other))
+    add("weights_resaved", weights_data=other.read_bytes())  # same tensors, other bytes: the hash differs
+    for key, value in [
+        ("lstm_window", 0),
+        ("lstm_window", -3),
+        ("lstm_window", 10**9),
+        ("lstm_window", "twelve"),
+        ("lstm_burn_in", 100),
+        ("lstm_burn_in", -1),
+        ("recon_error_limit", 1e9),
+        ("recon_error_limit", -0.5),
+        ("recon_error_limit", float("nan")),
+        ("recon_error_limit", "high"),
+        ("persistence_s", 0),
+        ("unknown_setting", 1),
+    ]:
+        add(f"inference_{key}_{value}", edited("inference", key, value))
+    add("inference_removed", {k: v for k, v in good.items() if k != "inference"})
+    for section in ("architecture", "input"):
+        for key, value in list(good.get(section, {}).items())[:3]:
+            bad = value * 2 if isinstance(value, int | float) and not isinstance(value, bool) else "changed"
+            add(f"{section}_{key}", edited(section, key, bad))
+    add("classes_changed", {**good, "classes": ["a", "b"]})
+    add("sha256_wrong", {**good, "sha256": "0" * 64})
+    add("sha256_missing", {k: v for k, v in good.items() if k != "sha256"})
+    add("weights_file_missing", {**good, "weights_file": "absent.safetensors"})
+    add("weights_file_escapes", {**good, "weights_file": "../../../../etc/passwd"})
+    add("weights_file_empty", {**good, "weights_file": ""})
+    add("weights_file_folder", {**good, "weights_file": "."})
+    add("name_formula", {**good, "name": '=HYPERLINK("http://x","y")'})
+    add("name_control", {**good, "name": "evil\x1b[2J\nname"})
+    add("not_json", raw=b"this is not json {")
+    add("empty_card", raw=b"")
+    add("json_list", raw=b"[1, 2, 3]")
+    add("json_null", raw=b"null")
+    add("not_utf8_card", raw=b'{"name": "\xff\xfe"}')
+    add("nan_json", raw=json.dumps({**good, "sha256": float("nan")}).encode())
+    add("deep_json", raw=b"[" * 100000 + b"]" * 100000)
+    out.append(Case("model:missing_card", str(folder / "absent.json"), kind="model"))
+    out.append(Case("model:card_is_folder", str(folder), kind="model"))
+    out.append(Case("model:dev_null", "/dev/null", kind="model"))
+    sub = folder / "bare_weights"
+    sub.mkdir()
+    (sub / "w.safetensors").write_bytes(wbytes)
+    out.append(Case("model:safetensors_without_card", str(sub / "w.safetensors"), kind="model"))
+    return out
+
+
+#: Names a good clip is given: control characters, formulas, bytes not UTF-8, very long.
+ODD_NAMES: tuple[bytes, ...] = (
+    b"new\nline.mp4",
+    b"two\n\nlines.mp4",
+    b"cr\rname.mp4",
+    b"tab\tname.mp4",
+    b"esc\x1b[2J.mp4",
+    b"esc\x1b]0;title\x07.mp4",
+    b"bell\x07.mp4",
+    b'=HYPERLINK("http://x","y").mp4',
+    b"=1+1.mp4",
+    b"+cmd.mp4",
+    b"-2+3.mp4",
+    b"@SUM(A1).mp4",
+    b"\tstarts_tab.mp4",
+    b"\rstarts_cr.mp4",
+    b"bad\xffname.mp4",
+    b"\xc3\x28.mp4",
+    b"\xed\xa0\x80.mp4",
+    "\u00fcn\u00efc\u00f6d\u00e9.mp4".encode(),
+    "\u202eright_to_left.mp4".encode(),
+    "zero\u200bwidth.mp4".encode(),
+    b"lusviewer: error: forged.mp4",
+    b'semi;colon,comma"quote.mp4',
+    b"x" * 240 + b".mp4",
+    b"\xff" * 200 + b".mp4",
+    b"UPPER.MP4",
+)
+
+
+def odd_names(folder: Path) -> list[Case]:
+    """A good (intact, indexed) clip under each of :data:`ODD_NAMES`: each must be
+    scored, its name escaped in every message and neutralised in every CSV."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clip = write_cv2(folder / "named.mp4", "mp4v", index_frames(6))
+    if clip is None:
+        return []
+    data = clip.read_bytes()
+    out = []
+    for i, raw in enumerate(ODD_NAMES):
+        sub = os.fsencode(folder) + f"/n{i:02d}".encode()
+        os.mkdir(sub)
+        path = sub + b"/" + raw
+        try:
+            with open(path, "wb") as fh:
+                fh.write(data)
+        except OSError:  # the file system refuses the name
+            continue
+        out.append(Case(f"name:{i:02d}", os.fsdecode(path), 6, intact=True, indexed=True))
+    return out
+
+
+def cli_corpus(folder: Path, card: Path, good_clip: Path) -> list[Case]:
+    """Every case for the command line: the readers' corpus, outputs, models, names."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [
+            *_reader_corpus(folder / "clips"),
+            *outputs(folder / "outputs", good_clip),
+            *models(folder / "models", card),
+            *odd_names(folder / "names"),
+        ]
 
 
 # --- running checks in a child process ----------------------------------------------

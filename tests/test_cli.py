@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, make_dicom, shared_data
+from conftest import ROOT, make_dicom, make_tiny_model, shared_data
 
 from lusviewer import __version__
 from lusviewer.report import CLIP_COLUMNS, FRAME_COLUMNS
@@ -221,9 +221,7 @@ def test_unfamiliar_clips_are_flagged_against_the_cards_limit(
     assert mean > 0 and row["unfamiliar"] == ""
     assert "unlike the model's training clips" not in out.stderr
     for limit, flag in ((mean / 2, "yes"), (mean * 2, "no")):
-        card["inference"]["recon_error_limit"] = limit
-        path = tiny_model.with_name(f"limit-{flag}.json")  # beside the weights it names
-        path.write_text(json.dumps(card))
+        path = make_tiny_model(tmp_path / f"limit-{flag}", recon_error_limit=limit)  # the same seed: same weights
         out = lusviewer("score", str(synthetic_clip), "--model", str(path), "-o", str(tmp_path / f"{flag}.csv"), "-q")
         assert out.returncode == 0, out.stderr
         row = clip_row(tmp_path / f"{flag}_clips.csv")
@@ -345,3 +343,213 @@ def test_interrupted_says_whether_a_rerun_resumes(
     monkeypatch.setattr(target, interrupted)
     assert run(argv) == 130
     assert capsys.readouterr().err == f"lusviewer: {said}\n"
+
+
+#: Cell values a spreadsheet would run as formulas, and a name that is not UTF-8.
+HOSTILE = ('=HYPERLINK("http://x","y")', "+1+cmd", "-2+3", "@SUM(A1)", "\tx", "\rx", "bad\udcffname.mp4")
+
+
+def _csv_cells(folder: Path) -> list[str]:
+    cells = []
+    for f in sorted(folder.glob("*.csv")):
+        text = f.read_bytes().decode("utf-8")  # valid UTF-8 even for a name that is not
+        cells += [c for row in csv.reader(text.splitlines(keepends=True)) for c in row]
+    return cells
+
+
+def test_training_csvs_neutralise_formulas_and_keep_values(tmp_path: Path) -> None:
+    """evaluate's metrics/auc/clips/patients.csv and crossval's predictions.csv go
+    through the safe writer: no cell starts like a formula, the values are exact
+    otherwise (unescape_cell gives them back), a name that is not UTF-8 is kept."""
+    from lusviewer.report.csvsafe import FORMULA_STARTS, unescape_cell
+    from lusviewer.training.crossval import _out_of_fold_sections
+    from lusviewer.training.evaluate import METRICS, EvalResult, _write_tables
+    from lusviewer.training.train import TrainConfig
+
+    m = {"n": 4.0, **{k: 0.5 for k in METRICS}}
+    clips: list[dict[str, object]] = [
+        {"clip": name, "patient": name, "expert_score": i % 4, "clip_score": (i + 1) % 4, "risk_ge1": -0.25}
+        for i, name in enumerate(HOSTILE)
+    ]
+    result = EvalResult(
+        model=HOSTILE[0],
+        rule="persistent",
+        frame=m,
+        clip=m,
+        frame_confusion=np.zeros((4, 4), int),
+        clip_confusion=np.zeros((4, 4), int),
+        n_clips=len(clips),
+        auc={"auc_ge1": 0.5, "auc_ge2": 0.5, "auc_ge3": 0.5},
+        clips=clips,
+    )
+    (tmp_path / "eval").mkdir()
+    _write_tables(result, tmp_path / "eval")
+    rows = [{"clip": n, "group": n, "score": 1, "pred": 2, "risk": [0.5, 0.3, 0.1]} for n in HOSTILE]
+    results = [{"fold": 0, "variant": "cnn", "auc": {"auc_ge1": 0.5}, "clips": rows}]
+    (tmp_path / "cv").mkdir()
+    cfg = TrainConfig(data="", out=str(tmp_path / "cv"))
+    _out_of_fold_sections(results, tmp_path / "cv", cfg=cfg, variants=("cnn",), names={"cnn": "cnn"})
+    for folder, files in (("eval", {"metrics", "auc", "clips", "patients"}), ("cv", {"predictions"})):
+        assert files <= {f.stem for f in (tmp_path / folder).glob("*.csv")}
+        cells = _csv_cells(tmp_path / folder)
+        live = [c for c in cells if c.startswith(FORMULA_STARTS) and not c.lstrip("+-").replace(".", "").isdigit()]
+        assert not live, live
+        values = {unescape_cell(c) for c in cells}
+        for name in HOSTILE:
+            assert name.replace("\udcff", "\\udcff") in values, (folder, name)
+        assert "-0.25" in cells or folder == "cv"  # a negative number stays a number
+
+
+def _run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    """``lusviewer ARGV`` in this process: (exit status, stderr)."""
+    from lusviewer.cli import run
+
+    capsys.readouterr()
+    rc = run(list(argv))
+    return rc, capsys.readouterr().err
+
+
+def _assert_prefixed(stderr: str) -> None:
+    assert "Traceback" not in stderr and "\x1b" not in stderr, stderr
+    assert all(line.startswith("lusviewer: ") for line in stderr.splitlines()), stderr
+
+
+@pytest.mark.parametrize("device", ["bogus", "mps", "cuda:x", "cuda:99"])
+def test_an_unusable_device_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path, device: str
+) -> None:
+    import torch
+
+    if device == "mps" and torch.backends.mps.is_available():
+        pytest.skip("mps is available here")
+    rc, stderr = _run_cli(
+        capsys,
+        "score",
+        str(synthetic_clip),
+        "--model",
+        str(tiny_model),
+        "--device",
+        device,
+        "-o",
+        str(tmp_path / "r.csv"),
+    )
+    assert rc == 2, stderr
+    _assert_prefixed(stderr)
+    assert stderr.count("\n") == 1 and f"--device {device}" in stderr, stderr
+    assert not list(tmp_path.iterdir())
+
+
+def _legacy_card(folder: Path) -> Path:
+    """A tiny model whose weights carry no bound settings (saved before the binding)."""
+    from safetensors.torch import load_file, save_file
+
+    from lusviewer.model.weights import sha256_file
+
+    card_path = make_tiny_model(folder)
+    card = json.loads(card_path.read_text())
+    weights = card_path.with_name(card["weights_file"])
+    save_file(load_file(str(weights)), str(weights))  # no metadata
+    card["sha256"] = sha256_file(weights)
+    card_path.write_text(json.dumps(card))
+    return card_path
+
+
+def test_warnings_are_one_prefixed_line_each_and_said_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, synthetic_clip: Path
+) -> None:
+    """A legacy card's warning (said once, not again by its logger), pydicom's warnings on
+    a DICOM with absurd values, and a clip shorter than its header (warned once by
+    name, complete=no in the report): each one line starting with ``lusviewer:``."""
+    card = _legacy_card(tmp_path / "legacy")
+    grey = np.stack([np.full((16, 16), 40 * i, np.uint8) for i in range(5)])
+    short = make_dicom(tmp_path / "short.dcm", grey, "MONOCHROME2", NumberOfFrames=6, FrameTime="40")
+    odd = make_dicom(tmp_path / "odd.dcm", grey, "MONOCHROME2", FrameTime="1e-320")
+    out = tmp_path / "r.csv"
+    rc, stderr = _run_cli(
+        capsys, "score", str(synthetic_clip), str(short), str(odd), "--model", str(card), "-o", str(out), "-q"
+    )
+    _assert_prefixed(stderr)
+    assert stderr.count("not bound to its weights") == 1, stderr
+    incomplete = [ln for ln in stderr.splitlines() if "incomplete" in ln]
+    assert len(incomplete) == 1 and str(short) in incomplete[0] and "5" in incomplete[0], stderr
+    assert incomplete[0].startswith("lusviewer: warning: ")
+    _, rows = read_csv(tmp_path / "r_clips.csv")
+    complete = {r["clip"]: r["complete"] for r in rows}
+    assert complete[str(short)] == "no" and complete[str(synthetic_clip)] == "yes", (complete, stderr)
+    assert rc in (0, 1), stderr
+
+
+def test_search_problems_and_empty_folders_are_failed_inputs(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path
+) -> None:
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    (folder / "good.mp4").write_bytes(synthetic_clip.read_bytes())
+    (folder / "loop.mp4").symlink_to(folder / "loop.mp4")
+    (folder / "new\nline.mp4").symlink_to(folder / "nowhere.mp4")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = tmp_path / "r.csv"
+    rc, stderr = _run_cli(capsys, "score", str(folder), str(empty), "--model", str(tiny_model), "-o", str(out), "-q")
+    _assert_prefixed(stderr)
+    lines = stderr.splitlines()
+    assert rc == 1, stderr
+    assert any("loop.mp4" in ln and ln.startswith("lusviewer: error: ") for ln in lines), stderr
+    assert any("new\\nline.mp4" in ln for ln in lines), stderr  # escaped: no forged line
+    assert any(str(empty) in ln and "no supported clips" in ln for ln in lines), stderr
+    assert "3 input(s) could not be scored" in stderr, stderr
+    check_report(out, {str(folder / "good.mp4"): 40})
+
+
+def test_report_write_failures_are_one_line(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    tiny_model: Path,
+    synthetic_clip: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A report that cannot be created, or whose disk fills while rows are added: one
+    ``lusviewer: error:`` line naming it, exit 2, no temporary file left."""
+    from lusviewer.report import csv_report
+
+    out = tmp_path / "r.csv"
+    real_open = open
+
+    def full(file: object, mode: str = "r", *a: object, **k: object) -> object:
+        if "w" in mode and ".tmp" in str(file):
+            raise OSError(28, "No space left on device")
+        return real_open(file, mode, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(csv_report, "open", full, raising=False)
+    rc, stderr = _run_cli(capsys, "score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(out), "-q")
+    assert rc == 2 and stderr.count("\n") == 1 and "No space left" in stderr and str(out) in stderr, stderr
+    _assert_prefixed(stderr)
+    monkeypatch.undo()
+
+    def fail_add(self: object, result: object) -> None:
+        raise csv_report.ReportError(f"{out}: the report could not be written (No space left on device)")
+
+    monkeypatch.setattr(csv_report.ReportWriter, "add", fail_add)
+    rc, stderr = _run_cli(capsys, "score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(out), "-q")
+    assert rc == 2 and stderr.count("\n") == 1 and "No space left" in stderr, stderr
+    _assert_prefixed(stderr)
+    assert not list(tmp_path.iterdir())
+
+
+def test_stale_temporaries_of_dead_processes_are_removed_by_score(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path
+) -> None:
+    import os
+
+    dead = 4_000_000  # above Linux's pid_max: never a running process
+    with pytest.raises(ProcessLookupError):
+        os.kill(dead, 0)
+    stale = [tmp_path / f".r.csv.{dead}.tmp", tmp_path / f".r_clips.csv.{dead}.tmp"]
+    for f in stale:
+        f.write_bytes(b"")
+    rc, stderr = _run_cli(
+        capsys, "score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(tmp_path / "r.csv"), "-q"
+    )
+    assert rc == 0, stderr
+    assert not any(f.exists() for f in stale)
+    assert sorted(f.name for f in tmp_path.iterdir()) == ["r.csv", "r_clips.csv"]

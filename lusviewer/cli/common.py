@@ -4,11 +4,19 @@ and the checks of the data and the options the training commands make before any
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
+import logging
+import re
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+import warnings
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from lusviewer.model import LoadedModel
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -26,8 +34,154 @@ class Command:
     resumable: bool = False
 
 
+def printable(text: str) -> str:
+    """``text`` as one printable line (newlines, ANSI escapes, bytes that are not UTF-8
+    backslash-escaped, as :func:`lusviewer.io.display_path` does for names)."""
+    if text.isprintable():
+        return text
+    from lusviewer.io import display_path
+
+    return display_path(text)
+
+
 def err(msg: str) -> None:
-    print(f"lusviewer: {msg}", file=sys.stderr, flush=True)
+    """One line ``lusviewer: <msg>`` on stderr; whatever ``msg`` holds (a file name with a
+    newline or an ANSI escape), it stays one printable line."""
+    print(f"lusviewer: {printable(msg)}", file=sys.stderr, flush=True)
+
+
+#: What ``--device`` takes.
+_DEVICE = re.compile(r"auto|cpu|cuda(?::([0-9]+))?")
+
+
+def device_problem(device: str) -> str | None:
+    """Why ``--device`` cannot be used here (None when it can); torch is imported only
+    for ``cuda``."""
+    m = _DEVICE.fullmatch(device)
+    if not m:
+        return f"--device {device}: not a device this tool runs on; expected auto, cpu, cuda or cuda:N"
+    if device.startswith("cuda"):
+        import torch
+
+        n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n == 0:
+            return f"--device {device}: no CUDA device is available here; use --device cpu (or auto)"
+        if m.group(1) is not None and int(m.group(1)) >= n:
+            return f"--device {device}: there is no such CUDA device here (cuda:0 to cuda:{n - 1})"
+    return None
+
+
+@dataclass
+class _Said:
+    """What the warning handler said during the clip being scored."""
+
+    lines: set[str] = field(default_factory=set)
+    incomplete: bool = False
+
+
+class WarningLines(logging.Handler):
+    """The CLI's handler of logger ``lusviewer``: each record is one line
+    ``lusviewer: warning: <message>`` on stderr (escaped: one printable line).
+
+    Records of ``lusviewer.model.weights`` are not printed: they come back in
+    ``LoadedModel.warnings``, which the commands print (:func:`say_model_warnings`).
+    Within one clip (:meth:`begin_clip`), a message is said once, and so is the clip's
+    being incomplete (a reader may find it at open and again while reading)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.said = _Said()
+
+    def begin_clip(self) -> None:
+        self.said = _Said()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name == "lusviewer.model.weights" or record.name.startswith("lusviewer.model.weights."):
+            return
+        try:
+            msg = " ".join(record.getMessage().split())
+        except Exception:  # a malformed record must not end the run
+            msg = str(record.msg)
+        incomplete = "incomplete" in msg
+        if msg in self.said.lines or (incomplete and self.said.incomplete):
+            return
+        self.said.lines.add(msg)
+        self.said.incomplete |= incomplete
+        level = "error" if record.levelno >= logging.ERROR else "warning"
+        err(f"{level}: {msg}")
+
+
+@contextlib.contextmanager
+def warning_lines() -> Iterator[WarningLines]:
+    """While a command runs: the library's log records (logger ``lusviewer``) and Python
+    warnings (pydicom's, torch's) are each one prefixed line on stderr, nothing is
+    printed unprefixed; put back as they were afterwards (``run`` is also a library call)."""
+    handler = WarningLines()
+    logger = logging.getLogger("lusviewer")
+    propagate = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+
+    def show(message: Warning | str, category: type[Warning], *_args: object, **_kw: object) -> None:
+        text = " ".join(str(message).split())
+        err(f"warning: {text if len(text) <= 200 else text[:197] + '...'}")
+
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = show  # type: ignore[assignment]
+            yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def current_warning_lines() -> WarningLines | None:
+    """The handler :func:`warning_lines` attached, if a command is running."""
+    return next((h for h in logging.getLogger("lusviewer").handlers if isinstance(h, WarningLines)), None)
+
+
+#: What ``load_model`` may raise for a card that is not a card (JSON ``NaN`` where a text
+#: belongs, nesting too deep to parse) besides ModelError: said as one line too.
+CARD_FAILURES: tuple[type[BaseException], ...] = (ValueError, TypeError, KeyError, AttributeError, RecursionError)
+
+
+def load_model_or_say(path: str) -> LoadedModel | None:
+    """The model at ``path`` (card or weights, hash verified), its warnings said; None,
+    with one line saying why, when it cannot be loaded."""
+    from lusviewer.io import display_path
+    from lusviewer.model import ModelError, load_model
+
+    try:
+        loaded = load_model(path)
+    except ModelError as exc:
+        err(f"cannot load the model: {exc}")
+        return None
+    except CARD_FAILURES as exc:
+        err(f"cannot load the model: {display_path(path)}: not a valid model card ({type(exc).__name__}: {exc})")
+        return None
+    say_model_warnings(loaded)
+    return loaded
+
+
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own log lines (``[ERROR:0@1.2] global cap_ffmpeg_impl.hpp ...``) off while
+    clips are read: the readers say each problem as one line of their own."""
+    import cv2
+
+    level = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(level)
+
+
+def say_model_warnings(loaded: object) -> None:
+    """Each of ``LoadedModel.warnings`` (a legacy card whose settings are not bound to
+    its weights) as one ``lusviewer: warning:`` line."""
+    for w in getattr(loaded, "warnings", ()):
+        err(f"warning: {w}")
 
 
 def data_error(exc: BaseException) -> str:

@@ -8,7 +8,18 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Command, data_error, data_errors, err
+from lusviewer.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    Command,
+    data_error,
+    data_errors,
+    err,
+    load_model_or_say,
+    printable,
+    quiet_opencv,
+)
 from lusviewer.cli.options import add_data_args, add_option, add_rule
 
 if TYPE_CHECKING:
@@ -79,15 +90,12 @@ def _baseline(args: argparse.Namespace, loaded: LoadedModel, clips: list[Labelle
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from lusviewer.model import ModelError, load_model
     from lusviewer.resources import default_model_path
     from lusviewer.training.data import load_dataset_with
     from lusviewer.training.evaluate import evaluate_model, write_eval_report
 
-    try:
-        loaded = load_model(args.model or str(default_model_path()))
-    except ModelError as exc:
-        err(f"cannot load the model: {exc}")
+    loaded = load_model_or_say(args.model or str(default_model_path()))
+    if loaded is None:
         return EXIT_USAGE
     if Path(args.output).exists() and not Path(args.output).is_dir():
         err(f"-o {args.output}: is a file; expected a folder for the report")
@@ -115,19 +123,20 @@ def run(args: argparse.Namespace) -> int:
 
     def on_clip(i: int, n: int, path: str) -> None:
         bar.update(1 if i else 0)
-        bar.set_description(Path(path).name[:30])
+        bar.set_description(printable(Path(path).name)[:30])
 
-    result = evaluate_model(
-        loaded,
-        clips,
-        device=args.device,
-        batch_size=args.batch_size,
-        rule=args.rule,
-        on_clip=on_clip,
-        baseline_score=baseline,
-        baseline_source=source,
-        bootstrap_reps=args.bootstrap,
-    )
+    with quiet_opencv():
+        result = evaluate_model(
+            loaded,
+            clips,
+            device=args.device,
+            batch_size=args.batch_size,
+            rule=args.rule,
+            on_clip=on_clip,
+            baseline_score=baseline,
+            baseline_source=source,
+            bootstrap_reps=args.bootstrap,
+        )
     bar.update(1)
     bar.close()
     report = write_eval_report(result, args.output, command=shlex.join(["lusviewer", *sys.argv[1:]]))

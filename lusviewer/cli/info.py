@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, err
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, load_model_or_say
 from lusviewer.cli.options import add_option
 
 
@@ -117,14 +117,10 @@ def add_arguments(i: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import json
 
-    from lusviewer.model import ModelError, load_model
     from lusviewer.resources import default_model_path
 
-    path = args.model or str(default_model_path())
-    try:
-        loaded = load_model(path)  # verifies the sha256
-    except ModelError as exc:
-        err(f"cannot load the model: {exc}")
+    loaded = load_model_or_say(args.model or str(default_model_path()))  # verifies the sha256
+    if loaded is None:
         return EXIT_USAGE
     card = json.loads(loaded.card_path.read_text())
     print(model_summary(card))

@@ -8,7 +8,7 @@ import sys
 
 from lusviewer import __version__
 from lusviewer.cli import crossval, evaluate, info, pretrain, score, train
-from lusviewer.cli.common import Command
+from lusviewer.cli.common import EXIT_USAGE, Command, device_problem, err, warning_lines
 from lusviewer.cli.selftest import self_test
 
 #: In the order ``lusviewer --help`` lists them.
@@ -47,8 +47,9 @@ def threading_main() -> bool:
 
 
 def run(argv: list[str]) -> int:
-    if argv[:1] == ["--self-test"]:
-        return self_test(argv[2] if argv[1:2] == ["--model"] and len(argv) > 2 else None)
+    """Run the command line ``argv``; its exit status. While it runs, every warning of
+    the library or of Python is one ``lusviewer: warning:`` line on stderr (the desktop
+    viewer shows its own)."""
     if not argv or (argv[0] not in SUBCOMMANDS and not argv[0].startswith("-")) or argv[0] == "--model":
         # `lusviewer` or `lusviewer CLIP [--model CARD]`: the desktop viewer.
         gui = argparse.ArgumentParser(prog="lusviewer", description="LUS Viewer (desktop app)")
@@ -58,6 +59,13 @@ def run(argv: list[str]) -> int:
         from lusviewer.ui.app import run_gui
 
         return run_gui(a.clip, a.model)
+    with warning_lines():
+        return _run(argv)
+
+
+def _run(argv: list[str]) -> int:
+    if argv[:1] == ["--self-test"]:
+        return self_test(argv[2] if argv[1:2] == ["--model"] and len(argv) > 2 else None)
     # argparse takes the first word that is no option for the subcommand (none of the
     # top-level options takes a value).
     parser = build_parser(only=next((a for a in argv if not a.startswith("-")), ""))
@@ -65,6 +73,10 @@ def run(argv: list[str]) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    problem = device_problem(args.device) if isinstance(getattr(args, "device", None), str) else None
+    if problem:
+        err(f"error: {problem}")
+        return EXIT_USAGE
     import signal
 
     def terminated(_signum: int, _frame: object) -> None:

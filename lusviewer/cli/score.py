@@ -4,11 +4,21 @@ CSV report and, with ``--exam``, the clips as one patient's exam."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import os
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, Command, err
+from lusviewer.cli.common import (
+    EXIT_OK,
+    EXIT_SOME_FAILED,
+    EXIT_USAGE,
+    Command,
+    current_warning_lines,
+    err,
+    load_model_or_say,
+    quiet_opencv,
+)
 from lusviewer.cli.options import add_exam_zones, add_option, add_precision, add_rule
 
 if TYPE_CHECKING:
@@ -40,15 +50,21 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
 
 
 def _inputs(args: argparse.Namespace) -> tuple[list[str], int]:
-    """The clips of the inputs, and how many inputs (folders without a clip) failed."""
-    from lusviewer.io import find_clips
+    """The clips of the inputs, and how many inputs failed: each problem met searching a
+    folder (an unreadable subfolder, a link loop...) and each folder without a clip."""
+    from lusviewer.io import ClipError, display_path, find_clips
 
     clips: list[str] = []
+    problems: list[ClipError] = []
     failed = 0
     for p in args.paths:
-        found = find_clips(p)
-        if Path(p).is_dir() and not found:
-            err(f"{p}: no supported clips in this folder")
+        before = len(problems)
+        found = find_clips(p, on_error=problems.append)
+        for problem in problems[before:]:
+            err(f"error: {problem}")
+        failed += len(problems) - before
+        if os.path.isdir(p) and not found and len(problems) == before:
+            err(f"error: {display_path(p)}: no supported clips in this folder")
             failed += 1
         clips.extend(found)
     return clips, failed
@@ -59,6 +75,8 @@ def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     that would overwrite an input, is refused now rather than after scoring."""
     from lusviewer.report import clips_path_for, output_problem
 
+    if args.exam and _same_file(args.exam, args.output, str(clips_path_for(args.output))):
+        return f"error: --exam {args.exam} would overwrite the report: choose another file"
     for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else [])):
         problem = output_problem(out, inputs=[*clips, *args.paths])
         if problem:
@@ -66,22 +84,36 @@ def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     return None
 
 
+def _same_file(path: str, *others: str) -> bool:
+    """Whether ``path`` names one of ``others`` (never raises: a name that cannot be
+    resolved, a symlink loop, is compared as written)."""
+
+    def where(p: str) -> str:
+        try:
+            return os.path.realpath(p, strict=False)
+        except (OSError, ValueError):
+            return os.path.abspath(p)
+
+    return where(path) in {where(o) for o in others}
+
+
 def _engine(args: argparse.Namespace) -> ScoringEngine | None:
     from lusviewer.inference import ScoringEngine
-    from lusviewer.model import ModelError, load_model
+    from lusviewer.io import display_path
     from lusviewer.resources import default_model_path
 
-    model_path = args.model or str(default_model_path())
+    loaded = load_model_or_say(args.model or str(default_model_path()))
+    if loaded is None:
+        return None
     try:
-        loaded = load_model(model_path)
         engine = ScoringEngine(
             loaded, device=args.device, precision=args.precision, batch_size=args.batch_size, rule=args.rule
         )
-    except (ModelError, ValueError) as exc:
-        err(f"cannot load the model: {exc}")
+    except ValueError as exc:
+        err(f"error: {exc}")
         return None
     if not args.quiet:
-        err(f"model {loaded.card.display_name} ({loaded.weights_path.name}) on {engine.description}")
+        err(f"model {loaded.card.display_name} ({display_path(loaded.weights_path.name)}) on {engine.description}")
     return engine
 
 
@@ -93,14 +125,20 @@ def _score_clip(engine: ScoringEngine, path: str, quiet: bool) -> ClipResult | N
     """One clip scored with a progress bar; None, with the reason said, when it could not be."""
     from tqdm import tqdm
 
-    from lusviewer.io import ClipError, open_clip
+    from lusviewer.io import ClipError, display_path, open_clip
 
+    said = current_warning_lines()
+    if said is not None:
+        said.begin_clip()
+    name = display_path(path)
     try:
         reader = open_clip(path)
     except Exception as exc:  # a reader's unforeseen failure must not end the run
-        err(f"error: {exc}" if isinstance(exc, ClipError) else f"error: {path}: cannot be opened ({_what(exc)})")
+        err(f"error: {exc}" if isinstance(exc, ClipError) else f"error: {name}: cannot be opened ({_what(exc)})")
         return None
-    bar = tqdm(total=reader.info.frame_count, desc=Path(path).name[:40], unit="frame", disable=quiet, file=sys.stderr)
+    at_open = reader.info.frame_count
+    desc = display_path(os.path.basename(path))[:40]
+    bar = tqdm(total=at_open, desc=desc, unit="frame", disable=quiet, file=sys.stderr)
 
     def progress(done: int, total: int) -> None:
         bar.total = max(total, done)
@@ -112,45 +150,51 @@ def _score_clip(engine: ScoringEngine, path: str, quiet: bool) -> ClipResult | N
             result = engine.score_clip(reader, progress=progress)
     except Exception as exc:  # one clip's failure never loses the others
         bar.close()
-        err(f"error: {exc}" if isinstance(exc, ClipError) else f"error: {path}: could not be scored ({_what(exc)})")
+        err(f"error: {exc}" if isinstance(exc, ClipError) else f"error: {name}: could not be scored ({_what(exc)})")
         return None
     from lusviewer.report.aggregate import clip_confidence, clip_score_text
 
     # the viewer's words: "Score 2", "Score 2, uncertain", "No reliable score"
     bar.set_postfix_str(clip_score_text(result.summary.clip_score, clip_confidence(result)), refresh=True)
     bar.close()
+    n = len(result.scores)
+    if result.info.complete and n < at_open:  # fewer frames decoded than the reader promised
+        result = dataclasses.replace(result, info=dataclasses.replace(result.info, complete=False))
+    if not result.info.complete and (said is None or not said.said.incomplete):
+        err(f"warning: {name}: the clip is incomplete (cut short or damaged); scored on the {n} frames present")
     return result
 
 
 def _write(args: argparse.Namespace, writer: ReportWriter, session: ExamSession) -> int | None:
     """Commit the report and write the exam; an exit status when that failed."""
+    from lusviewer.io import display_path
+
     if not writer.n_clips:
-        err("no clip could be scored; no report written")
+        err("error: no clip could be scored; no report written")
         return EXIT_SOME_FAILED
     try:
         writer.commit()
-    except OSError as exc:
-        err(f"error: {writer.path}: the report could not be written ({exc}); an earlier report is kept")
-        return EXIT_SOME_FAILED
+    except OSError as exc:  # a ReportError: one line naming the report and the reason
+        err(f"error: {exc}")
+        return EXIT_USAGE
     if not args.quiet:
-        err(f"wrote {writer.path} and {writer.clips_path} ({writer.n_clips} clips)")
+        err(f"wrote {display_path(writer.path)} and {display_path(writer.clips_path)} ({writer.n_clips} clips)")
     if args.exam:
         try:
             session.export(args.exam)
         except OSError as exc:
-            err(f"error: {args.exam}: the exam could not be written ({exc})")
+            err(f"error: {display_path(args.exam)}: the exam could not be written ({exc.strerror or exc})")
             return EXIT_SOME_FAILED
-        err(f"exam: {session.exam.summary()}; wrote {args.exam}")
+        err(f"exam: {session.exam.summary()}; wrote {display_path(args.exam)}")
     return None
 
 
 def run(args: argparse.Namespace) -> int:
-    from lusviewer.report import ReportWriter, clips_path_for
+    from lusviewer.io import display_path
+    from lusviewer.report import ReportWriter
+    from lusviewer.report.csv_report import ReportError
     from lusviewer.report.session import ExamSession
 
-    if args.exam and Path(args.exam).resolve() in {Path(args.output).resolve(), clips_path_for(args.output).resolve()}:
-        err(f"--exam {args.exam} would overwrite the report: choose another file")
-        return EXIT_USAGE
     clips, failed = _inputs(args)
     problem = _output_problem(args, clips)
     if problem:
@@ -161,7 +205,12 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     session = ExamSession(args.exam_zones)
     mixed = False  # warned that the exam's clips are of several patients
-    with ReportWriter(args.output) as writer:
+    try:
+        writer = ReportWriter(args.output)
+    except ReportError as exc:  # one line naming the report and the reason; nothing left behind
+        err(f"error: {exc}")
+        return EXIT_USAGE
+    with writer, quiet_opencv():
         for path in clips:
             result = _score_clip(engine, path, args.quiet)
             if result is None:
@@ -169,14 +218,16 @@ def run(args: argparse.Namespace) -> int:
                 session.failed(path)
                 continue
             if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
-                err(f"warning: {path}: {result.familiarity_warning}")
-            # ClipResult is a ClipScores; mypy rejects it only because ClipScores' summary
-            # protocol declares writable attributes and ClipSummary is frozen
-            writer.add(result)
+                err(f"warning: {display_path(path)}: {result.familiarity_warning}")
+            try:
+                writer.add(result)
+            except ReportError as exc:  # disk full: the report is discarded, no temporary file left
+                err(f"error: {exc}; no report written")
+                return EXIT_USAGE
             other = session.exam.other_patient(result.clip) if args.exam and not mixed else None
             if other:  # once: the exam's summary names them all
                 mixed = True
-                err(f"warning: {other}: the exam's LUS score sums clips of more than one patient")
+                err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
             session.scored(result)
         status = _write(args, writer, session)
         if status is not None:
@@ -194,7 +245,7 @@ COMMAND = Command(
         "Score every frame of each clip and write REPORT (one row per frame) and "
         "REPORT_clips.csv (one row per clip). Exit status: 0 all inputs scored; "
         "1 some input could not be scored (the others are in the report); 2 usage "
-        "error or the model cannot be loaded (no report)."
+        "error, the model cannot be loaded or the report cannot be written (no report)."
     ),
     add_arguments=add_arguments,
     run=run,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from lusviewer.cli.common import say_model_warnings
+
 
 def self_test(model: str | None = None) -> int:
     """Load the shipped model (hash verified), score the bundled sample, check the
@@ -18,6 +20,7 @@ def self_test(model: str | None = None) -> int:
     t0 = time.perf_counter()
     try:
         loaded = load_model(model or default_model_path())
+        say_model_warnings(loaded)
         engine = ScoringEngine(loaded)
         sample = sample_clip_path()
         with open_clip(sample) as clip:

@@ -11,7 +11,6 @@ resumes where it stopped.
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shutil
@@ -25,6 +24,7 @@ import numpy as np
 import torch
 
 from lusviewer.model.hybrid import VARIANT_NAMES, HybridModel
+from lusviewer.report.csvsafe import safe_writer
 from lusviewer.training.card import labels_note
 from lusviewer.training.data import (
     LabelledClip,
@@ -260,8 +260,8 @@ def write_cv_report(
     elapsed_s: float,
     labels_note: str = "",
 ) -> Path:
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
+    with open(out / "metrics.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
+        w = safe_writer(fh)
         w.writerow(["fold", "variant", "level", "n", *METRICS])
         for r in results:
             for level in LEVELS:
@@ -336,8 +336,8 @@ def _out_of_fold_sections(
     with_clips = [r for r in results if r["variant"] in variants and r["variant"] not in missing]
     if not with_clips:
         return []
-    with open(out / "predictions.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
+    with open(out / "predictions.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
+        w = safe_writer(fh)
         w.writerow(
             ["fold", "variant", "clip", "patient", "expert_score", "clip_score", *(f"risk_ge{k}" for k in (1, 2, 3))]
         )

@@ -8,7 +8,6 @@ confusion-matrix PNGs.
 
 from __future__ import annotations
 
-import csv
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from lusviewer.inference import ScoringEngine
 from lusviewer.io import ClipError
 from lusviewer.model.weights import LoadedModel
 from lusviewer.report.aggregate import persistent_risk
+from lusviewer.report.csvsafe import safe_dict_writer, safe_writer
 from lusviewer.training.data import LabelledClip
 from lusviewer.training.metrics import (
     AUC_KEYS,
@@ -249,8 +249,8 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
 def _write_tables(result: EvalResult, out: Path) -> None:
     """metrics.csv, auc.csv, clips.csv, patients.csv and the confusion matrices as CSV."""
     ci_cols = [f"{k}_ci_{end}" for k in CI_METRICS for end in ("lo", "hi")]
-    with open(out / "metrics.csv", "w", newline="") as fh:
-        w = csv.writer(fh)
+    with open(out / "metrics.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
+        w = safe_writer(fh)
         w.writerow(["model", "level", "n", *METRICS, *ci_cols])
         for level, m in (("frame", result.frame), ("clip", result.clip)):
             ci = result.ci.get(level, {})
@@ -262,8 +262,8 @@ def _write_tables(result: EvalResult, out: Path) -> None:
             name = f"always score {result.baseline_score}"
             w.writerow([name, level, int(m["n"]), *(f"{m[k]:.4f}" for k in METRICS), *([""] * len(ci_cols))])
     if result.auc:
-        with open(out / "auc.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
+        with open(out / "auc.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
+            w = safe_writer(fh)
             w.writerow(["model", "level", "positive", "n", "auc", "ci_lo", "ci_hi"])
             for k, key in enumerate(AUC_KEYS, start=1):
                 lo, hi = result.ci.get("auc", {}).get(key, (float("nan"), float("nan")))
@@ -272,8 +272,8 @@ def _write_tables(result: EvalResult, out: Path) -> None:
                     + [f"{v:.4f}" for v in (result.auc[key], lo, hi)]
                 )
     if result.clips:
-        with open(out / "clips.csv", "w", newline="") as fh:
-            dw = csv.DictWriter(fh, fieldnames=list(result.clips[0]))
+        with open(out / "clips.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
+            dw = safe_dict_writer(fh, list(result.clips[0]))
             dw.writeheader()
             dw.writerows(result.clips)
         names, n, expert_mean, model_mean = patient_scores(
@@ -281,8 +281,8 @@ def _write_tables(result: EvalResult, out: Path) -> None:
             [int(str(r["expert_score"])) for r in result.clips],
             [int(str(r["clip_score"])) for r in result.clips],
         )
-        with open(out / "patients.csv", "w", newline="") as fh:
-            w = csv.writer(fh)
+        with open(out / "patients.csv", "w", newline="", encoding="utf-8", errors="backslashreplace") as fh:
+            w = safe_writer(fh)
             w.writerow(["patient", "clips", "expert_mean_score", "model_mean_score"])
             for name, count, e, m in zip(names, n, expert_mean, model_mean, strict=True):
                 w.writerow([name, int(count), f"{e:.4f}", f"{m:.4f}"])
