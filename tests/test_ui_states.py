@@ -108,7 +108,7 @@ def test_failed_scoring_leaves_no_stale_state(  # type: ignore[no-untyped-def]
     rule = window.summary.rule.text()
     assert "Scoring…" not in rule and f"after {n} of {total} frames" in rule and "could not be decoded" in rule
     assert not window.summary.worst.isEnabled()
-    # The timeline keeps the scored frames, marked partial: greyed, the rest hatched, a label.
+    # The timeline keeps the scored frames, marked partial: greyed, the rest shaded, a label.
     tl = window.timeline
     assert tl.partial and tl.partial_label.isVisible()
     assert f"partial: {n} of {total} frames" in tl.partial_label.textItem.toPlainText()

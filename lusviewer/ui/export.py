@@ -38,8 +38,6 @@ class Exporter:
         #: Where the report goes once scoring finishes (the user said yes), or None.
         self.pending: str | None = None
         controller.scoring_finished.connect(self._finished)
-        controller.scoring_failed.connect(lambda message: self._not_finished(f"scoring failed: {message}"))
-        controller.scoring_cancelled.connect(lambda: self._not_finished("scoring was cancelled"))
 
     def export_dialog(self) -> None:
         c = self._c
@@ -84,9 +82,10 @@ class Exporter:
         if path is not None:
             self.export_to(path)
 
-    def _not_finished(self, why: str) -> None:
-        """A report promised for when scoring finishes is not written: say so, never silently.
-        (A partial report is not written: its clip score would read as the clip's.)"""
+    def scoring_stopped(self, why: str) -> None:
+        """Scoring failed or was cancelled (``why``, for the user): a report promised for when
+        it finishes is not written, and the user is told, never silently. (A partial report
+        is not written: its clip score would read as the clip's.)"""
         path, self.pending = self.pending, None
         if path is not None:
             self._warn(

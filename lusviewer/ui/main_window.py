@@ -523,9 +523,10 @@ class MainWindow(QMainWindow):
 
     def _on_scoring_failed(self, message: str) -> None:
         """No stale progress: the summary says it failed and why, the frames scored before
-        the failure stay on the timeline marked partial (greyed, the rest hatched)."""
+        the failure stay on the timeline marked partial (greyed, the frames never scored shaded)."""
         c = self.controller
         self._redraw.stop()
+        self.exporter.scoring_stopped(f"scoring failed: {message}")
         if c.model_error is not None:  # the model dialog has said it; no second dialog
             self.status_bar.scoring_over("No model: not scored")
             self.summary.clear("No model")
@@ -542,6 +543,7 @@ class MainWindow(QMainWindow):
         c = self.controller
         self._redraw.stop()
         self.status_bar.scoring_over("Scoring cancelled")
+        self.exporter.scoring_stopped("scoring was cancelled")
         if c.result is None:
             self.summary.clear("Cancelled")
             if c.n_scored:

@@ -22,7 +22,7 @@ class ElidedLabel(QLabel):
     def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._full = ""
-        self.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.setFullText(text)
 
     def fullText(self) -> str:  # Qt's naming
@@ -39,12 +39,19 @@ class ElidedLabel(QLabel):
     def minimumSizeHint(self) -> QSize:
         return QSize(0, super().minimumSizeHint().height())
 
+    def sizeHint(self) -> QSize:
+        """As wide as the whole text (the layout gives what there is; less: elided)."""
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height())
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
         self._elide()
 
     def _elide(self) -> None:
-        width = max(self.contentsRect().width(), 0)
+        width = self.contentsRect().width()
+        if not self.isVisible() or width <= 0:  # not laid out yet: resizeEvent elides once it is
+            self.setText(self._full)
+            return
         self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
 
 

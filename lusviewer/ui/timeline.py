@@ -81,16 +81,17 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             p.scene().sigMouseClicked.connect(self._clicked)
         for p in (sp, pp):
             p.getAxis("bottom").enableAutoSIPrefix(False)
-        # Scoring stopped early (failed or cancelled): the frames never scored are hatched
+        # Scoring stopped early (failed or cancelled): the frames never scored are shaded
         # and a label says how far it got; the score lines are greyed (no finding).
-        self.unscored = pg.LinearRegionItem(
-            values=(0, 1),
-            movable=False,
-            brush=pg.mkBrush(QColor("#808080"), style=Qt.BrushStyle.BDiagPattern),
-            pen=pg.mkPen(None),
-        )
-        self.unscored.setZValue(-5)
-        sp.addItem(self.unscored)
+        self.unscored_regions = []
+        for p in (sp, pp):
+            region = pg.LinearRegionItem(
+                values=(0, 1), movable=False, brush=pg.mkBrush(150, 150, 150, 90), pen=pg.mkPen("#9a9a9a")
+            )
+            region.setZValue(-5)
+            p.addItem(region)
+            self.unscored_regions.append(region)
+        self.unscored = self.unscored_regions[0]
         self.partial_label = pg.TextItem("", color="#5a5a5a", anchor=(0, 0), fill=pg.mkBrush(255, 255, 255, 220))
         self.partial_label.setPos(0, 3.4)
         sp.addItem(self.partial_label)
@@ -113,13 +114,15 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         if scored is None:
             if was:
                 self.set_unreliable(False)
-            self.unscored.setVisible(False)
+            for region in self.unscored_regions:
+                region.setVisible(False)
             self.partial_label.setVisible(False)
             self.partial_label.setText("")
             return
         self.set_unreliable(True)
-        self.unscored.setRegion((scored - 0.5, max(total, scored) - 0.5))
-        self.unscored.setVisible(total > scored)
+        for region in self.unscored_regions:
+            region.setRegion((scored - 0.5, max(total, scored) - 0.5))
+            region.setVisible(total > scored)
         self.partial_label.setText(f"partial: {scored} of {total} frames ({why})")
         self.partial_label.setPos(0, 3.4)
         self.partial_label.setVisible(True)
