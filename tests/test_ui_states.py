@@ -110,8 +110,7 @@ def test_failed_scoring_leaves_no_stale_state(  # type: ignore[no-untyped-def]
     assert not window.summary.worst.isEnabled()
     # The timeline keeps the scored frames, marked partial: greyed, the rest shaded, a label.
     tl = window.timeline
-    assert tl.partial and tl.partial_label.isVisible()
-    assert f"partial: {n} of {total} frames" in tl.partial_label.textItem.toPlainText()
+    assert tl.partial and f"partial: {n} of {total} frames" in tl.score_plot.titleLabel.text
     assert all(item.opts["pen"].color() == QColor("#9a9a9a") for item in tl.score_levels)
     assert tl.unscored.isVisible() and tl.unscored.getRegion() == pytest.approx((n - 0.5, total - 0.5))
     assert "not scored (scoring failed)" in (window.seek(total - 1) or window.frame_label.text())
@@ -124,7 +123,7 @@ def test_failed_scoring_leaves_no_stale_state(  # type: ignore[no-untyped-def]
     monkeypatch.undo()
     monkeypatch.setattr(MainWindow, "_warn", lambda self, title, text: warnings_shown.append((title, text)))
     c.start_scoring()
-    assert not tl.partial and not tl.partial_label.isVisible()
+    assert not tl.partial and "partial" not in tl.score_plot.titleLabel.text
     qtbot.waitUntil(lambda: c.result is not None, timeout=TIMEOUT)
     assert window.summary.score.text().startswith(("Score", "No reliable"))
 
@@ -137,7 +136,7 @@ def test_cancelled_scoring_marks_the_timeline_partial(qtbot, window: MainWindow,
     c.cancel_all()
     qtbot.wait(300)
     assert window.summary.score.text() == "Cancelled" and "Scoring…" not in window.summary.rule.text()
-    assert window.timeline.partial and "cancelled" in window.timeline.partial_label.textItem.toPlainText()
+    assert window.timeline.partial and "cancelled" in window.timeline.score_plot.titleLabel.text
 
 
 # -------------------------------------------------------------- 17.5 dialogs

@@ -31,7 +31,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.score_plot = self.addPlot(row=0, col=0)
         # The curves' legend has a row of its own between the plots: it hides no curve.
         self.legend = pg.LegendItem(colCount=5, labelTextColor="k", labelTextSize="8pt", horSpacing=12)
+        self.legend.layout.setContentsMargins(0, 0, 0, 0)
+        self.legend.setMaximumHeight(18)
         self.addItem(self.legend, row=1, col=0)
+        self.ci.layout.setVerticalSpacing(0)
         self.prob_plot = self.addPlot(row=2, col=0)
         self.ci.layout.setRowStretchFactor(0, 3)
         self.ci.layout.setRowStretchFactor(2, 2)
@@ -48,7 +51,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         sp.setYRange(-0.4, 3.4, padding=0)
         sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
         # Rich text: no "<" in it.
-        sp.setTitle(f"Score per frame (dashed: probability below {LOW_CONFIDENCE:g})", color="k", size="10pt")
+        self._title = f"Score per frame (dashed: probability below {LOW_CONFIDENCE:g})"
+        sp.setTitle(self._title, color="k", size="10pt")
         pp.setXLink(sp)
         pp.setYRange(0, 1.05, padding=0)
         pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
@@ -92,10 +96,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             p.addItem(region)
             self.unscored_regions.append(region)
         self.unscored = self.unscored_regions[0]
-        self.partial_label = pg.TextItem("", color="#5a5a5a", anchor=(0, 0), fill=pg.mkBrush(255, 255, 255, 220))
-        self.partial_label.setPos(0, 3.4)
-        sp.addItem(self.partial_label)
         self.partial = False
+        self.partial_text = ""  # in the score plot's title, where it hides no frame
         self._n = 0
         self._recon_scale = 1.0
         self.reset(0)
@@ -116,16 +118,16 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
                 self.set_unreliable(False)
             for region in self.unscored_regions:
                 region.setVisible(False)
-            self.partial_label.setVisible(False)
-            self.partial_label.setText("")
+            if was:
+                self.partial_text = ""
+                self.score_plot.setTitle(self._title, color="k", size="10pt")
             return
         self.set_unreliable(True)
         for region in self.unscored_regions:
             region.setRegion((scored - 0.5, max(total, scored) - 0.5))
             region.setVisible(total > scored)
-        self.partial_label.setText(f"partial: {scored} of {total} frames ({why})")
-        self.partial_label.setPos(0, 3.4)
-        self.partial_label.setVisible(True)
+        self.partial_text = f"partial: {scored} of {total} frames ({why})"  # no longer than the title
+        self.score_plot.setTitle(self.partial_text.capitalize(), color="#8a1c00", size="10pt", bold=True)
 
     def reset(self, n_frames: int) -> None:
         self._n = n_frames
