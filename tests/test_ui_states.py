@@ -110,7 +110,7 @@ def test_failed_scoring_leaves_no_stale_state(  # type: ignore[no-untyped-def]
     assert not window.summary.worst.isEnabled()
     # The timeline keeps the scored frames, marked partial: greyed, the rest shaded, a label.
     tl = window.timeline
-    assert tl.partial and f"partial: {n} of {total} frames" in tl.score_plot.titleLabel.text
+    assert tl.partial and f"partial: {n} of {total} frames" in tl.score_plot.titleLabel.text.lower()
     assert all(item.opts["pen"].color() == QColor("#9a9a9a") for item in tl.score_levels)
     assert tl.unscored.isVisible() and tl.unscored.getRegion() == pytest.approx((n - 0.5, total - 0.5))
     assert "not scored (scoring failed)" in (window.seek(total - 1) or window.frame_label.text())
