@@ -44,6 +44,10 @@ CACHE_BYTES = 256 * 2**20
 #: Frame classes (scores 0-3): the width of the per-frame probabilities.
 N_CLASSES = 4
 
+#: Loggers whose warnings reach the user: the clip readers' (about the open clip) and
+#: the model loader's (:attr:`Controller.model_warnings`, shown on the model card).
+LOGGERS_SHOWN = ("lusviewer.io", "lusviewer.model")
+
 
 class Controller(QObject):
     # to the worker (queued: the worker lives in its own thread)
@@ -68,6 +72,8 @@ class Controller(QObject):
     overlay_failed = Signal(str)
     exam_changed = Signal()
     queue_changed = Signal(int)  # clips still waiting to be opened and scored
+    clip_notice = Signal(str)  # the open clip is incomplete: what decoded, in the user's words
+    clip_warning = Signal(str)  # a warning of the clip readers (``lusviewer.io`` logger) about the open clip
 
     def __init__(self, model_path: str, device: str = "auto", parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -75,6 +81,8 @@ class Controller(QObject):
         self.device = device
         self.model_status: ModelStatus | None = None
         self.model_error: str | None = None
+        #: The model loader's warnings for the model loaded (e.g. card settings not bound to its weights).
+        self.model_warnings: list[str] = []
         self.reader: ClipReader | None = None
         self.info: ClipInfo | None = None
         self.index = 0
@@ -87,14 +95,23 @@ class Controller(QObject):
         self._overlay_wanted: tuple[int, bool] | None = None
         self.running = False
         self.result: ClipResult | None = None  # once the job has finished
+        #: Why the last scoring job failed (None: it did not); its partial results stay.
+        self.failure: str | None = None
         self.exam_session = ExamSession()  # every clip scored in this session, until cleared
         #: Asked when a scored clip seems another patient's than the exam's (the reason as
         #: argument): True adds it to this exam, False starts a new exam with it. None: added.
         self.same_patient: Callable[[str], bool] | None = None
         self._queue: list[str] = []  # clips to open and score after the current one
         self._from_queue = False  # the clip on screen was opened from the queue (meant for the exam)
+        self._opening: list[str] | None = None  # the readers' warnings while a clip opens
         self._reset_results()
 
+        # The readers' warnings (a clip cut short, an implausible frame rate...) and the model
+        # loader's reach the user: logged on any thread, handed to the GUI thread by a queued signal.
+        self._io_log = _IoWarnings()
+        self._io_log.warned.connect(self._on_io_warning)
+        for name in LOGGERS_SHOWN:
+            logging.getLogger(name).addHandler(self._io_log.handler)
         self._thread = QThread()
         self._thread.setObjectName("lusviewer-inference")
         self._worker = InferenceWorker()
@@ -128,6 +145,7 @@ class Controller(QObject):
         self._recon_buf = np.full(0, np.nan, dtype=np.float32)
         self._set_scored(0)
         self.result = None
+        self.failure = None
 
     def _set_scored(self, n: int) -> None:
         self.n_scored = n
@@ -174,16 +192,20 @@ class Controller(QObject):
         """Open a clip; on failure keep the current one (and any clips still queued)
         and emit ``clip_failed``. ``replace_queue``: the user's choice of one clip, so
         the clips still queued are dropped, once this one has opened."""
+        self._opening = []  # the readers' warnings while it opens: shown once it is on screen
         try:
             reader = open_clip(path)
             first = reader.frame(0)
         except ClipError as exc:
+            self._opening = None
             self.clip_failed.emit(path, exc.reason)
             return False
         except Exception as exc:  # never let a bad file take the window down
+            self._opening = None
             log.exception("opening %s", path)
             self.clip_failed.emit(path, f"{type(exc).__name__}: {exc}")
             return False
+        opening_warnings, self._opening = self._opening, None
         if replace_queue:
             self.clear_queue()
         self._from_queue = False
@@ -200,6 +222,10 @@ class Controller(QObject):
         self._reset_results()
         self.clip_opened.emit(reader.info)
         self.frame_changed.emit(0, first)
+        self._check_complete(reader.info)
+        for message in opening_warnings:
+            if Path(path).name in message:  # not a late warning about the previous clip
+                self.clip_warning.emit(message)
         self.start_scoring()
         return True
 
@@ -266,6 +292,7 @@ class Controller(QObject):
         self.cancel()
         self.model_status = None
         self.model_error = None
+        self.model_warnings = []
         self._request_model.emit(self.model_path, device)
 
     def request_overlay(self, want_cam: bool) -> None:
@@ -286,6 +313,24 @@ class Controller(QObject):
         self._overlay_in_flight = True
         self._overlay_req += 1
         self._request_overlay.emit(self._overlay_req, index, self.frame(index), want_cam)
+
+    # ------------------------------------------------------------- notices
+    def _check_complete(self, info: ClipInfo) -> None:
+        """An incomplete clip (cut short, or frames that stop decoding) gets a notice."""
+        if self.info is None or info.path != self.info.path or info.complete:
+            return
+        self.clip_notice.emit(incomplete_notice(info, scored=self.result is not None))
+
+    @Slot(str, str)
+    def _on_io_warning(self, logger: str, message: str) -> None:
+        """A reader's warning about the clip on screen (or the one opening) reaches the user;
+        the model loader's warnings are kept for the model card."""
+        if logger.startswith("lusviewer.model"):
+            self.model_warnings.append(message)
+        elif self._opening is not None:
+            self._opening.append(message)
+        elif self.info is not None and Path(self.info.path).name in message:
+            self.clip_warning.emit(message)
 
     # ------------------------------------------------------------ worker slots
     @Slot(object)
@@ -330,6 +375,7 @@ class Controller(QObject):
         # What the scoring pass decoded is the clip: the CSV's rows, the slider and the timeline.
         self._set_frame_count(len(result.scores))
         self.scoring_finished.emit(result)
+        self._check_complete(result.info)
         self._from_queue = False  # done with the queue's clip: a later "score again" is the user's
         other = self.exam.other_patient(result.clip)
         if other and self.same_patient is not None and not self.same_patient(other):
@@ -343,6 +389,7 @@ class Controller(QObject):
         if job != self._job:
             return
         self.running = False
+        self.failure = message
         self.scoring_failed.emit(message)
         if self._from_queue and self.info is not None and self.info.path not in self.exam:
             self._not_scored(self.info.path)
@@ -372,6 +419,8 @@ class Controller(QObject):
     def shutdown(self) -> None:
         """Cancel, let the worker finish its batch, stop the thread. Never terminate()."""
         self.cancel()
+        for name in LOGGERS_SHOWN:
+            logging.getLogger(name).removeHandler(self._io_log.handler)
         self._thread.quit()
         self._thread.wait()
         if self.reader is not None:
@@ -462,3 +511,35 @@ class Controller(QObject):
         """A clip meant for the exam could not be scored: the exam's total says a zone is missing."""
         if self.exam_session.failed(path):
             self.exam_changed.emit()
+
+
+def incomplete_notice(info: ClipInfo, *, scored: bool) -> str:
+    """One line for a clip whose reader says ``complete is False``."""
+    n, header = info.frame_count, info.header_frame_count
+    what = "scored on those" if scored else "only those are shown and scored"
+    if header is not None and header > n:
+        return f"Incomplete clip: {n} of the {header} frames in its header could be decoded; {what}."
+    return f"Incomplete clip: frames stop decoding after frame {n - 1} (file cut short or damaged); {what}."
+
+
+class _IoWarnings(QObject):
+    """A logging handler's signal for the clip readers' warnings (queued to the GUI
+    thread when the worker's reader logs them)."""
+
+    warned = Signal(str, str)  # logger name, message
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handler = _SignalHandler(self)
+
+
+class _SignalHandler(logging.Handler):
+    def __init__(self, owner: _IoWarnings) -> None:
+        super().__init__(logging.WARNING)
+        self._owner = owner
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._owner.warned.emit(record.name, record.getMessage())
+        except Exception:  # a malformed record, or a window already gone: never the logger's caller's problem
+            return

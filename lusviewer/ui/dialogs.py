@@ -1,12 +1,25 @@
-"""The window's informational dialogs: About, and the model card."""
+"""The window's dialogs: warnings that fit the screen, About, and the model card page."""
 
 from __future__ import annotations
 
+import html
 import json
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from PySide6.QtWidgets import QMessageBox, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFontMetrics
+from PySide6.QtWidgets import (
+    QDialog,
+    QDialogButtonBox,
+    QMessageBox,
+    QPlainTextEdit,
+    QPushButton,
+    QTextBrowser,
+    QVBoxLayout,
+    QWidget,
+)
 
 from lusviewer import __version__
 
@@ -14,6 +27,40 @@ if TYPE_CHECKING:
     from lusviewer.ui.worker import ModelStatus
 
 DISCLAIMER = "Research use only — not a medical device"
+
+#: A warning's text is wrapped to this width (pixels); longer words (paths) are elided in the middle.
+WARNING_WIDTH = 460
+
+_PATHISH = re.compile(r"\S*[/\\]\S*")
+
+
+def elide_paths(text: str, metrics: QFontMetrics, width: int = WARNING_WIDTH) -> str:
+    """``text`` with every path-like word wider than ``width`` elided in the middle
+    (its start and its file name stay)."""
+
+    def shorten(m: re.Match[str]) -> str:
+        word = m.group(0)
+        if metrics.horizontalAdvance(word) <= width:
+            return word
+        return metrics.elidedText(word, Qt.TextElideMode.ElideMiddle, width)
+
+    return _PATHISH.sub(shorten, text)
+
+
+def warning_box(parent: QWidget | None, title: str, text: str) -> QMessageBox:
+    """One warning, wrapped to :data:`WARNING_WIDTH`, long paths elided in the middle,
+    the whole text under *Show Details* when anything was shortened."""
+    box = QMessageBox(QMessageBox.Icon.Warning, title, "", QMessageBox.StandardButton.Ok, parent)
+    box.setTextFormat(Qt.TextFormat.PlainText)
+    short = elide_paths(text, box.fontMetrics())
+    first, _, rest = short.partition("\n\n")
+    box.setText(first)
+    if rest:
+        box.setInformativeText(rest)
+    if short != text:
+        box.setDetailedText(text)
+    box.setStyleSheet(f"QLabel {{ min-width: {WARNING_WIDTH // 2}px; max-width: {WARNING_WIDTH}px; }}")
+    return box
 
 
 def show_about(parent: QWidget, st: ModelStatus | None) -> None:
@@ -32,13 +79,125 @@ def show_about(parent: QWidget, st: ModelStatus | None) -> None:
     )
 
 
-def show_model_card(parent: QWidget, st: ModelStatus | None, warn: Callable[[str, str], None]) -> None:
-    """The loaded model's card (its JSON under *Show Details*); ``warn`` (title, text) when none is loaded."""
+def _e(value: object) -> str:
+    return html.escape(str(value))
+
+
+def _metric_rows(name: str, m: object) -> str:
+    if not isinstance(m, dict) or "accuracy" not in m:
+        return ""
+    cells = "".join(
+        f"<td align='right'>{float(m[k]):.2f}</td>" if isinstance(m.get(k), int | float) else "<td>—</td>"
+        for k in ("accuracy", "macro_f1", "within_one", "qwk")
+    )
+    n = m.get("n")
+    return f"<tr><td>{_e(name)}</td><td align='right'>{int(n) if isinstance(n, int | float) else '?'}</td>{cells}</tr>"
+
+
+def model_card_html(name: str, card_path: str, card: dict[str, object], warnings: Sequence[str] = ()) -> str:
+    """The model card as a page: what the model is, its data and licence, its validation
+    numbers with their caveats, what it is for, and the loader's warnings."""
+    parts = [f"<h2>{_e(name)}</h2>", f"<p style='color:#a00'><b>{_e(DISCLAIMER)}.</b></p>"]
+    if warnings:
+        items = "".join(f"<li>{_e(w)}</li>" for w in warnings)
+        parts.append(f"<h3 style='color:#8a1c00'>⚠ Warnings when it loaded</h3><ul>{items}</ul>")
+    notes = card.get("notes")
+    parts.append("<h3>Intended use</h3>")
+    parts.append(
+        "<p>Research demonstration of lung-ultrasound severity scoring (0–3, ICLUS / Soldati): "
+        "scores must not be used to diagnose, treat or triage patients.</p>"
+    )
+    if notes:
+        parts.append(f"<p>{_e(notes)}</p>")
+    tr = card.get("training")
+    if isinstance(tr, dict):
+        parts.append("<h3>Training data</h3><table cellspacing='4'>")
+        for key, label in (
+            ("data", "Data"),
+            ("data_licence", "Data licence"),
+            ("model_licence", "Model licence"),
+            ("labels", "Labels"),
+            ("citation", "Citation"),
+        ):
+            if key in tr:
+                parts.append(f"<tr><td valign='top'><b>{label}</b></td><td>{_e(tr[key])}</td></tr>")
+        split = tr.get("split")
+        if isinstance(split, dict) and "kind" in split:
+            parts.append(f"<tr><td valign='top'><b>Split</b></td><td>{_e(split['kind'])}</td></tr>")
+        parts.append("</table>")
+    metrics = card.get("metrics")
+    if isinstance(metrics, dict):
+        parts.append("<h3>Validation</h3>")
+        if "note" in metrics:
+            parts.append(f"<p><i>Caveat: {_e(metrics['note'])}</i></p>")
+        rows = []
+        for key in ("cnn_lstm", "cnn"):
+            m = metrics.get(key)
+            if isinstance(m, dict):
+                rows += [_metric_rows(f"{key} {level}", m.get(level)) for level in ("frame", "clip")]
+        base = metrics.get("baselines")
+        if isinstance(base, dict):
+            rows += [_metric_rows("majority score, frames", base.get("majority_frame"))]
+            rows += [_metric_rows("majority score, clips", base.get("majority_clip"))]
+        rows = [r for r in rows if r]
+        if rows:
+            parts.append(
+                "<table border='1' cellspacing='0' cellpadding='3'><tr><th>model, level</th><th>n</th>"
+                "<th>accuracy</th><th>macro-F1</th><th>within one</th><th>κ (quadratic)</th></tr>"
+                + "".join(rows)
+                + "</table>"
+            )
+        for key in ("crossval", "crossval_64px"):
+            cv = metrics.get(key)
+            if isinstance(cv, dict) and "note" in cv:
+                parts.append(f"<p><b>{_e(cv.get('title', key))}</b>: <i>{_e(cv['note'])}</i></p>")
+    inf = card.get("inference")
+    if isinstance(inf, dict):
+        checks = [f"<li>{_e(inf[k])}</li>" for k in ("recon_error_check", "bf16_check") if k in inf]
+        if checks:
+            parts.append(f"<h3>Checks at inference</h3><ul>{''.join(checks)}</ul>")
+    parts.append(f"<p style='color:#555'>Card: {_e(card_path)}</p>")
+    return "".join(parts)
+
+
+class ModelCardDialog(QDialog):
+    """The model card page, with the card's JSON behind *Show JSON*."""
+
+    def __init__(self, parent: QWidget | None, st: ModelStatus, warnings: Sequence[str] = ()) -> None:
+        super().__init__(parent)
+        self.setWindowTitle(f"Model card — {st.name}")
+        self.resize(720, 560)
+        layout = QVBoxLayout(self)
+        self.page = QTextBrowser()
+        self.page.setOpenExternalLinks(False)
+        self.page.setHtml(model_card_html(st.name, st.card_path, st.card, warnings))
+        self.json = QPlainTextEdit(json.dumps(st.card, indent=2))
+        self.json.setReadOnly(True)
+        self.json.setVisible(False)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        self.json_button = QPushButton("Show JSON")
+        self.json_button.setCheckable(True)
+        self.json_button.toggled.connect(self._toggle_json)
+        buttons.addButton(self.json_button, QDialogButtonBox.ButtonRole.ActionRole)
+        buttons.rejected.connect(self.reject)
+        layout.addWidget(self.page, 3)
+        layout.addWidget(self.json, 2)
+        layout.addWidget(buttons)
+
+    def _toggle_json(self, on: bool) -> None:
+        self.json.setVisible(on)
+        self.json_button.setText("Hide JSON" if on else "Show JSON")
+
+
+def show_model_card(
+    parent: QWidget, st: ModelStatus | None, warn: Callable[[str, str], None], warnings: Sequence[str] = ()
+) -> ModelCardDialog | None:
+    """The loaded model's card as a page (its JSON behind *Show JSON*), shown without blocking;
+    ``warn`` (title, text) when none is loaded."""
     if st is None:
         warn("Model card", "No model is loaded.")
-        return
-    box = QMessageBox(parent)
-    box.setWindowTitle(f"Model card — {st.name}")
-    box.setText(f"{st.name}\n{st.card_path}\n\n{DISCLAIMER}.")
-    box.setDetailedText(json.dumps(st.card, indent=2))
-    box.exec()
+        return None
+    dialog = ModelCardDialog(parent, st, warnings)
+    dialog.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+    dialog.show()
+    return dialog

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QSettings, Qt
+from PySide6.QtCore import QSettings
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 if TYPE_CHECKING:
@@ -35,6 +35,9 @@ class Exporter:
         self._ask = ask
         self._warn = warn
         self._notify = notify
+        #: Where the report goes once scoring finishes (the user said yes), or None.
+        self.pending: str | None = None
+        controller.scoring_finished.connect(self._finished)
 
     def export_dialog(self) -> None:
         c = self._c
@@ -68,11 +71,27 @@ class Exporter:
                 f"{Path(c.info.path).name if c.info else 'The clip'} is still being scored "
                 f"({c.n_scored} of {c.frame_count} frames). Export when it finishes?",
             ):
-                c.scoring_finished.connect(lambda _r: self.export_to(path), Qt.ConnectionType.SingleShotConnection)
+                self.pending = path
                 self._notify("The report will be written when scoring finishes", 8000)
             return False
         self._warn("Nothing to export", "This clip has not been scored (scoring was cancelled or failed).")
         return False
+
+    def _finished(self, _result: object) -> None:
+        path, self.pending = self.pending, None
+        if path is not None:
+            self.export_to(path)
+
+    def scoring_stopped(self, why: str) -> None:
+        """Scoring failed or was cancelled (``why``, for the user): a report promised for when
+        it finishes is not written, and the user is told, never silently. (A partial report
+        is not written: its clip score would read as the clip's.)"""
+        path, self.pending = self.pending, None
+        if path is not None:
+            self._warn(
+                "Report not written",
+                f"The report was to be written when scoring finished, but {why}.\n\nNothing was written to {path}.",
+            )
 
     def export_to(self, path: str, *, overwrite: bool | None = None) -> bool:
         from lusviewer.report import clips_path_for

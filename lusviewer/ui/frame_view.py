@@ -29,6 +29,7 @@ class FrameView(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has
         self.view.addItem(self.image)
         self.view.addItem(self.overlay)
         self._error_map = pg.colormap.get("inferno")
+        self._grey_map = pg.ColorMap(pos=[0.0, 1.0], color=[(0, 0, 0), (255, 255, 255)])
         self._cam_map = pg.colormap.get("turbo") if "turbo" in pg.colormap.listMaps() else self._error_map
         self.legend = pg.ColorBarItem(
             values=(0, 128),
@@ -58,7 +59,11 @@ class FrameView(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has
         self.overlay.setLookupTable(None)
         self.overlay.setImage(rec, autoLevels=False, levels=(0, 255))
         self.overlay.setVisible(True)
-        self.legend.setVisible(False)
+        # Its legend: the grey levels of the autoencoder's reconstruction, drawn over the frame.
+        self.legend.setColorMap(self._grey_map)
+        self.legend.setLevels((0.0, 255.0))
+        self.legend.axis.setLabel("autoencoder's reconstruction (grey levels)")
+        self.legend.setVisible(True)
 
     def show_error(self, frame: np.ndarray, rec: np.ndarray) -> None:
         err = np.abs(frame.astype(np.int16) - rec.astype(np.int16)).mean(2).astype(np.float32)

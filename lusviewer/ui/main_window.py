@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
 from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_confidence, low_confidence
 from lusviewer.ui.controller import Controller
-from lusviewer.ui.dialogs import show_about, show_model_card
+from lusviewer.ui.dialogs import show_about, show_model_card, warning_box
 from lusviewer.ui.exam_panel import ExamPanel
 from lusviewer.ui.export import Exporter
 from lusviewer.ui.frame_view import OVERLAY_MODES, FrameView
@@ -120,6 +120,15 @@ class MainWindow(QMainWindow):
         lv.addWidget(self.frame_view, 1)
         lv.addLayout(controls)
         lv.addWidget(self.frame_label)
+        # An incomplete clip (cut short, frames that stop decoding) and the readers' warnings about it.
+        self.clip_notice = QLabel("")
+        self.clip_notice.setWordWrap(True)
+        self.clip_notice.setStyleSheet(
+            "color: #6a4a00; background: #fff4d6; border: 1px solid #d9b25c; padding: 3px; font-weight: bold;"
+        )
+        self.clip_notice.hide()
+        self._notices: list[str] = []
+        lv.addWidget(self.clip_notice)
 
         self.timeline = ScoreTimeline()
         self.summary = SummaryPanel()
@@ -208,7 +217,10 @@ class MainWindow(QMainWindow):
 
         hm = mb.addMenu("&Help")
         hm.addAction("&About LUS Viewer", lambda: show_about(self, self.controller.model_status))
-        hm.addAction("&Model card", lambda: show_model_card(self, self.controller.model_status, self._warn))
+        hm.addAction(
+            "&Model card",
+            lambda: show_model_card(self, self.controller.model_status, self._warn, self.controller.model_warnings),
+        )
 
     def _build_status(self) -> None:
         self.status_bar = StatusBar()
@@ -248,7 +260,7 @@ class MainWindow(QMainWindow):
         c.frame_changed.connect(self._on_frame)
         c.model_ready.connect(sb.show_model)
         c.model_failed.connect(self._on_model_failed)
-        c.scoring_started.connect(sb.scoring_started)
+        c.scoring_started.connect(self._on_scoring_started)
         c.scores_updated.connect(self._on_scores)
         c.scoring_progress.connect(sb.show_progress)
         c.scoring_finished.connect(self._on_finished)
@@ -259,6 +271,8 @@ class MainWindow(QMainWindow):
         c.exam_changed.connect(self._on_exam_changed)
         c.same_patient = self._same_patient
         c.queue_changed.connect(sb.show_queue)
+        c.clip_notice.connect(self._add_notice)
+        c.clip_warning.connect(self._on_clip_warning)
         self.exam_panel.open_requested.connect(self.open_clip)
         self.exam_panel.remove_requested.connect(c.remove_from_exam)
         self.exam_panel.clear_requested.connect(self.clear_exam)
@@ -397,9 +411,10 @@ class MainWindow(QMainWindow):
 
     # ------------------------------------------------------------- dialogs
     def _warn(self, title: str, text: str) -> None:
+        """One warning dialog: wrapped, long paths elided in the middle, the whole text in its details."""
         log.warning("%s: %s", title, text)
         if not self.quiet:
-            QMessageBox.warning(self, title, text)
+            warning_box(self, title, text).exec()
 
     def _ask(self, title: str, text: str) -> bool:
         if self.quiet:
@@ -418,6 +433,8 @@ class MainWindow(QMainWindow):
         self.slider.setEnabled(True)
         self.timeline.reset(info.frame_count)
         self.summary.clear("No model" if self.controller.model_error else "Scoring…")
+        self._notices = []
+        self.clip_notice.hide()
         self.overlays.reset()
         self.prefs.add_recent(info.path)
         self.act_export.setEnabled(True)
@@ -441,7 +458,7 @@ class MainWindow(QMainWindow):
             return
         s = int(c.scores[index]) if index < len(c.scores) else -1
         if s < 0:
-            score = "not scored yet"
+            score = "not scored (scoring failed)" if c.failure else "not scored yet"
         else:
             p = float(c.probs[index, s])
             score = f"score {s} (p = {p:.2f}{', low confidence' if p < LOW_CONFIDENCE else ''})"
@@ -454,7 +471,24 @@ class MainWindow(QMainWindow):
 
     def _on_model_failed(self, message: str) -> None:
         self.status_bar.show_no_model()
-        self._warn("Cannot load the model", message)
+        if self.controller.info is not None and self.controller.result is None:
+            self.summary.clear("No model")
+        self._warn("Cannot load the model", f"The viewer shows clips but cannot score them.\n\n{message}")
+
+    def _add_notice(self, text: str) -> None:
+        """A notice about the open clip, kept until another clip opens."""
+        if text.startswith("Incomplete clip:"):  # the one after scoring replaces the one at opening
+            self._notices = [n for n in self._notices if not n.startswith("Incomplete clip:")]
+            self._notices.insert(0, text)
+        elif text not in self._notices:
+            self._notices.append(text)
+        self.clip_notice.setText("⚠ " + "\n⚠ ".join(self._notices))
+        self.clip_notice.show()
+
+    def _on_clip_warning(self, message: str) -> None:
+        """The clip reader's warning about the open clip: in the notice and, passing, in the status bar."""
+        self._add_notice(f"Reader: {message}")
+        self.notify(f"⚠ {message}", 10000)
 
     def _on_scores(self, start: int, n_done: int) -> None:
         if not self._redraw.isActive():
@@ -464,7 +498,7 @@ class MainWindow(QMainWindow):
         c = self.controller
         weak = low_confidence(c.probs[: c.n_scored])  # once per redraw, for the timeline and the summary
         self.timeline.update_scores(c.scores, c.probs, c.recon_error, c.n_scored, weak)
-        if c.result is None and c.n_scored:
+        if c.running and c.n_scored:
             counts = np.bincount(c.scores[: c.n_scored], minlength=4)[:4]
             self.summary.set_progress(counts, c.n_scored, c.frame_count)
             self.summary.set_confidence(weak)
@@ -494,15 +528,40 @@ class MainWindow(QMainWindow):
         if self._frame is not None:
             self._on_frame(self.controller.index, self._frame)
 
+    def _on_scoring_started(self, total: int) -> None:
+        self.status_bar.scoring_started(total)
+        self.timeline.set_partial(None)  # scoring again after a failure or a cancel
+        if self.controller.result is None:
+            self.summary.clear("Scoring…")
+
     def _on_scoring_failed(self, message: str) -> None:
-        self.status_bar.scoring_over("Scoring failed")
-        self.summary.clear("—")
-        self._warn("Scoring failed", message)
+        """No stale progress: the summary says it failed and why, the frames scored before
+        the failure stay on the timeline marked partial (greyed, the frames never scored shaded)."""
+        c = self.controller
+        self._redraw.stop()
+        self.exporter.scoring_stopped(f"scoring failed: {message}")
+        if c.model_error is not None:  # the model dialog has said it; no second dialog
+            self.status_bar.scoring_over("No model: not scored")
+            self.summary.clear("No model")
+            return
+        self._redraw_timeline()
+        n, total = c.n_scored, c.frame_count
+        self.status_bar.scoring_over(f"Scoring failed after {n} of {total} frames")
+        self.summary.set_failed(message, n, total)
+        if n:
+            self.timeline.set_partial(n, total, "scoring failed")
+        self._warn("Scoring failed", f"Scoring stopped after {n} of {total} frames; no clip score.\n\n{message}")
 
     def _on_cancelled(self) -> None:
+        c = self.controller
+        self._redraw.stop()
         self.status_bar.scoring_over("Scoring cancelled")
-        if self.controller.result is None:
+        self.exporter.scoring_stopped("scoring was cancelled")
+        if c.result is None:
             self.summary.clear("Cancelled")
+            if c.n_scored:
+                self._redraw_timeline()
+                self.timeline.set_partial(c.n_scored, c.frame_count, "cancelled")
 
     # ------------------------------------------------------------ drag & drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:

@@ -16,7 +16,12 @@ SCORE_NAMES = (
     "3  white lung",
 )
 SCORE_SHORT = ("0 normal", "1 B-lines", "2 consolidation", "3 white lung")
-PROB_COLOURS = SCORE_COLOURS
+#: The timeline's probability curves p0-p3: Okabe-Ito hues (bluish green, orange, blue,
+#: black), told apart with normal vision and with protanopia or deuteranopia (the score
+#: colours' amber and orange are not: CIE76 distance 12 under deuteranopia).
+PROB_COLOURS = ("#009E73", "#E69F00", "#0072B2", "#000000")
+#: The reconstruction-error curve (dashed), reddish purple.
+RECON_COLOUR = "#CC79A7"
 #: A clip score is drawn in its colour only when confident (report.aggregate.clip_confidence):
 #: an uncertain one in a neutral dark grey, a withheld one ("No reliable score") in light grey.
 UNCERTAIN_COLOUR = "#5a5a5a"

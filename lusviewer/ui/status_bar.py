@@ -5,13 +5,54 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QTimer
-from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QStatusBar, QWidget
+from PySide6.QtCore import QSize, Qt, QTimer
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QLabel, QProgressBar, QPushButton, QSizePolicy, QStatusBar, QWidget
 
 from lusviewer.ui.dialogs import DISCLAIMER
 
 if TYPE_CHECKING:
     from lusviewer.ui.worker import ModelStatus
+
+
+class ElidedLabel(QLabel):
+    """One line that fits its width: elided in the middle (a path keeps its start and its
+    file name), the whole text in the tooltip. It never widens the window."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setFullText(text)
+
+    def fullText(self) -> str:  # Qt's naming
+        return self._full
+
+    def setFullText(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._elide()
+
+    def clear(self) -> None:
+        self.setFullText("")
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(0, super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:
+        """As wide as the whole text (the layout gives what there is; less: elided)."""
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        width = self.contentsRect().width()
+        if not self.isVisible() or width <= 0:  # not laid out yet: resizeEvent elides once it is
+            self.setText(self._full)
+            return
+        self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
 
 
 class StatusBar(QStatusBar):
@@ -30,7 +71,7 @@ class StatusBar(QStatusBar):
         self.cancel_button.setVisible(False)
         # Messages go to their own label: QStatusBar.showMessage would hide the model,
         # the progress and the queue while they show.
-        self.message_label = QLabel("")
+        self.message_label = ElidedLabel("")
         self._message_timer = QTimer(self)
         self._message_timer.setSingleShot(True)
         self._message_timer.timeout.connect(self.message_label.clear)
@@ -46,8 +87,7 @@ class StatusBar(QStatusBar):
 
     def notify(self, text: str, ms: int = 5000) -> None:
         """A passing message (the model and progress stay visible)."""
-        self.message_label.setText(text)
-        self.message_label.setToolTip(text)
+        self.message_label.setFullText(text)
         self._message_timer.start(ms)
 
     def show_model(self, st: ModelStatus) -> None:

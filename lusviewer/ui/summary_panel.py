@@ -92,6 +92,17 @@ class SummaryPanel(QWidget):
         self.set_counts(counts, scored)
         self.rule.setText(f"Scoring… {scored} of {total} frames so far; the clip score follows when all are scored.")
 
+    def set_failed(self, message: str, scored: int, total: int) -> None:
+        """Scoring failed: no clip score; say why, and how far it got (the timeline shows those frames, greyed)."""
+        self.score.setText("Scoring failed")
+        self.score.setStyleSheet("color: #888;")
+        self._clip_score = None
+        self.worst.setEnabled(False)
+        self.rule.setText(
+            f"No clip score: scoring stopped after {scored} of {total} frames. {message}\n"
+            "The timeline shows the frames scored before the failure, greyed: partial, not a finding."
+        )
+
     def set_confidence(self, low: np.ndarray) -> None:
         """How sure the model is of its frame scores, from the per-frame mask of
         :func:`~lusviewer.report.aggregate.low_confidence`: the share of frames where

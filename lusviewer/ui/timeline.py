@@ -12,7 +12,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QWidget
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
-from lusviewer.ui.palette import PROB_COLOURS, SCORE_COLOURS, SCORE_SHORT
+from lusviewer.ui.palette import PROB_COLOURS, RECON_COLOUR, SCORE_COLOURS, SCORE_SHORT
 
 if TYPE_CHECKING:
     from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
@@ -29,9 +29,15 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         super().__init__(parent)
         self.setBackground("w")
         self.score_plot = self.addPlot(row=0, col=0)
-        self.prob_plot = self.addPlot(row=1, col=0)
+        # The curves' legend has a row of its own between the plots: it hides no curve.
+        self.legend = pg.LegendItem(colCount=5, labelTextColor="k", labelTextSize="8pt", horSpacing=12)
+        self.legend.layout.setContentsMargins(0, 0, 0, 0)
+        self.legend.setMaximumHeight(18)
+        self.addItem(self.legend, row=1, col=0)
+        self.ci.layout.setVerticalSpacing(0)
+        self.prob_plot = self.addPlot(row=2, col=0)
         self.ci.layout.setRowStretchFactor(0, 3)
-        self.ci.layout.setRowStretchFactor(1, 2)
+        self.ci.layout.setRowStretchFactor(2, 2)
         sp, pp = self.score_plot, self.prob_plot
         for p in (sp, pp):
             p.setMenuEnabled(False)
@@ -45,9 +51,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         sp.setYRange(-0.4, 3.4, padding=0)
         sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
         # Rich text: no "<" in it.
-        sp.setTitle(f"Score per frame (dashed: probability below {LOW_CONFIDENCE:g})", color="k", size="10pt")
+        self._title = f"Score per frame (dashed: probability below {LOW_CONFIDENCE:g})"
+        sp.setTitle(self._title, color="k", size="10pt")
         pp.setXLink(sp)
-        pp.setYRange(0, 1.45, padding=0)  # headroom above p = 1 for the legend, so it hides no curve
+        pp.setYRange(0, 1.05, padding=0)
         pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
         pp.setLabel("bottom", "frame", color="k")
         for k, c in enumerate(SCORE_COLOURS):
@@ -64,12 +71,11 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.score_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]
         self.weak_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]  # low-confidence runs, dashed
         self.set_unreliable(False)
-        legend = pp.addLegend(offset=(-10, 5), colCount=5, labelTextColor="k", brush=pg.mkBrush(255, 255, 255, 200))
-        self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5), name=f"p{k}") for k, c in enumerate(PROB_COLOURS)]
-        self.recon_curve = pp.plot(
-            pen=pg.mkPen("#1f5fbf", width=1.5, style=Qt.PenStyle.DashLine), name="recon error (÷ clip max)"
-        )
-        legend.setLabelTextSize("8pt")
+        self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5)) for c in PROB_COLOURS]
+        self.recon_curve = pp.plot(pen=pg.mkPen(RECON_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+        for k, curve in enumerate(self.prob_curves):
+            self.legend.addItem(curve, f"p{k}")
+        self.legend.addItem(self.recon_curve, "recon error (÷ clip max)")
         self.cursors = []
         for p in (sp, pp):
             line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#1f1fbf", width=2))
@@ -79,6 +85,19 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             p.scene().sigMouseClicked.connect(self._clicked)
         for p in (sp, pp):
             p.getAxis("bottom").enableAutoSIPrefix(False)
+        # Scoring stopped early (failed or cancelled): the frames never scored are shaded
+        # and a label says how far it got; the score lines are greyed (no finding).
+        self.unscored_regions = []
+        for p in (sp, pp):
+            region = pg.LinearRegionItem(
+                values=(0, 1), movable=False, brush=pg.mkBrush(150, 150, 150, 90), pen=pg.mkPen("#9a9a9a")
+            )
+            region.setZValue(-5)
+            p.addItem(region)
+            self.unscored_regions.append(region)
+        self.unscored = self.unscored_regions[0]
+        self.partial = False
+        self.partial_text = ""  # in the score plot's title, where it hides no frame
         self._n = 0
         self._recon_scale = 1.0
         self.reset(0)
@@ -90,11 +109,32 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             strong.setPen(pg.mkPen(colour, width=4))
             weak.setPen(pg.mkPen(colour, width=4, style=Qt.PenStyle.DashLine))
 
+    def set_partial(self, scored: int | None, total: int = 0, why: str = "scoring failed") -> None:
+        """Mark the timeline partial: ``scored`` of ``total`` frames were scored when scoring
+        stopped (``why``); None: not partial."""
+        was, self.partial = self.partial, scored is not None
+        if scored is None:
+            if was:
+                self.set_unreliable(False)
+            for region in self.unscored_regions:
+                region.setVisible(False)
+            if was:
+                self.partial_text = ""
+                self.score_plot.setTitle(self._title, color="k", size="10pt")
+            return
+        self.set_unreliable(True)
+        for region in self.unscored_regions:
+            region.setRegion((scored - 0.5, max(total, scored) - 0.5))
+            region.setVisible(total > scored)
+        self.partial_text = f"partial: {scored} of {total} frames ({why})"  # no longer than the title
+        self.score_plot.setTitle(self.partial_text.capitalize(), color="#8a1c00", size="10pt", bold=True)
+
     def reset(self, n_frames: int) -> None:
         self._n = n_frames
         for item in [self.score_line, *self.score_levels, *self.weak_levels, *self.prob_curves, self.recon_curve]:
             item.setData([], [])
         self.set_unreliable(False)
+        self.set_partial(None)
         self.score_plot.setXRange(-0.5, (n_frames or 100) - 0.5, padding=0.01)  # no clip: an empty 0-100 axis
         for c in self.cursors:
             c.setBounds((0, max(n_frames - 1, 0)))
@@ -149,7 +189,9 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self._update_prob_plot_visibility()
 
     def _update_prob_plot_visibility(self) -> None:
-        self.prob_plot.setVisible(self.prob_curves[0].isVisible() or self.recon_curve.isVisible())
+        on = self.prob_curves[0].isVisible() or self.recon_curve.isVisible()
+        self.prob_plot.setVisible(on)
+        self.legend.setVisible(on)
 
     def set_cursor(self, index: int) -> None:
         for c in self.cursors:
