@@ -221,3 +221,22 @@ def test_overlay_presenter_asks_for_the_frame_on_screen(qtbot) -> None:  # type:
     assert ov.mode == "off"
     ov.reset()
     assert ov.cache is None and not view.overlay.isVisible() and notes == []
+
+
+def test_exam_summary_keeps_its_wrapped_height(qtbot: Any) -> None:
+    """A three-line exam summary reserves its wrapped height, so the layout never draws
+    the buttons over the table (seen under Xvfb at 1280x800 before the fix)."""
+    from lusviewer.ui.exam_panel import ExamPanel
+
+    panel = ExamPanel()
+    qtbot.addWidget(panel)
+    panel.resize(600, 300)
+    panel.show()
+    qtbot.waitExposed(panel)
+    summary = (
+        "LUS score 8 of 18, INCOMPLETE: 1 zone with no reliable score (unlike the training clips; not in "
+        "total); clinician 7, agrees on 3 of 6; 3 uncertain (counted)"
+    )
+    panel.set_exam([], summary)
+    one_line = panel.total.fontMetrics().height()
+    assert panel.total.minimumHeight() >= panel.total.heightForWidth(panel.total.width()) > 2 * one_line

@@ -4,7 +4,7 @@ and the LUS score total."""
 from __future__ import annotations
 
 from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
-from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QWheelEvent
+from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QComboBox,
@@ -67,7 +67,7 @@ class ExamPanel(QWidget):
         layout.setContentsMargins(6, 4, 6, 4)
         self.total = QLabel("No clip in the exam yet")
         f = QFont()
-        f.setPointSize(13)
+        f.setPointSize(11)  # a three-line summary (incomplete, clinician, uncertain) must leave the table room
         f.setBold(True)
         self.total.setFont(f)
         self.total.setWordWrap(True)
@@ -91,7 +91,10 @@ class ExamPanel(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(22)
         # The clip tab sets the panel's height; the table scrolls rather than squeezing the timeline.
         self.table.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Ignored)
-        self.table.setMinimumHeight(6 * 22 + 26)  # the six BLUE points without scrolling
+        # Four rows at least: more would make the layout's minimum taller than the tab on an
+        # 800 px screen, and Qt then draws the buttons over the table's last row (seen under
+        # Xvfb at 1280x800 with a three-line summary); past four rows the table scrolls.
+        self.table.setMinimumHeight(4 * 22 + 26)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
@@ -166,6 +169,18 @@ class ExamPanel(QWidget):
         with QSignalBlocker(self.protocol):
             self.protocol.setCurrentIndex(max(0, self.protocol.findData(zones)))
 
+    def _fit_total(self) -> None:
+        """The wrapped summary's height at the panel's width is the label's minimum: a
+        splitter does not ask for height-for-width, and without this a three-line summary
+        pushes the buttons over the table's last row."""
+        width = self.total.width()
+        if width > 0:
+            self.total.setMinimumHeight(self.total.heightForWidth(width))
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit_total()
+
     def set_exam(
         self,
         entries: list[ExamEntry],
@@ -179,6 +194,7 @@ class ExamPanel(QWidget):
         self._paths = [e.clip for e in entries]
         shas = list(dict.fromkeys(e.weights_sha256 for e in entries))
         self.total.setText(summary)
+        self._fit_total()
         with QSignalBlocker(self.table):
             self.table.setRowCount(len(entries))
             for row, e in enumerate(entries):
