@@ -19,7 +19,7 @@ OUT = Path(__file__).resolve().parent
 
 
 def open_window(model: str | None) -> tuple[Any, Any]:
-    """The app and its window, maximised on the 1280x800 screen, no overlay on."""
+    """The app and its window, maximised on the X screen (1280x800 or 1024x600), no overlay on."""
     from PySide6.QtCore import QCoreApplication
     from PySide6.QtWidgets import QApplication
 
@@ -29,7 +29,8 @@ def open_window(model: str | None) -> tuple[Any, Any]:
     app = QApplication(sys.argv[:1])
     QCoreApplication.setOrganizationName("lusviewer-screenshots")
     w = MainWindow(model or str(default_model_path()), quiet=True)
-    w.setGeometry(0, 0, 1280, 800)
+    screen = app.primaryScreen().availableGeometry()
+    w.setGeometry(0, 0, min(1280, screen.width()), min(800, screen.height()))
     w.showMaximized()
     w.overlay_mode.setCurrentIndex(0)  # start without an overlay, whatever was saved
     return app, w
