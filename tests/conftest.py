@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -85,3 +86,25 @@ def make_dicom(path: Path, frames: np.ndarray, photometric: str, **attrs: object
     ds.PixelData = frames.tobytes()
     ds.save_as(str(path), enforce_file_format=True)
     return path
+
+
+@pytest.fixture
+def no_leaked_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Fail a test that leaves a QThread or a lusviewer decoding thread running (as
+    napari's suite does); the Qt test modules use it for every test."""
+    import threading
+
+    from PySide6.QtCore import QThread
+
+    started: list[QThread] = []
+    original = QThread.start
+
+    def start(self: QThread, *args: object) -> None:
+        started.append(self)
+        original(self, *args)
+
+    monkeypatch.setattr(QThread, "start", start)
+    yield
+    leaked = [t.objectName() for t in started if t.isRunning()]
+    assert not leaked, f"QThreads left running: {leaked}"
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("lusviewer")], "threads left running"

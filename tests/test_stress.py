@@ -13,8 +13,6 @@ excludes that release; these tests fail on it, long before the crash.
 from __future__ import annotations
 
 import sys
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -38,20 +36,7 @@ def refs() -> tuple[int, int]:
     return sys.getrefcount(None), sys.getrefcount(True)
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fail a test that leaves a QThread or a decoding thread running."""
-    started: list[QThread] = []
-    original = QThread.start
-
-    def start(self: QThread, *args: object) -> None:
-        started.append(self)
-        original(self, *args)
-
-    monkeypatch.setattr(QThread, "start", start)
-    yield
-    assert not [t.objectName() for t in started if t.isRunning()], "QThreads left running"
-    assert not [t.name for t in threading.enumerate() if t.name.startswith("lusviewer")], "threads left running"
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 class _Emitter(QObject):

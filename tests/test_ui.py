@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
-from PySide6.QtCore import QSettings, Qt, QThread
+from PySide6.QtCore import QSettings, Qt
 
 from lusviewer.io import open_clip
 from lusviewer.io.synthetic import synthetic_frames, write_video
@@ -23,20 +23,7 @@ from lusviewer.ui.main_window import MainWindow
 TIMEOUT = 60_000  # ms: scoring under a loaded CI machine
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_qthreads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Fail any test that leaves a QThread running (as napari's suite does)."""
-    started: list[QThread] = []
-    original = QThread.start
-
-    def start(self: QThread, *args: object) -> None:
-        started.append(self)
-        original(self, *args)
-
-    monkeypatch.setattr(QThread, "start", start)
-    yield
-    leaked = [t for t in started if t.isRunning()]
-    assert not leaked, f"QThreads left running: {[t.objectName() for t in leaked]}"
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from corpus import faststart, index_frames, last_sample_size, write_cv2
-from PySide6.QtCore import QSettings, QThread
+from PySide6.QtCore import QSettings
 from PySide6.QtGui import QColor
 
 from lusviewer.io import ClipError
@@ -29,19 +29,7 @@ TIMEOUT = 60_000
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True)
-def no_leaked_qthreads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    started: list[QThread] = []
-    original = QThread.start
-
-    def start(self: QThread, *args: object) -> None:
-        started.append(self)
-        original(self, *args)
-
-    monkeypatch.setattr(QThread, "start", start)
-    yield
-    leaked = [t for t in started if t.isRunning()]
-    assert not leaked, f"QThreads left running: {[t.objectName() for t in leaked]}"
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 @pytest.fixture
