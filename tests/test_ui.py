@@ -701,3 +701,12 @@ def test_clip_of_another_patient_offers_a_new_exam(  # type: ignore[no-untyped-d
         assert window.open_clip(str(l3))
     assert len(asked) == 2 and len(exam) == 3 and "not been exported" in asked[1]
     assert "clips of 2 patients (17, 20)" in window.exam_panel.total.text()
+
+
+def test_a_long_frame_label_never_widens_the_window(window: MainWindow) -> None:
+    """The line under the image wraps: at full length (a clip unlike the training clips)
+    it pushed the window's minimum width past a 1024x600 screen."""
+    window.frame_label.setText(
+        "Frame 3 (0–59)  ·  0.12 s  ·  25.0 fps  ·  350×350  ·  score 3 (p = 0.67), clip unlike the training clips"
+    )
+    assert window.minimumSizeHint().width() <= 800  # 1002 before, with the offscreen fonts

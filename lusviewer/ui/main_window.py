@@ -106,6 +106,9 @@ class MainWindow(QMainWindow):
         self.play_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
         self.frame_label = QLabel("No clip open — File › Open (Ctrl+O) or drop a clip here")
         self.frame_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # wraps instead of widening the window: "... score 3 (p = 0.67), clip unlike the
+        # training clips" pushed the window past a 1024 px screen (seen under Xvfb)
+        self.frame_label.setWordWrap(True)
         fit = QPushButton("Fit")
         fit.setToolTip("Fit the frame to the window (F)")
         fit.setFocusPolicy(Qt.FocusPolicy.NoFocus)
