@@ -4,7 +4,6 @@ CSV report and, with ``--exam``, the clips as one patient's exam."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from typing import TYPE_CHECKING
@@ -157,9 +156,7 @@ def _score_clip(engine: ScoringEngine, path: str, quiet: bool) -> ClipResult | N
     # the viewer's words: "Score 2", "Score 2, uncertain", "No reliable score"
     bar.set_postfix_str(clip_score_text(result.summary.clip_score, clip_confidence(result)), refresh=True)
     bar.close()
-    n = len(result.scores)
-    if result.info.complete and n < at_open:  # fewer frames decoded than the reader promised
-        result = dataclasses.replace(result, info=dataclasses.replace(result.info, complete=False))
+    n = len(result.scores)  # the engine marks a clip that decoded fewer frames than promised incomplete
     if not result.info.complete and (said is None or not said.said.incomplete):
         err(f"warning: {name}: the clip is incomplete (cut short or damaged); scored on the {n} frames present")
     return result

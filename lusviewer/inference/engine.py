@@ -20,7 +20,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import cv2
@@ -294,9 +294,12 @@ class ScoringEngine:
             raise ClipError(label, "no frame could be decoded")
         probs_all = np.concatenate(probs_out).astype(np.float32)
         scores = probs_all.argmax(1)
-        # The frames decoded are the clip: the result says so when the reader's count was
-        # wrong, and the reader (perhaps the caller's) is left as it was.
-        info = reader.info if len(scores) == total else ClipInfo(**{**reader.info.__dict__, "frame_count": len(scores)})
+        # The frames decoded are the clip: the result says so when the count the reader
+        # gave at the start was wrong (fewer frames than it promised: incomplete); the
+        # readers that notice a clip ending early have already said so in reader.info.
+        info = reader.info
+        if len(scores) != total:
+            info = replace(info, frame_count=len(scores), complete=info.complete and len(scores) > total)
         summary = summarize_clip(scores, probs_all, fps=info.fps, rule=self.rule)
         return ClipResult(
             info=info,

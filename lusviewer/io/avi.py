@@ -16,7 +16,7 @@ from typing import BinaryIO
 
 import numpy as np
 
-from lusviewer.io.base import MAX_FRAME_PIXELS, ClipError, ClipInfo, ClipReader, display_path, sane_fps
+from lusviewer.io.base import DEFAULT_FPS, MAX_FRAME_PIXELS, ClipError, ClipInfo, ClipReader, display_path, sane_fps
 
 _log = logging.getLogger(__name__)
 
@@ -187,10 +187,14 @@ class RawAviReader(ClipReader):
         n = len(offsets)
         header_count = h.frames if h.frames > 0 else None
         complete = not cut and (header_count is None or n >= header_count)
+        # 8-bit frames index a 256-entry palette: built once, not per frame
+        self._palette = None
+        if h.bit_count == 8 and h.palette is not None:
+            self._palette = h.palette if len(h.palette) == 256 else np.resize(h.palette, (256, 3))
         self.info = ClipInfo(
             path=self._path,
             frame_count=n,
-            fps=h.fps if h.fps > 0 else 25.0,
+            fps=h.fps if h.fps > 0 else DEFAULT_FPS,
             width=h.width,
             height=h.height,
             format="video/" + (h.compression.decode("latin-1").strip("\0 ") or "DIB"),
@@ -243,11 +247,8 @@ class RawAviReader(ClipReader):
         rows = np.frombuffer(data, np.uint8).reshape(h.height, self._stride)
         if h.bottom_up:
             rows = rows[::-1]
-        if h.bit_count == 8:
-            assert h.palette is not None
-            idx = rows[:, : h.width]
-            pal = h.palette if len(h.palette) == 256 else np.resize(h.palette, (256, 3))
-            return np.ascontiguousarray(pal[idx])
+        if self._palette is not None:  # 8-bit
+            return np.ascontiguousarray(self._palette[rows[:, : h.width]])
         k = h.bit_count // 8
         px = rows[:, : h.width * k].reshape(h.height, h.width, k)
         return np.ascontiguousarray(px[:, :, 2::-1])

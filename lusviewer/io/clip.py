@@ -87,7 +87,7 @@ def image_files(folder: str | os.PathLike[str]) -> list[Path]:
 class ImageFolderReader(ClipReader):
     """A folder of frame images as one clip (the ICLUS-DB layout), in natural order."""
 
-    def __init__(self, path: str | os.PathLike[str], *, fps: float = 25.0) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, fps: float = DEFAULT_FPS) -> None:
         self._path = str(path)
         self.files = image_files(path)
         if not self.files:

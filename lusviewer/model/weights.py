@@ -148,9 +148,13 @@ def _canonical(settings: dict[str, Any]) -> str:
     return json.dumps(settings, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
+def _sha(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(_canonical(settings).encode()).hexdigest()
+
+
 def settings_sha256(card: ModelCard) -> str:
     """sha256 of the canonical JSON of :func:`card_settings`."""
-    return hashlib.sha256(_canonical(card_settings(card)).encode()).hexdigest()
+    return _sha(card_settings(card))
 
 
 def _flatten(d: Any, prefix: str = "") -> dict[str, Any]:
@@ -358,13 +362,13 @@ def check_binding(
             "bound them): an edited setting would go unnoticed"
         )
     now = card_settings(card)
-    if hashlib.sha256(_canonical(now).encode()).hexdigest() == bound_sha:
+    if _sha(now) == bound_sha:
         return None
     try:
         bound = json.loads(metadata.get(SETTINGS_KEY, ""))
     except ValueError:
         bound = None
-    if not isinstance(bound, dict) or hashlib.sha256(_canonical(bound).encode()).hexdigest() != bound_sha:
+    if not isinstance(bound, dict) or _sha(bound) != bound_sha:
         changed = "the bound copy in the weights is damaged"
     else:
         fields = _changed_fields(bound, now)

@@ -158,7 +158,7 @@ def _describe(exc: OSError) -> str:
     return exc.strerror or str(exc) or type(exc).__name__
 
 
-def _tmp_name(path: Path, pid: int, kind: str = "tmp") -> Path:
+def tmp_name(path: Path, pid: int, kind: str = "tmp") -> Path:
     """The writers' temporary (``.r.csv.<pid>.tmp``) or backup (``.bak``) file beside ``path``."""
     return path.with_name(f".{path.name}.{pid}.{kind}")
 
@@ -218,8 +218,8 @@ class ReportWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.clips_path = clips_path_for(self.path)
-        self._tmp = _tmp_name(self.path, os.getpid())
-        self._tmp_clips = _tmp_name(self.clips_path, os.getpid())
+        self._tmp = tmp_name(self.path, os.getpid())
+        self._tmp_clips = tmp_name(self.clips_path, os.getpid())
         self._fhs: list[TextIO] = []
         self.n_clips = 0
         self._closed = False
@@ -267,7 +267,7 @@ class ReportWriter:
         backup = None
         try:
             if self.path.is_file():
-                backup = _tmp_name(self.path, os.getpid(), "bak")
+                backup = tmp_name(self.path, os.getpid(), "bak")
                 os.replace(self.path, backup)
             try:
                 os.replace(self._tmp, self.path)

@@ -305,13 +305,13 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
     ``frames`` = the number of zones). Written to a temporary file and renamed into place."""
     if not len(exam):
         raise ValueError("the exam has no scored clip")
-    from lusviewer.report.csv_report import ENCODING_ERRORS, remove_stale_temporaries
+    from lusviewer.report.csv_report import ENCODING_ERRORS, remove_stale_temporaries, tmp_name
     from lusviewer.report.csvsafe import safe_writer
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)  # left by a killed run
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = tmp_name(path, os.getpid())
     try:
         with open(tmp, "w", newline="", encoding="utf-8", errors=ENCODING_ERRORS) as fh:
             # every cell OWASP-neutralised (a zone named "=cmd|..."); the dialect of the other reports

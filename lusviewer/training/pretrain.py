@@ -51,7 +51,16 @@ from lusviewer.training.data import (
     load_dataset_with,
     split_by_group,
 )
-from lusviewer.training.loop import RunState, StageFiles, StageLoop, autocast, log, machine, schedule_fraction
+from lusviewer.training.loop import (
+    RunState,
+    StageFiles,
+    StageLoop,
+    autocast,
+    device_of,
+    log,
+    machine,
+    schedule_fraction,
+)
 from lusviewer.training.probe import run_probe
 from lusviewer.training.simsiam import Encoder, SimSiam, collapse, encoder_for, two_views
 
@@ -190,7 +199,7 @@ def _pretrain_epochs(
 ) -> StageLoop:
     """SimSiam epochs on ``pool``'s frames, resumed from ``work``'s last checkpoint; a
     larger ``--epochs`` goes on from a finished run."""
-    dev = next(model.parameters()).device
+    dev = device_of(model)
     base_lr = cfg.lr * cfg.batch_size / 256
     opt = _sgd(model, cfg, base_lr)
     files = StageFiles(last=work / "last.safetensors", optim=work / "optim.safetensors", rng=work / "rng_rank0.json")
