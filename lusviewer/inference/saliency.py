@@ -15,17 +15,19 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lusviewer.model.hybrid import HybridCNN
+from lusviewer.model.hybrid import CompactCNN, HybridCNN
 from lusviewer.model.preprocess import resize_frame, to_model_input
 
 
-def _target_layer(cnn: HybridCNN) -> nn.Module:
+def _target_layer(cnn: HybridCNN | CompactCNN) -> nn.Module:
+    if isinstance(cnn, CompactCNN):
+        return cnn.cam_layer
     layer: nn.Module = cnn.paths.f2 if cnn.paths is not None else cnn.densenet.features
     return layer
 
 
 def grad_cam(
-    cnn: HybridCNN, frame: np.ndarray, *, target: int | None = None, device: torch.device | str = "cpu"
+    cnn: HybridCNN | CompactCNN, frame: np.ndarray, *, target: int | None = None, device: torch.device | str = "cpu"
 ) -> tuple[np.ndarray, int]:
     """Saliency in [0, 1] at the frame's own size (H, W) float32, and the class explained."""
     size = cnn.cfg.input_size

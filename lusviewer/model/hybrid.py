@@ -57,7 +57,7 @@ All convolutions are 3x3 'same' with ReLU and He (Kaiming) initialisation.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, NamedTuple
 
 import torch
@@ -65,9 +65,20 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models import DenseNet
 
-VARIANTS = ("densenet", "cnn", "cnn_lstm")
-#: How reports name the variants (the paper's Table 2).
-VARIANT_NAMES = {"densenet": "DenseNet-201", "cnn": "proposed CNN", "cnn_lstm": "CNN+LSTM"}
+VARIANTS = ("densenet", "cnn", "cnn_lstm", "compact")
+#: How reports name the variants (the paper's Table 2, and the compact one outside the paper).
+VARIANT_NAMES = {
+    "densenet": "DenseNet-201",
+    "cnn": "proposed CNN",
+    "cnn_lstm": "CNN+LSTM",
+    "compact": "compact CNN",
+}
+#: Classification heads: ``softmax`` (C logits) or ``coral`` (one score and C-1 ordered
+#: thresholds, Cao et al. 2020; its class probabilities are returned as log-probabilities
+#: in ``logits``, so that a softmax of them gives the same probabilities).
+HEADS = ("softmax", "coral")
+#: Auxiliary per-frame findings a model may also predict (from per-clip expert flags).
+AUX_FINDINGS = ("a_lines", "b_lines")
 CLASS_NAMES = ("score 0", "score 1", "score 2", "score 3")
 
 
@@ -88,23 +99,44 @@ class ModelConfig:
     feature_dim: int = 64
     lstm_hidden: int = 1000
     extra: dict[str, Any] = field(default_factory=dict)
+    head: str = "softmax"
+    aux_heads: tuple[str, ...] = ()
+    #: Channels of the compact variant's four convolution blocks.
+    compact_channels: tuple[int, ...] = (32, 64, 128, 192)
 
     def __post_init__(self) -> None:
         if self.variant not in VARIANTS:
             raise ValueError(f"unknown variant {self.variant!r}; expected one of {VARIANTS}")
         if self.input_size % 16:
             raise ValueError("input_size must be a multiple of 16")
+        if self.head not in HEADS:
+            raise ValueError(f"unknown head {self.head!r}; expected one of {HEADS}")
+        bad = [a for a in self.aux_heads if a not in AUX_FINDINGS]
+        if bad:
+            raise ValueError(f"unknown auxiliary finding(s) {bad}; expected some of {AUX_FINDINGS}")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["densenet_block_config"] = list(self.densenet_block_config)
         d["head_dims"] = list(self.head_dims)
+        # Fields added after the first cards: written only where they differ from the
+        # old behaviour, so that older cards' bound settings (and their hashes) hold.
+        if self.head == "softmax":
+            del d["head"]
+        if self.aux_heads:
+            d["aux_heads"] = list(self.aux_heads)
+        else:
+            del d["aux_heads"]
+        if self.variant == "compact":
+            d["compact_channels"] = list(self.compact_channels)
+        else:
+            del d["compact_channels"]
         return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
-        for key in ("densenet_block_config", "head_dims"):
+        for key in ("densenet_block_config", "head_dims", "aux_heads", "compact_channels"):
             if key in known:
                 known[key] = tuple(known[key])
         return cls(**known)
@@ -112,7 +144,7 @@ class ModelConfig:
     @classmethod
     def tiny(cls, variant: str = "cnn_lstm") -> ModelConfig:
         """A few-thousand-parameter configuration with the same topology, for tests."""
-        return cls(
+        cfg = cls(
             variant=variant,
             input_size=32,
             width=1 / 16,
@@ -124,6 +156,7 @@ class ModelConfig:
             feature_dim=8,
             lstm_hidden=16,
         )
+        return replace(cfg, compact_channels=(4, 8, 8, 8)) if variant == "compact" else cfg
 
 
 def _conv(cin: int, cout: int) -> nn.Sequential:
@@ -253,9 +286,80 @@ class ClassificationPaths(nn.Module):
 
 
 class CNNOutput(NamedTuple):
-    logits: Tensor  # (N, num_classes)
+    logits: Tensor  # (N, num_classes); for a CORAL head, log class probabilities
     features: Tensor  # (N, feature_dim): what the LSTM reads
     reconstruction: Tensor | None  # (N, 3, H, W) in [0, 1]; None for ``densenet``
+    aux: Tensor | None = None  # (N, len(aux_heads)) logits of the auxiliary findings
+    cumulative: Tensor | None = None  # (N, num_classes - 1) CORAL logits of P(score >= k)
+
+
+class ClassHead(nn.Sequential):
+    """Dropout, then the class logits: softmax (dense C) or CORAL (dense 1 + C-1 ordered
+    biases; P(score >= k) = sigmoid(w.x + b_k), the class probabilities their differences).
+    A ``Sequential`` (dropout, dense) so that the weights' names are those of older cards."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        coral = cfg.head == "coral"
+        super().__init__(nn.Dropout(0.5), nn.Linear(cfg.feature_dim, 1 if coral else cfg.num_classes, bias=not coral))
+        self.kind = cfg.head
+        self.bias = nn.Parameter(torch.linspace(1.0, -1.0, cfg.num_classes - 1)) if coral else None
+
+    def forward(self, feats: Tensor) -> tuple[Tensor, Tensor | None]:  # type: ignore[override]
+        z = self[1](self[0](feats))
+        if self.bias is None:
+            return z, None
+        cum = z.float() + self.bias.float()  # (N, C-1) logits of P(>= k)
+        up = torch.sigmoid(cum)
+        ones, zeros = torch.ones_like(up[:, :1]), torch.zeros_like(up[:, :1])
+        p = torch.cat([ones, up], 1) - torch.cat([up, zeros], 1)
+        return torch.log(p.clamp_min(1e-6)), cum
+
+
+class CompactCNN(nn.Module):
+    """A small per-frame CNN outside the paper (ICLUS literature: small CNNs trained from
+    scratch do best on little data): the paper's autoencoder, then four blocks of two
+    3x3 convolutions with batch norm on ``concat(frame, reconstruction)`` (pooled after
+    the first three), global average pooling, dense ``feature_dim``, the class head.
+    About 1 M parameters with the default channels."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.autoencoder = Autoencoder()
+        blocks: list[nn.Module] = []
+        prev = 6
+        for i, ch in enumerate(cfg.compact_channels):
+            layers: list[nn.Module] = [
+                nn.Conv2d(prev, ch, 3, padding=1, bias=False),
+                nn.BatchNorm2d(ch),
+                nn.ReLU(inplace=True),
+                nn.Conv2d(ch, ch, 3, padding=1, bias=False),
+                nn.BatchNorm2d(ch),
+                nn.ReLU(inplace=True),
+            ]
+            if i < len(cfg.compact_channels) - 1:
+                layers.append(nn.MaxPool2d(2))
+            blocks.append(nn.Sequential(*layers))
+            prev = ch
+        self.blocks = nn.Sequential(*blocks)
+        #: Where Grad-CAM looks: the last block's output (input/8).
+        self.cam_layer: nn.Module = blocks[-1]
+        self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(prev, cfg.feature_dim), nn.ReLU(inplace=True))
+        self.classifier = ClassHead(cfg)
+        self.aux = nn.Linear(cfg.feature_dim, len(cfg.aux_heads)) if cfg.aux_heads else None
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor) -> CNNOutput:
+        rec = self.autoencoder(x).reconstruction
+        f = self.blocks(torch.cat([x, rec], 1))
+        feats = self.head(torch.flatten(F.adaptive_avg_pool2d(f, 1), 1))
+        logits, cum = self.classifier(feats)
+        aux = self.aux(feats) if self.aux is not None else None
+        return CNNOutput(logits, feats, rec, aux, cum)
 
 
 class HybridCNN(nn.Module):
@@ -286,7 +390,8 @@ class HybridCNN(nn.Module):
             prev = d
         layers += [nn.Linear(prev, cfg.feature_dim), nn.ReLU(inplace=True)]
         self.head = nn.Sequential(*layers)
-        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(cfg.feature_dim, cfg.num_classes))
+        self.classifier = ClassHead(cfg)
+        self.aux = nn.Linear(cfg.feature_dim, len(cfg.aux_heads)) if cfg.aux_heads else None
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
@@ -297,7 +402,8 @@ class HybridCNN(nn.Module):
         dense = self.densenet(x)
         if self.autoencoder is None or self.separable is None or self.paths is None:
             feats = self.head(dense)
-            return CNNOutput(self.classifier(feats), feats, None)
+            logits, cum = self.classifier(feats)
+            return CNNOutput(logits, feats, None, self.aux(feats) if self.aux is not None else None, cum)
         ae = self.autoencoder(x)
         s64, s32, s16 = self.separable(x)
         paths = self.paths(
@@ -307,7 +413,9 @@ class HybridCNN(nn.Module):
         )
         f16 = torch.flatten(torch.cat([ae.code, s16], 1), 1)
         feats = self.head(torch.cat([paths, f16, dense], 1))
-        return CNNOutput(self.classifier(feats), feats, ae.reconstruction)
+        logits, cum = self.classifier(feats)
+        aux = self.aux(feats) if self.aux is not None else None
+        return CNNOutput(logits, feats, ae.reconstruction, aux, cum)
 
 
 LSTMState = list[tuple[Tensor, Tensor]]
@@ -347,7 +455,9 @@ class HybridModel(nn.Module):
     def __init__(self, cfg: ModelConfig | None = None) -> None:
         super().__init__()
         self.cfg = cfg or ModelConfig()
-        self.cnn = HybridCNN(self.cfg)
+        self.cnn: HybridCNN | CompactCNN = (
+            CompactCNN(self.cfg) if self.cfg.variant == "compact" else HybridCNN(self.cfg)
+        )
         self.sequence: SequenceHead | None = SequenceHead(self.cfg) if self.cfg.variant == "cnn_lstm" else None
 
     def forward(self, clip: Tensor) -> tuple[Tensor, Tensor | None]:
@@ -368,12 +478,20 @@ def count_parameters(module: nn.Module | None) -> int:
 def parameter_counts(model: HybridModel) -> dict[str, int]:
     """Parameters per part, for the model card and the pinned test."""
     cnn = model.cnn
+    if isinstance(cnn, CompactCNN):
+        return {
+            "autoencoder": count_parameters(cnn.autoencoder),
+            "blocks": count_parameters(cnn.blocks),
+            "head": count_parameters(cnn.head) + count_parameters(cnn.classifier) + count_parameters(cnn.aux),
+            "sequence": count_parameters(model.sequence),
+            "total": count_parameters(model),
+        }
     return {
         "autoencoder": count_parameters(cnn.autoencoder),
         "separable": count_parameters(cnn.separable),
         "paths": count_parameters(cnn.paths),
         "densenet": count_parameters(cnn.densenet),
-        "head": count_parameters(cnn.head) + count_parameters(cnn.classifier),
+        "head": count_parameters(cnn.head) + count_parameters(cnn.classifier) + count_parameters(cnn.aux),
         "sequence": count_parameters(model.sequence),
         "total": count_parameters(model),
     }

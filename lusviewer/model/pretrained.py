@@ -47,6 +47,11 @@ def init_densenet_from(model: HybridModel, path: str | os.PathLike[str]) -> int:
     """Copy ``features.*`` of a torchvision DenseNet-201 state dict into the model's
     DenseNet branch, and ``stem.*`` where present (``lusviewer pretrain`` output);
     returns the number of tensors loaded. A classifier is ignored."""
+    from lusviewer.model.hybrid import HybridCNN
+
+    cnn = model.cnn
+    if not isinstance(cnn, HybridCNN):
+        raise ModelError(f"{path}: the {model.cfg.variant} variant has no DenseNet branch to initialise")
     state = read_state_dict(path)
     feats: dict[str, torch.Tensor] = {}
     for key, value in state.items():
@@ -56,7 +61,7 @@ def init_densenet_from(model: HybridModel, path: str | os.PathLike[str]) -> int:
             key = m.group(1) + m.group(2)
         if key.startswith("features."):
             feats[key.removeprefix("features.")] = value
-    target = model.cnn.densenet.features
+    target = cnn.densenet.features
     expected = target.state_dict()
     for k, v in expected.items():  # old checkpoints predate BatchNorm's step counter
         if k.endswith("num_batches_tracked"):
@@ -74,7 +79,7 @@ def init_densenet_from(model: HybridModel, path: str | os.PathLike[str]) -> int:
     # `lusviewer pretrain` also keeps the branch's stem conv, which its features were learnt behind
     stem = {k.removeprefix("stem."): v for k, v in state.items() if k.startswith("stem.")}
     if stem:
-        own = model.cnn.densenet.stem
+        own = cnn.densenet.stem
         if set(stem) != set(own.state_dict()) or any(
             tuple(stem[k].shape) != tuple(v.shape) for k, v in own.state_dict().items()
         ):
