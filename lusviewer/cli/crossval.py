@@ -12,7 +12,21 @@ from lusviewer.cli.train import train_config
 def add_arguments(cv: argparse.ArgumentParser) -> None:
     cv.add_argument("--out", default="runs/crossval", help="folder for report.md, metrics.csv, PNGs, checkpoints")
     cv.add_argument("-k", "--folds", type=int, default=5)
-    cv.add_argument("--variants", default=",".join(variants()))
+    cv.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        metavar="N",
+        help="repeat the k-fold N times with other fold draws (stratified by each patient's worst score); "
+        "report.md then compares the variants from every out-of-fold clip with patient-bootstrap intervals",
+    )
+    from lusviewer.model.hybrid import PAPER_VARIANTS
+
+    cv.add_argument(
+        "--variants",
+        default=",".join(PAPER_VARIANTS),
+        help=f"comma-separated, of {', '.join(variants())} (default: the paper's three)",
+    )
     cv.add_argument(
         "--run-folds",
         default=None,
@@ -57,7 +71,10 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         err(problem)
         return EXIT_USAGE
-    report = run_crossval(train_config(args), k=args.folds, variants=chosen, only_folds=only)
+    if args.repeats < 1:
+        err(f"--repeats {args.repeats}: expected 1 or more")
+        return EXIT_USAGE
+    report = run_crossval(train_config(args), k=args.folds, variants=chosen, only_folds=only, repeats=args.repeats)
     if report is None:
         print(
             f"{args.out}: folds {','.join(map(str, only or []))} done; for the report, run the same command "

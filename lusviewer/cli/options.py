@@ -118,15 +118,37 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         choices=["zeros", "reflection", "border"],
         help="what fills the margins a shift or zoom-out uncovers (default zeros: black)",
     )
+    from lusviewer.training.config import CROPS, LOSSES
+
     t.add_argument(
         "--loss",
         default="frame",
-        choices=["frame", "mil"],
+        choices=LOSSES,
         help="with per-clip labels: frame = every frame takes its clip's score (cross-entropy); "
         "mil = a clip is scored by its worst frame (multiple-instance ordinal loss: no frame above "
         "the clip's score, at least one at it; stage 1 on whole clips' sampled frames, stage 2 on "
-        "whole clips; best epochs by validation clip macro-F1; the end-to-end stage keeps the frame loss)",
+        "whole clips; best epochs by validation clip macro-F1; the end-to-end stage keeps the frame loss); "
+        "sord = every frame takes its clip's score as ordinal soft labels (SORD); coral = an ordinal "
+        "CORAL head (P(score >= k) with shared weights; the LSTM stage then uses the frame loss)",
     )
+    t.add_argument(
+        "--crop",
+        default="none",
+        choices=CROPS,
+        help="what the model sees: none = the whole frame resized; sector = the ultrasound sector "
+        "only (found per clip on its first frames; outside it set to zero), recorded in the card",
+    )
+    t.add_argument(
+        "--aux-weight",
+        type=float,
+        default=0.0,
+        help="> 0: also train A-line and B-line heads on the experts' per-clip flags, their loss "
+        "weighted so (COVID-BLUeS severity.csv)",
+    )
+    t.add_argument(
+        "--weight-decay", type=float, default=1e-4, help="stage 1 weight decay (AdamW: decoupled; default 1e-4)"
+    )
+    t.add_argument("--sord-alpha", type=float, default=1.0, help="--loss sord: soft label ~ exp(-alpha (k - y)^2)")
     add_option(t, "--batch-size")
     add_option(t, "--input-size", help_suffix=" (default 128, the paper's; smaller is faster)")
     t.add_argument(

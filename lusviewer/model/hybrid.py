@@ -66,6 +66,8 @@ from torch import Tensor, nn
 from torchvision.models import DenseNet
 
 VARIANTS = ("densenet", "cnn", "cnn_lstm", "compact")
+#: The paper's three (its Table 2): what ``crossval`` compares unless told otherwise.
+PAPER_VARIANTS = VARIANTS[:3]
 #: How reports name the variants (the paper's Table 2, and the compact one outside the paper).
 VARIANT_NAMES = {
     "densenet": "DenseNet-201",
@@ -342,8 +344,6 @@ class CompactCNN(nn.Module):
             blocks.append(nn.Sequential(*layers))
             prev = ch
         self.blocks = nn.Sequential(*blocks)
-        #: Where Grad-CAM looks: the last block's output (input/8).
-        self.cam_layer: nn.Module = blocks[-1]
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(prev, cfg.feature_dim), nn.ReLU(inplace=True))
         self.classifier = ClassHead(cfg)
         self.aux = nn.Linear(cfg.feature_dim, len(cfg.aux_heads)) if cfg.aux_heads else None
@@ -352,6 +352,12 @@ class CompactCNN(nn.Module):
                 nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    @property
+    def cam_layer(self) -> nn.Module:
+        """Where Grad-CAM looks: the last block's output (input / 8)."""
+        layer: nn.Module = self.blocks[-1]
+        return layer
 
     def forward(self, x: Tensor) -> CNNOutput:
         rec = self.autoencoder(x).reconstruction

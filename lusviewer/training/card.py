@@ -104,6 +104,15 @@ def build_card(
             "resize": "cv2.resize to size x size, INTER_AREA (aspect not kept)",
             "scale": "uint8 / 255 -> [0, 1]",
             "colour": "RGB; grayscale clips as three equal channels",
+            **(
+                {
+                    "crop": "sector",
+                    "crop_note": "the clip's ultrasound sector, found on its first 32 frames; outside it "
+                    "set to zero; cropped to the square around it, then resized",
+                }
+                if cfg.crop == "sector"
+                else {}
+            ),
         },
         inference={
             "lstm_window": DEFAULT_WINDOW,

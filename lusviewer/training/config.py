@@ -10,8 +10,14 @@ from dataclasses import dataclass, field
 from lusviewer.inference.sequence import DEFAULT_WINDOW
 from lusviewer.model.hybrid import ModelConfig
 
-#: The stage-1 and stage-2 losses: "frame" (each frame takes its clip's score) or "mil".
-LOSSES = ("frame", "mil")
+#: The stage-1 and stage-2 losses: "frame" (each frame takes its clip's score, cross-entropy
+#: with label smoothing), "mil" (multiple-instance ordinal), "sord" (each frame takes its
+#: clip's score as SORD soft labels) or "coral" (a CORAL ordinal head, binary losses on
+#: score >= k; stage 2 then uses "frame").
+LOSSES = ("frame", "mil", "sord", "coral")
+#: What the model sees of a frame: "none" (the whole frame, resized) or "sector" (the
+#: ultrasound sector only: :class:`lusviewer.model.preprocess.Sector`).
+CROPS = ("none", "sector")
 
 
 def _command() -> str:
@@ -30,7 +36,10 @@ class TrainConfig:
     val_fraction: float = 0.2
     frames_per_clip: int = 16
     val_frames_per_clip: int = 12
-    loss: str = "frame"  # stages 1 and 2: "frame" (each frame takes its clip's score) or "mil" (mil_ordinal_loss)
+    loss: str = "frame"  # one of LOSSES
+    crop: str = "none"  # one of CROPS
+    aux_weight: float = 0.0  # > 0: auxiliary A-line / B-line heads, their loss weighted so
+    sord_alpha: float = 1.0  # SORD: soft label of score k for a clip of score y ~ exp(-alpha (k - y)^2)
     batch_size: int = 32
     input_size: int = 128
     optimizer: str = "adam"
@@ -107,5 +116,14 @@ class PretrainConfig:
 
 def model_config(cfg: TrainConfig, variant: str | None = None) -> ModelConfig:
     """The architecture a training config asks for (the paper's, at ``input_size``; or tiny)."""
+    from dataclasses import replace
+
+    from lusviewer.model.hybrid import AUX_FINDINGS
+
     v = variant or cfg.variant
-    return ModelConfig.tiny(v) if cfg.tiny else ModelConfig(variant=v, input_size=cfg.input_size)
+    base = ModelConfig.tiny(v) if cfg.tiny else ModelConfig(variant=v, input_size=cfg.input_size)
+    return replace(
+        base,
+        head="coral" if cfg.loss == "coral" else "softmax",
+        aux_heads=AUX_FINDINGS if cfg.aux_weight > 0 else (),
+    )

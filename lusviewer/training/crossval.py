@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from lusviewer.model.hybrid import VARIANT_NAMES, HybridModel
+from lusviewer.model.hybrid import PAPER_VARIANTS, VARIANT_NAMES, HybridModel
 from lusviewer.report.csvsafe import safe_writer
 from lusviewer.training.card import labels_note
 from lusviewer.training.data import (
@@ -46,7 +46,13 @@ from lusviewer.training.train import (
     initial_densenet,
     model_config,
 )
-from lusviewer.training.validation import clip_metrics, cnn_features, evaluate_sequence, majority_baseline
+from lusviewer.training.validation import (
+    clip_metrics,
+    cnn_aux_probs,
+    cnn_features,
+    majority_baseline,
+    sequence_probs,
+)
 
 MAJORITY = "majority"
 
@@ -55,8 +61,9 @@ def run_crossval(
     cfg: TrainConfig,
     *,
     k: int = 5,
-    variants: tuple[str, ...] = ("densenet", "cnn", "cnn_lstm"),
+    variants: tuple[str, ...] = PAPER_VARIANTS,
     only_folds: Sequence[int] | None = None,
+    repeats: int = 1,
 ) -> Path | None:
     """Train and test every variant on every fold; write report.md, metrics.csv, PNGs to ``cfg.out``.
 
@@ -65,11 +72,22 @@ def run_crossval(
     machines sharing ``cfg.out``, which never read each other's files. A later run
     without it reads every fold's result, trains any that is missing, and writes the
     report. Results are written atomically (temporary file, then rename).
+
+    ``repeats`` > 1 repeats the whole k-fold with other fold draws (repeat r splits with
+    seed ``cfg.seed + 1000 r``; repeat 0 is the single run's split), each under
+    ``<out>/rep<r>/`` with its own report, and writes ``<out>/report.md`` from every
+    test clip's out-of-fold prediction (:mod:`lusviewer.training.cvreport`): the
+    variants and the constant answers, with patient-bootstrap intervals and paired
+    differences. Two runs with the same data, ``-k``, ``--seed`` and ``--repeats`` test
+    on the very same folds, so their reports can be compared clip by clip
+    (``lusviewer crossval-report``).
     """
     if only_folds is not None:
         bad = [f for f in only_folds if not 0 <= f < k]
         if bad:
             raise ValueError(f"folds {bad} outside 0..{k - 1}")
+    if repeats < 1:
+        raise ValueError(f"repeats must be 1 or more, got {repeats}")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -77,12 +95,48 @@ def run_crossval(
     check_init_options(cfg)
     clips = load_dataset_with(cfg)
     check_loss(cfg, clips)
-    folds = group_kfold(clips, k=k, seed=cfg.seed)
-    _check_fold_dirs(cfg, clips, folds, variants, out, only_folds)  # before any decoding or training
+    plans = []
+    for r in range(repeats):
+        rcfg = replace(cfg, seed=cfg.seed + 1000 * r, out=str(out if repeats == 1 else out / f"rep{r}"))
+        folds = group_kfold(clips, k=k, seed=rcfg.seed)
+        _check_fold_dirs(rcfg, clips, folds, variants, Path(rcfg.out), only_folds)  # before any decoding or training
+        plans.append((r, rcfg, folds))
     t0 = time.time()
     size = model_config(cfg).input_size
-    frames = {c.path: cached_frames(c.path, size, cfg.cache_dir) for c in clips}
+    frames = {c.path: cached_frames(c.path, size, cfg.cache_dir, cfg.crop) for c in clips}
     log(f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s")
+    reports: list[Path] = []
+    for r, rcfg, folds in plans:
+        if repeats > 1:
+            log(f"repeat {r + 1}/{repeats} (fold seed {rcfg.seed})")
+        report = _run_repeat(rcfg, clips, folds, frames, variants, only_folds, repeat=r, t0=t0)
+        if report is not None:
+            reports.append(report)
+    if only_folds is not None:
+        log(f"folds {', '.join(map(str, only_folds))} done; the report comes from a run without --run-folds")
+        return None
+    if repeats == 1:
+        return reports[0]
+    from lusviewer.training.cvreport import write_repeated_report
+
+    return write_repeated_report([out], out / "report.md", command=cfg.command)
+
+
+def _run_repeat(
+    cfg: TrainConfig,
+    clips: list[LabelledClip],
+    folds: list[tuple[list[LabelledClip], list[LabelledClip]]],
+    frames: dict[str, np.ndarray],
+    variants: tuple[str, ...],
+    only_folds: Sequence[int] | None,
+    *,
+    repeat: int,
+    t0: float,
+) -> Path | None:
+    """One k-fold pass (one repeat) under ``cfg.out``; its report, or None with ``only_folds``."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    k = len(folds)
     results: list[dict[str, Any]] = []
     for fi, (train_all, test) in enumerate(folds):
         if only_folds is not None and fi not in only_folds:
@@ -116,6 +170,8 @@ def run_crossval(
             record = {
                 "fold": fi,
                 "variant": variant,
+                "repeat": repeat,
+                "fold_seed": cfg.seed,
                 "test_patients": sorted(groups[2]),
                 "n_test_clips": len(test),
                 **{level: res[level] for level in LEVELS},
@@ -130,7 +186,6 @@ def run_crossval(
             os.replace(tmp, done)
             results.append(record)
     if only_folds is not None:
-        log(f"folds {', '.join(map(str, only_folds))} done; the report comes from a run without --run-folds")
         return None
     labels = labels_note(cfg, clips)
     return write_cv_report(
@@ -160,18 +215,36 @@ def _train_and_test(
     from lusviewer.inference.engine import resolve_device
 
     model.to(resolve_device(vcfg.device))
-    _reuse_cnn_stage(out / f"fold{fi}" / "cnn", work, run)
+    if vcfg.variant == "cnn_lstm":
+        _reuse_cnn_stage(out / f"fold{fi}" / "cnn", work, run)
     stages = StageRun(vcfg, model, train, val, frames, work, run)
     train_cnn(stages)
     needed = test if model.sequence is None else [*train, *val, *test]
     probs, feats = cnn_features(model, needed, frames, vcfg.bf16)
-    if model.sequence is None:
-        return clip_metrics(test, lambda c: probs[c.path], per_clip=True), model
-    train_lstm(stages, feats)
-    if vcfg.e2e_epochs > 0:
-        train_end_to_end(stages)
-        _, feats = cnn_features(model, test, frames, vcfg.bf16)
-    return evaluate_sequence(model.sequence, test, feats, per_clip=True), model
+    if model.sequence is not None:
+        train_lstm(stages, feats)
+        if vcfg.e2e_epochs > 0:
+            train_end_to_end(stages)
+            _, feats = cnn_features(model, test, frames, vcfg.bf16)
+        probs = {c.path: sequence_probs(model.sequence, feats[c.path]) for c in test}
+    res = clip_metrics(test, lambda c: probs[c.path], per_clip=True)
+    aux = cnn_aux_probs(model, test, frames, vcfg.bf16)
+    for row, c in zip(res["clips"], test, strict=True):
+        row["p_mean"] = [round(float(v), 5) for v in probs[c.path].mean(0)]
+        if c.findings is not None:
+            row["findings"] = list(c.findings)
+        if c.path in aux:
+            row["aux"] = [round(float(v), 5) for v in aux[c.path].mean(0)]
+    _save_frame_probs(work / "oof_probs.npz", {Path(c.path).name: probs[c.path] for c in test})
+    return res, model
+
+
+def _save_frame_probs(path: Path, probs: dict[str, np.ndarray]) -> None:
+    """Every test frame's class probabilities (float32), keyed by clip file name, written
+    atomically: what calibration is fitted on, without retraining."""
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    np.savez_compressed(tmp, **{k: v.astype(np.float32) for k, v in probs.items()})  # type: ignore[arg-type]
+    os.replace(tmp, path)
 
 
 def _initialisation_note(cfg: TrainConfig) -> str:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
-from lusviewer.model.preprocess import resize_frame
+from lusviewer.model.preprocess import SECTOR_FRAMES, detect_sector, resize_frame
 
 _PATIENT_RE = re.compile(r"patient_(\d+)")
 
@@ -33,6 +33,8 @@ class LabelledClip:
     group: str  # patient id: splits never put one group on both sides
     frame_scores: tuple[int, ...] | None = None  # per-frame labels where the data has them
     unlabelled_score: int | None = None  # frames without a label, where not the clip's score
+    #: The experts' per-clip findings, where the data has them: (A-lines, B-lines), 1 = yes.
+    findings: tuple[int, int] | None = None
 
     def target(self, frame: int) -> int:
         """The training target of one frame: its own label, else the clip's own score."""
@@ -225,8 +227,16 @@ def load_covid_blues(root: str | os.PathLike[str]) -> list[LabelledClip]:
             if not m:
                 raise ValueError(f"{table}: cannot read a patient id from {name!r}")
             video = root / "videos" / (name if Path(name).suffix else name + ".mp4")
-            clips.append(LabelledClip(str(video), int(float(row["Severity Score"])), m.group(1)))
+            found = (_yes_no(row.get("A-lines")), _yes_no(row.get("B-lines")))
+            findings = (found[0], found[1]) if found[0] is not None and found[1] is not None else None
+            clips.append(LabelledClip(str(video), int(float(row["Severity Score"])), m.group(1), findings=findings))
     return clips
+
+
+def _yes_no(text: str | None) -> int | None:
+    """1 for "yes", 0 for "no" (any case, surrounding spaces), None for anything else."""
+    t = (text or "").strip().lower()
+    return 1 if t == "yes" else 0 if t == "no" else None
 
 
 LAYOUTS = ("auto", "covid-blues", "csv", "iclus")
@@ -385,10 +395,31 @@ def group_kfold(
     return folds
 
 
-def decode_clip(path: str, size: int) -> np.ndarray:
-    """All frames of a clip, resized for the model: uint8 (T, size, size, 3)."""
+def decode_clip(path: str, size: int, crop: str = "none") -> np.ndarray:
+    """All frames of a clip, as the model sees them: uint8 (T, size, size, 3). With
+    ``crop="sector"``, the sector found on the first frames (as the scoring engine finds
+    it: :data:`~lusviewer.model.preprocess.SECTOR_FRAMES` of them) is cut out of each."""
     with open_clip(path) as reader:
-        return np.stack([resize_frame(f, size) for f in reader.iter_frames()])
+        if crop == "none":
+            return np.stack([resize_frame(f, size) for f in reader.iter_frames()])
+        if crop != "sector":
+            raise ValueError(f"unknown crop {crop!r}; expected none or sector")
+        out: list[np.ndarray] = []
+        first: list[np.ndarray] = []
+        sector = None
+        for f in reader.iter_frames():
+            if sector is None:
+                first.append(f)
+                if len(first) < SECTOR_FRAMES:
+                    continue
+                sector = detect_sector(first)
+                out += [sector.apply(g, size) for g in first]
+                continue
+            out.append(sector.apply(f, size))
+        if sector is None and first:
+            sector = detect_sector(first)
+            out = [sector.apply(g, size) for g in first]
+        return np.stack(out)
 
 
 def clip_fps(path: str) -> float:
@@ -405,16 +436,17 @@ def _clip_fps(path: str, mtime_ns: int, size: int) -> float:
         return float(reader.info.fps or 25.0)
 
 
-def cached_frames(path: str, size: int, cache_dir: str | os.PathLike[str] | None) -> np.ndarray:
-    """:func:`decode_clip`, kept as ``.npy`` in ``cache_dir`` (keyed by path, size, mtime)."""
+def cached_frames(path: str, size: int, cache_dir: str | os.PathLike[str] | None, crop: str = "none") -> np.ndarray:
+    """:func:`decode_clip`, kept as ``.npy`` in ``cache_dir`` (keyed by path, size, crop, mtime)."""
     if cache_dir is None:
-        return decode_clip(path, size)
+        return decode_clip(path, size, crop)
     st = os.stat(path)
-    key = hashlib.sha1(f"{os.path.abspath(path)}|{size}|{st.st_mtime_ns}|{st.st_size}".encode()).hexdigest()
+    what = f"{os.path.abspath(path)}|{size}|{st.st_mtime_ns}|{st.st_size}" + ("" if crop == "none" else f"|{crop}")
+    key = hashlib.sha1(what.encode()).hexdigest()
     f = Path(cache_dir) / f"{Path(path).stem}-{key[:12]}.npy"
     if f.is_file():
         return np.asarray(np.load(f, allow_pickle=False))
-    arr = decode_clip(path, size)
+    arr = decode_clip(path, size, crop)
     f.parent.mkdir(parents=True, exist_ok=True)
     tmp = f.with_name(f.name + ".tmp.npy")
     np.save(tmp, arr, allow_pickle=False)

@@ -48,3 +48,39 @@ def recon_term(weight: float, reconstruction: torch.Tensor | None, clean: torch.
     if reconstruction is None:
         return 0.0
     return weight * F.mse_loss(reconstruction.float(), clean)
+
+
+def sord_targets(scores: torch.Tensor, n_cls: int, alpha: float = 1.0) -> torch.Tensor:
+    """SORD soft labels (Diaz and Marathe 2019): for true score y, q_k proportional to
+    ``exp(-alpha (k - y)^2)``: most mass on y, some on its neighbours, little beyond."""
+    k = torch.arange(n_cls, device=scores.device, dtype=torch.float32)
+    d = (k[None, :] - scores[:, None].float()) ** 2
+    return torch.softmax(-alpha * d, dim=1)
+
+
+def sord_loss(logits: torch.Tensor, scores: torch.Tensor, weights: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """Cross-entropy against :func:`sord_targets`, weighted per frame by ``weights[score]``
+    (sum of weighted losses over the sum of the weights, as ``F.cross_entropy(weight=)``)."""
+    q = sord_targets(scores, logits.shape[-1], alpha)
+    per = -(q * torch.log_softmax(logits.float(), dim=-1)).sum(-1)
+    w = weights[scores]
+    return (w * per).sum() / w.sum()
+
+
+def coral_loss(cumulative: torch.Tensor, scores: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """CORAL (Cao, Mirjalili and Raschka 2020): the binary cross-entropy of each of the
+    C-1 logits of P(score >= k) against ``score >= k``, summed over k, weighted per frame."""
+    levels = torch.arange(1, cumulative.shape[-1] + 1, device=scores.device)
+    target = (scores[:, None] >= levels[None, :]).float()
+    per = F.binary_cross_entropy_with_logits(cumulative.float(), target, reduction="none").sum(-1)
+    w = weights[scores]
+    return (w * per).sum() / w.sum()
+
+
+def aux_loss(aux_logits: torch.Tensor | None, findings: torch.Tensor, known: torch.Tensor) -> torch.Tensor | float:
+    """The auxiliary findings' loss: binary cross-entropy of each frame's A-line / B-line
+    logits against its clip's expert flags (``findings`` (N, F) 0/1), over the frames whose
+    clip has flags (``known`` (N,) bool). 0 where no head or no flags."""
+    if aux_logits is None or not bool(known.any()):
+        return 0.0
+    return F.binary_cross_entropy_with_logits(aux_logits[known].float(), findings[known].float())

@@ -47,7 +47,7 @@ from lusviewer.training.loop import (
     save_state,
     schedule_fraction,
 )
-from lusviewer.training.losses import mil_ordinal_loss, recon_term
+from lusviewer.training.losses import aux_loss, coral_loss, mil_ordinal_loss, recon_term, sord_loss
 from lusviewer.training.validation import cnn_features, evaluate_sequence, validate_cnn
 
 
@@ -141,8 +141,10 @@ def _cnn_loss(
     frames: dict[str, np.ndarray],
     gen: torch.Generator,
     weights: torch.Tensor,
+    findings: dict[str, tuple[int, int] | None] | None = None,
 ) -> torch.Tensor:
-    """Stage 1's loss on one batch: augmented, noisy frames; frame or MIL loss plus reconstruction."""
+    """Stage 1's loss on one batch: augmented, noisy frames; the class loss (``cfg.loss``)
+    plus reconstruction, plus the auxiliary findings' where the model has their heads."""
     dev = weights.device
     x = to_model_input(np.stack([frames[p][i] for p, i, _ in chunk]), dev)
     y = torch.tensor([s for _, _, s in chunk], device=dev)
@@ -153,9 +155,20 @@ def _cnn_loss(
         if cfg.loss == "mil":
             per_clip = out.logits.view(-1, cfg.frames_per_clip, out.logits.shape[-1])
             loss = mil_ordinal_loss(per_clip, y[:: cfg.frames_per_clip], weights)
+        elif cfg.loss == "sord":
+            loss = sord_loss(out.logits, y, weights, cfg.sord_alpha)
+        elif cfg.loss == "coral":
+            assert out.cumulative is not None, "the coral loss needs a model with a CORAL head"
+            loss = coral_loss(out.cumulative, y, weights)
         else:
             loss = F.cross_entropy(out.logits.float(), y, weight=weights, label_smoothing=0.1)
-        return loss + recon_term(cfg.recon_weight, out.reconstruction, clean)
+        loss = loss + recon_term(cfg.recon_weight, out.reconstruction, clean)
+        if out.aux is not None and findings is not None:
+            flags = [findings.get(p) for p, _, _ in chunk]
+            known = torch.tensor([f is not None for f in flags], device=dev)
+            target = torch.tensor([f if f is not None else (0, 0) for f in flags], device=dev)
+            loss = loss + cfg.aux_weight * aux_loss(out.aux, target, known)
+        return loss
 
 
 def _data_parallel(cnn: nn.Module, dev: torch.device) -> nn.Module:
@@ -192,6 +205,7 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
     rank, world = dist_info()
     net = _data_parallel(cnn, dev)
     weights = class_weights([c.score for c in train]).to(dev)
+    findings = {c.path: c.findings for c in train}
     # mil: whole clips per batch, frames_per_clip frames each (drawn again for a short clip)
     fpc = cfg.frames_per_clip
     batch = max(1, cfg.batch_size // fpc) * fpc if cfg.loss == "mil" else cfg.batch_size
@@ -212,7 +226,7 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
             for g in opt.param_groups:
                 g["lr"] = lr
             chunk = items[(b * world + rank) * batch : (b * world + rank + 1) * batch]
-            loss = _cnn_loss(cfg, net, chunk, frames, gen, weights)
+            loss = _cnn_loss(cfg, net, chunk, frames, gen, weights, findings)
             optimizer_step(opt, loss, cnn, max_norm=5.0)
             tot += float(loss.detach()) * len(chunk)
             seen += len(chunk)
@@ -288,6 +302,8 @@ def _lstm_loss(
     logits, _ = head(x)
     if mil:
         return mil_ordinal_loss(logits, y[:, 0], weights, mask)
+    if cfg.loss == "sord":
+        return sord_loss(logits[mask], y[mask], weights, cfg.sord_alpha)
     return F.cross_entropy(logits[mask], y[mask], weight=weights, label_smoothing=0.1)
 
 

@@ -22,7 +22,7 @@ import torch
 from lusviewer.model.hybrid import HybridModel
 from lusviewer.model.weights import save_model
 from lusviewer.training.card import build_card
-from lusviewer.training.config import LOSSES, TrainConfig, model_config
+from lusviewer.training.config import CROPS, LOSSES, TrainConfig, model_config
 from lusviewer.training.data import (
     LabelledClip,
     cached_frames,
@@ -53,6 +53,15 @@ def check_loss(cfg: TrainConfig, clips: Sequence[LabelledClip]) -> None:
     """Refuse ``--loss`` settings that cannot do what they say."""
     if cfg.loss not in LOSSES:
         raise ValueError(f"unknown loss {cfg.loss!r}; choose one of {', '.join(LOSSES)}")
+    if cfg.crop not in CROPS:
+        raise ValueError(f"unknown crop {cfg.crop!r}; choose one of {', '.join(CROPS)}")
+    if not cfg.aux_weight >= 0:
+        raise ValueError(f"--aux-weight {cfg.aux_weight}: expected 0 or more")
+    if cfg.aux_weight > 0 and not any(c.findings is not None for c in clips):
+        raise ValueError(
+            "--aux-weight needs the experts' A-line / B-line flags (COVID-BLUeS severity.csv has them); "
+            "this data has none"
+        )
     if cfg.loss != "mil":
         return
     if any(c.frame_scores is not None for c in clips):
@@ -73,6 +82,9 @@ RECIPE_KEYS = {
     "variant": "cnn_lstm",
     "input_size": 128,
     "augment_padding": "zeros",
+    "crop": "none",
+    "aux_weight": 0.0,
+    "sord_alpha": 1.0,
 }
 
 
@@ -224,7 +236,7 @@ def run_training(cfg: TrainConfig) -> Path:
     )
     model = HybridModel(model_config(cfg))
     t0 = time.time()
-    frames = {c.path: cached_frames(c.path, model.cfg.input_size, cfg.cache_dir) for c in clips}
+    frames = {c.path: cached_frames(c.path, model.cfg.input_size, cfg.cache_dir, cfg.crop) for c in clips}
     log(f"decoded {sum(len(v) for v in frames.values())} frames in {time.time() - t0:.0f} s")
     init = initial_densenet(cfg, train, val, frames, work / "pretrain", what="this training run")
     initialisation = _initialise(cfg, model, init)

@@ -70,18 +70,19 @@ def clip_metrics(
 
 
 @torch.no_grad()
+def sequence_probs(head: nn.Module, feats: np.ndarray) -> np.ndarray:
+    """The sequence head's per-frame class probabilities (T, C) on one clip's CNN features."""
+    head.eval()
+    f = torch.from_numpy(feats).to(device_of(head))
+    logits = sequence_logits(head, f)  # type: ignore[arg-type]
+    return torch.softmax(logits.float(), 1).cpu().numpy()
+
+
 def evaluate_sequence(
     head: nn.Module, val: Sequence[LabelledClip], feats: dict[str, np.ndarray], *, per_clip: bool = False
 ) -> dict[str, Any]:
     """:func:`clip_metrics` of the sequence head on the CNN features ``feats``."""
-    head.eval()
-
-    def probs(c: LabelledClip) -> np.ndarray:
-        f = torch.from_numpy(feats[c.path]).to(device_of(head))
-        logits = sequence_logits(head, f)  # type: ignore[arg-type]
-        return torch.softmax(logits.float(), 1).cpu().numpy()
-
-    return clip_metrics(val, probs, per_clip=per_clip)
+    return clip_metrics(val, lambda c: sequence_probs(head, feats[c.path]), per_clip=per_clip)
 
 
 @torch.no_grad()
@@ -98,6 +99,28 @@ def cnn_outputs(
         probs.append(torch.softmax(out.logits.float(), 1).cpu().numpy())
         feats.append(out.features.float().cpu().numpy())
     return np.concatenate(probs), np.concatenate(feats)
+
+
+@torch.no_grad()
+def cnn_aux_probs(
+    model: HybridModel, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], bf16: bool, batch: int = 64
+) -> dict[str, np.ndarray]:
+    """Per-frame probabilities (T, F) of the auxiliary findings (``model.cfg.aux_heads``);
+    empty where the model has no such heads."""
+    if not model.cfg.aux_heads:
+        return {}
+    model.eval()
+    dev = device_of(model.cnn)
+    out: dict[str, np.ndarray] = {}
+    for c in clips:
+        parts = []
+        for s in range(0, len(frames[c.path]), batch):
+            with autocast(bf16, dev):
+                o = model.cnn(to_model_input(frames[c.path][s : s + batch], dev))
+            assert o.aux is not None
+            parts.append(torch.sigmoid(o.aux.float()).cpu().numpy())
+        out[c.path] = np.concatenate(parts)
+    return out
 
 
 def cnn_features(

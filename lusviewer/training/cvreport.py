@@ -1,0 +1,346 @@
+"""Compare recipes from their saved out-of-fold predictions: repeated, patient-grouped,
+paired, with patient-bootstrap intervals; no retraining.
+
+A cross-validation (``lusviewer crossval``) keeps every test clip's prediction in
+``[rep<r>/]fold<i>/<variant>/result.json``. Here each (folder, variant) is a *recipe*;
+all recipes compared must have tested the same clips in the same repeats (the same
+data, ``-k``, ``--seed`` and ``--repeats``: the same folds), so every difference is
+paired clip by clip. Per recipe and repeat the clip metrics are computed over all
+out-of-fold clips, then averaged over the repeats; intervals resample *patients* (all
+their clips together) 1,000 times, the same draws for every recipe, so the interval of
+a difference is that of the paired difference.
+
+Reference rows on the same clips: always 0, always 1, and (not a model: it knows the
+answers) each clip given its patient's most common expert score.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from lusviewer.training.metrics import classification_metrics, ordinal_aucs, roc_auc, spearman
+
+#: The clip metrics of the report, in its column order, and how they read.
+KEYS = ("qwk", "mae", "accuracy", "within_one", "balanced_accuracy", "macro_f1", "auc_ge1", "auc_ge2", "auc_ge3")
+PATIENT_KEY = "lus_spearman"
+ALL_KEYS = (*KEYS, PATIENT_KEY)
+LABELS = {
+    "qwk": "QWK",
+    "mae": "MAE",
+    "accuracy": "exact",
+    "within_one": "within-one",
+    "balanced_accuracy": "balanced acc.",
+    "macro_f1": "macro-F1",
+    "auc_ge1": "AUC >=1",
+    "auc_ge2": "AUC >=2",
+    "auc_ge3": "AUC >=3",
+    PATIENT_KEY: "LUS-total Spearman",
+    "aux_auc_a_lines": "AUC A-lines",
+    "aux_auc_b_lines": "AUC B-lines",
+}
+LOWER_IS_BETTER = {"mae"}
+ALWAYS = ("always 0", "always 1")
+ORACLE = "patient-majority oracle"
+
+
+@dataclass
+class Recipe:
+    """One recipe's out-of-fold clip predictions: per repeat, clip name -> row."""
+
+    name: str
+    source: str
+    repeats: dict[int, dict[str, dict[str, object]]] = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    folds: int = 0
+
+
+def load_recipes(dirs: Sequence[str | os.PathLike[str]]) -> list[Recipe]:
+    """Every (folder, variant) of the cross-validation folders ``dirs``. Raises ValueError
+    naming the folder where one holds no result or results without per-clip rows."""
+    recipes: list[Recipe] = []
+    for d in dirs:
+        root = Path(d)
+        files = sorted(root.glob("fold*/*/result.json")) + sorted(root.glob("rep*/fold*/*/result.json"))
+        if not files:
+            raise ValueError(f"{root}: no fold results (fold*/<variant>/result.json) here")
+        by_variant: dict[str, Recipe] = {}
+        for f in files:
+            rec = json.loads(f.read_text())
+            if "clips" not in rec:
+                raise ValueError(f"{f}: a result without per-clip predictions (older lusviewer); rerun that fold")
+            variant = str(rec["variant"])
+            r = int(rec.get("repeat", int(f.parts[-4][3:]) if f.parts[-4].startswith("rep") else 0))
+            recipe = by_variant.setdefault(variant, Recipe(f"{root.name}:{variant}", str(root)))
+            rows = recipe.repeats.setdefault(r, {})
+            for c in rec["clips"]:
+                name = Path(str(c["clip"])).name
+                if name in rows:
+                    raise ValueError(f"{f}: clip {name} tested twice in repeat {r} (folds overlap?)")
+                rows[name] = {**c, "fold": rec["fold"]}
+            recipe.elapsed_s += float(rec.get("elapsed_s", 0.0))
+            recipe.folds += 1
+        recipes += list(by_variant.values())
+    if len({r.name for r in recipes}) < len(recipes):
+        raise ValueError("two folders of the same name: give each recipe's folder its own name")
+    return recipes
+
+
+def check_paired(recipes: Sequence[Recipe]) -> list[str]:
+    """Problems that would make the comparison unpaired (empty: all recipes tested the
+    same clips, in the same folds, in every repeat)."""
+    first = recipes[0]
+    problems = []
+    for r in recipes[1:]:
+        if sorted(r.repeats) != sorted(first.repeats):
+            problems.append(f"{r.name}: repeats {sorted(r.repeats)}, {first.name}: {sorted(first.repeats)}")
+            continue
+        for rep, rows in r.repeats.items():
+            ref = first.repeats[rep]
+            if set(rows) != set(ref):
+                problems.append(f"{r.name}, repeat {rep}: {len(set(rows) ^ set(ref))} clips differ from {first.name}'s")
+            elif any(rows[c]["fold"] != ref[c]["fold"] for c in rows):
+                problems.append(f"{r.name}, repeat {rep}: other folds than {first.name}'s (another -k or --seed?)")
+    return problems
+
+
+@dataclass
+class Table:
+    """Arrays of one repeat's clips in a fixed clip order, for fast resampling."""
+
+    clips: list[str]
+    patient: np.ndarray  # (n,) patient index
+    score: np.ndarray  # (n,) expert score
+    pred: np.ndarray  # (n,) clip score
+    risk: np.ndarray  # (n, 3) risk of >= 1, 2, 3
+    aux: np.ndarray | None = None  # (n, 2) mean p(A-lines), p(B-lines)
+    findings: np.ndarray | None = None  # (n, 2) expert flags, -1 unknown
+
+
+def _tables(recipe: Recipe, patients: list[str]) -> dict[int, Table]:
+    index = {p: i for i, p in enumerate(patients)}
+    out = {}
+    for rep, rows in sorted(recipe.repeats.items()):
+        clips = sorted(rows)
+        aux = [rows[c].get("aux") for c in clips]
+        fnd = [rows[c].get("findings") for c in clips]
+        out[rep] = Table(
+            clips,
+            np.array([index[str(rows[c]["group"])] for c in clips]),
+            np.array([int(rows[c]["score"]) for c in clips]),  # type: ignore[call-overload]
+            np.array([int(rows[c]["pred"]) for c in clips]),  # type: ignore[call-overload]
+            np.array([rows[c]["risk"] for c in clips], dtype=np.float64),
+            np.array(aux, dtype=np.float64) if all(a is not None for a in aux) else None,
+            np.array([f if f is not None else (-1, -1) for f in fnd], dtype=np.int64),
+        )
+    return out
+
+
+def _constant(t: Table, value: int) -> Table:
+    return Table(t.clips, t.patient, t.score, np.full_like(t.score, value), np.zeros_like(t.risk))
+
+
+def _oracle(t: Table) -> Table:
+    """Each clip given its patient's most common expert score (ties: the lower)."""
+    pred = np.empty_like(t.score)
+    for p in np.unique(t.patient):
+        sel = t.patient == p
+        pred[sel] = int(np.bincount(t.score[sel], minlength=4).argmax())
+    risk = np.stack([(pred >= k).astype(np.float64) for k in (1, 2, 3)], 1)
+    return Table(t.clips, t.patient, t.score, pred, risk)
+
+
+def metrics(t: Table, weights: np.ndarray | None = None) -> dict[str, float]:
+    """The report's metrics of one repeat's clips; ``weights`` (n,) repeat clips (a
+    bootstrap draw: each clip as often as its patient was drawn)."""
+    if weights is None:
+        score, pred, risk, patient = t.score, t.pred, t.risk, t.patient
+    else:
+        idx = np.repeat(np.arange(len(t.score)), weights)
+        score, pred, risk = t.score[idx], t.pred[idx], t.risk[idx]
+        # a patient drawn twice counts as two patients in the patient-level rank correlation
+        copy = np.concatenate([np.arange(w) for w in weights]) if len(idx) else np.zeros(0, int)
+        patient = t.patient[idx] * 1000 + copy
+    m = classification_metrics(score, pred)
+    out = {
+        "qwk": m["qwk"],
+        "mae": float(np.abs(score - pred).mean()),
+        "accuracy": m["accuracy"],
+        "within_one": m["within_one"],
+        "balanced_accuracy": m["sensitivity"],
+        "macro_f1": m["macro_f1"],
+    }
+    if risk.any():
+        out.update(ordinal_aucs(score, risk))
+    else:  # a constant answer ranks nothing
+        out.update({k: 0.5 for k in ("auc_ge1", "auc_ge2", "auc_ge3")})
+    names, inv = np.unique(patient, return_inverse=True)
+    expert_total = np.bincount(inv, weights=score, minlength=len(names))
+    model_total = np.bincount(inv, weights=pred, minlength=len(names))
+    out[PATIENT_KEY] = spearman(expert_total, model_total) if np.ptp(model_total) > 0 else float("nan")
+    if t.aux is not None and t.findings is not None:
+        for j, name in enumerate(("a_lines", "b_lines")):
+            fnd = t.findings[:, j] if weights is None else t.findings[idx, j]
+            a = t.aux[:, j] if weights is None else t.aux[idx, j]
+            known = fnd >= 0
+            out[f"aux_auc_{name}"] = roc_auc(fnd[known] == 1, a[known]) if known.any() else float("nan")
+    return out
+
+
+def _mean_over_repeats(per_rep: list[dict[str, float]]) -> dict[str, float]:
+    """Each metric's mean over the repeats where it is defined (NaN where it is in none)."""
+    out = {}
+    for k in set().union(*per_rep):
+        v = np.array([m.get(k, np.nan) for m in per_rep], dtype=np.float64)
+        out[k] = float(v[np.isfinite(v)].mean()) if np.isfinite(v).any() else float("nan")
+    return out
+
+
+@dataclass
+class Comparison:
+    names: list[str]
+    point: dict[str, dict[str, float]]
+    draws: dict[str, dict[str, np.ndarray]]  # name -> key -> (reps,)
+    n_patients: int
+    n_clips: int
+    repeats: int
+
+
+def compare(recipes: Sequence[Recipe], *, reps: int = 1000, seed: int = 0) -> Comparison:
+    """Point estimates and patient-bootstrap draws of every recipe and reference row."""
+    problems = check_paired(recipes)
+    if problems:
+        raise ValueError("the recipes were not tested on the same folds: " + "; ".join(problems))
+    first = next(iter(recipes[0].repeats.values()))
+    patients = sorted({str(r["group"]) for r in first.values()})
+    tables = {r.name: _tables(r, patients) for r in recipes}
+    ref = tables[recipes[0].name]
+    tables[ALWAYS[0]] = {k: _constant(t, 0) for k, t in ref.items()}
+    tables[ALWAYS[1]] = {k: _constant(t, 1) for k, t in ref.items()}
+    tables[ORACLE] = {k: _oracle(t) for k, t in ref.items()}
+    names = [r.name for r in recipes] + [*ALWAYS, ORACLE]
+    point = {n: _mean_over_repeats([metrics(t) for t in tables[n].values()]) for n in names}
+    rng = np.random.default_rng(seed)
+    draws: dict[str, dict[str, list[float]]] = {n: defaultdict(list) for n in names}
+    n_pat = len(patients)
+    for _ in range(reps):
+        count = np.bincount(rng.integers(0, n_pat, n_pat), minlength=n_pat)
+        for n in names:
+            per_rep = [metrics(t, count[t.patient]) for t in tables[n].values()]
+            for k, v in _mean_over_repeats(per_rep).items():
+                draws[n][k].append(v)
+    return Comparison(
+        names,
+        point,
+        {n: {k: np.asarray(v) for k, v in d.items()} for n, d in draws.items()},
+        n_pat,
+        len(first),
+        len(ref),
+    )
+
+
+def _interval(v: np.ndarray) -> tuple[float, float]:
+    if not np.isfinite(v).any():
+        return float("nan"), float("nan")
+    return float(np.nanpercentile(v, 2.5)), float(np.nanpercentile(v, 97.5))
+
+
+def _cell(point: float, v: np.ndarray | None, *, signed: bool = False) -> str:
+    if not np.isfinite(point):
+        return "n/a"
+    fmt = "{:+.3f}" if signed else "{:.3f}"
+    if v is None:
+        return fmt.format(point)
+    lo, hi = _interval(v)
+    return f"{fmt.format(point)} ({fmt.format(lo)} to {fmt.format(hi)})"
+
+
+def difference(c: Comparison, a: str, b: str, key: str) -> tuple[float, float, float]:
+    """Paired difference a - b of ``key``: point estimate and 95 % interval."""
+    lo, hi = _interval(c.draws[a][key] - c.draws[b][key])
+    return c.point[a][key] - c.point[b][key], lo, hi
+
+
+def report_lines(c: Comparison, *, reference: str | None = None) -> list[str]:
+    """The Markdown of a comparison: metrics with intervals, then paired differences
+    against ``reference`` (default: the first recipe) and against always 0."""
+    reference = reference or c.names[0]
+    models = [n for n in c.names if n not in (*ALWAYS, ORACLE)]
+    aux_keys = [k for k in ("aux_auc_a_lines", "aux_auc_b_lines") if any(k in c.point[n] for n in models)]
+    lines = [
+        f"{c.n_clips} clips of {c.n_patients} patients, each tested once per repeat on a model that never saw "
+        f"its patient; {c.repeats} repeat(s) of the k-fold. Point estimates: the metric over all out-of-fold "
+        "clips of a repeat, averaged over repeats. 95 % intervals: 1,000 resamples of the patients (the same "
+        "resamples for every row, so differences are paired). AUC >= k: telling clips of score >= k from the "
+        "others by the clip's risk (0.5 = chance). LUS-total Spearman: rank correlation over patients of the "
+        "sum of their clip scores, model against experts. The oracle row gives each clip its patient's most "
+        "common expert score: not a model, it shows how much of the score lies between patients.",
+        "",
+        "| recipe | " + " | ".join(LABELS[k] for k in (*ALL_KEYS, *aux_keys)) + " |",
+        "|---" * (1 + len(ALL_KEYS) + len(aux_keys)) + "|",
+    ]
+    for n in c.names:
+        cells = [_cell(c.point[n].get(k, np.nan), c.draws[n].get(k)) for k in (*ALL_KEYS, *aux_keys)]
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for base in dict.fromkeys([reference, ALWAYS[0]]):
+        others = [n for n in models if n != base]
+        if not others:
+            continue
+        lines += [
+            f"Paired differences, recipe minus **{base}** (95 % interval; for MAE lower is better):",
+            "",
+            "| recipe | " + " | ".join(LABELS[k] for k in ALL_KEYS) + " |",
+            "|---" * (1 + len(ALL_KEYS)) + "|",
+        ]
+        for n in others:
+            cells = []
+            for k in ALL_KEYS:
+                d, lo, hi = difference(c, n, base, k)
+                better = (hi < 0) if k in LOWER_IS_BETTER else (lo > 0)
+                cell = "n/a" if not np.isfinite(d) else f"{d:+.3f} ({lo:+.3f} to {hi:+.3f})"
+                cells.append(f"**{cell}**" if better and np.isfinite(d) else cell)
+            lines.append(f"| {n} | " + " | ".join(cells) + " |")
+        lines += ["", "Bold: the interval excludes zero in the recipe's favour.", ""]
+    return lines
+
+
+def write_repeated_report(
+    dirs: Sequence[str | os.PathLike[str]],
+    out: str | os.PathLike[str],
+    *,
+    command: str = "",
+    reference: str | None = None,
+    reps: int = 1000,
+) -> Path:
+    """Compare the recipes of ``dirs`` and write the Markdown report to ``out``
+    (atomically); also ``<out stem>.csv`` with every row's point estimates."""
+    recipes = load_recipes(dirs)
+    c = compare(recipes, reps=reps)
+    if reference is not None and reference not in c.names:
+        raise ValueError(f"--reference {reference!r}: not one of {', '.join(c.names)}")
+    lines = ["# Repeated patient-grouped cross-validation: recipes compared", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += [f"Recipes: {', '.join(f'`{r.name}` ({r.source}, {r.folds} fold runs)' for r in recipes)}.", ""]
+    lines += report_lines(c, reference=reference)
+    path = Path(out)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    keys = sorted(set().union(*(c.point[n] for n in c.names)))
+    csv_lines = ["recipe," + ",".join(keys)]
+    for n in c.names:
+        csv_lines.append(f'"{n}",' + ",".join(f"{c.point[n].get(k, np.nan):.4f}" for k in keys))
+    csv = path.with_suffix(".csv")
+    tmp = csv.with_name(csv.name + ".tmp")
+    tmp.write_text("\n".join(csv_lines) + "\n")
+    os.replace(tmp, csv)
+    return path

@@ -1,0 +1,119 @@
+"""Repeated patient-grouped cross-validation and the paired report (issue 15)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from test_training import _tiny_config, blues_like_folder
+
+from lusviewer.training.cvreport import (
+    ALWAYS,
+    ORACLE,
+    Table,
+    compare,
+    load_recipes,
+    metrics,
+    write_repeated_report,
+)
+from lusviewer.training.losses import coral_loss, sord_loss, sord_targets
+
+
+@pytest.fixture(scope="module")
+def two_recipes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """Two tiny recipes (compact; cross-entropy vs CORAL + sector + aux heads), 2 folds x 2 repeats."""
+    from lusviewer.training.crossval import run_crossval
+
+    tmp = tmp_path_factory.mktemp("cv")
+    data = blues_like_folder(tmp / "blues")
+    outs = []
+    for name, extra in (("ce", {}), ("coral", {"loss": "coral", "crop": "sector", "aux_weight": 0.5})):
+        cfg = replace(_tiny_config(data, tmp, cnn_epochs=1, **extra), out=str(tmp / name), cache_dir=str(tmp / "cache"))
+        report = run_crossval(cfg, k=2, variants=("compact",), repeats=2)
+        assert report == tmp / name / "report.md"
+        outs.append(tmp / name)
+    return outs[0], outs[1]
+
+
+def test_repeats_test_every_clip_once_per_repeat_on_the_same_folds(two_recipes: tuple[Path, Path]) -> None:
+    ce, coral = two_recipes
+    for out in (ce, coral):
+        assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["rep0", "rep1"]
+        for rep in (0, 1):
+            clips = []
+            for fold in (0, 1):
+                rec = json.loads((out / f"rep{rep}" / f"fold{fold}" / "compact" / "result.json").read_text())
+                assert rec["repeat"] == rep
+                clips += [Path(c["clip"]).name for c in rec["clips"]]
+                assert all(len(c["p_mean"]) == 4 for c in rec["clips"])
+                probs = np.load(out / f"rep{rep}" / f"fold{fold}" / "compact" / "oof_probs.npz")
+                assert sorted(probs.files) == sorted(Path(c["clip"]).name for c in rec["clips"])
+            assert sorted(clips) == sorted(set(clips)) and len(clips) == 16
+    a, b = load_recipes([ce, coral])
+    # repeat r splits with seed + 1000 r; both recipes on the same folds
+    from lusviewer.training.data import group_kfold, load_covid_blues
+
+    clips = load_covid_blues(ce.parent / "blues")
+    for rep in (0, 1):
+        want = {
+            Path(c.path).name: f for f, (_, test) in enumerate(group_kfold(clips, k=2, seed=1000 * rep)) for c in test
+        }
+        assert {c: r["fold"] for c, r in a.repeats[rep].items()} == want
+        assert {c: r["fold"] for c, r in b.repeats[rep].items()} == want
+    aux = json.loads((coral / "rep0" / "fold0" / "compact" / "result.json").read_text())["clips"][0]
+    assert len(aux["aux"]) == 2 and aux["findings"] == [1, 1]
+    text = (ce / "report.md").read_text()
+    assert "always 0" in text and ORACLE in text and "QWK" in text
+
+
+def test_report_compares_recipes_paired(two_recipes: tuple[Path, Path], tmp_path: Path) -> None:
+    ce, coral = two_recipes
+    path = write_repeated_report([ce, coral], tmp_path / "cmp.md", reps=200)
+    text = path.read_text()
+    assert "ce:compact" in text and "coral:compact" in text
+    assert "recipe minus **ce:compact**" in text and "recipe minus **always 0**" in text
+    assert (tmp_path / "cmp.csv").read_text().startswith("recipe,")
+
+
+def test_unpaired_recipes_are_refused(two_recipes: tuple[Path, Path], tmp_path: Path) -> None:
+    ce, _ = two_recipes
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(ce, other)
+    f = other / "rep1" / "fold0" / "compact" / "result.json"
+    rec = json.loads(f.read_text())
+    rec["clips"] = rec["clips"][1:]
+    f.write_text(json.dumps(rec))
+    with pytest.raises(ValueError, match="not tested on the same folds"):
+        compare(load_recipes([ce, other]), reps=10)
+
+
+def test_metrics_and_references_on_known_answers() -> None:
+    score = np.array([0, 0, 1, 2, 3, 3])
+    patient = np.array([0, 0, 1, 1, 2, 2])
+    risk = np.stack([(score >= k).astype(float) for k in (1, 2, 3)], 1)
+    perfect = metrics(Table([str(i) for i in range(6)], patient, score, score.copy(), risk))
+    assert perfect["qwk"] == pytest.approx(1.0) and perfect["mae"] == 0 and perfect["auc_ge2"] == 1.0
+    assert perfect["lus_spearman"] == pytest.approx(1.0)
+    zero = metrics(Table([str(i) for i in range(6)], patient, score, np.zeros(6, int), np.zeros((6, 3))))
+    assert zero["qwk"] == 0 and zero["mae"] == pytest.approx(9 / 6) and zero["auc_ge1"] == 0.5
+    assert np.isnan(zero["lus_spearman"])  # a constant answer ranks no patient
+    assert ALWAYS == ("always 0", "always 1")
+
+
+def test_sord_and_coral_losses() -> None:
+    q = sord_targets(torch.tensor([0, 3]), 4, alpha=1.0)
+    torch.testing.assert_close(q.sum(1), torch.ones(2))
+    assert q[0].argmax() == 0 and q[1].argmax() == 3 and q[0, 1] > q[0, 2] > q[0, 3]
+    w = torch.ones(4)
+    good = torch.tensor([[5.0, 1.0, -3.0, -8.0]])
+    bad = good.flip(1)
+    assert sord_loss(good, torch.tensor([0]), w) < sord_loss(bad, torch.tensor([0]), w)
+    # CORAL: P(>=k) logits; score 2 wants (+, +, -)
+    right, wrong = torch.tensor([[4.0, 4.0, -4.0]]), torch.tensor([[-4.0, -4.0, 4.0]])
+    assert coral_loss(right, torch.tensor([2]), w) < 0.1 < coral_loss(wrong, torch.tensor([2]), w)
