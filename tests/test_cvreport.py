@@ -117,3 +117,34 @@ def test_sord_and_coral_losses() -> None:
     # CORAL: P(>=k) logits; score 2 wants (+, +, -)
     right, wrong = torch.tensor([[4.0, 4.0, -4.0]]), torch.tensor([[-4.0, -4.0, 4.0]])
     assert coral_loss(right, torch.tensor([2]), w) < 0.1 < coral_loss(wrong, torch.tensor([2]), w)
+
+
+def test_training_on_every_patient_keeps_the_last_epoch(tmp_path: Path) -> None:
+    """--val-fraction 0 (the model to ship after a cross-validation): every patient trains,
+    the fixed number of epochs runs, the card names no validation patient, and evaluate
+    --card-val-patients says why it has nothing to evaluate, in one line."""
+    import subprocess
+    import sys
+
+    from lusviewer.model import load_model
+    from lusviewer.training.train import run_training
+
+    data = blues_like_folder(tmp_path / "blues")
+    cfg = replace(_tiny_config(data, tmp_path, val_fraction=0.0, cnn_epochs=2), variant="compact", crop="sector")
+    card_path = run_training(cfg)
+    loaded = load_model(card_path)
+    card = loaded.card
+    assert card.training["split"]["val_patients"] == [] and len(card.training["split"]["train_patients"]) == 8
+    assert card.training["epochs"]["cnn"] == 2
+    assert card.preprocessing["crop"] == "sector"
+    assert loaded.model.cfg.variant == "compact"
+    with pytest.raises(ValueError, match="--val-fraction 0"):
+        run_training(replace(cfg, out=str(tmp_path / "o2"), work_dir=str(tmp_path / "w2"), pretrain_epochs=1))
+    run = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "evaluate", "--data", str(data), "--model", str(card_path),
+         "--card-val-patients", "-o", str(tmp_path / "eval"), "-q"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert run.returncode != 0
+    lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and "trained on every patient" in lines[0], run.stderr

@@ -59,7 +59,14 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
 
 def _card_val_patients(loaded: LoadedModel, clips: list[LabelledClip]) -> list[LabelledClip] | None:
     """The clips of the validation patients the card names; None, with the reason said, when none."""
-    val = set(loaded.card.training.get("split", {}).get("val_patients", []))
+    split = loaded.card.training.get("split", {})
+    val = set(split.get("val_patients", []))
+    if not val and split.get("train_patients"):
+        err(
+            "the model was trained on every patient of its data (no validation patients): its expected "
+            "performance is the cross-validation its card reports (metrics.crossval); evaluate it on other data"
+        )
+        return None
     if not val:
         err("the model card names no validation patients")
         return None

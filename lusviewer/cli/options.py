@@ -23,7 +23,12 @@ _SHARED: dict[str, dict[str, Any]] = {
     "--cache-dir": {"default": None, "help": "keep decoded frames here (.npy, per input size)"},
     "--tiny": {"action": "store_true", "help": "tiny architecture (smoke tests)"},
     "--seed": {"type": int, "default": 0},
-    "--val-fraction": {"type": float, "default": 0.2, "help": "share of patients held out"},
+    "--val-fraction": {
+        "type": float,
+        "default": 0.2,
+        "help": "share of patients held out for validation (train: 0 = train on every patient for the "
+        "fixed --cnn-epochs, keeping the last epoch, as a model to ship after a cross-validation)",
+    },
     "--input-size": {"type": int, "default": 128, "help": "frame size in pixels, a multiple of 16"},
     "--frames-per-clip": {"type": int, "default": 16, "help": "frames sampled per clip per epoch"},
     "--fp32": {"action": "store_true", "help": "no bf16 autocast"},

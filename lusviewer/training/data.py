@@ -343,7 +343,10 @@ def split_warnings(train: Sequence[LabelledClip], val: Sequence[LabelledClip]) -
 def split_by_group(
     clips: Sequence[LabelledClip], *, val_fraction: float, seed: int
 ) -> tuple[list[LabelledClip], list[LabelledClip]]:
-    """Patient-disjoint split, stratified by each patient's worst clip score."""
+    """Patient-disjoint split, stratified by each patient's worst clip score. With
+    ``val_fraction`` 0, every clip trains (no validation)."""
+    if val_fraction <= 0:
+        return list(clips), []
     by_group: dict[str, list[LabelledClip]] = defaultdict(list)
     for c in clips:
         by_group[c.group].append(c)

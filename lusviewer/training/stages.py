@@ -193,7 +193,8 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
     st.setdefault("since_best", 0)
     assert files.best is not None
     if st["done"]:
-        log(f"stage 1 already done (best val macro-F1 {st['best']['macro_f1']:.3f}); loading it")
+        done = f"best val macro-F1 {st['best']['macro_f1']:.3f}" if "macro_f1" in st["best"] else "no validation"
+        log(f"stage 1 already done ({done}); loading it")
         load_state(files.best, model.cnn)
         return dict(st["best"])
     cnn = model.cnn
@@ -235,7 +236,11 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
             bar.set_postfix(loss=f"{tot / seen:.4f}", lr=f"{lr:.1e}", fps=f"{fps:.1f}", refresh=False)
         bar.close()
         loop.end_epoch()
-        if rank == 0:  # rank 0 validates, decides the learning rate and keeps the checkpoints
+        if rank == 0 and not val:  # no validation patients: the last epoch is the model
+            st["best"] = {"epoch": st["epoch"], "train_loss": tot / max(seen, 1)}
+            save_state(files.best, cnn)
+            log(f"epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f} lr {lr:.1e} (no validation: last kept)")
+        elif rank == 0:  # rank 0 validates, decides the learning rate and keeps the checkpoints
             m = validate_cnn(model, val, frames, val_idx, cfg.bf16)
             log(
                 f"epoch {st['epoch']}: train loss {tot / max(seen, 1):.4f}  val loss {m['loss']:.4f} "
@@ -339,8 +344,13 @@ def train_lstm(r: StageRun, feats: dict[str, np.ndarray]) -> dict[str, Any]:
         for b in range(0, len(windows), cfg.lstm_batch_size):
             loss = _lstm_loss(cfg, head, windows[b : b + cfg.lstm_batch_size], model.cfg.feature_dim, weights)
             optimizer_step(opt, loss, head, max_norm=1.0)
-        m = evaluate_sequence(head, val, feats)
         st["epoch"] += 1
+        if not val:  # no validation patients: the last epoch is the model
+            st["best"] = {"epoch": st["epoch"]}
+            save_state(best_path, head)
+            run.save()
+            continue
+        m = evaluate_sequence(head, val, feats)
         sched.step(m[level]["macro_f1"])
         log(
             f"lstm epoch {st['epoch']}: val frame acc {m['frame']['accuracy']:.3f} F1 {m['frame']['macro_f1']:.3f}"

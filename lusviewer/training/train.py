@@ -132,6 +132,11 @@ def check_init_options(cfg: TrainConfig) -> None:
     """Refuse, before any decoding, initialisation options that cannot work together."""
     if cfg.pretrain_epochs > 0 and cfg.init_densenet:
         raise ValueError("--pretrain-epochs and --init-densenet both set the DenseNet branch: choose one")
+    if cfg.val_fraction <= 0 and (cfg.pretrain_epochs > 0 or (cfg.e2e_epochs > 0 and cfg.variant == "cnn_lstm")):
+        raise ValueError(
+            "--val-fraction 0 (no validation patients) cannot go with --pretrain-epochs or --end-to-end-epochs, "
+            "which pick their result on validation patients"
+        )
     if cfg.pretrain_epochs > 0 and dist_info()[1] > 1:
         raise ValueError(
             "--pretrain-epochs under torchrun: pretrain first with `lusviewer pretrain` (same --seed and "
@@ -181,6 +186,11 @@ def _after_stage_1(r: StageRun, clips: Sequence[LabelledClip]) -> dict[str, Any]
     CNN (and CNN+LSTM; of both before and after stage 3 where it changed them)."""
     cfg, model, val, frames = r.cfg, r.model, r.val, r.frames
     metrics: dict[str, Any] = {}
+    if not val:  # trained on every patient: nothing to validate on
+        if model.sequence is not None:
+            _, feats = cnn_features(model, clips, frames, cfg.bf16)
+            train_lstm(r, feats)
+        return metrics
     needed = clips if model.sequence is not None else val  # without stage 2, only the validation needs them
     log(
         "CNN on every frame of every clip (features for stage 2, full validation)"
@@ -255,14 +265,18 @@ def run_training(cfg: TrainConfig) -> Path:
         if rank != 0:  # stage 2 and the card are rank 0's (the LSTM trains in minutes)
             return Path(cfg.out) / f"{cfg.name}.json"
     model.eval()
-    metrics: dict[str, Any] = {"baselines": baselines(train, val, frames), "cnn_selection": cnn_best}
+    metrics: dict[str, Any] = {"baselines": baselines(train, val, frames)} if val else {}
+    metrics["cnn_selection"] = cnn_best
     metrics.update(_after_stage_1(stages, clips))
-    final = metrics["cnn_lstm" if model.sequence is not None else "cnn"]
-    log(
-        f"validation ({len(val)} clips): frame acc {final['frame']['accuracy']:.3f} "
-        f"macro-F1 {final['frame']['macro_f1']:.3f}; clip acc {final['clip']['accuracy']:.3f} "
-        f"macro-F1 {final['clip']['macro_f1']:.3f}"
-    )
+    if val:
+        final = metrics["cnn_lstm" if model.sequence is not None else "cnn"]
+        log(
+            f"validation ({len(val)} clips): frame acc {final['frame']['accuracy']:.3f} "
+            f"macro-F1 {final['frame']['macro_f1']:.3f}; clip acc {final['clip']['accuracy']:.3f} "
+            f"macro-F1 {final['clip']['macro_f1']:.3f}"
+        )
+    else:
+        log(f"trained on all {len(train)} clips ({len({c.group for c in train})} patients); no validation")
     card = build_card(
         cfg,
         model,
