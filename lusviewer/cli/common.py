@@ -220,13 +220,15 @@ def says_data_errors(run: Callable[[argparse.Namespace], int]) -> Callable[[argp
 
 def check_training_paths(args: argparse.Namespace, *folders: str) -> str | None:
     """Options the training commands would otherwise fail on after the work: folders
-    that are files, validation fractions outside (0, 1), zero epochs."""
+    that are files, validation fractions outside (0, 1) (0 allowed for train and crossval:
+    no validation), zero epochs."""
     for name in folders:
         value = getattr(args, name, None)
         if value and Path(value).exists() and not Path(value).is_dir():
             return f"--{name.replace('_', '-')} {value}: is a file; expected a folder"
     vf = getattr(args, "val_fraction", None)
-    if vf is not None and not 0 < vf < 1:
+    no_validation = args.command in ("train", "crossval") and vf == 0  # fixed epochs, the last kept
+    if vf is not None and not 0 < vf < 1 and not no_validation:
         return f"--val-fraction {vf}: must be between 0 and 1 (validation patients pick the best epoch)"
     if getattr(args, "cnn_epochs", 1) < 1:
         return "--cnn-epochs must be at least 1"
