@@ -1,6 +1,6 @@
 """Where the shipped model's Grad-CAM looks, on the validation patients of its card.
 
-    python scripts/gradcam_corners.py [--model CARD] [--data ../shared/data/covid-blues]
+    python scripts/gradcam_corners.py [--model CARD] [--data ../shared/data/covid-blues]   # any card
     python scripts/gradcam_corners.py --work-dir RUN_WORK_DIR [--checkpoint cnn_last]   # a stage-1 CNN
     ... [--padded]        # each frame set in a black border a quarter of its size: peaks in that border?
     ... [--random-init]   # the same architecture untrained (seed 0): what the method alone gives
@@ -8,11 +8,16 @@
 For the middle frame of each validation clip: is the map's peak within 10 % of an image
 corner, and what share of the map lies on black, echo-free background
 (:func:`lusviewer.inference.saliency.share_on_background`)? Needs the real data.
+
+A model that sees the ultrasound sector only (card ``input.crop: sector``; ``--crop sector``
+for a work dir's CNN) gets each clip's frame cropped to the clip's sector, found on its
+first ``SECTOR_FRAMES`` frames as the engine finds it, and its map back on the frame.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -23,12 +28,14 @@ import numpy as np
 from lusviewer.inference.saliency import grad_cam, share_on_background
 from lusviewer.io import open_clip
 from lusviewer.model import load_model
+from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, detect_sector
 from lusviewer.resources import default_model_path
 from lusviewer.training.data import load_covid_blues
 
 
-def stage1_cnn(work: Path, checkpoint: str) -> tuple[Any, set[str]]:
-    """The CNN of a work dir's stage-1 checkpoint, and the validation patients of its split."""
+def stage1_cnn(work: Path, checkpoint: str) -> tuple[Any, set[str] | None, str]:
+    """The CNN of a work dir's stage-1 checkpoint, the validation patients of its split,
+    and its crop ("none" unless the run's config says "sector")."""
     from lusviewer.model import HybridModel
     from lusviewer.training.config import TrainConfig, model_config
     from lusviewer.training.data import load_dataset_with, split_by_group
@@ -40,7 +47,7 @@ def stage1_cnn(work: Path, checkpoint: str) -> tuple[Any, set[str]]:
     model = HybridModel(model_config(cfg))
     load_state(work / f"{checkpoint}.safetensors", model.cnn)
     _, val = split_by_group(load_dataset_with(cfg), val_fraction=cfg.val_fraction, seed=cfg.seed)
-    return model.cnn.float().eval(), {c.group for c in val}
+    return model.cnn.float().eval(), {c.group for c in val}, str(state["config"].get("crop") or "none")
 
 
 def main() -> None:
@@ -51,13 +58,19 @@ def main() -> None:
     ap.add_argument("--checkpoint", default="cnn_last", help="with --work-dir: cnn_last or cnn_best")
     ap.add_argument("--padded", action="store_true", help="frames set in a black border a quarter of their size")
     ap.add_argument("--random-init", action="store_true", help="the architecture untrained (seed 0)")
+    ap.add_argument(
+        "--crop", choices=("none", "sector"), default=None, help="what the CNN sees (default: as its card or run says)"
+    )
     args = ap.parse_args()
     if args.work_dir:
-        cnn, val = stage1_cnn(Path(args.work_dir), args.checkpoint)
+        cnn, val, crop = stage1_cnn(Path(args.work_dir), args.checkpoint)
     else:
         loaded = load_model(args.model)
         cnn = loaded.model.cnn.float()
-        val = set(loaded.card.training["split"]["val_patients"])
+        split = loaded.card.training.get("split") or {}
+        val = set(split["val_patients"]) if "val_patients" in split else None  # None: the card names none
+        crop = loaded.card.crop
+    crop = args.crop or crop
     if args.random_init:
         import torch
 
@@ -65,15 +78,20 @@ def main() -> None:
 
         torch.manual_seed(0)
         cnn = HybridModel(cnn.cfg).cnn.float().eval()
-    clips = [c for c in load_covid_blues(args.data) if c.group in val]
+    clips = [c for c in load_covid_blues(args.data) if val is None or c.group in val]
+    what = "validation clips" if val is not None else "clips (the card names no validation patients: all)"
     corner, background, in_border = 0, [], 0
+    found = 0
     for c in clips:
         with open_clip(c.path) as r:
             frame = r.frame(len(r) // 2)
-        if args.padded:
-            m = frame.shape[0] // 4
-            frame = np.pad(frame, ((m, m), (m, m), (0, 0)))
-        cam, _cls = grad_cam(cnn, frame)
+            m = frame.shape[0] // 4 if args.padded else 0
+            sector: Sector | None = None
+            if crop == "sector":  # the engine's sector: the clip's first frames (padded alike)
+                sector = detect_sector([pad(f, m) for f in itertools.islice(r.iter_frames(), SECTOR_FRAMES)])
+                found += int(sector.found)
+        frame = pad(frame, m)
+        cam, _cls = grad_cam(cnn, frame, sector=sector)
         h, w = cam.shape
         y, x = np.unravel_index(int(cam.argmax()), cam.shape)
         corner += int(min(y, h - 1 - y) < 0.1 * h and min(x, w - 1 - x) < 0.1 * w)
@@ -82,10 +100,16 @@ def main() -> None:
         background.append(share_on_background(cam, frame))
     bg = np.array(background)
     print(
-        f"{len(clips)} validation clips (middle frame): Grad-CAM peak within 10 % of an image corner in {corner}; "
+        f"{len(clips)} {what} (middle frame): Grad-CAM peak within 10 % of an image corner in {corner}; "
         f"share of the map on black background: median {np.median(bg):.2f}, above 0.5 in {int((bg > 0.5).sum())}"
         + (f"; peak in the added black border in {in_border}" if args.padded else "")
+        + (f"; cropped to the sector (found in {found})" if crop == "sector" else "")
     )
+
+
+def pad(frame: np.ndarray, m: int) -> np.ndarray:
+    """The frame set in a black border ``m`` px wide (``m`` 0: as it is)."""
+    return np.pad(frame, ((m, m), (m, m), (0, 0))) if m else frame
 
 
 if __name__ == "__main__":

@@ -11,14 +11,27 @@ bf16 autocast where the CPU has bf16 instructions *and* the model card records
 that bf16 and fp32 agreed on >= 99 % of frame labels on real clips
 (``inference.bf16_label_agreement``), else fp32. Always channels_last. The LSTM
 head runs in fp32.
+
+What the model sees of each frame follows its card (``input.crop``): the whole frame
+resized (absent or ``"none"``), or the clip's ultrasound sector only (``"sector"``):
+the decode thread reads the first :data:`~lusviewer.model.preprocess.SECTOR_FRAMES`
+frames, finds the sector on them (:func:`~lusviewer.model.preprocess.detect_sector`),
+then crops every frame to it, those first frames included, in order. Memory stays
+bounded: at most those frames are held at the clip's own resolution. The result
+carries the sector (:attr:`ClipResult.sector`) so that overlays can be mapped back
+onto the frames. Probabilities are ``softmax(logits / T)`` with the card's calibration
+temperature ``T`` (``inference.temperature``, 1 where absent), for the CNN's and the
+LSTM's outputs alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -29,7 +42,7 @@ import torch
 
 from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, SequenceStreamer
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
-from lusviewer.model.preprocess import resize_frame, to_model_input
+from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, detect_sector, resize_frame, to_model_input
 from lusviewer.model.weights import LoadedModel
 from lusviewer.report.aggregate import ClipSummary, summarize_clip
 
@@ -49,6 +62,7 @@ class ScoredFrames:
     probs: np.ndarray  # (n, C) float32
     scores: np.ndarray  # (n,) int64
     recon_error: np.ndarray  # (n,) float32; NaN where the model has no autoencoder
+    sector: Sector | None = None  # the clip's sector the frames were cropped to (as ClipResult.sector)
 
 
 @dataclass
@@ -68,6 +82,10 @@ class ClipResult:
     # From the card (``inference.recon_error_limit``, a high quantile of the training clips'
     # mean reconstruction error); None when the card does not say.
     recon_error_limit: float | None = None
+    # The clip's ultrasound sector the frames were cropped to (``input.crop: sector`` cards;
+    # ``found`` False where none was told apart and the whole frame was used); None for a
+    # card that resizes the whole frame.
+    sector: Sector | None = None
 
     @property
     def frames_per_second(self) -> float:
@@ -155,6 +173,8 @@ class ScoringEngine:
         self.burn_in = int(self.card.inference.get("lstm_burn_in", DEFAULT_BURN_IN))
         limit = self.card.inference.get("recon_error_limit")
         self.recon_error_limit = float(limit) if isinstance(limit, (int, float)) else None
+        self.crop = self.card.crop
+        self.temperature = self.card.temperature
 
     @property
     def description(self) -> str:
@@ -167,18 +187,62 @@ class ScoringEngine:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _batches(self, reader: ClipReader, cancel: threading.Event | None) -> Iterator[np.ndarray]:
-        """Resized uint8 batches, decoded one batch ahead on a helper thread."""
+    def clip_sector(self, clip: str | ClipReader) -> Sector | None:
+        """The sector this engine crops a clip's frames to (found on its first
+        :data:`~lusviewer.model.preprocess.SECTOR_FRAMES` frames, as :meth:`score_clip`
+        finds it), or None where the card resizes the whole frame. For overlays asked
+        for before the clip's result is in."""
+        if self.crop != "sector":
+            return None
+        reader = open_clip(clip) if isinstance(clip, str) else clip
+        try:
+            head = list(itertools.islice(reader.iter_frames(), SECTOR_FRAMES))
+        finally:
+            if isinstance(clip, str):
+                reader.close()
+        if not head:
+            raise ClipError(reader.info.path, "no frame could be decoded")
+        return _detect(head, reader.info.path)
+
+    def _prepare(self, frame: np.ndarray, sector: Sector | None, index: int, path: str) -> np.ndarray:
+        """One frame as the model sees it: (S, S, 3) uint8."""
+        if sector is None:
+            return resize_frame(frame, self.input_size)
+        if frame.shape[:2] != sector.shape:
+            raise ClipError(
+                path,
+                f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but the first frames, where the sector was "
+                f"found, are {sector.shape[1]}x{sector.shape[0]}",
+            )
+        return sector.apply(frame, self.input_size)
+
+    def _batches(self, reader: ClipReader, cancel: threading.Event | None, found: list[Sector]) -> Iterator[np.ndarray]:
+        """Model-input uint8 batches, decoded one batch ahead on a helper thread. With a
+        sector card, the sector is appended to ``found`` before the first batch."""
         q: queue.Queue[Any] = queue.Queue(maxsize=2)
         stop = threading.Event()
 
         def produce() -> None:
             try:
-                buf: list[np.ndarray] = []
-                for frame in reader.iter_frames():
+                frames: Iterator[np.ndarray] = reader.iter_frames()
+                sector: Sector | None = None
+                if self.crop == "sector":
+                    head: deque[np.ndarray] = deque()
+                    for frame in frames:
+                        head.append(frame)
+                        if len(head) == SECTOR_FRAMES:
+                            break
                     if stop.is_set():
                         return
-                    buf.append(resize_frame(frame, self.input_size))
+                    if head:
+                        sector = _detect(head, reader.info.path)
+                        found.append(sector)
+                    frames = itertools.chain(_drain(head), frames)
+                buf: list[np.ndarray] = []
+                for i, frame in enumerate(frames):
+                    if stop.is_set():
+                        return
+                    buf.append(self._prepare(frame, sector, i, reader.info.path))
                     if len(buf) == self.batch_size:
                         q.put(np.stack(buf))
                         buf = []
@@ -207,12 +271,19 @@ class ScoringEngine:
                     q.get(timeout=0.05)
             t.join()
 
+    def _softmax(self, logits: torch.Tensor) -> torch.Tensor:
+        """Probabilities from logits, with the card's calibration temperature."""
+        z = logits.float()
+        if self.temperature != 1.0:  # a card without one: the very same numbers as before
+            z = z / self.temperature
+        return torch.softmax(z, 1)
+
     @torch.inference_mode()
     def _cnn(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
         x = to_model_input(batch, self.device)
         with self._autocast():
             out = self.model.cnn(x)
-        probs = torch.softmax(out.logits.float(), 1).cpu()
+        probs = self._softmax(out.logits).cpu()
         feats = out.features.float()  # stays on the device: the LSTM reads it there
         if out.reconstruction is None:
             err = np.full(len(batch), np.nan, dtype=np.float32)
@@ -257,6 +328,7 @@ class ScoringEngine:
         probs_out: list[np.ndarray] = []
         errs: list[np.ndarray] = []
         pending_err: list[np.ndarray] = []
+        found: list[Sector] = []  # the decode thread's sector, before the first batch
         done = 0
 
         def emit(p: np.ndarray) -> None:
@@ -268,14 +340,14 @@ class ScoringEngine:
             probs_out.append(p)
             errs.append(e)
             if on_frames is not None:
-                on_frames(ScoredFrames(done, p, p.argmax(1), e))
+                on_frames(ScoredFrames(done, p, p.argmax(1), e, found[0] if found else None))
             done += n
             if progress is not None:
                 progress(done, total)
 
         if cancel is not None and cancel.is_set():
             raise Cancelled()
-        for batch in self._batches(reader, cancel):
+        for batch in self._batches(reader, cancel, found):
             probs, feats, err = self._cnn(batch)
             pending_err.append(err)
             if streamer is None:
@@ -284,12 +356,12 @@ class ScoringEngine:
                 with torch.inference_mode():
                     logits = streamer.push(feats)
                 if len(logits):
-                    emit(torch.softmax(logits.float(), 1).cpu().numpy())
+                    emit(self._softmax(logits).cpu().numpy())
         if streamer is not None:
             with torch.inference_mode():
                 logits = streamer.flush()
             if len(logits):
-                emit(torch.softmax(logits.float(), 1).cpu().numpy())
+                emit(self._softmax(logits).cpu().numpy())
         if not probs_out:
             raise ClipError(label, "no frame could be decoded")
         probs_all = np.concatenate(probs_out).astype(np.float32)
@@ -314,16 +386,42 @@ class ScoringEngine:
             precision=self.precision,
             elapsed_s=time.perf_counter() - t0,
             recon_error_limit=self.recon_error_limit,
+            sector=found[0] if found else None,
         )
 
     @torch.inference_mode()
-    def reconstruct(self, frame: np.ndarray) -> np.ndarray | None:
-        """Autoencoder reconstruction of one RGB frame, resized back to the frame's size."""
+    def reconstruct(self, frame: np.ndarray, sector: Sector | None = None) -> np.ndarray | None:
+        """Autoencoder reconstruction of one RGB frame at the frame's size (uint8).
+
+        ``sector``: the clip's (:attr:`ClipResult.sector`, :meth:`clip_sector`), for a
+        card that crops to it: the frame is cropped as for scoring and the reconstruction
+        mapped back onto the sector; outside the sector it is the frame itself (the model
+        never saw it: an error map is 0 there). None: the whole frame, resized."""
         if self.model.cnn.autoencoder is None:
             return None
-        small = resize_frame(frame, self.input_size)
+        small = resize_frame(frame, self.input_size) if sector is None else sector.apply(frame, self.input_size)
         x = to_model_input(small[None], self.device)
         with self._autocast():
             rec = self.model.cnn.autoencoder(x).reconstruction
         img = (rec[0].float().clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
-        return np.ascontiguousarray(cv2.resize(img, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR))
+        if sector is None:
+            size = (frame.shape[1], frame.shape[0])
+            return np.ascontiguousarray(cv2.resize(img, size, interpolation=cv2.INTER_LINEAR))
+        out = sector.to_frame(np.ascontiguousarray(img))
+        out[~sector.mask] = frame[~sector.mask]
+        return out
+
+
+def _detect(head: deque[np.ndarray] | list[np.ndarray], path: str) -> Sector:
+    """The sector of a clip from its first frames (:class:`ClipError` where their sizes differ)."""
+    sizes = {f.shape[:2] for f in head}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+        raise ClipError(path, f"its first frames differ in size ({shown}): no one sector fits them")
+    return detect_sector(head)
+
+
+def _drain(frames: deque[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames, first to last, each let go of once yielded."""
+    while frames:
+        yield frames.popleft()

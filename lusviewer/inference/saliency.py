@@ -2,8 +2,13 @@
 
 The map is taken at the last convolution of the classification paths (32x32 at a
 128 px input, where path A, path B and the traded autoencoder/separable features
-meet); for the ``densenet`` variant, at DenseNet-201's last feature map. Gradients
+meet); for the ``densenet`` variant, at DenseNet-201's last feature map; for a CNN
+that names its own layer (``cam_layer``, e.g. the compact variant), there. Gradients
 are those of the logit of ``target`` (default: the CNN's own prediction).
+
+For a model that sees the clip's ultrasound sector only (``input.crop: sector``), the
+frame is cropped as for scoring and the map, computed on what the model saw, is mapped
+back onto the sector of the frame (zero outside it).
 """
 
 from __future__ import annotations
@@ -15,23 +20,45 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from lusviewer.model.hybrid import CompactCNN, HybridCNN
-from lusviewer.model.preprocess import resize_frame, to_model_input
+from lusviewer.model.hybrid import ClassificationPaths, DenseNetBranch, ModelConfig
+from lusviewer.model.preprocess import Sector, resize_frame, to_model_input
 
 
-def _target_layer(cnn: HybridCNN | CompactCNN) -> nn.Module:
-    if isinstance(cnn, CompactCNN):
-        return cnn.cam_layer
-    layer: nn.Module = cnn.paths.f2 if cnn.paths is not None else cnn.densenet.features
-    return layer
+def _target_layer(cnn: nn.Module) -> nn.Module:
+    """The layer the map is taken at: the CNN's own ``cam_layer`` where it has one, else
+    the classification paths' last convolution, else DenseNet-201's last feature map."""
+    layer = getattr(cnn, "cam_layer", None)
+    if isinstance(layer, nn.Module):
+        return layer
+    paths = getattr(cnn, "paths", None)
+    if isinstance(paths, ClassificationPaths):
+        f2: nn.Module = paths.f2
+        return f2
+    densenet = getattr(cnn, "densenet", None)
+    if isinstance(densenet, DenseNetBranch):
+        features: nn.Module = densenet.features
+        return features
+    raise ValueError(f"{type(cnn).__name__} has no layer to take Grad-CAM at (cam_layer, paths or densenet)")
 
 
 def grad_cam(
-    cnn: HybridCNN | CompactCNN, frame: np.ndarray, *, target: int | None = None, device: torch.device | str = "cpu"
+    cnn: nn.Module,
+    frame: np.ndarray,
+    *,
+    target: int | None = None,
+    device: torch.device | str = "cpu",
+    sector: Sector | None = None,
 ) -> tuple[np.ndarray, int]:
-    """Saliency in [0, 1] at the frame's own size (H, W) float32, and the class explained."""
-    size = cnn.cfg.input_size
-    x = to_model_input(resize_frame(frame, size)[None], device)
+    """Saliency in [0, 1] at the frame's own size (H, W) float32, and the class explained.
+
+    ``sector``: the clip's, for a model that sees the sector only (the frame is cropped
+    to it and the map is zero outside it); None: the whole frame, resized."""
+    cfg = getattr(cnn, "cfg", None)
+    if not isinstance(cfg, ModelConfig):
+        raise ValueError(f"{type(cnn).__name__} has no cfg (ModelConfig) that gives its input size")
+    size = cfg.input_size
+    small = resize_frame(frame, size) if sector is None else sector.apply(frame, size)
+    x = to_model_input(small[None], device)
     store: dict[str, Tensor] = {}
 
     def hook(_m: nn.Module, _inp: Any, out: Tensor) -> None:
@@ -58,7 +85,10 @@ def grad_cam(
         cnn.train(was_training)
     if cam.max() > 0:
         cam = cam / cam.max()
-    cam = cv2.resize(cam, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+    if sector is None:
+        cam = cv2.resize(cam, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_LINEAR)
+    else:  # the map covers the model's input, i.e. the sector's box: back there, zero outside the sector
+        cam = sector.to_frame(np.ascontiguousarray(cam, dtype=np.float32), fill=0.0)
     return np.clip(cam, 0, 1).astype(np.float32), cls
 
 

@@ -5,7 +5,8 @@ Nothing is ever unpickled: safetensors holds plain tensors, the card plain JSON.
 The card's sha256 protects the weights; the weights protect the card's *settings*:
 what inference reads from the card (architecture, classes, input and preprocessing,
 and the ``inference`` section: LSTM window and burn-in, the familiarity limit, the
-bf16 agreement that picks the precision, anything added there later) is written, as
+bf16 agreement that picks the precision, the calibration temperature, anything added
+there later; ``input.crop``, whole frame or ultrasound sector) is written, as
 canonical JSON with its sha256, into the safetensors metadata when the model is saved
 (:data:`SETTINGS_KEY`) and compared on load: a card whose settings were edited by hand
 (``recon_error_limit: 1e9`` would silently switch off the familiarity warning) is a
@@ -14,7 +15,8 @@ canonical JSON with its sha256, into the safetensors metadata when the model is 
 not bound. :func:`record_in_card` is the sanctioned way to change a setting after
 training: it re-binds (rewrites the metadata, and the card's sha256). Settings no
 inference could run with (``lstm_burn_in >= lstm_window``; a familiarity limit of 1
-or more, which no clip can reach) are a :class:`ModelError` at load, bound or not.
+or more, which no clip can reach; a temperature that is not a finite number above 0; a
+crop other than "none" or "sector") are a :class:`ModelError` at load, bound or not.
 Weights saved before the binding existed load with a one-line warning
 (:attr:`LoadedModel.warnings`, and the ``lusviewer.model.weights`` logger).
 """
@@ -39,6 +41,11 @@ log = logging.getLogger(__name__)
 #: safetensors metadata: the card's inference settings as canonical JSON, and its sha256.
 SETTINGS_KEY = "lusviewer.card_settings"
 SETTINGS_SHA_KEY = "lusviewer.card_settings_sha256"
+
+
+#: ``input.crop`` of a card: ``"none"`` (or absent), the whole frame resized; ``"sector"``,
+#: the clip's ultrasound sector only (:class:`lusviewer.model.preprocess.Sector`).
+CROPS = ("none", "sector")
 
 
 class ModelError(Exception):
@@ -112,6 +119,16 @@ class ModelCard:
             parameters=dict(d.get("parameters", {})),
             notes=d.get("notes", ""),
         )
+
+    @property
+    def crop(self) -> str:
+        """``input.crop``: what of each frame the model sees, one of :data:`CROPS` (absent: "none")."""
+        return str(self.preprocessing.get("crop", "none"))
+
+    @property
+    def temperature(self) -> float:
+        """``inference.temperature``: the logits are divided by it before the softmax (absent: 1)."""
+        return float(self.inference.get("temperature", 1.0))
 
     @property
     def display_name(self) -> str:
@@ -212,6 +229,17 @@ def check_card(card: ModelCard, where: str | os.PathLike[str] = "model card") ->
                 "the reconstruction error is a mean absolute difference of [0, 1] images, so the limit is a "
                 "number from 0 (every clip flagged) to below 1 (at 1 or above, no clip could ever be flagged)",
             )
+    if "temperature" in inf:
+        temperature = _number(inf["temperature"])
+        if temperature is None or not math.isfinite(temperature) or temperature <= 0:
+            raise bad(
+                "inference.temperature",
+                inf["temperature"],
+                "a calibration temperature divides the logits, so it is a finite number above 0 (1: none)",
+            )
+    crop = card.preprocessing.get("crop", "none")
+    if crop not in CROPS:
+        raise bad("input.crop", crop, f"frames are cropped as one of {', '.join(map(repr, CROPS))}")
     if "bf16_label_agreement" in inf and inf["bf16_label_agreement"] is not None:
         agreement = _number(inf["bf16_label_agreement"])
         if agreement is None or not 0 <= agreement <= 1:

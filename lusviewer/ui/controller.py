@@ -53,7 +53,7 @@ class Controller(QObject):
     # to the worker (queued: the worker lives in its own thread)
     _request_model = Signal(str, str)
     _request_score = Signal(int, str, object)
-    _request_overlay = Signal(int, int, object, bool)
+    _request_overlay = Signal(int, int, object, bool, str)  # ..., the clip's path (its sector)
 
     # to the views
     clip_opened = Signal(object)  # ClipInfo
@@ -312,7 +312,8 @@ class Controller(QObject):
         self._overlay_wanted = None
         self._overlay_in_flight = True
         self._overlay_req += 1
-        self._request_overlay.emit(self._overlay_req, index, self.frame(index), want_cam)
+        assert self.info is not None
+        self._request_overlay.emit(self._overlay_req, index, self.frame(index), want_cam, self.info.path)
 
     # ------------------------------------------------------------- notices
     def _check_complete(self, info: ClipInfo) -> None:

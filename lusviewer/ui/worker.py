@@ -10,7 +10,11 @@ Overlay requests (reconstruction, Grad-CAM of the frame on screen) go the same w
 round a busy worker: :meth:`InferenceWorker.post_overlay` leaves the newest request in
 a locked slot and wakes the worker; the worker serves it when idle, and between
 batches of a scoring job, so an overlay never waits for a long clip to finish. The
-model still runs on the worker's thread only.
+model still runs on the worker's thread only. For a model that sees the clip's
+ultrasound sector only, overlays are computed on the sector the clip was (or will be)
+scored with, so that they line up with the frame: the engine's (``ScoredFrames.sector``,
+``ClipResult.sector``) once it has scored a batch of the clip; before that, the same
+sector found on the clip's first frames.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 if TYPE_CHECKING:  # torch is imported on the worker's thread, when the model loads
     from lusviewer.inference import ScoringEngine
+    from lusviewer.model.preprocess import Sector
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +61,26 @@ class InferenceWorker(QObject):
         self._engine: ScoringEngine | None = None
         self._niced = False
         self._pending_lock = threading.Lock()
-        self._pending: tuple[int, int, np.ndarray, bool] | None = None
+        self._pending: tuple[int, int, np.ndarray, bool, str] | None = None
+        #: The last clip's sector, as the engine crops it: (engine, clip path, sector). Worker thread only.
+        self._sector: tuple[ScoringEngine, str, Sector | None] | None = None
         self._wake.connect(self._serve_overlay)
 
-    def post_overlay(self, request_id: int, index: int, frame: np.ndarray, want_cam: bool) -> None:
-        """Any thread: ask for one frame's overlay. Only the newest request waits."""
+    def post_overlay(self, request_id: int, index: int, frame: np.ndarray, want_cam: bool, clip: str) -> None:
+        """Any thread: ask for one frame's overlay (of the clip at path ``clip``). Only the
+        newest request waits."""
         with self._pending_lock:
-            self._pending = (request_id, index, frame, want_cam)
+            self._pending = (request_id, index, frame, want_cam, clip)
         self._wake.emit()
+
+    def _sector_of(self, engine: ScoringEngine, clip: str) -> Sector | None:
+        """The sector ``engine`` crops ``clip`` to: the one its scoring found, else found
+        now on its first frames (the same frames, the same sector); None for a model that
+        sees the whole frame."""
+        cached = self._sector
+        if cached is None or cached[0] is not engine or cached[1] != clip:
+            cached = self._sector = (engine, clip, engine.clip_sector(clip))
+        return cached[2]
 
     @Slot()
     def _serve_overlay(self) -> None:
@@ -96,6 +113,7 @@ class InferenceWorker(QObject):
     def load_model(self, path: str, device: str) -> None:
         """Import torch and load the model here, off the GUI thread."""
         self._lower_priority()
+        self._sector = None  # it holds the previous engine
         try:
             from lusviewer.inference import ScoringEngine
             from lusviewer.model import load_model
@@ -126,6 +144,7 @@ class InferenceWorker(QObject):
 
         def on_frames(chunk: ScoredFrames) -> None:
             self.frames_scored.emit(job_id, chunk)
+            self._sector = (engine, path, chunk.sector)  # overlays meanwhile: the sector being scored with
             self._serve_overlay()  # between batches: the frame on screen does not wait for the clip
 
         def progress(done: int, total: int) -> None:
@@ -142,11 +161,12 @@ class InferenceWorker(QObject):
             log.error("scoring %s failed:\n%s", path, traceback.format_exc())
             self.job_failed.emit(job_id, f"{path}: scoring failed ({type(exc).__name__}: {exc})")
         else:
+            self._sector = (engine, path, result.sector)
             self.job_finished.emit(job_id, result)
 
-    @Slot(int, int, object, bool)
-    def overlay(self, request_id: int, index: int, frame: np.ndarray, want_cam: bool) -> None:
-        """Reconstruction (and Grad-CAM when asked) of one frame."""
+    @Slot(int, int, object, bool, str)
+    def overlay(self, request_id: int, index: int, frame: np.ndarray, want_cam: bool, clip: str) -> None:
+        """Reconstruction (and Grad-CAM when asked) of one frame of ``clip``."""
         from lusviewer.inference import ScoringEngine
         from lusviewer.inference.saliency import grad_cam
 
@@ -155,8 +175,9 @@ class InferenceWorker(QObject):
             self.overlay_failed.emit(request_id, "no model is loaded")
             return
         try:
-            rec = engine.reconstruct(frame)
-            cam = grad_cam(engine.model.cnn, frame, device=engine.device)[0] if want_cam else None
+            sector = self._sector_of(engine, clip)
+            rec = engine.reconstruct(frame, sector)
+            cam = grad_cam(engine.model.cnn, frame, device=engine.device, sector=sector)[0] if want_cam else None
         except Exception as exc:
             log.error("overlay failed:\n%s", traceback.format_exc())
             self.overlay_failed.emit(request_id, f"overlay failed ({type(exc).__name__}: {exc})")
