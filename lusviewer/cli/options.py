@@ -153,6 +153,13 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
     t.add_argument(
         "--weight-decay", type=float, default=1e-4, help="stage 1 weight decay (AdamW: decoupled; default 1e-4)"
     )
+    t.add_argument(
+        "--width",
+        type=float,
+        default=1.0,
+        help="multiplies the channels of the hybrid's classification paths or of the compact variant's "
+        "blocks (default 1: the paper's / 32-64-128-192)",
+    )
     t.add_argument("--sord-alpha", type=float, default=1.0, help="--loss sord: soft label ~ exp(-alpha (k - y)^2)")
     add_option(t, "--batch-size")
     add_option(t, "--input-size", help_suffix=" (default 128, the paper's; smaller is faster)")

@@ -27,6 +27,7 @@ def train_config(args: argparse.Namespace) -> Any:
         aux_weight=args.aux_weight,
         sord_alpha=args.sord_alpha,
         weight_decay=args.weight_decay,
+        width=args.width,
         optimizer=args.optimizer,
         lr=args.lr if args.lr is not None else (2e-3 if args.optimizer == "adam" else 1e-3),
         early_stop=args.early_stop,

@@ -114,10 +114,21 @@ def detect_sector(frames: Sequence[np.ndarray] | np.ndarray) -> Sector:
     of the frame is found, the whole frame is the sector (``found=False``)."""
     if len(frames) == 0:
         raise ValueError("no frames to find a sector in")
-    grey = np.stack([f.mean(2) if f.ndim == 3 else f for f in frames]).astype(np.float32)
-    h, w = grey.shape[1:]
-    bright = grey.max(0) > _BRIGHT
-    varies = grey.std(0) > _VARIES if len(grey) > 1 else np.ones((h, w), bool)
+    # Running maximum, sum and sum of squares in float32: a few frame-sized arrays,
+    # whatever the number of frames.
+    h, w = frames[0].shape[:2]
+    peak = np.zeros((h, w), np.float32)
+    total = np.zeros((h, w), np.float32)
+    squares = np.zeros((h, w), np.float32)
+    for f in frames:
+        g = f.mean(2, dtype=np.float32) if f.ndim == 3 else f.astype(np.float32)
+        np.maximum(peak, g, out=peak)
+        total += g
+        squares += g * g
+    n = len(frames)
+    bright = peak > _BRIGHT
+    sd = np.sqrt(np.maximum(squares / n - (total / n) ** 2, 0.0))
+    varies = sd > _VARIES if n > 1 else np.ones((h, w), bool)
     cand = bright & varies
     if cand.mean() < _MIN_SHARE:  # a still clip or a single frame: brightness alone
         cand = bright

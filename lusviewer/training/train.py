@@ -85,6 +85,7 @@ RECIPE_KEYS = {
     "crop": "none",
     "aux_weight": 0.0,
     "sord_alpha": 1.0,
+    "width": 1.0,
 }
 
 
