@@ -39,8 +39,8 @@ class TrainConfig:
     loss: str = "frame"  # one of LOSSES
     crop: str = "none"  # one of CROPS
     aux_weight: float = 0.0  # > 0: auxiliary A-line / B-line heads, their loss weighted so
-    sord_alpha: float = 1.0
-    width: float = 1.0  # multiplies the channels of the classification paths (hybrid) or blocks (compact)  # SORD: soft label of score k for a clip of score y ~ exp(-alpha (k - y)^2)
+    sord_alpha: float = 1.0  # SORD: soft label of score k for a clip of score y ~ exp(-alpha (k - y)^2)
+    width: float = 1.0  # multiplies the channels of the classification paths (hybrid) or blocks (compact)
     batch_size: int = 32
     input_size: int = 128
     optimizer: str = "adam"
