@@ -148,3 +148,34 @@ def test_training_on_every_patient_keeps_the_last_epoch(tmp_path: Path) -> None:
     assert run.returncode != 0
     lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "trained on every patient" in lines[0], run.stderr
+
+
+def test_calibrate_from_the_cross_validation(two_recipes: tuple[Path, Path], tmp_path: Path) -> None:
+    """The temperature is fitted on the recipe's out-of-fold frames and bound into the card."""
+    import subprocess
+    import sys
+
+    from lusviewer.model import load_model
+    from lusviewer.training.calibrate_cv import calibrate, load_out_of_fold
+    from lusviewer.training.train import run_training
+
+    ce, _ = two_recipes
+    oof = load_out_of_fold(ce, "compact")
+    assert oof.runs == 4 and oof.clips == 32 and len(oof.targets) == len(oof.logp) == 320  # 16 clips x 10 frames x 2
+    r = calibrate(oof)
+    assert 0.05 <= r["temperature"] <= 20 and 0 <= r["ece_after"] <= 1
+    card = run_training(replace(_tiny_config(ce.parent / "blues", tmp_path, val_fraction=0.0), variant="compact"))
+    run = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "calibrate", "--cv", str(ce), "--model", str(card), "--write-card"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    loaded = load_model(card)  # the re-bound weights still verify
+    assert loaded.card.inference["temperature"] == pytest.approx(r["temperature"])
+    assert "ECE" in loaded.card.inference["calibration_check"]
+    assert loaded.card.metrics["calibration"]["ece_before"] == r["ece_before"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "calibrate", "--cv", str(tmp_path), "--model", str(card)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "no fold of variant 'compact'" in bad.stderr

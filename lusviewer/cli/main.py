@@ -7,13 +7,13 @@ import argparse
 import sys
 
 from lusviewer import __version__
-from lusviewer.cli import crossval, crossval_report, evaluate, info, pretrain, score, train
+from lusviewer.cli import calibrate, crossval, crossval_report, evaluate, info, pretrain, score, train
 from lusviewer.cli.common import EXIT_USAGE, Command, device_problem, err, warning_lines
 from lusviewer.cli.selftest import self_test
 
 #: In the order ``lusviewer --help`` lists them.
 COMMANDS: dict[str, Command] = {
-    m.COMMAND.name: m.COMMAND for m in (score, info, evaluate, crossval, crossval_report, train, pretrain)
+    m.COMMAND.name: m.COMMAND for m in (score, info, evaluate, crossval, crossval_report, calibrate, train, pretrain)
 }
 SUBCOMMANDS = tuple(COMMANDS)
 

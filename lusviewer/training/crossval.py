@@ -240,10 +240,11 @@ def _train_and_test(
 
 
 def _save_frame_probs(path: Path, probs: dict[str, np.ndarray]) -> None:
-    """Every test frame's class probabilities (float32), keyed by clip file name, written
-    atomically: what calibration is fitted on, without retraining."""
+    """Every test frame's class probabilities (float16: small enough to keep with the
+    results), keyed by clip file name, written atomically: what calibration is fitted on,
+    without retraining."""
     tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez_compressed(tmp, **{k: v.astype(np.float32) for k, v in probs.items()})  # type: ignore[arg-type]
+    np.savez_compressed(tmp, **{k: v.astype(np.float16) for k, v in probs.items()})  # type: ignore[arg-type]
     os.replace(tmp, path)
 
 
