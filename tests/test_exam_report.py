@@ -8,6 +8,7 @@ import csv
 import shutil
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -78,9 +79,11 @@ def _render(cells: list[ZoneCell], w: int = 600, h: int = 260) -> QImage:
 
 
 def _fill_at(img: QImage, box: QRectF) -> str:
-    """The colour inside a zone's region away from its text (bottom-left corner, inset)."""
-    p = img.pixelColor(int(box.left() + box.width() * 0.12), int(box.bottom() - box.height() * 0.08))
-    return str(p.name())
+    """The most common colour in a patch of a zone's region away from its text (bottom left,
+    inset): its fill, between the lines of a texture."""
+    x0, y0 = int(box.left() + box.width() * 0.08), int(box.bottom() - box.height() * 0.2)
+    seen = Counter(img.pixelColor(x, y).name() for x in range(x0, x0 + 10) for y in range(y0, y0 + 10))
+    return str(seen.most_common(1)[0][0])
 
 
 def test_diagram_colours_each_zone_by_its_score(qapp: Any) -> None:
@@ -97,6 +100,12 @@ def test_diagram_colours_each_zone_by_its_score(qapp: Any) -> None:
         for x in range(int(boxes["L2"].left()) + 4, int(boxes["L2"].right()) - 4)
     ]
     assert WITHHELD_FILL in withheld and "#6a6a6a" in withheld  # grey, hatched
+    # a texture for 2 and 3 (grey-scale print), none for 0 and 1
+    for k in range(4):
+        b = boxes[BLUE_ZONES[k].code]
+        x0, y0 = int(b.left() + b.width() * 0.08), int(b.bottom() - b.height() * 0.2)
+        colours = {img.pixelColor(x, y).name() for x in range(x0, x0 + 10) for y in range(y0, y0 + 10)}
+        assert (len(colours) > 1) == (k >= 2), k
     # the 14 zones: every zone has its own region (front, back and both sides), none overlap
     cells14 = [ZoneCell(z, "scored", k % 4, "confident") for k, z in enumerate(SOLDATI_ZONES)]
     boxes14 = zone_boxes(QRectF(0, 0, 600, 260), cells14)

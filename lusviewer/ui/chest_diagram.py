@@ -28,6 +28,24 @@ NOT_SCANNED_FILL = "#ffffff"
 OUTLINE = "#404040"
 
 
+#: A texture per score, so that grey-scale print tells them apart (0 and 3, 1 and 2 have
+#: near luma: 114 vs 92, 175 vs 148): none for 0 and 1, diagonal lines for 2 (the other
+#: way from the hatch of "no reliable score"), crossed for 3.
+SCORE_TEXTURES = (None, None, Qt.BrushStyle.FDiagPattern, Qt.BrushStyle.DiagCrossPattern)
+
+
+def paint_texture(painter: QPainter, box: QRectF, score: int | None, radius: float = 0.0) -> None:
+    """The score's texture over its fill (faint: the printed number stays readable)."""
+    style = SCORE_TEXTURES[score] if score is not None else None
+    if style is None:
+        return
+    painter.save()
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QBrush(QColor(0, 0, 0, 70), style))
+    painter.drawRoundedRect(box, radius, radius)
+    painter.restore()
+
+
 def text_colour(fill: str) -> QColor:
     """Black on light fills, white on dark ones (by luma: readable in grey-scale print too)."""
     c = QColor(fill)
@@ -189,6 +207,8 @@ def _paint_cell(painter: QPainter, box: QRectF, cell: ZoneCell) -> None:
         painter.setBrush(QBrush(QColor("#6a6a6a"), Qt.BrushStyle.BDiagPattern))
         painter.setPen(Qt.PenStyle.NoPen)
         painter.drawRoundedRect(box, edge * 2, edge * 2)
+    elif cell.state == "scored":
+        paint_texture(painter, box, cell.score, edge * 2)
     ink = text_colour(fill)
     h, w = box.height(), box.width()
     # the zone's code, small, top left
@@ -245,6 +265,8 @@ def paint_legend(painter: QPainter, rect: QRectF) -> None:
         if mark == "–":
             painter.setBrush(QBrush(QColor("#6a6a6a"), Qt.BrushStyle.BDiagPattern))
             painter.drawRect(box)
+        elif mark:
+            paint_texture(painter, box, int(mark[0]))
         painter.setPen(text_colour(fill))
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, mark)
         painter.setPen(QColor("#000000"))

@@ -199,7 +199,7 @@ class ExamPanel(QWidget):
         tip = f"Where on the chest {clip} was recorded (— : not placed)"
         if repeated:
             box.setStyleSheet("QComboBox { background: #ffd9a8; font-weight: bold; }")
-            tip += f"; zone {code} is given to another clip too"
+            tip += "; its zone is given to another clip too"
         box.setToolTip(tip)
         box.currentIndexChanged.connect(
             lambda _i, clip=clip, box=box: self.body_zone_changed.emit(clip, box.currentData())

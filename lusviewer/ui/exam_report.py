@@ -164,7 +164,7 @@ def _header(painter: QPainter, report: ExamReport, first: bool) -> float:
     for i, (label, value) in enumerate(cols):
         x = MARGIN + i * cw
         _text(painter, QRectF(x, y, cw - 10, 10), label, _font(7), _LEFT, "#505050")
-        _text(painter, QRectF(x, y + 10, cw - 10, 16), value or "", _font(10.5, bold=True), _LEFT)
+        _fitted(painter, QRectF(x, y + 10, cw - 14, 16), value, bold=True)
         painter.setPen(QPen(QColor("#808080"), 0.6))
         painter.drawLine(QPointF(x, y + 27), QPointF(x + cw - 14, y + 27))
     y += 34
@@ -177,18 +177,20 @@ def _header(painter: QPainter, report: ExamReport, first: bool) -> float:
 def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     w = PAGE_W - 2 * MARGIN
     legend_w = 112.0
-    diagram = QRectF(MARGIN, y, w - legend_w - 8, 160)
+    diagram = QRectF(MARGIN, y, w - legend_w - 8, 152)
     paint_chest(painter, diagram, report.cells)
-    paint_legend(painter, QRectF(MARGIN + w - legend_w, y + 20, legend_w, 120))
-    y += 166
+    paint_legend(painter, QRectF(MARGIN + w - legend_w, y + 16, legend_w, 120))
+    y += 156
     _text(painter, QRectF(MARGIN, y, w, 20), report.headline, _font(14, bold=True), _LEFT)
     y += 20
     proto = (
-        f"protocol: {report.protocol} zones ({report.scheme_name})"
+        f"Protocol: {report.protocol} zones ({report.scheme_name})"
         if report.protocol is not None
-        else f"protocol: the zones scanned (drawn as {report.scheme_name})"
+        else f"Protocol: the zones scanned (drawn as {report.scheme_name})"
     )
-    _text(painter, QRectF(MARGIN, y, w, 14), f"{report.clinician_line}    ·    {proto}", _font(9.5), _LEFT)
+    _fitted(painter, QRectF(MARGIN, y, w, 14), report.clinician_line, pt=9.5)
+    y += 14
+    _fitted(painter, QRectF(MARGIN, y, w, 14), proto, pt=9.5)
     y += 16
     if report.notes:  # at most three lines: the table's place is fixed
         text = "Note: " + "; ".join(report.notes) + "."
@@ -308,6 +310,18 @@ def _row(painter: QPainter, row: ZoneRow, r: QRectF) -> None:
         _font(7, bold=bool(row.unfamiliar)),
         _WRAP,
     )
+
+
+def _fitted(painter: QPainter, rect: QRectF, text: str, *, pt: float = 10.5, bold: bool = False) -> None:
+    """One line in ``rect``: smaller type where it is long (down to 6.5 pt), elided in the middle past that."""
+    size = pt
+    while True:
+        font = _font(size, bold=bold)
+        painter.setFont(font)
+        if painter.fontMetrics().horizontalAdvance(text) <= rect.width() or size <= 6.5:
+            break
+        size -= 0.5
+    _text(painter, rect, _elide(painter, text, font, rect.width()), font, _LEFT)
 
 
 def _elide(painter: QPainter, text: str, font: QFont, width: float) -> str:

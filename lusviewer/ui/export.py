@@ -3,6 +3,7 @@ exam's CSV and the exam's PDF report, with the save dialog and the questions aro
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,6 +15,8 @@ from lusviewer.report.exam_report import ExamFields
 
 if TYPE_CHECKING:
     from lusviewer.ui.controller import Controller
+
+log = logging.getLogger(__name__)
 
 
 class ExamFieldsDialog(QDialog):
@@ -225,6 +228,7 @@ class Exporter:
             try:
                 with open_clip(e.clip) as reader:
                     frame = reader.frame(e.worst_frame)
-            except Exception:  # the report shows an empty frame box; the scores are what matter
+            except Exception as exc:  # the report shows an empty frame box; the scores are what matter
+                log.warning("%s: worst frame %d not shown in the exam report (%s)", e.clip, e.worst_frame, exc)
                 continue
             session.details[e.clip] = replace(detail, thumbnail=thumbnail_of(frame))
