@@ -311,3 +311,17 @@ def test_cli_refuses_a_bad_zone_rule(tmp_path: Path, tiny_model: Path, synthetic
     )  # fmt: skip
     assert out.returncode == 2 and "--zone-from (bad: neither a CSV file nor a regular expression" in out.stderr
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_cli_says_which_clip_has_no_zone(tmp_path: Path, tiny_model: Path, synthetic_clip: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "score", str(synthetic_clip), "--model", str(tiny_model),
+         "-o", str(tmp_path / "r.csv"), "--exam-report", str(tmp_path / "exam.pdf"), "-q"],
+        capture_output=True, text=True, timeout=600, cwd=ROOT,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert "synthetic.mp4: no zone on the chest (from its name): not placed on the report's diagram" in out.stderr
+    assert (tmp_path / "exam.pdf").read_bytes().startswith(b"%PDF")
+    if PDFTOTEXT is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed: the PDF's text is not read back")
+    assert "1 clip not placed on the chest" in " ".join(_pdf_text(tmp_path / "exam.pdf").split())

@@ -291,6 +291,12 @@ def run(args: argparse.Namespace) -> int:
                 err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
             thumb = _thumbnail(path, int(result.summary.worst_frame)) if args.exam_report else None
             session.scored(result, thumbnail=thumb)
+            if (args.zone_from or args.exam_report) and session.exam.body_zone(result.clip) is None:
+                err(
+                    f"warning: {display_path(path)}: no zone on the chest (from "
+                    + ("--zone-from or " if args.zone_from else "")
+                    + "its name): not placed on the report's diagram"
+                )
         status = _write(args, writer, session)
         if status is not None:
             return status
