@@ -281,10 +281,19 @@ def paint_legend(painter: QPainter, rect: QRectF) -> None:
 class ChestDiagram(QWidget):
     """The Exam tab's live diagram: :meth:`set_cells` redraws it."""
 
+    #: The height it asks for; below :data:`SMALLEST` it says how to get it back instead.
+    FULL_HEIGHT = 110
+    SMALLEST = 40
+    #: Its minimum: the height of the protocol and a three-line total beside it, so that the
+    #: total wrapping to three lines does not take the table's room (the panel is at its minimum
+    #: at 1280x800 and 1024x600, and Qt then draws the buttons over the table's last row: seen
+    #: under Xvfb); with it the window's minimum is 600 px.
+    RESERVED = 104
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.cells: list[ZoneCell] = []
-        self.setMinimumHeight(110)
+        self.setMinimumSize(150, self.RESERVED)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setToolTip(
             "The exam's zones on the chest, coloured by the model's score (0 green, 1 amber, 2 orange, 3 red; "
@@ -293,7 +302,7 @@ class ChestDiagram(QWidget):
         )
 
     def sizeHint(self) -> QSize:
-        return QSize(360, 130)
+        return QSize(220, self.FULL_HEIGHT)
 
     def set_cells(self, cells: Sequence[ZoneCell]) -> None:
         self.cells = list(cells)
@@ -303,7 +312,13 @@ class ChestDiagram(QWidget):
         painter = QPainter(self)
         try:
             painter.fillRect(self.rect(), QColor("#ffffff"))
-            if self.cells:
+            if self.height() < self.SMALLEST:
+                if self.height() >= 14:
+                    painter.setPen(QColor("#707070"))
+                    painter.drawText(
+                        self.rect(), Qt.AlignmentFlag.AlignCenter, "Drag the divider up\nfor the chest diagram"
+                    )
+            elif self.cells:
                 paint_chest(painter, QRectF(self.rect()).adjusted(4, 2, -4, -2), self.cells)
             else:
                 painter.setPen(QColor("#707070"))

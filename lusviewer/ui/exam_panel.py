@@ -71,7 +71,8 @@ class ExamPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setContentsMargins(6, 1, 6, 0)
+        layout.setSpacing(3)  # the rows' pixels go to the diagram: the panel fits a 1024x600 screen
         self.total = QLabel("No clip in the exam yet")
         f = QFont()
         f.setPointSize(11)  # a three-line summary (incomplete, clinician, uncertain) must leave the table room
@@ -145,9 +146,18 @@ class ExamPanel(QWidget):
         head.addWidget(self.protocol)
         head.addStretch(1)
         self.diagram = ChestDiagram()
-        layout.addLayout(head)
-        layout.addWidget(self.diagram)
-        layout.addWidget(self.total)
+        # the diagram beside the protocol and the total, not above them: the panel is at its
+        # minimum height on an 800 px screen, and a diagram of its own row pushed a 1024x600
+        # window past the screen (seen under Xvfb); beside them it takes their height
+        left = QVBoxLayout()
+        left.setSpacing(2)
+        left.addLayout(head)
+        left.addWidget(self.total)
+        left.addStretch(1)
+        top = QHBoxLayout()
+        top.addLayout(left, 3)
+        top.addWidget(self.diagram, 2)
+        layout.addLayout(top)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
         self._paths: list[str] = []
