@@ -325,3 +325,14 @@ def test_cli_says_which_clip_has_no_zone(tmp_path: Path, tiny_model: Path, synth
     if PDFTOTEXT is None:
         pytest.skip("pdftotext (poppler-utils) is not installed: the PDF's text is not read back")
     assert "1 clip not placed on the chest" in " ".join(_pdf_text(tmp_path / "exam.pdf").split())
+
+
+def test_exam_fields_dialog_keeps_what_is_typed(qtbot: Any) -> None:
+    from lusviewer.ui.export import ExamFieldsDialog
+
+    dialog = ExamFieldsDialog(None, ExamFields(operator="Dr A"))
+    qtbot.addWidget(dialog)
+    assert (dialog.patient.text(), dialog.date.text(), dialog.operator.text()) == ("", "", "Dr A")  # nothing guessed
+    dialog.patient.setText("  P-7 ")
+    dialog.date.setText("2 Dec 2026")
+    assert dialog.fields() == ExamFields("P-7", "2 Dec 2026", "Dr A")

@@ -183,6 +183,8 @@ class Exporter:
         self.fields = dialog.fields()
         path = self._save_path("Export exam report", "exam.pdf", Path(exam.entries[0].clip).parent, "PDF (*.pdf)")
         if path:
+            if Path(path).suffix.lower() != ".pdf":  # a name typed without its extension
+                path += ".pdf"
             self.export_report_to(path, self.fields)
 
     def export_report_to(self, path: str, fields: ExamFields | None = None, *, overwrite: bool | None = None) -> bool:
