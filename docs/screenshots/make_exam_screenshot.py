@@ -2,7 +2,7 @@
 
     Xvfb :99 -screen 0 1280x800x24 &
     DISPLAY=:99 python docs/screenshots/make_exam_screenshot.py CLIP [CLIP ...] [--model CARD] \
-        [--yours 0,1,...] [--zones 6]
+        [--yours 0,1,...] [--zones 6] [--out viewer-exam.png] [--seconds]
 
 Opens the clips one after the other (each is scored in turn), enters ``--yours`` (a
 clinician's own zone scores, in clip order) in the *Yours* column, then shows the Exam
@@ -24,6 +24,8 @@ def main() -> None:
     ap.add_argument("--model", default=None)
     ap.add_argument("--yours", default=None, help="the clinician's zone scores, comma-separated, in clip order")
     ap.add_argument("--zones", type=int, default=None, choices=[6, 14], help="the exam's protocol")
+    ap.add_argument("--out", default="viewer-exam.png", help="file name in docs/screenshots")
+    ap.add_argument("--seconds", action="store_true", help="the timeline's axis in seconds")
     args = ap.parse_args()
 
     from make_screenshots import open_window  # beside this script
@@ -32,6 +34,7 @@ def main() -> None:
     app, w = open_window(args.model)
     c = w.controller
     w.exam_panel.protocol.setCurrentIndex(w.exam_panel.protocol.findData(args.zones))
+    w.act_seconds.setChecked(args.seconds)
     queue = list(args.clips)
 
     def next_clip() -> None:
@@ -47,7 +50,7 @@ def main() -> None:
 
     def finish() -> None:
         app.processEvents()
-        path = OUT / "viewer-exam.png"
+        path = OUT / args.out
         subprocess.run(["import", "-window", "root", str(path)], check=True)
         print(path)
         c.exam_exported = True  # nothing to ask on close: this is a screenshot

@@ -21,6 +21,8 @@ from lusviewer.cli.common import (
 from lusviewer.cli.options import add_exam_zones, add_option, add_precision, add_rule
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from lusviewer.inference import ClipResult, ScoringEngine
     from lusviewer.report import ReportWriter
     from lusviewer.report.session import ExamSession
@@ -45,6 +47,24 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
         help="the exam's protocol: 6 zones (BLUE points) or 14 (Soldati); the total is then out of 18 or 42, "
         "and an exam with fewer clips is marked incomplete (default: out of the zones scored)",
     )
+    s.add_argument(
+        "--exam-report",
+        default=None,
+        metavar="PDF",
+        help="also write the exam as a PDF report (one A4 page for 6 zones, two for 14): chest diagram, "
+        "LUS score, one row per clip with its worst frame and per-frame scores, model provenance",
+    )
+    s.add_argument(
+        "--zone-from",
+        default=None,
+        metavar="REGEX|CSV",
+        help="each clip's zone on the chest: a clip,zone CSV, or a regular expression on the clip's path whose "
+        "group 'zone' (else first group) is the zone (R1, l2, 'right lateral upper'); default: read from the "
+        "file name (BLUE points L1-L3/R1-R3, Soldati's R1-R7/L1-L7, or words; see the README)",
+    )
+    s.add_argument("--patient-id", default="", help="the report's patient or exam id (never guessed from the files)")
+    s.add_argument("--exam-date", default="", help="the report's exam date, as you write it")
+    s.add_argument("--operator", default="", help="the report's operator")
     add_option(s, "--quiet", help="no progress bars")
 
 
@@ -76,7 +96,10 @@ def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
 
     if args.exam and _same_file(args.exam, args.output, str(clips_path_for(args.output))):
         return f"error: --exam {args.exam} would overwrite the report: choose another file"
-    for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else [])):
+    pdf = getattr(args, "exam_report", None)
+    if pdf and _same_file(pdf, args.output, str(clips_path_for(args.output)), *([args.exam] if args.exam else [])):
+        return f"error: --exam-report {pdf} would overwrite another report: choose another file"
+    for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else []), *([pdf] if pdf else [])):
         problem = output_problem(out, inputs=[*clips, *args.paths])
         if problem:
             return f"error: cannot write the report: {problem}"
@@ -183,6 +206,39 @@ def _write(args: argparse.Namespace, writer: ReportWriter, session: ExamSession)
             err(f"error: {display_path(args.exam)}: the exam could not be written ({exc.strerror or exc})")
             return EXIT_SOME_FAILED
         err(f"exam: {session.exam.summary()}; wrote {display_path(args.exam)}")
+    if args.exam_report:
+        return _write_pdf(args, session)
+    return None
+
+
+def _thumbnail(path: str, frame: int) -> np.ndarray | None:
+    """The clip's worst frame, small, for the PDF report; None (said) when it cannot be read again."""
+    from lusviewer.io import display_path, open_clip
+    from lusviewer.report.exam_report import thumbnail_of
+
+    try:
+        with open_clip(path) as reader:
+            return thumbnail_of(reader.frame(frame))
+    except Exception as exc:  # the report is still written, without this picture
+        err(f"warning: {display_path(path)}: worst frame {frame} not shown in the report ({_what(exc)})")
+        return None
+
+
+def _write_pdf(args: argparse.Namespace, session: ExamSession) -> int | None:
+    """The exam's PDF report, painted offscreen by the viewer's painter (Qt imported only now)."""
+    from lusviewer.io import display_path
+    from lusviewer.report.exam_report import ExamFields, build_exam_report
+
+    try:
+        from lusviewer.ui.exam_report import write_exam_pdf
+
+        report = build_exam_report(session, ExamFields(args.patient_id, args.exam_date, args.operator))
+        write_exam_pdf(args.exam_report, report)
+    except (OSError, ValueError, ImportError) as exc:
+        err(f"error: {display_path(args.exam_report)}: the exam report could not be written ({exc})")
+        return EXIT_SOME_FAILED
+    if not args.quiet:
+        err(f"exam report: {report.headline}; wrote {display_path(args.exam_report)}")
     return None
 
 
@@ -200,7 +256,14 @@ def run(args: argparse.Namespace) -> int:
     engine = _engine(args)
     if engine is None:
         return EXIT_USAGE
-    session = ExamSession(args.exam_zones)
+    from lusviewer.report.zones import ZoneRuleError, zone_rule
+
+    try:
+        rule = zone_rule(args.zone_from, args.exam_zones) if args.zone_from else None
+    except ZoneRuleError as exc:
+        err(f"error: {exc}")
+        return EXIT_USAGE
+    session = ExamSession(args.exam_zones, zone_rule=rule)
     mixed = False  # warned that the exam's clips are of several patients
     try:
         writer = ReportWriter(args.output)
@@ -221,11 +284,19 @@ def run(args: argparse.Namespace) -> int:
             except ReportError as exc:  # disk full: the report is discarded, no temporary file left
                 err(f"error: {exc}; no report written")
                 return EXIT_USAGE
-            other = session.exam.other_patient(result.clip) if args.exam and not mixed else None
+            exam_wanted = args.exam or args.exam_report
+            other = session.exam.other_patient(result.clip) if exam_wanted and not mixed else None
             if other:  # once: the exam's summary names them all
                 mixed = True
                 err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
-            session.scored(result)
+            thumb = _thumbnail(path, int(result.summary.worst_frame)) if args.exam_report else None
+            session.scored(result, thumbnail=thumb)
+            if (args.zone_from or args.exam_report) and session.exam.body_zone(result.clip) is None:
+                err(
+                    f"warning: {display_path(path)}: no zone on the chest (from "
+                    + ("--zone-from or " if args.zone_from else "")
+                    + "its name): not placed on the report's diagram"
+                )
         status = _write(args, writer, session)
         if status is not None:
             return status

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from lusviewer.report.aggregate import CONFIDENCES, clip_confidence
 from lusviewer.report.csv_report import ClipScores
+from lusviewer.report.zones import Zone, scheme_for
 
 EXAM_COLUMNS = (
     "clip", "zone", "clip_score", "frames", "worst_frame", "unfamiliar", "model", "weights_sha256",
@@ -33,6 +34,10 @@ EXAM_COLUMNS = (
     # appended: "confident", "uncertain" (counted in the total) or "withheld" (no reliable
     # score: not in the total); on the TOTAL row, how many zones are uncertain and withheld
     "confidence",
+    # appended: the zone on the chest (report.zones: "R1".."R3"/"L1".."L3" BLUE points, "R1".."R7"/
+    # "L1".."L7" Soldati's 14 zones), read from the file name or chosen; empty where none;
+    # on the TOTAL row the scheme ("BLUE points", "Soldati 14 zones") and any zone given twice
+    "body_zone",
 )  # fmt: skip
 #: ``clip`` of the CSV's last row, the exam's total.
 TOTAL_ROW = "TOTAL"
@@ -108,6 +113,7 @@ class Exam:
         self.zones = zones
         self._entries: dict[str, ExamEntry] = {}
         self._clinician: dict[str, int] = {}  # clip -> the clinician's own score
+        self._body: dict[str, str] = {}  # clip -> its zone on the chest (report.zones code)
         #: Inputs meant for this exam that could not be scored: the total lacks their zones.
         self.not_scored: list[str] = []
 
@@ -118,11 +124,46 @@ class Exam:
     def remove(self, clip: str) -> None:
         self._entries.pop(clip, None)
         self._clinician.pop(clip, None)
+        self._body.pop(clip, None)
 
     def clear(self) -> None:
         self._entries.clear()
         self._clinician.clear()
+        self._body.clear()
         self.not_scored.clear()
+
+    def set_body_zone(self, clip: str, code: str | None) -> None:
+        """Place a clip of the exam on the chest (a :mod:`~lusviewer.report.zones` code), or
+        with ``None`` take it off; kept when the clip is scored again."""
+        from lusviewer.report.zones import ALL_CODES
+
+        if clip not in self._entries:
+            raise KeyError(f"{clip}: not in the exam")
+        if code is None:
+            self._body.pop(clip, None)
+        elif code not in ALL_CODES:
+            raise ValueError(f"{clip}: zone {code!r} is none of {', '.join(ALL_CODES)}")
+        else:
+            self._body[clip] = code
+
+    def body_zone(self, clip: str) -> str | None:
+        """The clip's zone on the chest (``"L2"``), None where it has none yet."""
+        return self._body.get(clip)
+
+    @property
+    def scheme(self) -> tuple[Zone, ...]:
+        """The zones the exam's clips are placed on (:func:`~lusviewer.report.zones.scheme_for`)."""
+        return scheme_for(self._zones, self._body.values())
+
+    @property
+    def scheme_name(self) -> str:
+        return "Soldati 14 zones" if len(self.scheme) == 14 else "BLUE points"
+
+    @property
+    def repeated_zones(self) -> list[str]:
+        """Zones given to more than one clip (by their zone on the chest, else their label), sorted."""
+        where = Counter(self._body.get(e.clip) or e.zone for e in self._entries.values())
+        return sorted(z for z, c in where.items() if c > 1)
 
     def set_clinician_score(self, clip: str, score: int | None) -> None:
         """Record (or, with ``None``, forget) the clinician's own score of a clip in the exam."""
@@ -273,7 +314,7 @@ class Exam:
         if self.not_scored:
             k = len(self.not_scored)
             notes.append(f"{k} clip{'s' if k != 1 else ''} could not be scored (not in the total)")
-        repeated = sorted(z for z, c in Counter(e.zone for e in self._entries.values()).items() if c > 1)
+        repeated = self.repeated_zones
         if repeated:
             notes.append(f"zone {', '.join(repeated)} more than once")
         if n > (self._zones or MAX_ZONES):
@@ -330,6 +371,7 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                         e.weights_sha256,
                         _blank_if_none(exam.clinician_score(e.clip)),
                         e.confidence,
+                        exam.body_zone(e.clip) or "",
                     ]
                 )
             models = exam.models
@@ -357,6 +399,8 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                     models[0] if len(models) == 1 else "",
                     _blank_if_none(exam.clinician_total),
                     f"{exam.n_uncertain} uncertain, {exam.n_withheld} withheld",
+                    exam.scheme_name
+                    + (f"; given twice: {', '.join(exam.repeated_zones)}" if exam.repeated_zones else ""),
                 ]
             )
         os.replace(tmp, path)

@@ -10,10 +10,33 @@ and the viewer's controller both keep their exam through it. No Qt here.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+from lusviewer.report.aggregate import low_confidence
 from lusviewer.report.csv_report import ClipScores
 from lusviewer.report.exam import Exam, ExamEntry, write_exam_csv
+from lusviewer.report.zones import zone_from_name
+
+
+@dataclass(frozen=True)
+class ClipDetail:
+    """What the exam report shows of a scored clip beyond its exam row."""
+
+    scores: np.ndarray  # per frame, 0-3
+    weak: np.ndarray  # per frame, True: a low-confidence call (aggregate.low_confidence)
+    fps: float
+    device: str
+    precision: str
+    #: The worst frame (RGB, small), or None where it was not kept.
+    thumbnail: np.ndarray | None = None
+
+    @property
+    def low_confidence_share(self) -> float:
+        return float(np.mean(self.weak)) if len(self.weak) else 0.0
 
 
 class ExamSession:
@@ -22,25 +45,53 @@ class ExamSession:
     Every change returns whether the exam changed (the viewer redraws only then).
     :attr:`exported` is False while the exam has changes not yet written."""
 
-    def __init__(self, zones: int | None = None) -> None:
+    def __init__(self, zones: int | None = None, zone_rule: Callable[[str], str | None] | None = None) -> None:
         self._exam = Exam(zones)
         #: False while the exam has changes not yet written by :meth:`export`.
         self.exported = True
+        #: ``--zone-from``: a clip's zone on the chest, tried before its file name (report.zones.zone_rule).
+        self.zone_rule = zone_rule
+        #: Per clip in the exam, what its report row shows (per-frame scores, worst frame).
+        self.details: dict[str, ClipDetail] = {}
 
     @property
     def exam(self) -> Exam:
         """The exam itself (the same object for the whole session: cleared, never replaced)."""
         return self._exam
 
-    def scored(self, result: ClipScores, zone: str | None = None) -> ExamEntry:
+    def scored(self, result: ClipScores, zone: str | None = None, thumbnail: np.ndarray | None = None) -> ExamEntry:
         """A clip was scored: it joins the exam, replacing its earlier entry, and is no
-        longer counted among the clips that could not be scored."""
+        longer counted among the clips that could not be scored. Its zone on the chest is
+        kept when it had one, else read by :attr:`zone_rule` or from its file name
+        (:func:`~lusviewer.report.zones.zone_from_name`); ``thumbnail``: its worst frame."""
         entry = ExamEntry.from_result(result, zone)
         self._exam.add(entry)
         if entry.clip in self._exam.not_scored:  # scored after all
             self._exam.not_scored.remove(entry.clip)
+        if self._exam.body_zone(entry.clip) is None:
+            code = self.zone_rule(entry.clip) if self.zone_rule is not None else None
+            code = code or zone_from_name(entry.clip, self._exam.zones)
+            if code is not None:
+                self._exam.set_body_zone(entry.clip, code)
+        info = getattr(result, "info", None)
+        self.details[entry.clip] = ClipDetail(
+            scores=np.asarray(result.scores, dtype=np.int64).copy(),
+            weak=low_confidence(result.probs),
+            fps=float(getattr(info, "fps", 0.0) or 0.0),
+            device=str(getattr(result, "device", "")),
+            precision=str(getattr(result, "precision", "")),
+            thumbnail=thumbnail,
+        )
         self.exported = False
         return entry
+
+    def set_body_zone(self, clip: str, code: str | None) -> bool:
+        """The clinician places a clip on the chest (``None``: nowhere); the same zone again changes nothing."""
+        if clip not in self._exam or self._exam.body_zone(clip) == code:
+            return False
+        self._exam.set_body_zone(clip, code)
+        self.exported = False
+        return True
 
     def failed(self, path: str) -> bool:
         """A clip meant for the exam could not be opened or scored: the exam's total lacks
@@ -55,6 +106,7 @@ class ExamSession:
         if clip not in self._exam:
             return False
         self._exam.remove(clip)
+        self.details.pop(clip, None)
         self.exported = not len(self._exam)  # an empty exam has nothing left to lose
         return True
 
@@ -84,6 +136,7 @@ class ExamSession:
 
     def clear(self) -> None:
         self._exam.clear()
+        self.details.clear()
         self.exported = True
 
     @property

@@ -454,6 +454,11 @@ class Controller(QObject):
         if self.exam_session.set_clinician_score(clip, score):
             self.exam_changed.emit()
 
+    def set_body_zone(self, clip: str, code: str | None) -> None:
+        """Place a clip of the exam on the chest (a ``report.zones`` code; ``None``: nowhere)."""
+        if self.exam_session.set_body_zone(clip, code):
+            self.exam_changed.emit()
+
     def set_exam_zones(self, zones: int | None) -> None:
         """The exam's protocol (6 or 14 zones, or None: the zones scored)."""
         if self.exam_session.set_zones(zones):

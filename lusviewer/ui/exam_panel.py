@@ -1,5 +1,6 @@
-"""The exam: the clips scored so far, the clinician's own scores beside the model's,
-and the LUS score total."""
+"""The exam: the clips scored so far, each placed on the chest (a zone read from its
+file name, or chosen here), the clinician's own scores beside the model's, the LUS
+score total, and the chest diagram of the zones above the table."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ from PySide6.QtWidgets import (
 
 from lusviewer.report.aggregate import clip_score_text
 from lusviewer.report.exam import PROTOCOLS, ExamEntry
+from lusviewer.report.exam_report import ZoneCell
+from lusviewer.report.zones import ALL_CODES, SOLDATI_ZONES
+from lusviewer.ui.chest_diagram import ChestDiagram
 from lusviewer.ui.palette import clip_score_colour
 
 
@@ -32,6 +36,8 @@ def _swatch(score: int, confidence: str = "confident") -> QIcon:
 
 
 CLINICIAN_CHOICES = ("—", "0", "1", "2", "3")
+#: Table columns (logical); the zone is shown second (:meth:`QHeaderView.moveSection`).
+COL_CLIP, COL_MODEL, COL_YOURS, COL_NOTE, COL_ZONE = range(5)
 
 
 class _FocusedComboBox(QComboBox):
@@ -57,6 +63,7 @@ class ExamPanel(QWidget):
     open_requested = Signal(str)  # clip path
     remove_requested = Signal(str)
     clinician_score_changed = Signal(str, object)  # clip path, 0-3 or None
+    body_zone_changed = Signal(str, object)  # clip path, zone code ("L2") or None
     zones_changed = Signal(object)  # the protocol's number of zones, or None
     clear_requested = Signal()
     export_requested = Signal()
@@ -64,7 +71,8 @@ class ExamPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(6, 4, 6, 4)
+        layout.setContentsMargins(6, 1, 6, 0)
+        layout.setSpacing(3)  # the rows' pixels go to the diagram: the panel fits a 1024x600 screen
         self.total = QLabel("No clip in the exam yet")
         f = QFont()
         f.setPointSize(11)  # a three-line summary (incomplete, clinician, uncertain) must leave the table room
@@ -76,12 +84,17 @@ class ExamPanel(QWidget):
             "no reliable score (unlike the training clips) is left out and the exam is incomplete; an uncertain "
             "score is counted, marked."
         )
-        self.table = QTableWidget(0, 4)
+        self.table = QTableWidget(0, 5)
         headers = (
-            ("Zone (clip)", ""),
+            ("Clip", ""),
             ("Model", "The model's clip score"),
             ("Yours", "Your own score of the zone (0-3), recorded beside the model's and exported with the exam"),
             ("Note", ""),
+            (
+                "Zone",
+                "Where on the chest the clip was recorded: read from its file name (L1-L3/R1-R3 BLUE points, "
+                "R1-R7/L1-L7 Soldati's zones) or chosen here; a zone given twice is marked",
+            ),
         )
         for col, (label, tip) in enumerate(headers):
             item = QTableWidgetItem(label)
@@ -103,6 +116,8 @@ class ExamPanel(QWidget):
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(COL_ZONE, QHeaderView.ResizeMode.ResizeToContents)
+        header.moveSection(COL_ZONE, COL_MODEL)  # shown second: Clip, Zone, Model, Yours, Note
         self.table.cellDoubleClicked.connect(lambda row, _col: self._emit_for_row(self.open_requested, row))
         self.open_button = QPushButton("Open")
         self.open_button.setToolTip("Open the selected clip again (double-click a row)")
@@ -130,8 +145,19 @@ class ExamPanel(QWidget):
         head.addWidget(QLabel("Protocol:"))
         head.addWidget(self.protocol)
         head.addStretch(1)
-        layout.addLayout(head)
-        layout.addWidget(self.total)
+        self.diagram = ChestDiagram()
+        # the diagram beside the protocol and the total, not above them: the panel is at its
+        # minimum height on an 800 px screen, and a diagram of its own row pushed a 1024x600
+        # window past the screen (seen under Xvfb); beside them it takes their height
+        left = QVBoxLayout()
+        left.setSpacing(2)
+        left.addLayout(head)
+        left.addWidget(self.total)
+        left.addStretch(1)
+        top = QHBoxLayout()
+        top.addLayout(left, 3)
+        top.addWidget(self.diagram, 2)
+        layout.addLayout(top)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
         self._paths: list[str] = []
@@ -160,8 +186,34 @@ class ExamPanel(QWidget):
         return box
 
     def clinician_box(self, row: int) -> QComboBox:
-        box = self.table.cellWidget(row, 2)
+        box = self.table.cellWidget(row, COL_YOURS)
         assert isinstance(box, QComboBox)
+        return box
+
+    def zone_box(self, row: int) -> QComboBox:
+        box = self.table.cellWidget(row, COL_ZONE)
+        assert isinstance(box, QComboBox)
+        return box
+
+    def _zone_box(
+        self, clip: str, code: str | None, choices: tuple[str, ...], names: dict[str, str], repeated: bool
+    ) -> QComboBox:
+        box = _FocusedComboBox()
+        box.addItem("—", None)
+        for c in choices:
+            box.addItem(c, c)
+            box.setItemData(box.count() - 1, names.get(c, c), Qt.ItemDataRole.ToolTipRole)
+        if code is not None and box.findData(code) < 0:  # a zone of another protocol: kept, shown
+            box.addItem(code, code)
+        box.setCurrentIndex(max(0, box.findData(code)))
+        tip = f"Where on the chest {clip} was recorded (— : not placed)"
+        if repeated:
+            box.setStyleSheet("QComboBox { background: #ffd9a8; font-weight: bold; }")
+            tip += "; its zone is given to another clip too"
+        box.setToolTip(tip)
+        box.currentIndexChanged.connect(
+            lambda _i, clip=clip, box=box: self.body_zone_changed.emit(clip, box.currentData())
+        )
         return box
 
     def set_zones(self, zones: int | None) -> None:
@@ -187,10 +239,21 @@ class ExamPanel(QWidget):
         summary: str,
         current: str | None = None,
         clinician: dict[str, int] | None = None,
+        *,
+        zones: dict[str, str] | None = None,
+        zone_choices: tuple[str, ...] = ALL_CODES,
+        cells: list[ZoneCell] | None = None,
+        zone_names: dict[str, str] | None = None,
     ) -> None:
-        """Show ``entries`` with the clinician's scores (``clinician``: clip -> 0-3);
-        ``current`` (the clip on screen) is selected."""
+        """Show ``entries`` with the clinician's scores (``clinician``: clip -> 0-3) and their
+        zones on the chest (``zones``: clip -> code, chosen among ``zone_choices``), and the
+        diagram's ``cells``; ``current`` (the clip on screen) is selected."""
         clinician = clinician or {}
+        zones = zones or {}
+        names = zone_names or {z.code: z.name for z in SOLDATI_ZONES}
+        self.diagram.set_cells(cells or [])
+        placed = [zones.get(e.clip) or e.zone for e in entries]
+        twice = {z for z in placed if placed.count(z) > 1}
         self._paths = [e.clip for e in entries]
         shas = list(dict.fromkeys(e.weights_sha256 for e in entries))
         self.total.setText(summary)
@@ -217,10 +280,15 @@ class ExamPanel(QWidget):
                 mine = clinician.get(e.clip)
                 if mine is not None and mine != e.clip_score:
                     notes.insert(0, f"you {mine}, model {e.clip_score}")
-                self.table.setItem(row, 0, zone)
-                self.table.setItem(row, 1, score)
-                self.table.setCellWidget(row, 2, self._clinician_box(e.clip, mine))
-                self.table.setItem(row, 3, QTableWidgetItem("; ".join(notes)))
+                code = zones.get(e.clip)
+                repeated = (code or e.zone) in twice
+                if repeated:
+                    notes.insert(0, f"zone {code or e.zone} given twice")
+                self.table.setItem(row, COL_CLIP, zone)
+                self.table.setItem(row, COL_MODEL, score)
+                self.table.setCellWidget(row, COL_YOURS, self._clinician_box(e.clip, mine))
+                self.table.setItem(row, COL_NOTE, QTableWidgetItem("; ".join(notes)))
+                self.table.setCellWidget(row, COL_ZONE, self._zone_box(e.clip, code, zone_choices, names, repeated))
             self.table.clearSelection()
             if current in self._paths:
                 self.table.selectRow(self._paths.index(current))

@@ -1,17 +1,47 @@
-"""Exporting from the viewer: the clip's CSV report (now, or when scoring finishes) and
-the exam's CSV, with the save dialog and the questions around them."""
+"""Exporting from the viewer: the clip's CSV report (now, or when scoring finishes), the
+exam's CSV and the exam's PDF report, with the save dialog and the questions around them."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QSettings
-from PySide6.QtWidgets import QFileDialog, QWidget
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QFileDialog, QFormLayout, QLabel, QLineEdit, QWidget
+
+from lusviewer.report.exam_report import ExamFields
 
 if TYPE_CHECKING:
     from lusviewer.ui.controller import Controller
+
+log = logging.getLogger(__name__)
+
+
+class ExamFieldsDialog(QDialog):
+    """What the clinician types for the exam report: patient or exam id, date, operator
+    (never guessed from the files; left blank where not typed)."""
+
+    def __init__(self, parent: QWidget | None, fields: ExamFields) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Exam report")
+        form = QFormLayout(self)
+        form.addRow(QLabel("Printed on the report as typed; nothing is read from the files."))
+        self.patient = QLineEdit(fields.patient)
+        self.date = QLineEdit(fields.date)
+        self.date.setPlaceholderText("e.g. 2026-12-02")
+        self.operator = QLineEdit(fields.operator)
+        form.addRow("Patient / exam ID:", self.patient)
+        form.addRow("Exam date:", self.date)
+        form.addRow("Operator:", self.operator)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+
+    def fields(self) -> ExamFields:
+        return ExamFields(self.patient.text().strip(), self.date.text().strip(), self.operator.text().strip())
 
 
 class Exporter:
@@ -37,6 +67,8 @@ class Exporter:
         self._notify = notify
         #: Where the report goes once scoring finishes (the user said yes), or None.
         self.pending: str | None = None
+        #: The exam report's fields as last typed (this session only: a patient id is not stored on disk).
+        self.fields = ExamFields()
         controller.scoring_finished.connect(self._finished)
 
     def export_dialog(self) -> None:
@@ -47,14 +79,14 @@ class Exporter:
         if path:
             self.request_export(path)
 
-    def _save_path(self, title: str, name: str, clip_folder: Path) -> str:
+    def _save_path(self, title: str, name: str, clip_folder: Path, kind: str = "CSV (*.csv)") -> str:
         """A CSV path from the save dialog ('' when cancelled); overwriting is asked later.
         It opens in the folder of the last export (reports kept together, not among the
         clips), or the clip's folder the first time."""
         last = str(self._settings.value("export_dir", ""))
         folder = Path(last) if last and Path(last).is_dir() else clip_folder
         path, _ = QFileDialog.getSaveFileName(
-            self._parent, title, str(folder / name), "CSV (*.csv)", options=QFileDialog.Option.DontConfirmOverwrite
+            self._parent, title, str(folder / name), kind, options=QFileDialog.Option.DontConfirmOverwrite
         )
         if path:
             self._settings.setValue("export_dir", str(Path(path).parent))
@@ -140,3 +172,65 @@ class Exporter:
             return False
         self._notify(f"Wrote {out} ({self._c.exam.summary()})", 8000)
         return True
+
+    def export_report_dialog(self) -> None:
+        exam = self._c.exam
+        if not len(exam):
+            return
+        dialog = ExamFieldsDialog(self._parent, self.fields)
+        if dialog.exec() != QDialog.DialogCode.Accepted:
+            return
+        self.fields = dialog.fields()
+        path = self._save_path("Export exam report", "exam.pdf", Path(exam.entries[0].clip).parent, "PDF (*.pdf)")
+        if path:
+            if Path(path).suffix.lower() != ".pdf":  # a name typed without its extension
+                path += ".pdf"
+            self.export_report_to(path, self.fields)
+
+    def export_report_to(self, path: str, fields: ExamFields | None = None, *, overwrite: bool | None = None) -> bool:
+        """The exam's PDF report (the same numbers as its CSV); asks as :meth:`export_exam_to` does."""
+        from lusviewer.report.exam_report import build_exam_report
+        from lusviewer.ui.exam_report import write_exam_pdf
+
+        c = self._c
+        if not len(c.exam):
+            return False
+        pending = c.queued + ([c.info.path] if c.running and c.info is not None and c.info.path not in c.exam else [])
+        if pending and not self._ask(
+            "The exam is not complete",
+            f"{len(pending)} clip{'s are' if len(pending) != 1 else ' is'} still to be scored; the exam holds "
+            f"{len(c.exam)} zones. Export the zones scored so far?",
+        ):
+            return False
+        if Path(path).exists() and not (
+            overwrite if overwrite is not None else self._ask("Overwrite?", f"Replace {Path(path).name}?")
+        ):
+            return False
+        self._add_thumbnails()
+        try:
+            out = write_exam_pdf(path, build_exam_report(c.exam_session, fields or self.fields))
+        except (OSError, ValueError) as exc:
+            self._warn("Export failed", f"{path}: {exc}")
+            return False
+        self._notify(f"Wrote {out} ({c.exam.summary()})", 8000)
+        return True
+
+    def _add_thumbnails(self) -> None:
+        """The worst frame of each clip of the exam, read now (a few frames: quick) where not kept yet."""
+        from dataclasses import replace
+
+        from lusviewer.io import open_clip
+        from lusviewer.report.exam_report import thumbnail_of
+
+        session = self._c.exam_session
+        for e in session.exam.entries:
+            detail = session.details.get(e.clip)
+            if detail is None or detail.thumbnail is not None:
+                continue
+            try:
+                with open_clip(e.clip) as reader:
+                    frame = reader.frame(e.worst_frame)
+            except Exception as exc:  # the report shows an empty frame box; the scores are what matter
+                log.warning("%s: worst frame %d not shown in the exam report (%s)", e.clip, e.worst_frame, exc)
+                continue
+            session.details[e.clip] = replace(detail, thumbnail=thumbnail_of(frame))

@@ -37,6 +37,8 @@ from PySide6.QtWidgets import (
 
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
 from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_confidence, low_confidence
+from lusviewer.report.exam_report import diagram_cells
+from lusviewer.report.zones import choices_for
 from lusviewer.ui.controller import Controller
 from lusviewer.ui.dialogs import show_about, show_model_card, warning_box
 from lusviewer.ui.exam_panel import ExamPanel
@@ -194,6 +196,9 @@ class MainWindow(QMainWindow):
         self.act_export_exam = fm.addAction("Export e&xam CSV…", self.exporter.export_exam_dialog)
         self.act_export_exam.setShortcut(QKeySequence("Ctrl+Shift+E"))
         self.act_export_exam.setEnabled(False)
+        self.act_export_report = fm.addAction("Export exam re&port (PDF)…", self.exporter.export_report_dialog)
+        self.act_export_report.setShortcut(QKeySequence("Ctrl+P"))
+        self.act_export_report.setEnabled(False)
         fm.addSeparator()
         quit_act = fm.addAction("&Quit", self.close)
         quit_act.setShortcut(QKeySequence.StandardKey.Quit)
@@ -202,6 +207,10 @@ class MainWindow(QMainWindow):
         fit = vm.addAction("&Fit to window", self.frame_view.fit)
         fit.setShortcut(QKeySequence("F"))
         vm.addAction("Cycle &overlay", self.overlays.cycle).setShortcut(QKeySequence("O"))
+        self.act_seconds = vm.addAction("Timeline in &seconds")
+        self.act_seconds.setCheckable(True)
+        self.act_seconds.setShortcut(QKeySequence("T"))
+        self.act_seconds.toggled.connect(self.timeline.set_seconds)
 
         sm = mb.addMenu("&Scoring")
         self.act_rescore = sm.addAction("&Score again", self.controller.start_scoring)
@@ -281,6 +290,7 @@ class MainWindow(QMainWindow):
         self.exam_panel.clear_requested.connect(self.clear_exam)
         self.exam_panel.export_requested.connect(self.exporter.export_exam_dialog)
         self.exam_panel.clinician_score_changed.connect(c.set_clinician_score)
+        self.exam_panel.body_zone_changed.connect(c.set_body_zone)
         self.exam_panel.zones_changed.connect(self._zones_chosen)
         self.slider.valueChanged.connect(self.playback.seek)
         self.play_button.clicked.connect(self.playback.toggle)
@@ -406,11 +416,21 @@ class MainWindow(QMainWindow):
     def _on_exam_changed(self) -> None:
         c = self.controller
         exam = c.exam
-        self.exam_panel.set_exam(exam.entries, exam.summary(), c.info.path if c.info else None, c.clinician_scores)
+        self.exam_panel.set_exam(
+            exam.entries,
+            exam.summary(),
+            c.info.path if c.info else None,
+            c.clinician_scores,
+            zones={e.clip: z for e in exam.entries if (z := exam.body_zone(e.clip))},
+            zone_choices=choices_for(exam.zones),
+            cells=diagram_cells(exam),
+            zone_names={z.code: z.name for z in exam.scheme},
+        )
         warn = "⚠ " if exam.incomplete or exam.n_unfamiliar or exam.not_scored else ""
         title = f"Exam · {warn}LUS {exam.total} of {exam.maximum}" if len(exam) else "Exam"
         self.side_tabs.setTabText(self.side_tabs.indexOf(self.exam_panel), title)
         self.act_export_exam.setEnabled(bool(len(exam)))
+        self.act_export_report.setEnabled(bool(len(exam)))
 
     # ------------------------------------------------------------- dialogs
     def _warn(self, title: str, text: str) -> None:
@@ -434,6 +454,7 @@ class MainWindow(QMainWindow):
             self.slider.setRange(0, info.frame_count - 1)
             self.slider.setValue(0)
         self.slider.setEnabled(True)
+        self.timeline.set_fps(info.fps)
         self.timeline.reset(info.frame_count)
         self.summary.clear("No model" if self.controller.model_error else "Scoring…")
         self._notices = []

@@ -18,6 +18,31 @@ if TYPE_CHECKING:
     from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
 
 
+class FrameAxis(pg.AxisItem):  # type: ignore[misc]  # pyqtgraph has no type information
+    """The bottom axis: frame numbers, or seconds from the clip's fps (the plot's x stays
+    the frame index; only the ticks change, at round seconds)."""
+
+    def __init__(self) -> None:
+        super().__init__("bottom")
+        self.fps = 0.0
+        self.seconds = False
+
+    def _in_seconds(self) -> bool:
+        return self.seconds and self.fps > 0
+
+    def tickValues(self, minVal: float, maxVal: float, size: float) -> list[tuple[float, list[float]]]:
+        if not self._in_seconds():
+            return list(super().tickValues(minVal, maxVal, size))
+        f = self.fps
+        return [(sp * f, [v * f for v in vals]) for sp, vals in super().tickValues(minVal / f, maxVal / f, size)]
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        if not self._in_seconds():
+            return list(super().tickStrings(values, scale, spacing))
+        f = self.fps
+        return list(super().tickStrings([v / f for v in values], scale, spacing / f))
+
+
 class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has no type information
     """Per-frame score as a step line on 0-3, probabilities and reconstruction error
     below it, and a cursor at the current frame; click or drag to seek."""
@@ -28,14 +53,16 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setBackground("w")
-        self.score_plot = self.addPlot(row=0, col=0)
+        self.score_axis = FrameAxis()
+        self.frame_axis = FrameAxis()
+        self.score_plot = self.addPlot(row=0, col=0, axisItems={"bottom": self.score_axis})
         # The curves' legend has a row of its own between the plots: it hides no curve.
         self.legend = pg.LegendItem(colCount=5, labelTextColor="k", labelTextSize="8pt", horSpacing=12)
         self.legend.layout.setContentsMargins(0, 0, 0, 0)
         self.legend.setMaximumHeight(18)
         self.addItem(self.legend, row=1, col=0)
         self.ci.layout.setVerticalSpacing(0)
-        self.prob_plot = self.addPlot(row=2, col=0)
+        self.prob_plot = self.addPlot(row=2, col=0, axisItems={"bottom": self.frame_axis})
         self.ci.layout.setRowStretchFactor(0, 3)
         self.ci.layout.setRowStretchFactor(2, 2)
         sp, pp = self.score_plot, self.prob_plot
@@ -77,12 +104,19 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             self.legend.addItem(curve, f"p{k}")
         self.legend.addItem(self.recon_curve, "recon error (÷ clip max)")
         self.cursors = []
+        self._fps = 0.0
+        self.seconds = False
         for p in (sp, pp):
             line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen("#1f1fbf", width=2))
             line.sigDragged.connect(self._cursor_dragged)
             p.addItem(line)
             self.cursors.append(line)
             p.scene().sigMouseClicked.connect(self._clicked)
+        # the cursor's frame and time, both, whichever the axis shows
+        self.cursor_label = pg.InfLineLabel(
+            self.cursors[0], text="", position=0.93, anchors=[(0, 0.5), (0, 0.5)], color="#1f1fbf"
+        )
+        self.cursor_label.setZValue(20)
         for p in (sp, pp):
             p.getAxis("bottom").enableAutoSIPrefix(False)
         # Scoring stopped early (failed or cancelled): the frames never scored are shaded
@@ -197,8 +231,33 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         for c in self.cursors:
             with QSignalBlocker(c):
                 c.setValue(index)
+        self._label_cursor(index)
+
+    def cursor_text(self, index: int) -> str:
+        """The cursor's label: the frame and, with the clip's fps known, its time."""
+        return f" frame {index} · {index / self._fps:.2f} s" if self._fps > 0 else f" frame {index}"
+
+    def _label_cursor(self, index: int) -> None:
+        self.cursor_label.setText(self.cursor_text(index) if self._n else "")
+
+    def set_fps(self, fps: float) -> None:
+        """The open clip's frame rate, for the axis in seconds and the cursor's time."""
+        self._fps = float(fps) if fps and fps > 0 else 0.0
+        for axis in (self.score_axis, self.frame_axis):
+            axis.fps = self._fps
+        self.set_seconds(self.seconds)
+
+    def set_seconds(self, on: bool) -> None:
+        """The bottom axis in seconds (True) or frame numbers; without a frame rate, frames."""
+        self.seconds = bool(on)
+        for axis in (self.score_axis, self.frame_axis):
+            axis.seconds = self.seconds
+            axis.picture = None  # ticks redrawn
+            axis.update()
+        self.prob_plot.setLabel("bottom", "time (s)" if self.seconds and self._fps > 0 else "frame", color="k")
 
     def _cursor_dragged(self, line: pg.InfiniteLine) -> None:
+        self._label_cursor(round(line.value()))
         self.seek_requested.emit(round(line.value()))
 
     def _clicked(self, event: MouseClickEvent) -> None:

@@ -1,0 +1,327 @@
+"""The chest diagram: the exam's zones on an outline of the thorax, drawn in code (no
+stock image), each zone coloured by its score with the viewer's colours and its score
+printed in it. The BLUE points on a front and a back view; Soldati's 14 zones on the
+front, the back and both sides. Painted by :func:`paint_chest` on any ``QPainter``: the
+Exam tab's :class:`ChestDiagram` and the PDF report (``ui.exam_report``) alike.
+
+A zone scanned with no reliable score (the clip is unlike the training clips) is light
+grey and hatched, a zone not scanned is white with a dotted edge, an uncertain score is
+coloured with a ``?``; where the clinician's score differs from the model's, it is
+printed under it ("clin. 3"); a zone given to more than one clip says how many ("×2").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from lusviewer.report.exam_report import ZoneCell
+from lusviewer.report.zones import Zone
+from lusviewer.ui.palette import SCORE_COLOURS, SCORE_SHORT
+
+#: A zone scanned with no reliable score (hatched) and one not scanned (white, dotted edge).
+WITHHELD_FILL = "#c8c8c8"
+NOT_SCANNED_FILL = "#ffffff"
+OUTLINE = "#404040"
+
+
+#: A texture per score, so that grey-scale print tells them apart (0 and 3, 1 and 2 have
+#: near luma: 114 vs 92, 175 vs 148): none for 0 and 1, diagonal lines for 2 (the other
+#: way from the hatch of "no reliable score"), crossed for 3.
+SCORE_TEXTURES = (None, None, Qt.BrushStyle.FDiagPattern, Qt.BrushStyle.DiagCrossPattern)
+
+
+def paint_texture(painter: QPainter, box: QRectF, score: int | None, radius: float = 0.0) -> None:
+    """The score's texture over its fill (faint: the printed number stays readable)."""
+    style = SCORE_TEXTURES[score] if score is not None else None
+    if style is None:
+        return
+    painter.save()
+    painter.setPen(Qt.PenStyle.NoPen)
+    painter.setBrush(QBrush(QColor(0, 0, 0, 70), style))
+    painter.drawRoundedRect(box, radius, radius)
+    painter.restore()
+
+
+def text_colour(fill: str) -> QColor:
+    """Black on light fills, white on dark ones (by luma: readable in grey-scale print too)."""
+    c = QColor(fill)
+    luma = 0.299 * c.red() + 0.587 * c.green() + 0.114 * c.blue()
+    return QColor("#000000") if luma > 140 else QColor("#ffffff")
+
+
+def cell_fill(cell: ZoneCell) -> str:
+    if cell.state == "scored" and cell.score is not None:
+        return SCORE_COLOURS[cell.score]
+    return WITHHELD_FILL if cell.state == "withheld" else NOT_SCANNED_FILL
+
+
+def _torso(r: QRectF) -> QPainterPath:
+    """Front or back outline in ``r``: neck, shoulders, chest narrowing a little to the waist."""
+
+    def p(x: float, y: float) -> QPointF:
+        return QPointF(r.left() + x * r.width(), r.top() + y * r.height())
+
+    path = QPainterPath(p(0.40, 0.0))
+    path.lineTo(p(0.60, 0.0))
+    path.lineTo(p(0.60, 0.05))
+    path.cubicTo(p(0.78, 0.07), p(0.97, 0.06), p(0.99, 0.20))
+    path.lineTo(p(0.92, 1.0))
+    path.lineTo(p(0.08, 1.0))
+    path.lineTo(p(0.01, 0.20))
+    path.cubicTo(p(0.03, 0.06), p(0.22, 0.07), p(0.40, 0.05))
+    path.closeSubpath()
+    return path
+
+
+def _side(r: QRectF) -> QPainterPath:
+    """A side view: the flank between the arm (raised) and the waist."""
+    path = QPainterPath()
+    path.addRoundedRect(
+        QRectF(r.left() + 0.1 * r.width(), r.top() + 0.06 * r.height(), 0.8 * r.width(), 0.94 * r.height()),
+        0.3 * r.width(),
+        0.3 * r.width(),
+    )
+    return path
+
+
+def _sub(r: QRectF, x0: float, y0: float, x1: float, y1: float) -> QRectF:
+    return QRectF(r.left() + x0 * r.width(), r.top() + y0 * r.height(), (x1 - x0) * r.width(), (y1 - y0) * r.height())
+
+
+#: Rows of the views (fractions of the outline's height).
+_ROWS2 = {"upper": (0.13, 0.53), "lower": (0.57, 0.95)}
+_ROWS3 = {"upper": (0.13, 0.39), "middle": (0.42, 0.67), "lower": (0.70, 0.95)}
+
+
+def _zone_box(zone: Zone, view: str, r: QRectF, blue: bool) -> QRectF | None:
+    """Where ``zone`` lies in the outline ``r`` of ``view`` ("front", "back", "R side", "L side"), or None."""
+    # the front shows the patient's right on the viewer's left; the back, on the viewer's right
+    if view == "front" and zone.region == "anterior":
+        x0, x1 = (0.12, 0.47) if zone.side == "R" else (0.53, 0.88)
+        y0, y1 = _ROWS2[zone.level]
+        return _sub(r, x0, y0, x1, y1)
+    if view == "back" and zone.region == "posterior":
+        x0, x1 = (0.53, 0.88) if zone.side == "R" else (0.12, 0.47)
+        y0, y1 = _ROWS3[zone.level]
+        return _sub(r, x0, y0, x1, y1)
+    if view == "back" and zone.region == "posterolateral" and blue:
+        x0, x1 = (0.55, 0.92) if zone.side == "R" else (0.08, 0.45)
+        return _sub(r, x0, 0.55, x1, 0.95)
+    if view == f"{zone.side} side" and zone.region == "lateral":
+        y0, y1 = _ROWS2[zone.level]
+        return _sub(r, 0.18, y0, 0.82, y1)
+    return None
+
+
+def _views(n_zones: int) -> list[tuple[str, str, float]]:
+    """(view, caption, relative width) left to right: walking round the patient."""
+    if n_zones == 14:
+        return [
+            ("R side", "Right side", 0.42),
+            ("front", "Front", 0.75),
+            ("L side", "Left side", 0.42),
+            ("back", "Back", 0.75),
+        ]
+    return [("front", "Front", 0.75), ("back", "Back", 0.75)]
+
+
+def _font(px: float, bold: bool = False) -> QFont:
+    f = QFont()
+    f.setPixelSize(max(1, round(px)))
+    f.setBold(bold)
+    return f
+
+
+def _layout(rect: QRectF, n_zones: int, caption: bool) -> tuple[list[tuple[str, str, QRectF]], float, float]:
+    """The views fitted in ``rect``: (view, caption, outline rect) left to right, the caption's height and the gap."""
+    views = _views(n_zones)
+    gap = rect.height() * 0.06
+    cap_h = rect.height() * 0.10 if caption else 0.0
+    body_h = rect.height() - cap_h
+    total_w = sum(w for _, _, w in views) * body_h + gap * (len(views) - 1)
+    scale = min(1.0, rect.width() / total_w) if total_w > 0 else 1.0
+    body_h *= scale
+    gap *= scale
+    x = rect.left() + (rect.width() - total_w * scale) / 2
+    out = []
+    for view, label, rel in views:
+        out.append((view, label, QRectF(x, rect.top() + cap_h, rel * body_h, body_h)))
+        x += rel * body_h + gap
+    return out, cap_h, gap
+
+
+def zone_boxes(rect: QRectF, cells: Sequence[ZoneCell], *, caption: bool = True) -> dict[str, QRectF]:
+    """Where each zone's region lies when :func:`paint_chest` draws ``cells`` in ``rect``, by code."""
+    views, _, _ = _layout(rect, len(cells), caption)
+    out = {}
+    for view, _, r in views:
+        for cell in cells:
+            box = _zone_box(cell.zone, view, r, len(cells) != 14)
+            if box is not None:
+                out[cell.zone.code] = box
+    return out
+
+
+def paint_chest(painter: QPainter, rect: QRectF, cells: Sequence[ZoneCell], *, caption: bool = True) -> None:
+    """The diagram of ``cells`` (one per zone of the exam's scheme) fitted in ``rect``."""
+    painter.save()
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    blue = len(cells) != 14
+    views, cap_h, gap = _layout(rect, len(cells), caption)
+    for view, label, r in views:
+        body_h = r.height()
+        outline = _side(r) if view.endswith("side") else _torso(r)
+        painter.setPen(QPen(QColor(OUTLINE), max(1.0, body_h / 120)))
+        painter.setBrush(QColor("#f4f1ec"))
+        painter.drawPath(outline)
+        if caption:
+            painter.setPen(QColor("#000000"))
+            painter.setFont(_font(cap_h * 0.8))
+            painter.drawText(
+                QRectF(r.left() - gap / 2, rect.top(), r.width() + gap, cap_h), Qt.AlignmentFlag.AlignCenter, label
+            )
+        if view in ("front", "back"):  # the spine or the sternum
+            painter.setPen(QPen(QColor("#8a8a8a"), max(1.0, body_h / 200), Qt.PenStyle.DashLine))
+            painter.drawLine(QPointF(r.center().x(), r.top() + 0.08 * r.height()), QPointF(r.center().x(), r.bottom()))
+        for cell in cells:
+            box = _zone_box(cell.zone, view, r, blue)
+            if box is not None:
+                _paint_cell(painter, box, cell)
+    painter.restore()
+
+
+def _paint_cell(painter: QPainter, box: QRectF, cell: ZoneCell) -> None:
+    fill = cell_fill(cell)
+    edge = max(1.0, min(box.width(), box.height()) / 30)
+    if cell.state == "not scanned":
+        painter.setPen(QPen(QColor("#6a6a6a"), edge, Qt.PenStyle.DotLine))
+    else:
+        painter.setPen(QPen(QColor(OUTLINE), edge))
+    painter.setBrush(QColor(fill))
+    painter.drawRoundedRect(box, edge * 2, edge * 2)
+    if cell.state == "withheld":
+        painter.setBrush(QBrush(QColor("#6a6a6a"), Qt.BrushStyle.BDiagPattern))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.drawRoundedRect(box, edge * 2, edge * 2)
+    elif cell.state == "scored":
+        paint_texture(painter, box, cell.score, edge * 2)
+    ink = text_colour(fill)
+    h, w = box.height(), box.width()
+    # the zone's code, small, top left
+    painter.setPen(ink)
+    painter.setFont(_font(min(h * 0.2, w * 0.22)))
+    painter.drawText(
+        box.adjusted(edge * 2, edge, 0, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop, cell.zone.code
+    )
+    if cell.clips > 1:
+        painter.drawText(
+            box.adjusted(0, edge, -edge * 2, 0),
+            Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop,
+            f"×{cell.clips}",
+        )
+    if cell.state == "scored":
+        main = f"{cell.score}?" if cell.confidence == "uncertain" else str(cell.score)
+        small = f"clin. {cell.clinician}" if cell.differs else ""
+    elif cell.state == "withheld":
+        main, small = "–", "no reliable score"
+    else:
+        main, small = "", "not scanned"
+    big = min(h * (0.42 if small else 0.5), w * 0.45)
+    if main:
+        painter.setFont(_font(big, bold=True))
+        painter.setPen(ink)
+        r = QRectF(box.left(), box.top() + h * 0.12, w, h * (0.55 if small else 0.8))
+        painter.drawText(r, Qt.AlignmentFlag.AlignCenter, main)
+    if small:
+        px = min(h * 0.17, w / max(6, len(small)) * 1.7)
+        painter.setFont(_font(px, bold=cell.differs))
+        painter.setPen(ink if cell.state != "not scanned" else QColor("#505050"))
+        r = QRectF(box.left(), box.top() + (h * 0.62 if main else 0), w, h * 0.38 if main else h)
+        painter.drawText(r, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, small)
+
+
+def paint_legend(painter: QPainter, rect: QRectF) -> None:
+    """The diagram's key in one column: scores 0-3, uncertain, no reliable score, not scanned."""
+    painter.save()
+    items: list[tuple[str, str, str]] = [(SCORE_COLOURS[k], str(k), SCORE_SHORT[k][2:]) for k in range(4)]
+    items += [
+        (SCORE_COLOURS[2], "2?", "uncertain (counted)"),
+        (WITHHELD_FILL, "–", "no reliable score"),
+        (NOT_SCANNED_FILL, "", "not scanned"),
+    ]
+    line = rect.height() / len(items)
+    sw = min(line * 0.8, rect.width() * 0.2)
+    painter.setFont(_font(line * 0.55))
+    for k, (fill, mark, words) in enumerate(items):
+        y = rect.top() + k * line
+        box = QRectF(rect.left(), y + (line - sw) / 2, sw * 1.3, sw)
+        painter.setPen(QPen(QColor(OUTLINE), 0.6, Qt.PenStyle.DotLine if not mark else Qt.PenStyle.SolidLine))
+        painter.setBrush(QColor(fill))
+        painter.drawRect(box)
+        if mark == "–":
+            painter.setBrush(QBrush(QColor("#6a6a6a"), Qt.BrushStyle.BDiagPattern))
+            painter.drawRect(box)
+        elif mark:
+            paint_texture(painter, box, int(mark[0]))
+        painter.setPen(text_colour(fill))
+        painter.drawText(box, Qt.AlignmentFlag.AlignCenter, mark)
+        painter.setPen(QColor("#000000"))
+        painter.drawText(
+            QRectF(box.right() + sw * 0.4, y, rect.width() - box.width() - sw * 0.4, line),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+            words,
+        )
+    painter.restore()
+
+
+class ChestDiagram(QWidget):
+    """The Exam tab's live diagram: :meth:`set_cells` redraws it."""
+
+    #: The height it asks for; below :data:`SMALLEST` it says how to get it back instead.
+    FULL_HEIGHT = 110
+    SMALLEST = 40
+    #: Its minimum: the height of the protocol and a three-line total beside it, so that the
+    #: total wrapping to three lines does not take the table's room (the panel is at its minimum
+    #: at 1280x800 and 1024x600, and Qt then draws the buttons over the table's last row: seen
+    #: under Xvfb); with it the window's minimum is 600 px.
+    RESERVED = 104
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cells: list[ZoneCell] = []
+        self.setMinimumSize(150, self.RESERVED)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.setToolTip(
+            "The exam's zones on the chest, coloured by the model's score (0 green, 1 amber, 2 orange, 3 red; "
+            "? uncertain; grey hatched: no reliable score; white: not scanned). Where your score differs, it is "
+            "printed under the model's (clin.)."
+        )
+
+    def sizeHint(self) -> QSize:
+        return QSize(220, self.FULL_HEIGHT)
+
+    def set_cells(self, cells: Sequence[ZoneCell]) -> None:
+        self.cells = list(cells)
+        self.update()
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        try:
+            painter.fillRect(self.rect(), QColor("#ffffff"))
+            if self.height() < self.SMALLEST:
+                if self.height() >= 14:
+                    painter.setPen(QColor("#707070"))
+                    painter.drawText(
+                        self.rect(), Qt.AlignmentFlag.AlignCenter, "Drag the divider up\nfor the chest diagram"
+                    )
+            elif self.cells:
+                paint_chest(painter, QRectF(self.rect()).adjusted(4, 2, -4, -2), self.cells)
+            else:
+                painter.setPen(QColor("#707070"))
+                painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No clip in the exam yet")
+        finally:
+            painter.end()
