@@ -46,8 +46,11 @@ def stage1_cnn(work: Path, checkpoint: str) -> tuple[Any, set[str] | None, str]:
     cfg = TrainConfig(**{k: v for k, v in state["config"].items() if k in known})
     model = HybridModel(model_config(cfg))
     load_state(work / f"{checkpoint}.safetensors", model.cnn)
+    crop = str(state["config"].get("crop") or "none")
+    if "fold" in state:  # a cross-validation fold: its test patients, never seen in its training
+        return model.cnn.float().eval(), set(state["fold"]["test_patients"]), crop
     _, val = split_by_group(load_dataset_with(cfg), val_fraction=cfg.val_fraction, seed=cfg.seed)
-    return model.cnn.float().eval(), {c.group for c in val}, str(state["config"].get("crop") or "none")
+    return model.cnn.float().eval(), {c.group for c in val}, crop
 
 
 def main() -> None:
@@ -55,13 +58,40 @@ def main() -> None:
     ap.add_argument("--model", default=str(default_model_path()))
     ap.add_argument("--data", default="../shared/data/covid-blues")
     ap.add_argument("--work-dir", default=None, help="a training run's work dir: its stage-1 CNN, on its split")
-    ap.add_argument("--checkpoint", default="cnn_last", help="with --work-dir: cnn_last or cnn_best")
+    ap.add_argument(
+        "--cv",
+        default=None,
+        metavar="DIR",
+        help="a `lusviewer crossval` folder: every fold's CNN (--variant, first repeat) on its own test clips",
+    )
+    ap.add_argument("--variant", default="compact", help="with --cv: the variant")
+    ap.add_argument("--checkpoint", default="cnn_last", help="with --work-dir or --cv: cnn_last or cnn_best")
     ap.add_argument("--padded", action="store_true", help="frames set in a black border a quarter of their size")
     ap.add_argument("--random-init", action="store_true", help="the architecture untrained (seed 0)")
     ap.add_argument(
         "--crop", choices=("none", "sector"), default=None, help="what the CNN sees (default: as its card or run says)"
     )
     args = ap.parse_args()
+    if args.cv:
+        root = Path(args.cv)
+        works = sorted(root.glob(f"fold*/{args.variant}")) or sorted(root.glob(f"rep0/fold*/{args.variant}"))
+        if not works:
+            raise SystemExit(f"{root}: no fold*/{args.variant} or rep0/fold*/{args.variant} here")
+        totals = [0, 0, 0]
+        shares: list[float] = []
+        for work in works:
+            cnn, test, crop = stage1_cnn(work, args.checkpoint)
+            n, corner, _in_border, bg, _found = measure(args, cnn, test, args.crop or crop)
+            totals[0] += n
+            totals[1] += corner
+            shares += bg
+        b = np.array(shares)
+        print(
+            f"{totals[0]} out-of-fold clips of {len(works)} fold models (middle frame): Grad-CAM peak within 10 % "
+            f"of an image corner in {totals[1]}; share of the map on black background: median {np.median(b):.2f}, "
+            f"above 0.5 in {int((b > 0.5).sum())}"
+        )
+        return
     if args.work_dir:
         cnn, val, crop = stage1_cnn(Path(args.work_dir), args.checkpoint)
     else:
@@ -78,8 +108,23 @@ def main() -> None:
 
         torch.manual_seed(0)
         cnn = HybridModel(cnn.cfg).cnn.float().eval()
-    clips = [c for c in load_covid_blues(args.data) if val is None or c.group in val]
+    n, corner, in_border, background, found = measure(args, cnn, val, crop)
     what = "validation clips" if val is not None else "clips (the card names no validation patients: all)"
+    bg = np.array(background)
+    print(
+        f"{n} {what} (middle frame): Grad-CAM peak within 10 % of an image corner in {corner}; "
+        f"share of the map on black background: median {np.median(bg):.2f}, above 0.5 in {int((bg > 0.5).sum())}"
+        + (f"; peak in the added black border in {in_border}" if args.padded else "")
+        + (f"; cropped to the sector (found in {found})" if crop == "sector" else "")
+    )
+
+
+def measure(
+    args: argparse.Namespace, cnn: Any, val: set[str] | None, crop: str
+) -> tuple[int, int, int, list[float], int]:
+    """Over the clips of patients ``val`` (None: all): clips, peaks near a corner, peaks in
+    the added border, shares of the map on background, sectors found."""
+    clips = [c for c in load_covid_blues(args.data) if val is None or c.group in val]
     corner, background, in_border = 0, [], 0
     found = 0
     for c in clips:
@@ -98,13 +143,7 @@ def main() -> None:
         if args.padded:
             in_border += int(min(y, h - 1 - y) < m or min(x, w - 1 - x) < m)
         background.append(share_on_background(cam, frame))
-    bg = np.array(background)
-    print(
-        f"{len(clips)} {what} (middle frame): Grad-CAM peak within 10 % of an image corner in {corner}; "
-        f"share of the map on black background: median {np.median(bg):.2f}, above 0.5 in {int((bg > 0.5).sum())}"
-        + (f"; peak in the added black border in {in_border}" if args.padded else "")
-        + (f"; cropped to the sector (found in {found})" if crop == "sector" else "")
-    )
+    return len(clips), corner, in_border, background, found
 
 
 def pad(frame: np.ndarray, m: int) -> np.ndarray:
