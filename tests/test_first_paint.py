@@ -98,7 +98,7 @@ def test_clip_opened_while_the_model_loads_waits_for_it_and_says_so(  # type: ig
     c = w.controller
     assert c.running and c.model_loading and len(loads) <= 1
     assert w.rate_label.text() == "Waiting for the model…"
-    assert w.summary.rule.text() == WAITING_FOR_MODEL
+    assert w.summary.rule.text() == WAITING_FOR_MODEL and w.summary.score.text() == "Waiting…"
     assert w.frame_view.hint.isHidden()  # the clip's first frame replaced it
     qtbot.waitUntil(lambda: c.result is not None, timeout=TIMEOUT)
     assert c.failure is None and len(c.scores) == 40 and len(loads) == 1

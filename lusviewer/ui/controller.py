@@ -313,7 +313,8 @@ class Controller(QObject):
 
     @property
     def model_loading(self) -> bool:
-        """The model is asked for and neither ready nor failed (a job started now waits for it)."""
+        """The model is neither ready nor failed (loading, or not asked for yet): a job started
+        now waits for it on the worker."""
         return self.model_status is None and self.model_error is None
 
     def request_overlay(self, want_cam: bool) -> None:

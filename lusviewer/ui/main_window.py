@@ -556,9 +556,10 @@ class MainWindow(QMainWindow):
     def _on_scoring_started(self, total: int) -> None:
         self.status_bar.scoring_started(total)
         self.timeline.set_partial(None)  # scoring again after a failure or a cancel
+        loading = self.controller.model_loading  # the job waits behind the model on the worker
         if self.controller.result is None:
-            self.summary.clear("Scoring…")
-        if self.controller.model_loading:  # the job waits behind the model on the worker
+            self.summary.clear("Waiting…" if loading else "Scoring…")
+        if loading:
             self.status_bar.rate_label.setText("Waiting for the model…")
             self.summary.rule.setText(WAITING_FOR_MODEL)
 
@@ -566,7 +567,7 @@ class MainWindow(QMainWindow):
         c = self.controller
         if c.running and not c.n_scored and self.summary.rule.text() == WAITING_FOR_MODEL:
             self.status_bar.rate_label.setText("Scoring…")
-            self.summary.rule.setText("")
+            self.summary.clear("Scoring…")
 
     def _on_scoring_failed(self, message: str) -> None:
         """No stale progress: the summary says it failed and why, the frames scored before
