@@ -169,3 +169,37 @@ def test_launch_paints_before_torch_is_imported(tiny_model: Path, tmp_path: Path
     assert not seen["gui_imports_torch"] and not seen["after_app_import"]
     assert seen["first_paint"] == {"torch": False, "status": "Loading model…"}, seen
     assert seen["model"].startswith("Model: tiny-cnn_lstm"), seen
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="thread priorities (nice) are Linux/Unix only")
+def test_model_loads_at_the_gui_priority_and_scores_below_it(  # type: ignore[no-untyped-def]
+    qtbot, tiny_model: Path, settings: QSettings, synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A niced worker holding the GIL on a busy core froze the window for seconds while
+    the model loaded: it loads at the GUI thread's priority (torch's pool kept to one
+    thread), and is lowered before the first job."""
+    import torch
+
+    import lusviewer.model
+
+    gui_nice = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    threads = torch.get_num_threads()
+    during: list[tuple[int, int, int]] = []  # worker thread id, its nice, torch's threads
+    original = lusviewer.model.load_model
+
+    def load_model(path: str) -> object:
+        tid = threading.get_native_id()
+        during.append((tid, os.getpriority(os.PRIO_PROCESS, tid), torch.get_num_threads()))
+        return original(path)
+
+    monkeypatch.setattr(lusviewer.model, "load_model", load_model)
+    w = MainWindow(str(tiny_model), settings, quiet=True)
+    qtbot.addWidget(w)
+    assert w.open_clip(str(synthetic_clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+    [(tid, nice, pool)] = during
+    assert nice == gui_nice and pool == 1
+    assert torch.get_num_threads() == threads  # put back for the jobs
+    if gui_nice < 10:  # lowered unless it already was at least 10
+        assert os.getpriority(os.PRIO_PROCESS, tid) == 10
+    w.close()
