@@ -8,6 +8,7 @@ import os
 import sys
 from typing import TYPE_CHECKING
 
+from lusviewer.cli import distributed
 from lusviewer.cli.common import (
     EXIT_OK,
     EXIT_SOME_FAILED,
@@ -253,6 +254,8 @@ def run(args: argparse.Namespace) -> int:
     if problem:
         err(problem)
         return EXIT_USAGE
+    if distributed.launched():  # under torchrun: this rank's share; rank 0 merges the report
+        return distributed.run_share(args, clips, failed)
     engine = _engine(args)
     if engine is None:
         return EXIT_USAGE

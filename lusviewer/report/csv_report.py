@@ -242,11 +242,16 @@ class ReportWriter:
 
     def add(self, result: ClipScores) -> None:
         """Add one clip's rows; a write failure discards the report (:class:`ReportError`)."""
+        self.add_rows(frame_rows(result), clip_row(result))
+
+    def add_rows(self, frames: Sequence[Sequence[str]], clip: Sequence[str]) -> None:
+        """Add one clip's rows as :func:`frame_rows` and :func:`clip_row` make them, or as
+        read back from a report (``csv_cell`` leaves its own output as it is)."""
         if self._closed:
             raise ReportError(f"{self.path}: the report was already committed or discarded")
         try:
-            self._frames.writerows(frame_rows(result))
-            self._clips.writerow(clip_row(result))
+            self._frames.writerows(frames)
+            self._clips.writerow(clip)
         except OSError as exc:
             self.discard()
             raise ReportError(f"{self.path}: the report could not be written ({_describe(exc)})") from None

@@ -117,7 +117,7 @@ def run_gui(clip: str | None = None, model: str | None = None) -> int:
         print(f"lusviewer: warning: {defect}", file=sys.stderr)
         QMessageBox.warning(None, "Qt binding defect", defect)
     window = MainWindow(model or str(default_model_path()))
-    window.show()
-    if clip:
-        window.open_clip(clip)
+    window.show()  # painted at once: the model loads on the worker after the first paint
+    if clip:  # then the clip opens and scores (its first frame is decoded here, on the GUI thread)
+        window.first_painted.connect(lambda: window.open_clip(clip))
     return int(app.exec())

@@ -75,7 +75,12 @@ class Controller(QObject):
     clip_notice = Signal(str)  # the open clip is incomplete: what decoded, in the user's words
     clip_warning = Signal(str)  # a warning of the clip readers (``lusviewer.io`` logger) about the open clip
 
-    def __init__(self, model_path: str, device: str = "auto", parent: QObject | None = None) -> None:
+    def __init__(
+        self, model_path: str, device: str = "auto", parent: QObject | None = None, *, load: bool = True
+    ) -> None:
+        """``load=False``: the model loads on :meth:`load_model` (the window calls it once it has
+        painted: importing torch on the worker holds the GIL and would delay the first paint), or
+        at the latest when a clip is to be scored."""
         super().__init__(parent)
         self.model_path = model_path
         self.device = device
@@ -133,7 +138,9 @@ class Controller(QObject):
         w.overlay_ready.connect(self._on_overlay)
         w.overlay_failed.connect(self._on_overlay_failed)
         self._thread.start(QThread.Priority.LowPriority)
-        self._request_model.emit(model_path, device)
+        self._model_requested = False
+        if load:
+            self.load_model()
 
     # ----------------------------------------------------------------- results
     def _reset_results(self) -> None:
@@ -263,6 +270,7 @@ class Controller(QObject):
     def start_scoring(self) -> None:
         if self.info is None or self.model_error is not None:
             return
+        self.load_model()  # not asked for yet: now, queued on the worker before this job
         self.cancel()
         self._job += 1
         self._cancel = threading.Event()
@@ -293,7 +301,21 @@ class Controller(QObject):
         self.model_status = None
         self.model_error = None
         self.model_warnings = []
+        self._model_requested = True
         self._request_model.emit(self.model_path, device)
+
+    def load_model(self) -> None:
+        """Have the worker import torch and load the model (once; :meth:`set_device` reloads).
+        A job asked for meanwhile waits behind it on the worker (``model_loading``: not ready yet)."""
+        if not self._model_requested and self._thread.isRunning():  # not after shutdown
+            self._model_requested = True
+            self._request_model.emit(self.model_path, self.device)
+
+    @property
+    def model_loading(self) -> bool:
+        """The model is neither ready nor failed (loading, or not asked for yet): a job started
+        now waits for it on the worker."""
+        return self.model_status is None and self.model_error is None
 
     def request_overlay(self, want_cam: bool) -> None:
         """Ask for the current frame's overlay. Requests are coalesced: one in flight

@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import QLabel, QWidget
 
 import lusviewer.ui.palette  # noqa: F401  # pyqtgraph's options, before any item is made
 
 OVERLAY_MODES = ("off", "reconstruction", "error", "grad-cam")
+#: The empty view's text.
+EMPTY_HINT = "No clip open\n\nFile › Open (Ctrl+O), or drop clips here\n(several clips: one exam)"
 
 
 class FrameView(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has no type information
@@ -40,8 +44,20 @@ class FrameView(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has
         self.legend.setVisible(False)
         self.addItem(self.legend)
         self._shape: tuple[int, int] | None = None
+        # What to do, until the first frame arrives (the window's first paint says it).
+        self.hint = QLabel(EMPTY_HINT, self)
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #c8c8c8; background: transparent; font-size: 15pt;")
+        self.hint.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if hasattr(self, "hint"):  # pyqtgraph resizes the view while it is built
+            self.hint.setGeometry(self.rect().adjusted(20, 20, -20, -20))
 
     def set_frame(self, frame: np.ndarray) -> None:
+        self.hint.hide()
         first = self._shape != frame.shape[:2]
         self.image.setImage(frame, autoLevels=False, levels=(0, 255))
         if first:

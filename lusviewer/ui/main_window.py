@@ -16,8 +16,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer
-from PySide6.QtGui import QAction, QActionGroup, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QShortcut
+from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer, Signal
+from PySide6.QtGui import (
+    QAction,
+    QActionGroup,
+    QCloseEvent,
+    QDragEnterEvent,
+    QDropEvent,
+    QKeySequence,
+    QPaintEvent,
+    QShortcut,
+    QShowEvent,
+)
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -66,8 +76,17 @@ FILE_FILTER = (
     + ");;All files (*)"
 )
 
+#: A clip opened while the model loads: its job waits behind the model on the worker.
+WAITING_FOR_MODEL = "Waiting for the model to load; scoring starts as soon as it is ready."
+#: A window shown but not painted by then loads the model anyway (ms).
+LOAD_AFTER_SHOW_MS = 1000
+
 
 class MainWindow(QMainWindow):
+    #: The window has painted once (or was shown and not painted within LOAD_AFTER_SHOW_MS);
+    #: the model is loading from then on.
+    first_painted = Signal()
+
     def __init__(self, model_path: str, settings: QSettings | None = None, *, quiet: bool = False) -> None:
         super().__init__()
         self.settings = settings or QSettings()
@@ -76,8 +95,10 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.resize(1280, 800)
         device = str(self.settings.value("device", "auto"))
-        self.controller = Controller(model_path, device, self)
+        # The model loads once the window has painted (see paintEvent): never a black first paint.
+        self.controller = Controller(model_path, device, self, load=False)
         self._frame: np.ndarray | None = None
+        self._paint_seen = self._painted = False
         self._build_views()
         self.playback = Playback(self.controller, self.play_button, self)
         self.overlays = OverlayPresenter(self.controller, self.frame_view, self.overlay_mode, self.opacity, self.notify)
@@ -271,6 +292,7 @@ class MainWindow(QMainWindow):
         c.clip_failed.connect(self._on_clip_failed)
         c.frame_changed.connect(self._on_frame)
         c.model_ready.connect(sb.show_model)
+        c.model_ready.connect(self._on_model_ready)
         c.model_failed.connect(self._on_model_failed)
         c.scoring_started.connect(self._on_scoring_started)
         c.scores_updated.connect(self._on_scores)
@@ -555,7 +577,17 @@ class MainWindow(QMainWindow):
     def _on_scoring_started(self, total: int) -> None:
         self.status_bar.scoring_started(total)
         self.timeline.set_partial(None)  # scoring again after a failure or a cancel
+        loading = self.controller.model_loading  # the job waits behind the model on the worker
         if self.controller.result is None:
+            self.summary.clear("Waiting…" if loading else "Scoring…")
+        if loading:
+            self.status_bar.rate_label.setText("Waiting for the model…")
+            self.summary.rule.setText(WAITING_FOR_MODEL)
+
+    def _on_model_ready(self) -> None:
+        c = self.controller
+        if c.running and not c.n_scored and self.summary.rule.text() == WAITING_FOR_MODEL:
+            self.status_bar.rate_label.setText("Scoring…")
             self.summary.clear("Scoring…")
 
     def _on_scoring_failed(self, message: str) -> None:
@@ -597,6 +629,29 @@ class MainWindow(QMainWindow):
         if urls:
             self.open_clips(urls)
             event.acceptProposedAction()
+
+    # -------------------------------------------------------------- first paint
+    def showEvent(self, event: QShowEvent) -> None:
+        super().showEvent(event)
+        # Shown but not painted (minimised, or a platform that paints late): carry on all the same.
+        QTimer.singleShot(LOAD_AFTER_SHOW_MS, self, self._after_first_paint)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        super().paintEvent(event)
+        # The window's first paint is under way (its children paint in the same pass, then it
+        # is flushed); what would hold it up waits for the next turn of the event loop.
+        if not self._paint_seen:
+            self._paint_seen = True
+            QTimer.singleShot(0, self, self._after_first_paint)
+
+    def _after_first_paint(self) -> None:
+        """Now torch and the model load, on the worker: importing torch holds the GIL for
+        long stretches and, started before, kept the window black for 0.5-1 s."""
+        if self._painted:
+            return
+        self._painted = True
+        self.controller.load_model()
+        self.first_painted.emit()
 
     # ------------------------------------------------------------------ close
     def closeEvent(self, event: QCloseEvent) -> None:

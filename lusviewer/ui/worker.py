@@ -94,9 +94,9 @@ class InferenceWorker(QObject):
         """Run the model below the GUI thread's priority, so scrubbing stays smooth.
 
         On Linux, thread niceness is per thread and inherited by threads created
-        later: done before torch starts its compute threads (torch is first
-        imported here), the whole intra-op pool runs at the lower priority too.
-        ``QThread.LowPriority`` does the same where the OS honours it.
+        later: done before torch starts its compute threads (:meth:`load_model` keeps
+        the intra-op pool at one thread until then), the whole pool runs at the lower
+        priority too. ``QThread.LowPriority`` does the same where the OS honours it.
         """
         if self._niced:
             return
@@ -111,10 +111,21 @@ class InferenceWorker(QObject):
 
     @Slot(str, str)
     def load_model(self, path: str, device: str) -> None:
-        """Import torch and load the model here, off the GUI thread."""
-        self._lower_priority()
+        """Import torch and load the model here, off the GUI thread, at the GUI's priority.
+
+        Both hold the GIL through long stretches (up to 0.3 s): at a lower priority,
+        on a busy core, the worker was not scheduled while it held the GIL and the
+        window froze for up to 5.5 s at a time (a priority inversion). Meanwhile
+        torch's intra-op pool is kept to one thread, so that its threads start after
+        the priority is lowered (:meth:`_lower_priority`), when the first job runs.
+        """
         self._sector = None  # it holds the previous engine
+        threads: int | None = None
         try:
+            import torch
+
+            threads = torch.get_num_threads()
+            torch.set_num_threads(1)  # no pool threads yet: they would keep this priority
             from lusviewer.inference import ScoringEngine
             from lusviewer.model import load_model
 
@@ -125,6 +136,10 @@ class InferenceWorker(QObject):
             self._engine = None
             self.model_failed.emit(str(exc))
             return
+        finally:
+            self._lower_priority()
+            if threads is not None:
+                torch.set_num_threads(threads)
         self._engine = engine
         import json
 
