@@ -274,7 +274,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
                 curve.setVisible(self.findings_toggle.isChecked())
                 self.legend.addItem(curve, f"p({FINDING_LABELS[name]})")
                 self._findings_in_legend.append(name)
-        self.legend.setColumnCount(5 + len(self._findings_in_legend))
+        # With findings, two rows of four (p0-p3; recon error and the findings under them): one
+        # row of seven, or findings under p0 and p1, would widen the plots past a 1024 px window.
+        self.legend.setColumnCount(4 if self._findings_in_legend else 5)
+        self.legend.setMaximumHeight(36 if self._findings_in_legend else 18)
         self._update_prob_plot_visibility()
 
     def set_findings_visible(self, on: bool) -> None:
