@@ -191,6 +191,20 @@ def test_summary_line_words_the_findings() -> None:
     assert findings_text({}) == ""
 
 
+def test_summary_withholds_the_findings_of_an_unfamiliar_clip(qtbot: Any) -> None:
+    from lusviewer.ui.summary_panel import SummaryPanel
+
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.set_findings({"b_lines": 0.8})
+    assert panel.findings.text().startswith("B-lines: likely (p 0.80)") and not panel.findings.isHidden()
+    panel.set_familiarity("unlike the model's training clips (...)")
+    panel.set_findings({"b_lines": 0.8})
+    assert panel.findings.text().startswith("A-/B-lines withheld")
+    panel.clear()
+    assert panel.findings.isHidden() and panel.findings.text() == ""
+
+
 def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:
     from lusviewer.ui.timeline import ScoreTimeline
 

@@ -160,8 +160,11 @@ class SummaryPanel(QWidget):
             self.confidence.setStyleSheet("color: #555;")
 
     def set_findings(self, means: dict[str, float], auc: dict[str, float | None] | None = None) -> None:
-        """The clip's findings line (:func:`findings_text`); hidden for none."""
+        """The clip's findings line (:func:`findings_text`); hidden for none. For a clip unlike
+        the training clips (:meth:`set_familiarity` first) they are withheld, as its score is."""
         text = findings_text(means, auc)
+        if text and self.familiarity.text():
+            text = "A-/B-lines withheld: the clip is unlike the model's training clips (the CSV keeps them)."
         self.findings.setText(text)
         self.findings.setVisible(bool(text))
 
