@@ -22,6 +22,13 @@ carries the sector (:attr:`ClipResult.sector`) so that overlays can be mapped ba
 onto the frames. Probabilities are ``softmax(logits / T)`` with the card's calibration
 temperature ``T`` (``inference.temperature``, 1 where absent), for the CNN's and the
 LSTM's outputs alike.
+
+Findings: a model with auxiliary heads (``architecture.aux_heads``: A-lines, B-lines)
+gives per-frame probabilities of those findings, ``sigmoid`` of the CNN's auxiliary
+logits in the same forward pass (no temperature), but only for the findings its card
+says were validated (``inference.findings_shown``); the others are never computed into
+a result. With an LSTM head the frames it emits lag the CNN's; the findings are carried
+with them as the reconstruction error is, so that frame i's findings are frame i's.
 """
 
 from __future__ import annotations
@@ -63,6 +70,7 @@ class ScoredFrames:
     scores: np.ndarray  # (n,) int64
     recon_error: np.ndarray  # (n,) float32; NaN where the model has no autoencoder
     sector: Sector | None = None  # the clip's sector the frames were cropped to (as ClipResult.sector)
+    findings: np.ndarray | None = None  # (n, F) float32 p(finding) per ClipResult.finding_names; None: none shown
 
 
 @dataclass
@@ -86,6 +94,21 @@ class ClipResult:
     # ``found`` False where none was told apart and the whole frame was used); None for a
     # card that resizes the whole frame.
     sector: Sector | None = None
+    # Per-frame probabilities (T, F) of the findings the card validated
+    # (``inference.findings_shown``), columns in the order of ``finding_names``; None (and
+    # no names) for a model without auxiliary heads or a card that shows none.
+    findings: np.ndarray | None = None
+    finding_names: tuple[str, ...] = ()
+    # The card's validation AUC of each finding shown (``metrics.findings.<name>.auc``), None where it gives none.
+    finding_auc: tuple[float | None, ...] = ()
+
+    @property
+    def finding_means(self) -> dict[str, float]:
+        """The clip's mean per-frame probability of each finding shown (empty: none shown)."""
+        if self.findings is None or not len(self.findings):
+            return {}
+        means = self.findings.astype(np.float64).mean(0)
+        return {name: float(m) for name, m in zip(self.finding_names, means, strict=True)}
 
     @property
     def frames_per_second(self) -> float:
@@ -175,6 +198,11 @@ class ScoringEngine:
         self.recon_error_limit = float(limit) if isinstance(limit, (int, float)) else None
         self.crop = self.card.crop
         self.temperature = self.card.temperature
+        heads = tuple(self.card.config.aux_heads)
+        shown = findings_shown(self.card.inference, heads)
+        self.finding_names = shown
+        self._finding_cols = [heads.index(name) for name in shown]
+        self.finding_auc = tuple(finding_auc(self.card.metrics, name) for name in shown)
 
     @property
     def description(self) -> str:
@@ -279,7 +307,7 @@ class ScoringEngine:
         return torch.softmax(z, 1)
 
     @torch.inference_mode()
-    def _cnn(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    def _cnn(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray | None]:
         x = to_model_input(batch, self.device)
         with self._autocast():
             out = self.model.cnn(x)
@@ -289,7 +317,10 @@ class ScoringEngine:
             err = np.full(len(batch), np.nan, dtype=np.float32)
         else:
             err = (out.reconstruction.float() - x).abs().mean((1, 2, 3)).cpu().numpy().astype(np.float32)
-        return probs, feats, err
+        found = None
+        if self._finding_cols and out.aux is not None:  # no temperature: it calibrates the scores only
+            found = torch.sigmoid(out.aux[:, self._finding_cols].float()).cpu().numpy().astype(np.float32)
+        return probs, feats, err, found
 
     def score_clip(
         self,
@@ -328,6 +359,9 @@ class ScoringEngine:
         probs_out: list[np.ndarray] = []
         errs: list[np.ndarray] = []
         pending_err: list[np.ndarray] = []
+        shows = bool(self.finding_names)
+        finds: list[np.ndarray] = []
+        pending_find: list[np.ndarray] = []  # as pending_err: the findings of frames not yet final
         found: list[Sector] = []  # the decode thread's sector, before the first batch
         done = 0
 
@@ -337,10 +371,16 @@ class ScoringEngine:
             buf = np.concatenate(pending_err)  # errors of frames not yet final, in order
             e = buf[:n]
             pending_err[:] = [buf[n:]] if len(buf) > n else []
+            f = None
+            if shows:
+                fbuf = np.concatenate(pending_find)
+                f = fbuf[:n]
+                pending_find[:] = [fbuf[n:]] if len(fbuf) > n else []
+                finds.append(f)
             probs_out.append(p)
             errs.append(e)
             if on_frames is not None:
-                on_frames(ScoredFrames(done, p, p.argmax(1), e, found[0] if found else None))
+                on_frames(ScoredFrames(done, p, p.argmax(1), e, found[0] if found else None, f))
             done += n
             if progress is not None:
                 progress(done, total)
@@ -348,8 +388,11 @@ class ScoringEngine:
         if cancel is not None and cancel.is_set():
             raise Cancelled()
         for batch in self._batches(reader, cancel, found):
-            probs, feats, err = self._cnn(batch)
+            probs, feats, err, frame_findings = self._cnn(batch)
             pending_err.append(err)
+            if shows:
+                assert frame_findings is not None  # the names shown are among the model's heads
+                pending_find.append(frame_findings)
             if streamer is None:
                 emit(probs.numpy())
             else:
@@ -387,6 +430,9 @@ class ScoringEngine:
             elapsed_s=time.perf_counter() - t0,
             recon_error_limit=self.recon_error_limit,
             sector=found[0] if found else None,
+            findings=np.concatenate(finds).astype(np.float32) if shows else None,
+            finding_names=self.finding_names,
+            finding_auc=self.finding_auc,
         )
 
     @torch.inference_mode()
@@ -410,6 +456,23 @@ class ScoringEngine:
         out = sector.to_frame(np.ascontiguousarray(img))
         out[~sector.mask] = frame[~sector.mask]
         return out
+
+
+def findings_shown(inference: dict[str, Any], heads: tuple[str, ...]) -> tuple[str, ...]:
+    """The findings a card shows (``inference.findings_shown``), in its order, of those the
+    model has heads for (:func:`~lusviewer.model.weights.check_card` refuses others)."""
+    listed = inference.get("findings_shown") or ()
+    if not isinstance(listed, list | tuple):
+        return ()
+    return tuple(str(name) for name in listed if name in heads)
+
+
+def finding_auc(metrics: dict[str, Any], name: str) -> float | None:
+    """``metrics.findings.<name>.auc`` of a card (free text for people), or None."""
+    block = metrics.get("findings")
+    entry = block.get(name) if isinstance(block, dict) else None
+    auc = entry.get("auc") if isinstance(entry, dict) else None
+    return float(auc) if isinstance(auc, int | float) and not isinstance(auc, bool) else None
 
 
 def _detect(head: deque[np.ndarray] | list[np.ndarray], path: str) -> Sector:

@@ -16,7 +16,8 @@ not bound. :func:`record_in_card` is the sanctioned way to change a setting afte
 training: it re-binds (rewrites the metadata, and the card's sha256). Settings no
 inference could run with (``lstm_burn_in >= lstm_window``; a familiarity limit of 1
 or more, which no clip can reach; a temperature that is not a finite number above 0; a
-crop other than "none" or "sector") are a :class:`ModelError` at load, bound or not.
+crop other than "none" or "sector"; ``inference.findings_shown`` naming a finding the
+model has no auxiliary head for) are a :class:`ModelError` at load, bound or not.
 Weights saved before the binding existed load with a one-line warning
 (:attr:`LoadedModel.warnings`, and the ``lusviewer.model.weights`` logger).
 """
@@ -236,6 +237,18 @@ def check_card(card: ModelCard, where: str | os.PathLike[str] = "model card") ->
                 "inference.temperature",
                 inf["temperature"],
                 "a calibration temperature divides the logits, so it is a finite number above 0 (1: none)",
+            )
+    if "findings_shown" in inf and inf["findings_shown"] is not None:
+        shown, heads = inf["findings_shown"], tuple(cfg.aux_heads)
+        if (
+            not isinstance(shown, list)
+            or any(name not in heads for name in shown)
+            or len(set(map(str, shown))) != len(shown)
+        ):
+            raise bad(
+                "inference.findings_shown",
+                shown,
+                f"a list of distinct findings the model has heads for (architecture.aux_heads: {list(heads)})",
             )
     crop = card.preprocessing.get("crop", "none")
     if crop not in CROPS:

@@ -25,8 +25,16 @@ import numpy as np
 from lusviewer.report.aggregate import clip_confidence, low_confidence
 from lusviewer.report.csvsafe import safe_writer
 
+#: The findings a model may have auxiliary heads for (``lusviewer.model.hybrid.AUX_FINDINGS``,
+#: repeated here: the report imports no torch), each a ``p_<name>`` column of both files.
+KNOWN_FINDINGS = ("a_lines", "b_lines")
+FINDING_COLUMNS = tuple(f"p_{name}" for name in KNOWN_FINDINGS)
+
 FRAME_COLUMNS = (
     "clip", "frame", "time_s", "p0", "p1", "p2", "p3", "score", "recon_error", "model", "weights_sha256",
+    # appended: the frame's probability of each finding (A-lines, B-lines), empty where the
+    # model card does not show it (``inference.findings_shown``: not validated)
+    *FINDING_COLUMNS,
 )  # fmt: skip
 CLIP_COLUMNS = (
     "clip", "frames", "fps", "clip_score", "rule", "n0", "n1", "n2", "n3", "worst_frame", "model",
@@ -47,6 +55,9 @@ CLIP_COLUMNS = (
     # "confident", "uncertain" (most frames, or the frames of the clip score, are weak
     # calls) or "withheld" (unlike the training clips: no reliable score)
     "confidence",
+    # appended: the clip's mean per-frame probability of each finding (A-lines, B-lines; 3
+    # decimals), empty where the model card does not show it (``inference.findings_shown``)
+    *FINDING_COLUMNS,
 )  # fmt: skip
 
 
@@ -111,8 +122,19 @@ def _fmt(x: float, digits: int) -> str:
     return "" if not np.isfinite(x) else f"{x:.{digits}f}"
 
 
+def _finding_columns(result: ClipScores) -> tuple[np.ndarray | None, list[int | None]]:
+    """The result's findings (T, F) or None, and for each of :data:`KNOWN_FINDINGS` its
+    column there (None: not shown). Results from before findings existed have none."""
+    findings = getattr(result, "findings", None)
+    names = tuple(getattr(result, "finding_names", ()) or ())
+    if findings is None or not names:
+        return None, [None] * len(KNOWN_FINDINGS)
+    return findings, [names.index(k) if k in names else None for k in KNOWN_FINDINGS]
+
+
 def frame_rows(result: ClipScores) -> list[list[str]]:
     fps = float(result.info.fps)
+    findings, cols = _finding_columns(result)
     rows = []
     for i, (p, s, e) in enumerate(zip(result.probs, result.scores, result.recon_error, strict=True)):
         rows.append(
@@ -125,6 +147,7 @@ def frame_rows(result: ClipScores) -> list[list[str]]:
                 _fmt(float(e), 6),
                 result.model_name,
                 result.weights_sha256,
+                *("" if c is None or findings is None else _fmt(float(findings[i, c]), 6) for c in cols),
             ]
         )
     return rows
@@ -151,7 +174,16 @@ def clip_row(result: ClipScores) -> list[str]:
         result.device,
         result.precision,
         clip_confidence(result),
+        *_finding_means(result),
     ]
+
+
+def _finding_means(result: ClipScores) -> list[str]:
+    findings, cols = _finding_columns(result)
+    if findings is None or not len(findings):
+        return [""] * len(KNOWN_FINDINGS)
+    means = findings.astype(np.float64).mean(0)
+    return ["" if c is None else _fmt(float(means[c]), 3) for c in cols]
 
 
 def _describe(exc: OSError) -> str:

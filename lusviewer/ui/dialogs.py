@@ -94,6 +94,43 @@ def _metric_rows(name: str, m: object) -> str:
     return f"<tr><td>{_e(name)}</td><td align='right'>{int(n) if isinstance(n, int | float) else '?'}</td>{cells}</tr>"
 
 
+FINDING_NAMES = {"a_lines": "A-lines", "b_lines": "B-lines"}
+
+
+def _findings_html(metrics: dict[object, object], inference: object) -> str:
+    """The findings' validation (``metrics.findings``) and whether the viewer shows them
+    (``inference.findings_shown``); empty where the card has neither."""
+    block = metrics.get("findings")
+    shown = inference.get("findings_shown") if isinstance(inference, dict) else None
+    shown = [str(n) for n in shown] if isinstance(shown, list) else []
+    if not isinstance(block, dict) and not shown:
+        return ""
+    rows = []
+    for name, m in (block or {}).items() if isinstance(block, dict) else ():
+        if not isinstance(m, dict):
+            continue
+        auc = m.get("auc")
+        ci = m.get("ci")
+        auc_text = f"{float(auc):.2f}" if isinstance(auc, int | float) else "—"
+        if isinstance(ci, list) and len(ci) == 2 and all(isinstance(v, int | float) for v in ci):
+            auc_text += f" ({float(ci[0]):.2f}–{float(ci[1]):.2f})"
+        rows.append(
+            f"<tr><td>{_e(FINDING_NAMES.get(str(name), name))}</td><td align='right'>{_e(auc_text)}</td>"
+            f"<td>{'yes' if name in shown else 'no'}</td><td>{_e(m.get('note', ''))}</td></tr>"
+        )
+    text = "<p><b>Findings</b> (A-lines, B-lines: heads trained on the experts' per-clip flags). " + (
+        f"Shown by the viewer and in the CSV: {_e(', '.join(FINDING_NAMES.get(n, n) for n in shown))}.</p>"
+        if shown
+        else "Not shown: the card lists none as validated.</p>"
+    )
+    if rows:
+        text += (
+            "<table border='1' cellspacing='0' cellpadding='3'><tr><th>finding</th><th>clip AUC (95 % CI)</th>"
+            "<th>shown</th><th>note</th></tr>" + "".join(rows) + "</table>"
+        )
+    return text
+
+
 def model_card_html(name: str, card_path: str, card: dict[str, object], warnings: Sequence[str] = ()) -> str:
     """The model card as a page: what the model is, its data and licence, its validation
     numbers with their caveats, what it is for, and the loader's warnings."""
@@ -147,6 +184,7 @@ def model_card_html(name: str, card_path: str, card: dict[str, object], warnings
                 + "".join(rows)
                 + "</table>"
             )
+        parts.append(_findings_html(metrics, card.get("inference")))
         for key in ("crossval", "crossval_64px"):
             cv = metrics.get(key)
             if isinstance(cv, dict) and "note" in cv:

@@ -177,6 +177,7 @@ class MainWindow(QMainWindow):
         toggles = QHBoxLayout()
         toggles.addWidget(self.show_probs)
         toggles.addWidget(self.show_recon)
+        toggles.addWidget(self.timeline.findings_toggle)  # shown only with a clip's findings
         toggles.addStretch(1)
         below = QWidget()
         rv = QVBoxLayout(below)
@@ -569,6 +570,10 @@ class MainWindow(QMainWindow):
         )
         self.summary.set_confidence(low_confidence(result.probs))
         self.summary.set_familiarity(result.familiarity_warning)
+        self.summary.set_findings(
+            result.finding_means, dict(zip(result.finding_names, result.finding_auc, strict=True))
+        )
+        self.timeline.set_findings(result.finding_names, result.findings)
         self.timeline.set_unreliable(bool(result.unfamiliar))
         self.status_bar.scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
         if self._frame is not None:
@@ -577,6 +582,7 @@ class MainWindow(QMainWindow):
     def _on_scoring_started(self, total: int) -> None:
         self.status_bar.scoring_started(total)
         self.timeline.set_partial(None)  # scoring again after a failure or a cancel
+        self.timeline.set_findings((), None)  # the next result's, when it is in
         loading = self.controller.model_loading  # the job waits behind the model on the worker
         if self.controller.result is None:
             self.summary.clear("Waiting…" if loading else "Scoring…")

@@ -22,6 +22,10 @@ SCORE_SHORT = ("0 normal", "1 B-lines", "2 consolidation", "3 white lung")
 PROB_COLOURS = ("#009E73", "#E69F00", "#0072B2", "#000000")
 #: The reconstruction-error curve (dashed), reddish purple.
 RECON_COLOUR = "#CC79A7"
+#: The findings' curves (dotted), the Okabe-Ito hues the curves above leave: B-lines
+#: vermillion, A-lines sky blue.
+FINDING_COLOURS = {"b_lines": "#D55E00", "a_lines": "#56B4E9"}
+FINDING_LABELS = {"a_lines": "A-lines", "b_lines": "B-lines"}
 #: A clip score is drawn in its colour only when confident (report.aggregate.clip_confidence):
 #: an uncertain one in a neutral dark grey, a withheld one ("No reliable score") in light grey.
 UNCERTAIN_COLOUR = "#5a5a5a"

@@ -1,5 +1,6 @@
 """The clip summary: the clip score with its rule, how sure the model is, frames per
-score, and a jump to the frame behind the clip score."""
+score, a jump to the frame behind the clip score, and (for a model whose card shows
+them) the findings: A-lines, B-lines."""
 
 from __future__ import annotations
 
@@ -9,7 +10,33 @@ from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_score_text, persistence_frames
-from lusviewer.ui.palette import SCORE_COLOURS, SCORE_NAMES, WITHHELD_COLOUR, clip_score_colour
+from lusviewer.ui.palette import FINDING_LABELS, SCORE_COLOURS, SCORE_NAMES, WITHHELD_COLOUR, clip_score_colour
+
+#: A finding is "likely" at a clip mean probability of at least this, else "unlikely".
+FINDING_LIKELY = 0.5
+
+
+def findings_text(means: dict[str, float], auc: dict[str, float | None] | None = None) -> str:
+    """One line for the findings a card shows: "B-lines: likely (p 0.81) · A-lines: unlikely
+    (p 0.22)" from the clip's mean per-frame probabilities (B-lines first), with where they
+    come from and their validation AUC where the card gives it; empty for none."""
+    order = sorted(means, key=lambda k: k != "b_lines")
+    parts = [
+        f"{FINDING_LABELS.get(k, k)}: {'likely' if means[k] >= FINDING_LIKELY else 'unlikely'} (p {means[k]:.2f})"
+        for k in order
+    ]
+    if not parts:
+        return ""
+    text = " · ".join(parts)
+    aucs = [(k, a) for k in order if (a := (auc or {}).get(k)) is not None]
+    if aucs:  # named unless it is the only finding shown
+        given = (
+            f"{aucs[0][1]:.2f}"
+            if len(order) == 1
+            else ", ".join(f"{FINDING_LABELS.get(k, k)} {a:.2f}" for k, a in aucs)
+        )
+        text += f" (model trained on the experts' per-clip flags; validation AUC {given})"
+    return text
 
 
 class SummaryPanel(QWidget):
@@ -70,6 +97,11 @@ class SummaryPanel(QWidget):
         layout.addWidget(self.rule)
         layout.addWidget(self.confidence)
         layout.addLayout(grid)
+        # Shown only for a model whose card lists findings as validated (inference.findings_shown).
+        self.findings = QLabel("")
+        self.findings.setWordWrap(True)
+        self.findings.hide()
+        layout.addWidget(self.findings)
 
     def clear(self, text: str = "—") -> None:
         self.score.setText(text)
@@ -78,6 +110,7 @@ class SummaryPanel(QWidget):
         self.confidence.setText("")
         self._clip_score = None
         self.set_familiarity("")
+        self.set_findings({})
         for c in self.count_labels:
             c.setText("")
         self.worst.setEnabled(False)
@@ -125,6 +158,15 @@ class SummaryPanel(QWidget):
                 "(dashed on the timeline)."
             )
             self.confidence.setStyleSheet("color: #555;")
+
+    def set_findings(self, means: dict[str, float], auc: dict[str, float | None] | None = None) -> None:
+        """The clip's findings line (:func:`findings_text`); hidden for none. For a clip unlike
+        the training clips (:meth:`set_familiarity` first) they are withheld, as its score is."""
+        text = findings_text(means, auc)
+        if text and self.familiarity.text():
+            text = "A-/B-lines withheld: the clip is unlike the model's training clips (the CSV keeps them)."
+        self.findings.setText(text)
+        self.findings.setVisible(bool(text))
 
     def set_familiarity(self, warning: str) -> None:
         """Warn when the clip is unlike the model's training clips (``ClipResult.familiarity_warning``):

@@ -1,5 +1,7 @@
 """The severity timeline: the score per frame, the probabilities and the
-reconstruction error, with a cursor at the current frame; click or drag to seek."""
+reconstruction error, with a cursor at the current frame; click or drag to seek.
+A model whose card shows findings (A-lines, B-lines) adds their per-frame
+probabilities, dotted, behind a check box of their own."""
 
 from __future__ import annotations
 
@@ -9,10 +11,17 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import QWidget
+from PySide6.QtWidgets import QCheckBox, QWidget
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
-from lusviewer.ui.palette import PROB_COLOURS, RECON_COLOUR, SCORE_COLOURS, SCORE_SHORT
+from lusviewer.ui.palette import (
+    FINDING_COLOURS,
+    FINDING_LABELS,
+    PROB_COLOURS,
+    RECON_COLOUR,
+    SCORE_COLOURS,
+    SCORE_SHORT,
+)
 
 if TYPE_CHECKING:
     from pyqtgraph.GraphicsScene.mouseEvents import MouseClickEvent
@@ -103,6 +112,24 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         for k, curve in enumerate(self.prob_curves):
             self.legend.addItem(curve, f"p{k}")
         self.legend.addItem(self.recon_curve, "recon error (÷ clip max)")
+        # The findings' curves: in the plot and the legend only while the clip's result has
+        # them (a card that shows them); the check box (placed by the window beside the
+        # others) appears with them.
+        self.finding_curves = {
+            name: pp.plot(pen=pg.mkPen(colour, width=2, style=Qt.PenStyle.DotLine))
+            for name, colour in FINDING_COLOURS.items()
+        }
+        self._findings_in_legend: list[str] = []
+        self.findings_toggle = QCheckBox("Findings (A-/B-lines)", self)  # a child: never a window of its own
+        self.findings_toggle.setToolTip(
+            "The model's per-frame probability of A-lines and B-lines (heads trained on the experts' per-clip "
+            "flags), shown because its model card lists them as validated"
+        )
+        self.findings_toggle.setChecked(True)
+        self.findings_toggle.setVisible(False)
+        self.findings_toggle.toggled.connect(self.set_findings_visible)
+        for curve in self.finding_curves.values():
+            curve.setVisible(False)
         self.cursors = []
         self._fps = 0.0
         self.seconds = False
@@ -167,6 +194,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self._n = n_frames
         for item in [self.score_line, *self.score_levels, *self.weak_levels, *self.prob_curves, self.recon_curve]:
             item.setData([], [])
+        self.set_findings((), None)
         self.set_unreliable(False)
         self.set_partial(None)
         self.score_plot.setXRange(-0.5, (n_frames or 100) - 0.5, padding=0.01)  # no clip: an empty 0-100 axis
@@ -222,8 +250,44 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.recon_curve.setVisible(on)
         self._update_prob_plot_visibility()
 
+    def set_findings(self, names: tuple[str, ...] | list[str], findings: np.ndarray | None) -> None:
+        """The clip's per-frame findings (T, F), columns named by ``names`` (``ClipResult.findings``
+        and ``finding_names``); None or no names: none, and the check box hidden."""
+        for name in self._findings_in_legend:
+            self.legend.removeItem(self.finding_curves[name])
+        self._findings_in_legend = []
+        shown = [n for n in names if n in self.finding_curves] if findings is not None and len(findings) else []
+        for name, curve in self.finding_curves.items():
+            if name not in shown:
+                curve.setData([], [])
+                curve.setVisible(False)
+        self.findings_toggle.setVisible(bool(shown))
+        if findings is not None:
+            n = len(findings)
+            step = max(1, -(-n // self.MAX_POINTS))  # bin means, as the probabilities
+            m = (n // step) * step
+            x = np.arange(0, m, step, dtype=np.float64) + (step - 1) / 2
+            for name in sorted(shown, key=lambda k: k != "b_lines"):  # B-lines first: the finding that raises a score
+                col = list(names).index(name)
+                curve = self.finding_curves[name]
+                curve.setData(x, findings[:m, col].astype(np.float64).reshape(-1, step).mean(1))
+                curve.setVisible(self.findings_toggle.isChecked())
+                self.legend.addItem(curve, f"p({FINDING_LABELS[name]})")
+                self._findings_in_legend.append(name)
+        # With findings, two rows of four (p0-p3; recon error and the findings under them): one
+        # row of seven, or findings under p0 and p1, would widen the plots past a 1024 px window.
+        self.legend.setColumnCount(4 if self._findings_in_legend else 5)
+        self.legend.setMaximumHeight(36 if self._findings_in_legend else 18)
+        self._update_prob_plot_visibility()
+
+    def set_findings_visible(self, on: bool) -> None:
+        for name in self._findings_in_legend:
+            self.finding_curves[name].setVisible(on)
+        self._update_prob_plot_visibility()
+
     def _update_prob_plot_visibility(self) -> None:
-        on = self.prob_curves[0].isVisible() or self.recon_curve.isVisible()
+        findings = bool(self._findings_in_legend) and self.findings_toggle.isChecked()
+        on = self.prob_curves[0].isVisible() or self.recon_curve.isVisible() or findings
         self.prob_plot.setVisible(on)
         self.legend.setVisible(on)
 
