@@ -317,6 +317,20 @@ class ClassHead(nn.Sequential):
         return torch.log(p.clamp_min(1e-6)), cum
 
 
+def _class_and_aux_heads(cnn: nn.Module, cfg: ModelConfig) -> tuple[ClassHead, nn.Linear | None]:
+    """The class head and the auxiliary findings' head of a per-frame CNN, made in this
+    order (the random draws of older cards' models depend on it), then He initialisation
+    of every convolution of ``cnn`` (the heads are registered by the caller)."""
+    classifier = ClassHead(cfg)
+    aux = nn.Linear(cfg.feature_dim, len(cfg.aux_heads)) if cfg.aux_heads else None
+    for m in cnn.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return classifier, aux
+
+
 class CompactCNN(nn.Module):
     """A small per-frame CNN outside the paper (ICLUS literature: small CNNs trained from
     scratch do best on little data): the paper's autoencoder, then four blocks of two
@@ -346,13 +360,7 @@ class CompactCNN(nn.Module):
             prev = ch
         self.blocks = nn.Sequential(*blocks)
         self.head = nn.Sequential(nn.Dropout(0.3), nn.Linear(prev, cfg.feature_dim), nn.ReLU(inplace=True))
-        self.classifier = ClassHead(cfg)
-        self.aux = nn.Linear(cfg.feature_dim, len(cfg.aux_heads)) if cfg.aux_heads else None
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self.classifier, self.aux = _class_and_aux_heads(self, cfg)
 
     @property
     def cam_layer(self) -> nn.Module:
@@ -397,13 +405,7 @@ class HybridCNN(nn.Module):
             prev = d
         layers += [nn.Linear(prev, cfg.feature_dim), nn.ReLU(inplace=True)]
         self.head = nn.Sequential(*layers)
-        self.classifier = ClassHead(cfg)
-        self.aux = nn.Linear(cfg.feature_dim, len(cfg.aux_heads)) if cfg.aux_heads else None
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
+        self.classifier, self.aux = _class_and_aux_heads(self, cfg)
 
     def forward(self, x: Tensor) -> CNNOutput:
         dense = self.densenet(x)
