@@ -183,11 +183,14 @@ def test_summary_line_words_the_findings() -> None:
 
     assert findings_text({"a_lines": 0.22, "b_lines": 0.81}) == "B-lines: likely (p 0.81) · A-lines: unlikely (p 0.22)"
     assert findings_text({"b_lines": 0.5}, {"b_lines": 0.76}) == (
-        "B-lines: likely (p 0.50) (model trained on the experts' per-clip flags; validation AUC 0.76)"
+        "B-lines: unsure (p 0.50) (model trained on the experts' per-clip flags; validation AUC 0.76)"
     )
     assert findings_text({"a_lines": 0.7, "b_lines": 0.49}, {"b_lines": 0.76, "a_lines": None}).endswith(
         "A-lines: likely (p 0.70) (model trained on the experts' per-clip flags; validation AUC B-lines 0.76)"
     )
+    assert findings_text({"b_lines": 0.69}).startswith("B-lines: unsure")  # a guess is not a finding
+    assert findings_text({"b_lines": 0.31}).startswith("B-lines: unsure")
+    assert findings_text({"b_lines": 0.3}).startswith("B-lines: unlikely")
     assert findings_text({}) == ""
 
 
@@ -271,8 +274,10 @@ def test_viewer_shows_the_findings_only_for_a_card_that_lists_them(
         return
     assert w.timeline.findings_toggle.isVisible()
     np.testing.assert_allclose(w.timeline.finding_curves["b_lines"].getData()[1], r.findings[:, 1], atol=1e-6)
+    from lusviewer.ui.summary_panel import finding_word
+
     text = w.summary.findings.text()
     assert w.summary.findings.isVisible() and text.startswith(
-        f"B-lines: {'likely' if r.finding_means['b_lines'] >= 0.5 else 'unlikely'} (p {r.finding_means['b_lines']:.2f})"
+        f"B-lines: {finding_word(r.finding_means['b_lines'])} (p {r.finding_means['b_lines']:.2f})"
     )
     assert "validation AUC B-lines 0.76" in text

@@ -12,8 +12,14 @@ from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_score_text, persistence_frames
 from lusviewer.ui.palette import FINDING_LABELS, SCORE_COLOURS, SCORE_NAMES, WITHHELD_COLOUR, clip_score_colour
 
-#: A finding is "likely" at a clip mean probability of at least this, else "unlikely".
-FINDING_LIKELY = 0.5
+#: A finding is "likely" at a clip mean probability of at least this, "unlikely" at most
+#: ``1 - FINDING_LIKELY``, and "unsure" between: a probability near 0.5 is a guess and is
+#: never worded as a finding.
+FINDING_LIKELY = 0.7
+
+
+def finding_word(p: float) -> str:
+    return "likely" if p >= FINDING_LIKELY else "unlikely" if p <= 1 - FINDING_LIKELY else "unsure"
 
 
 def findings_text(means: dict[str, float], auc: dict[str, float | None] | None = None) -> str:
@@ -21,10 +27,7 @@ def findings_text(means: dict[str, float], auc: dict[str, float | None] | None =
     (p 0.22)" from the clip's mean per-frame probabilities (B-lines first), with where they
     come from and their validation AUC where the card gives it; empty for none."""
     order = sorted(means, key=lambda k: k != "b_lines")
-    parts = [
-        f"{FINDING_LABELS.get(k, k)}: {'likely' if means[k] >= FINDING_LIKELY else 'unlikely'} (p {means[k]:.2f})"
-        for k in order
-    ]
+    parts = [f"{FINDING_LABELS.get(k, k)}: {finding_word(means[k])} (p {means[k]:.2f})" for k in order]
     if not parts:
         return ""
     text = " · ".join(parts)
