@@ -179,3 +179,25 @@ def test_calibrate_from_the_cross_validation(two_recipes: tuple[Path, Path], tmp
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert bad.returncode == 2 and "no fold of variant 'compact'" in bad.stderr
+
+
+def test_report_cli_says_what_is_wrong_in_one_line(two_recipes: tuple[Path, Path], tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    ce, _ = two_recipes
+    cases = [
+        ([str(tmp_path / "none")], "no fold results"),
+        ([str(ce), "--reference", "nope"], "--reference 'nope': not one of"),
+        ([str(ce), "-o", str(tmp_path / "missing" / "dir" / "r.md"), "--bootstrap", "100"], None),
+        ([str(ce), "-o", "/proc/no/r.md", "--bootstrap", "100"], "cannot write the report"),
+    ]
+    for argv, says in cases:
+        run = subprocess.run(
+            [sys.executable, "-m", "lusviewer", "crossval-report", *argv], capture_output=True, text=True, timeout=300
+        )
+        if says is None:  # a folder that does not exist yet is made
+            assert run.returncode == 0, run.stderr
+            continue
+        lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
+        assert run.returncode == 2 and len(lines) == 1 and says in lines[0], run.stderr

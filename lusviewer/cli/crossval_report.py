@@ -36,6 +36,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         err(str(exc))
         return EXIT_USAGE
+    except OSError as exc:  # the report cannot be written there
+        err(f"{args.out}: cannot write the report: {exc.strerror or exc}")
+        return EXIT_USAGE
     print(path.read_text())
     return EXIT_OK
 

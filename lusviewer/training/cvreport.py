@@ -322,9 +322,10 @@ def write_repeated_report(
     """Compare the recipes of ``dirs`` and write the Markdown report to ``out``
     (atomically); also ``<out stem>.csv`` with every row's point estimates."""
     recipes = load_recipes(dirs)
+    names = [r.name for r in recipes] + [*ALWAYS, ORACLE]
+    if reference is not None and reference not in names:  # before an expensive bootstrap
+        raise ValueError(f"--reference {reference!r}: not one of {', '.join(names)}")
     c = compare(recipes, reps=reps)
-    if reference is not None and reference not in c.names:
-        raise ValueError(f"--reference {reference!r}: not one of {', '.join(c.names)}")
     lines = ["# Repeated patient-grouped cross-validation: recipes compared", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
