@@ -130,7 +130,10 @@ def test_open_score_cancel_reopen_cycles(qtbot, tiny_model: Path, tmp_path: Path
                 elif k % 5 == 2:
                     qtbot.wait(10)  # the worker is inside its first batch
                 c.cancel_all()
-                assert not c.running and c.result is None
+                assert not c.running
+                if c.result is not None:  # on a quick machine the clip can finish before the cancel:
+                    # then it is the whole clip, never a partial one passed off as a result
+                    assert c.result.clip == str(long) and c.n_scored == c.frame_count == 200, f"cycle {k}"
                 n = c.n_scored
                 qtbot.wait(5)
                 assert c.n_scored == n, f"cycle {k}: results landed after the cancel"
