@@ -166,7 +166,8 @@ def test_calibrate_from_the_cross_validation(two_recipes: tuple[Path, Path], tmp
     assert 0.05 <= r["temperature"] <= 20 and 0 <= r["ece_after"] <= 1
     card = run_training(replace(_tiny_config(ce.parent / "blues", tmp_path, val_fraction=0.0), variant="compact"))
     run = subprocess.run(
-        [sys.executable, "-m", "lusviewer", "calibrate", "--cv", str(ce), "--model", str(card), "--write-card"],
+        [sys.executable, "-m", "lusviewer", "calibrate", "--cv", str(ce), "--model", str(card), "--write-card",
+         "--clip-rule"],
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert run.returncode == 0, run.stderr
@@ -174,6 +175,11 @@ def test_calibrate_from_the_cross_validation(two_recipes: tuple[Path, Path], tmp
     assert loaded.card.inference["temperature"] == pytest.approx(r["temperature"])
     assert "ECE" in loaded.card.inference["calibration_check"]
     assert loaded.card.metrics["calibration"]["ece_before"] == r["ece_before"]
+    # the expected rule's thresholds, fitted by prevalence at that temperature, are the card's clip rule
+    from lusviewer.training.cliprule import card_rule
+
+    assert loaded.card.clip_rule == ("expected", tuple(card_rule(ce, "compact", r["temperature"])["thresholds"]))  # type: ignore[arg-type]
+    assert "by prevalence" in loaded.card.inference["clip_rule_check"]
     bad = subprocess.run(
         [sys.executable, "-m", "lusviewer", "calibrate", "--cv", str(tmp_path), "--model", str(card)],
         capture_output=True, text=True, timeout=300,

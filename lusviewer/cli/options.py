@@ -69,7 +69,7 @@ def add_options(p: argparse.ArgumentParser, *flags: str) -> None:
 def add_rule(p: argparse.ArgumentParser, help: str | None = None) -> None:
     from lusviewer.report import RULES
 
-    p.add_argument("--rule", default="persistent", choices=RULES, help=help)
+    p.add_argument("--rule", default="auto", choices=("auto", *RULES), help=help)
 
 
 def add_precision(p: argparse.ArgumentParser) -> None:

@@ -36,7 +36,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     add_option(s, "--device")
     add_precision(s)
     add_option(s, "--batch-size")
-    add_rule(s, help="clip score rule")
+    add_rule(s, help="clip score rule (auto: the one the model card names, else persistent)")
     s.add_argument(
         "--exam",
         default=None,

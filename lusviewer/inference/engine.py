@@ -51,7 +51,7 @@ from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, Sequen
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
 from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, detect_sector, resize_frame, to_model_input
 from lusviewer.model.weights import LoadedModel
-from lusviewer.report.aggregate import ClipSummary, summarize_clip
+from lusviewer.report.aggregate import RULES, ClipSummary, summarize_clip
 
 BF16_AGREEMENT_FLOOR = 0.99
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -179,7 +179,7 @@ class ScoringEngine:
         device: str = "auto",
         precision: str = "auto",
         batch_size: int = 32,
-        rule: str = "persistent",
+        rule: str = "auto",
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
@@ -188,7 +188,14 @@ class ScoringEngine:
         self.device = resolve_device(device)
         self.precision = resolve_precision(self.device, precision, self.card.inference)
         self.batch_size = batch_size
-        self.rule = rule
+        # "auto": the rule the model's card names (chosen in its cross-validation, with its
+        # fitted thresholds), else the persistent worst pattern. A rule asked for by name
+        # is used as such; "expected" then takes the card's thresholds where it has them.
+        card_rule = self.card.clip_rule
+        self.rule = (card_rule[0] if card_rule else "persistent") if rule == "auto" else rule
+        self.thresholds = card_rule[1] if card_rule and self.rule == card_rule[0] else None
+        if self.rule not in RULES:
+            raise ValueError(f"unknown clip rule {self.rule!r}; expected one of {RULES}")
         self.model = loaded.model.to(self.device).eval()
         self.model.cnn.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.input_size = self.card.config.input_size
@@ -415,7 +422,7 @@ class ScoringEngine:
         info = reader.info
         if len(scores) != total:
             info = replace(info, frame_count=len(scores), complete=info.complete and len(scores) > total)
-        summary = summarize_clip(scores, probs_all, fps=info.fps, rule=self.rule)
+        summary = summarize_clip(scores, probs_all, fps=info.fps, rule=self.rule, thresholds=self.thresholds)
         return ClipResult(
             info=info,
             clip=label,

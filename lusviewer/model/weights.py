@@ -17,7 +17,8 @@ training: it re-binds (rewrites the metadata, and the card's sha256). Settings n
 inference could run with (``lstm_burn_in >= lstm_window``; a familiarity limit of 1
 or more, which no clip can reach; a temperature that is not a finite number above 0; a
 crop other than "none" or "sector"; ``inference.findings_shown`` naming a finding the
-model has no auxiliary head for) are a :class:`ModelError` at load, bound or not.
+model has no auxiliary head for; an ``inference.clip_rule`` that is not the ``expected``
+rule with three increasing thresholds inside 0..3) are a :class:`ModelError` at load, bound or not.
 Weights saved before the binding existed load with a one-line warning
 (:attr:`LoadedModel.warnings`, and the ``lusviewer.model.weights`` logger).
 """
@@ -25,6 +26,7 @@ Weights saved before the binding existed load with a one-line warning
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import math
@@ -130,6 +132,18 @@ class ModelCard:
     def temperature(self) -> float:
         """``inference.temperature``: the logits are divided by it before the softmax (absent: 1)."""
         return float(self.inference.get("temperature", 1.0))
+
+    @property
+    def clip_rule(self) -> tuple[str, tuple[float, ...] | None] | None:
+        """``inference.clip_rule``: the clip rule the model was trained for, by name (older
+        cards: ``"persistent"``), or the one its cross-validation chose with its thresholds
+        (``{"rule": "expected", "thresholds": [t1, t2, t3]}``); None where the card names none."""
+        rule = self.inference.get("clip_rule")
+        if isinstance(rule, str):
+            return rule, None
+        if not isinstance(rule, dict):
+            return None
+        return str(rule["rule"]), tuple(float(x) for x in rule["thresholds"])
 
     @property
     def display_name(self) -> str:
@@ -250,6 +264,25 @@ def check_card(card: ModelCard, where: str | os.PathLike[str] = "model card") ->
                 shown,
                 f"a list of distinct findings the model has heads for (architecture.aux_heads: {list(heads)})",
             )
+    if "clip_rule" in inf and inf["clip_rule"] is not None and inf["clip_rule"] not in CLIP_RULES:
+        rule = inf["clip_rule"]
+        t = rule.get("thresholds") if isinstance(rule, dict) else None
+        values = [_number(x) for x in t] if isinstance(t, list) else []
+        n = len(card.classes)
+        if (
+            not isinstance(rule, dict)
+            or rule.get("rule") != "expected"
+            or len(values) != n - 1
+            or any(v is None or not math.isfinite(v) for v in values)
+            or any(b <= a for a, b in itertools.pairwise(values))  # type: ignore[operator]
+            or not 0 < values[0] <= values[-1] < n - 1  # type: ignore[operator]
+        ):
+            raise bad(
+                "inference.clip_rule",
+                rule,
+                f"one of {', '.join(map(repr, CLIP_RULES))}, or "
+                f'{{"rule": "expected", "thresholds": [{n - 1} strictly increasing numbers between 0 and {n - 1}]}}',
+            )
     crop = card.preprocessing.get("crop", "none")
     if crop not in CROPS:
         raise bad("input.crop", crop, f"frames are cropped as one of {', '.join(map(repr, CROPS))}")
@@ -257,6 +290,10 @@ def check_card(card: ModelCard, where: str | os.PathLike[str] = "model card") ->
         agreement = _number(inf["bf16_label_agreement"])
         if agreement is None or not 0 <= agreement <= 1:
             raise bad("inference.bf16_label_agreement", inf["bf16_label_agreement"], "a fraction between 0 and 1")
+
+
+#: Clip rules a card may name (as ``report.aggregate.RULES``; model does not import report).
+CLIP_RULES = ("persistent", "majority", "max", "expected")
 
 
 def _metadata(card: ModelCard, card_path: Path) -> dict[str, str]:

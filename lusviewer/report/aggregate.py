@@ -8,19 +8,58 @@ frames in ``min_duration_s`` (0.2 s: 5 frames at 25 fps), at least ``min_frames`
 (3), and at most the clip's length. A single-frame flicker to a higher score does
 not raise the clip score; a pattern held for a fifth of a second does.
 
-Other rules: ``majority`` (most frequent frame score, ties to the higher score)
-and ``max`` (the highest frame score).
+Other rules: ``majority`` (most frequent frame score, ties to the higher score),
+``max`` (the highest frame score) and ``expected``: the clip's expected severity
+(the sum of ``k * p_k`` over the frames' mean probabilities, a number from 0 to 3) cut
+at three thresholds. By default the thresholds round it (0.5, 1.5, 2.5); a model card
+may carry thresholds fitted on the model's cross-validation (``inference.clip_rule``),
+set so that each score is as common among the model's clip scores as among the
+experts' (see ``lusviewer.training.cliprule``). Cross-validated on COVID-BLUeS, the
+persistent rule called too many clips 2 and 3 (docs/model.md).
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
 import numpy as np
 
-RULES = ("persistent", "majority", "max")
+RULES = ("persistent", "majority", "max", "expected")
+
+#: Thresholds of the ``expected`` rule without fitted ones: rounding to the nearest score.
+ROUNDING = (0.5, 1.5, 2.5)
+
+
+def expected_severity(probs: np.ndarray) -> float:
+    """A clip's expected severity: ``sum_k k * mean_t p_t(k)`` over its frames (NaN rows,
+    frames not scored, left out); 0 to C-1."""
+    p = np.asarray(probs, dtype=np.float64)
+    p = p[np.isfinite(p).all(1)] if p.ndim == 2 else p
+    if p.ndim != 2 or not len(p):
+        raise ValueError("the expected rule needs the frames' probabilities")
+    return float(p.mean(0) @ np.arange(p.shape[1], dtype=np.float64))
+
+
+def check_thresholds(thresholds: Sequence[float], num_classes: int = 4) -> tuple[float, ...]:
+    """``thresholds`` as a tuple, or ValueError saying why they cannot cut a severity:
+    C-1 finite numbers, strictly increasing, within 0..C-1."""
+    t = tuple(float(x) for x in thresholds)
+    if len(t) != num_classes - 1:
+        raise ValueError(f"{len(t)} thresholds; {num_classes} scores need {num_classes - 1}")
+    if not all(np.isfinite(t)) or any(b <= a for a, b in itertools.pairwise(t)):
+        raise ValueError(f"thresholds {list(t)} are not finite and strictly increasing")
+    if t[0] <= 0 or t[-1] >= num_classes - 1:
+        raise ValueError(f"thresholds {list(t)} lie outside 0..{num_classes - 1}: a score could never be given")
+    return t
+
+
+def cut_severity(value: float, thresholds: Sequence[float]) -> int:
+    """The score an expected severity falls on: how many thresholds it reaches."""
+    return int(sum(value >= t for t in thresholds))
+
 
 #: A frame's score is a weak call when the model gives it a probability below this: with
 #: four scores, chance is 0.25, and below 0.5 the other three scores together are more
@@ -159,8 +198,10 @@ def summarize_clip(
     num_classes: int = 4,
     min_duration_s: float = 0.2,
     min_frames: int = 3,
+    thresholds: Sequence[float] | None = None,
 ) -> ClipSummary:
-    """Score a clip from its frame scores (``probs`` (T, C) picks the worst frame)."""
+    """Score a clip from its frame scores (``probs`` (T, C) picks the worst frame; the
+    ``expected`` rule needs them, and cuts at ``thresholds``, default :data:`ROUNDING`)."""
     s = np.asarray(scores, dtype=np.int64)
     if s.size == 0:
         raise ValueError("a clip needs at least one scored frame")
@@ -180,11 +221,20 @@ def summarize_clip(
     elif rule == "max":
         clip = int(s.max())
         label = "max: highest frame score"
+    elif rule == "expected":
+        if probs is None:
+            raise ValueError("the expected rule needs the frames' probabilities")
+        t = check_thresholds(ROUNDING if thresholds is None else thresholds, num_classes)
+        severity = expected_severity(probs)
+        clip = cut_severity(severity, t)
+        cuts = "/".join(f"{x:.2f}" for x in t)
+        how = "rounded" if t == ROUNDING else f"cut at {cuts} (fitted in cross-validation)"
+        label = f"expected: the frames' mean severity {severity:.2f}, {how}"
     else:
         raise ValueError(f"unknown clip rule {rule!r}; expected one of {RULES}")
     if rule == "persistent":
         candidates = np.flatnonzero(_run_mask(s >= clip, k))
-    elif rule == "majority":
+    elif rule in ("majority", "expected"):
         candidates = np.flatnonzero(s == clip)
     else:
         candidates = np.flatnonzero(s >= clip)

@@ -12,6 +12,12 @@ a difference is that of the paired difference.
 
 Reference rows on the same clips: always 0, always 1, and (not a model: it knows the
 answers) each clip given its patient's most common expert score.
+
+A folder given as ``DIR@expected`` (or ``DIR@expected:T``) is the same recipe scored by
+the ``expected`` clip rule instead of the rule its clips were scored by, with thresholds
+fitted by prevalence on the other folds (nested; frame probabilities at temperature
+``T``, default 1): :mod:`lusviewer.training.cliprule`. Its AUCs are the recipe's (the
+rule changes the clip score, not the clip's risk).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from lusviewer.training.cliprule import nested_predictions
 from lusviewer.training.metrics import classification_metrics, ordinal_aucs, roc_auc, spearman
 
 #: The clip metrics of the report, in its column order, and how they read.
@@ -66,7 +73,7 @@ def load_recipes(dirs: Sequence[str | os.PathLike[str]]) -> list[Recipe]:
     naming the folder where one holds no result or results without per-clip rows."""
     recipes: list[Recipe] = []
     for d in dirs:
-        root = Path(d)
+        root, rule, temperature = parse_spec(d)
         files = sorted(root.glob("fold*/*/result.json")) + sorted(root.glob("rep*/fold*/*/result.json"))
         if not files:
             raise ValueError(f"{root}: no fold results (fold*/<variant>/result.json) here")
@@ -77,7 +84,8 @@ def load_recipes(dirs: Sequence[str | os.PathLike[str]]) -> list[Recipe]:
                 raise ValueError(f"{f}: a result without per-clip predictions (older lusviewer); rerun that fold")
             variant = str(rec["variant"])
             r = int(rec.get("repeat", int(f.parts[-4][3:]) if f.parts[-4].startswith("rep") else 0))
-            recipe = by_variant.setdefault(variant, Recipe(f"{root.name}:{variant}", str(root)))
+            suffix = "" if rule is None else f"@{rule}" + (f":{temperature:g}" if temperature != 1 else "")
+            recipe = by_variant.setdefault(variant, Recipe(f"{root.name}:{variant}{suffix}", str(root)))
             rows = recipe.repeats.setdefault(r, {})
             for c in rec["clips"]:
                 name = Path(str(c["clip"])).name
@@ -86,10 +94,35 @@ def load_recipes(dirs: Sequence[str | os.PathLike[str]]) -> list[Recipe]:
                 rows[name] = {**c, "fold": rec["fold"]}
             recipe.elapsed_s += float(rec.get("elapsed_s", 0.0))
             recipe.folds += 1
+        if rule is not None:
+            for variant, recipe in by_variant.items():
+                nested = nested_predictions(root, variant, temperature)
+                for rep, rows in recipe.repeats.items():
+                    for name, row in rows.items():
+                        row["pred"] = nested[rep][name]
         recipes += list(by_variant.values())
     if len({r.name for r in recipes}) < len(recipes):
         raise ValueError("two folders of the same name: give each recipe's folder its own name")
     return recipes
+
+
+def parse_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None, float]:
+    """``DIR``, ``DIR@expected`` or ``DIR@expected:T`` -> (folder, rule or None, temperature).
+    ValueError naming the spec where the rule or the temperature is not one."""
+    text = os.fspath(spec)
+    if "@" not in text:
+        return Path(text), None, 1.0
+    folder, _, rule = text.rpartition("@")
+    rule, _, t = rule.partition(":")
+    if rule != "expected":
+        raise ValueError(f"{text}: unknown clip rule {rule!r} after '@' (only 'expected' is refitted)")
+    try:
+        temperature = float(t) if t else 1.0
+    except ValueError:
+        raise ValueError(f"{text}: temperature {t!r} is not a number") from None
+    if not np.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"{text}: a temperature is a number above 0")
+    return Path(folder), rule, temperature
 
 
 def check_paired(recipes: Sequence[Recipe]) -> list[str]:

@@ -68,13 +68,17 @@ class EvalResult:
     patient: dict[str, float] = field(default_factory=dict)
 
 
+def _cuts(thresholds: tuple[float, ...]) -> str:
+    return "/".join(f"{t:.2f}" for t in thresholds)
+
+
 def evaluate_model(
     loaded: LoadedModel,
     clips: Sequence[LabelledClip],
     *,
     device: str = "auto",
     batch_size: int = 32,
-    rule: str = "persistent",
+    rule: str = "auto",
     on_clip: Callable[[int, int, str], None] | None = None,
     baseline_score: int | None = None,
     baseline_source: str = "",
@@ -117,7 +121,7 @@ def evaluate_model(
     y, p = np.concatenate(ys), np.concatenate(ps)
     result = EvalResult(
         model=loaded.card.display_name,
-        rule=rule,
+        rule=engine.rule if engine.thresholds is None else f"{engine.rule} (thresholds {_cuts(engine.thresholds)})",
         frame=classification_metrics(y, p),
         clip=classification_metrics(cy, cp),
         frame_confusion=confusion(y, p),
