@@ -64,7 +64,7 @@ def test_open_score_and_timeline(qtbot, window: MainWindow, synthetic_clip: Path
     c = window.controller
     assert c.n_scored == 40 and (c.scores >= 0).all()
     assert window.summary.familiarity.isHidden()  # the tiny card gives no limit: no warning
-    window._redraw_timeline()
+    window.scoring.redraw()
     x, y = window.timeline.score_line.getData()
     # One step per run of equal scores, covering every frame exactly once.
     assert x[0] == -0.5 and x[-1] == 39.5 and len(x) == len(y) + 1
