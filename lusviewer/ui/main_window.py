@@ -186,7 +186,7 @@ class MainWindow(QMainWindow):
         the timeline span those (the frame label reads the controller's count)."""
         with QSignalBlocker(self.slider):
             self.slider.setRange(0, n - 1)
-        self.timeline.reset(n)
+        self.timeline.set_frame_count(n)  # grows (or shrinks) in place: the curves drawn stay
         self.timeline.set_cursor(self.controller.index)
 
     # ----------------------------------------------------------------- actions
