@@ -92,7 +92,7 @@ def test_window_paints_before_the_model_loads_on_the_worker(  # type: ignore[no-
 def test_clip_opened_while_the_model_loads_waits_for_it_and_says_so(  # type: ignore[no-untyped-def]
     qtbot, tiny_model: Path, settings: QSettings, synthetic_clip: Path, loads: list[tuple[float, bool]]
 ) -> None:
-    from lusviewer.ui.main_window import WAITING_FOR_MODEL
+    from lusviewer.ui.scoring_state import WAITING_FOR_MODEL
 
     w = MainWindow(str(tiny_model), settings, quiet=True)  # never shown: opening asks for the model
     qtbot.addWidget(w)
@@ -106,6 +106,25 @@ def test_clip_opened_while_the_model_loads_waits_for_it_and_says_so(  # type: ig
     assert c.failure is None and len(c.scores) == 40 and len(loads) == 1
     assert w.summary.rule.text() != WAITING_FOR_MODEL and "Waiting" not in w.rate_label.text()
     assert w.rate_label.text().startswith("Scored 40 frames")
+    w.close()
+
+
+def test_waiting_clip_says_scoring_once_the_model_is_ready_whatever_the_labels_say(  # type: ignore[no-untyped-def]
+    qtbot, tiny_model: Path, settings: QSettings, synthetic_clip: Path
+) -> None:
+    """Whether a clip waits for the model is the window's state, not its summary's text:
+    a retranslated (or reworded) waiting message still gives way to "Scoring…" when the
+    model is ready. (It compared the label's text with WAITING_FOR_MODEL: "Waiting…"
+    stayed in the summary until the clip score came.)"""
+    w = MainWindow(str(tiny_model), settings, quiet=True)  # never shown: opening asks for the model
+    qtbot.addWidget(w)
+    assert w.open_clip(str(synthetic_clip))
+    assert w.controller.model_loading and w.summary.score.text() == "Waiting…"
+    w.summary.rule.setText("En attente du modèle ; l'analyse commence dès qu'il est prêt.")
+    at_ready: list[tuple[str, str]] = []  # connected after the window: what it says once it has handled it
+    w.controller.model_ready.connect(lambda _st: at_ready.append((w.summary.score.text(), w.rate_label.text())))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+    assert at_ready == [("Scoring…", "Scoring…")]
     w.close()
 
 

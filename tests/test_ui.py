@@ -64,7 +64,7 @@ def test_open_score_and_timeline(qtbot, window: MainWindow, synthetic_clip: Path
     c = window.controller
     assert c.n_scored == 40 and (c.scores >= 0).all()
     assert window.summary.familiarity.isHidden()  # the tiny card gives no limit: no warning
-    window._redraw_timeline()
+    window.scoring.redraw()
     x, y = window.timeline.score_line.getData()
     # One step per run of equal scores, covering every frame exactly once.
     assert x[0] == -0.5 and x[-1] == 39.5 and len(x) == len(y) + 1
@@ -595,6 +595,46 @@ def test_wrong_header_frame_count_slider_timeline_and_csv_agree(  # type: ignore
     out = tmp_path / "over.csv"
     assert window.export_to(str(out))
     assert len(out.read_text().splitlines()) == 1 + 12
+
+
+def test_header_understating_the_frames_grows_the_timeline_in_place(  # type: ignore[no-untyped-def]
+    qtbot, window: MainWindow, synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A header that says fewer frames than decode (the display reader believes it): the
+    clip's frame count grows as the frames past it are scored, and the timeline grows with
+    it, in place. It was reset at each batch (its curves cleared and the cursor sent to
+    frame 0, then put back), so a long clip's timeline kept blanking while it was scored."""
+    from dataclasses import replace
+
+    import lusviewer.ui.controller as controller_module
+
+    real_open = controller_module.open_clip
+
+    def understated(path: str):  # type: ignore[no-untyped-def]
+        reader = real_open(path)
+        reader.info = replace(reader.info, frame_count=10)
+        return reader
+
+    monkeypatch.setattr(controller_module, "open_clip", understated)
+    c, timeline = window.controller, window.timeline
+    grown: list[int] = []
+    c.frame_count_changed.connect(grown.append)
+    assert window.open_clip(str(synthetic_clip))
+    assert c.frame_count == 10 and timeline._n == 10 and window.slider.maximum() == 9
+    resets: list[int] = []
+    reset = timeline.reset
+    monkeypatch.setattr(timeline, "reset", lambda n: (resets.append(n), reset(n)))
+    wait_scored(qtbot, window)
+    assert grown and grown[-1] == 40 and grown == sorted(grown), grown
+    assert resets == [], "the timeline was reset while the clip's frame count grew"
+    assert timeline._n == 40 and window.slider.maximum() == 39
+    assert all(list(cur.maxRange) == [0, 39] for cur in timeline.cursors)
+    assert timeline.score_plot.viewRange()[0][1] >= 39.5
+    x, _ = timeline.score_line.getData()
+    assert x[0] == -0.5 and x[-1] == 39.5
+    assert "(0–39)" in window.frame_label.text()
+    window.jump(39)
+    assert c.index == 39 and window.slider.value() == 39 and timeline.cursors[0].value() == 39
 
 
 def test_dicom_claiming_two_billion_frames_allocates_by_frames_present(  # type: ignore[no-untyped-def]

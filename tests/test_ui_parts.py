@@ -1,5 +1,5 @@
 """The main window's collaborators on their own (playback, status bar, preferences,
-export, overlay), each against a stand-in for the controller: no model, no thread."""
+export, overlay, timeline), each against a stand-in for the controller: no model, no thread."""
 
 from __future__ import annotations
 
@@ -240,3 +240,28 @@ def test_exam_summary_keeps_its_wrapped_height(qtbot: Any) -> None:
     panel.set_exam([], summary)
     one_line = panel.total.fontMetrics().height()
     assert panel.total.minimumHeight() >= panel.total.heightForWidth(panel.total.width()) > 2 * one_line
+
+
+def test_timeline_grows_in_place_when_the_clip_has_more_frames(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """A clip whose header under-stated its frames: the axis and the cursor's range grow,
+    the curves drawn and the cursor stay (no reset while the clip is being scored)."""
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    timeline = ScoreTimeline()
+    qtbot.addWidget(timeline)
+    timeline.reset(10)
+    scores = np.r_[np.zeros(4, np.int64), np.full(6, 2, np.int64), np.ones(15, np.int64)]
+    probs = np.eye(4, dtype=np.float32)[scores] * 0.9 + 0.025
+    recon = np.linspace(0.1, 1.0, 25, dtype=np.float32)
+    timeline.update_scores(scores, probs, recon, 10)
+    timeline.set_cursor(7)
+    drawn = [np.copy(a) for a in timeline.score_line.getData()]
+    timeline.set_frame_count(25)
+    assert all(np.array_equal(a, b) for a, b in zip(timeline.score_line.getData(), drawn, strict=True))
+    assert timeline.prob_curves[0].getData()[0] is not None
+    assert timeline._n == 25 and timeline.cursors[0].value() == 7
+    assert all(list(cur.maxRange) == [0, 24] for cur in timeline.cursors)
+    assert timeline.score_plot.viewRange()[0][1] >= 24.5
+    timeline.update_scores(scores, probs, recon, 25)
+    x, y = timeline.score_line.getData()
+    assert x[-1] == 24.5 and list(y) == [0, 2, 1]

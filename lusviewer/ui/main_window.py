@@ -1,68 +1,40 @@
-"""The main window: lays out the views, menus, shortcuts and status bar, and
-forwards everything to the :class:`~lusviewer.ui.controller.Controller`.
+"""The main window: puts the views, menus and shortcuts of :mod:`~lusviewer.ui.layout`
+in place and forwards everything to the :class:`~lusviewer.ui.controller.Controller`.
 
 Its collaborators, each in its own module: :class:`~lusviewer.ui.playback.Playback`
 (play, seek, step), :class:`~lusviewer.ui.overlay.OverlayPresenter` (the overlay over
-the frame), :class:`~lusviewer.ui.export.Exporter` (the CSV exports and their
-questions), :class:`~lusviewer.ui.preferences.Preferences` (what is remembered between
-sessions), and the :class:`~lusviewer.ui.status_bar.StatusBar`.
+the frame), :class:`~lusviewer.ui.scoring_state.ScoringState` (what the views say about
+the clip's scoring: waiting for the model, progress, result, failure, cancel),
+:class:`~lusviewer.ui.export.Exporter` (the CSV exports and their questions),
+:class:`~lusviewer.ui.preferences.Preferences` (what is remembered between sessions),
+and the :class:`~lusviewer.ui.status_bar.StatusBar`.
+
+The model loads on the worker once the window has painted (see :meth:`MainWindow.paintEvent`).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QSettings, QSignalBlocker, Qt, QTimer, Signal
-from PySide6.QtGui import (
-    QAction,
-    QActionGroup,
-    QCloseEvent,
-    QDragEnterEvent,
-    QDropEvent,
-    QKeySequence,
-    QPaintEvent,
-    QShortcut,
-    QShowEvent,
-)
-from PySide6.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QHBoxLayout,
-    QLabel,
-    QMainWindow,
-    QMessageBox,
-    QPushButton,
-    QSlider,
-    QSplitter,
-    QTabWidget,
-    QToolButton,
-    QVBoxLayout,
-    QWidget,
-)
+from PySide6.QtCore import QSettings, QSignalBlocker, QTimer, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QPaintEvent, QShowEvent
+from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
-from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_confidence, low_confidence
+from lusviewer.report.aggregate import LOW_CONFIDENCE
 from lusviewer.report.exam_report import diagram_cells
 from lusviewer.report.zones import choices_for
 from lusviewer.ui.controller import Controller
 from lusviewer.ui.dialogs import show_about, show_model_card, warning_box
-from lusviewer.ui.exam_panel import ExamPanel
 from lusviewer.ui.export import Exporter
-from lusviewer.ui.frame_view import OVERLAY_MODES, FrameView
+from lusviewer.ui.layout import MenuActions, build_menus, build_shortcuts, build_views
 from lusviewer.ui.overlay import OverlayPresenter
 from lusviewer.ui.playback import Playback
 from lusviewer.ui.preferences import Preferences
+from lusviewer.ui.scoring_state import ScoringState
 from lusviewer.ui.status_bar import StatusBar
-from lusviewer.ui.summary_panel import SummaryPanel
-from lusviewer.ui.timeline import ScoreTimeline
-
-if TYPE_CHECKING:
-    from lusviewer.inference import ClipResult
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +48,6 @@ FILE_FILTER = (
     + ");;All files (*)"
 )
 
-#: A clip opened while the model loads: its job waits behind the model on the worker.
-WAITING_FOR_MODEL = "Waiting for the model to load; scoring starts as soon as it is ready."
 #: A window shown but not painted by then loads the model anyway (ms).
 LOAD_AFTER_SHOW_MS = 1000
 
@@ -97,9 +67,19 @@ class MainWindow(QMainWindow):
         device = str(self.settings.value("device", "auto"))
         # The model loads once the window has painted (see paintEvent): never a black first paint.
         self.controller = Controller(model_path, device, self, load=False)
-        self._frame: np.ndarray | None = None
         self._paint_seen = self._painted = False
-        self._build_views()
+
+        views = build_views()
+        self.setCentralWidget(views.splitter)
+        # the window's names for them (the presenters, the preferences, tests and scripts read these)
+        self.frame_view, self.slider, self.play_button = views.frame_view, views.slider, views.play_button
+        self.frame_label, self.clip_notice = views.frame_label, views.clip_notice
+        self.timeline, self.summary, self.exam_panel = views.timeline, views.summary, views.exam_panel
+        self.overlay_mode, self.opacity = views.overlay_mode, views.opacity
+        self.show_probs, self.show_recon = views.show_probs, views.show_recon
+        self.side_tabs, self.splitter, self.right_splitter = views.side_tabs, views.splitter, views.right_splitter
+        self._notices: list[str] = []  # in clip_notice, until another clip opens
+
         self.playback = Playback(self.controller, self.play_button, self)
         self.overlays = OverlayPresenter(self.controller, self.frame_view, self.overlay_mode, self.opacity, self.notify)
         # ask and warn late-bound: what the window answers is what the exports are told
@@ -112,195 +92,71 @@ class MainWindow(QMainWindow):
             notify=self.notify,
         )
         self.prefs = Preferences(self, self.settings)
-        self._build_menus()
-        self._build_status()
-        self._build_shortcuts()
-        self._wire()
-        self.prefs.restore()
-
-    # ------------------------------------------------------------------ layout
-    def _build_views(self) -> None:
-        self.frame_view = FrameView()
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.slider.setEnabled(False)
-        self.play_button = QToolButton()
-        self.play_button.setToolTip("Play / pause (Space)")
-        self.play_button.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.frame_label = QLabel("No clip open — File › Open (Ctrl+O) or drop a clip here")
-        self.frame_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        # wraps instead of widening the window: "... score 3 (p = 0.67), clip unlike the
-        # training clips" pushed the window past a 1024 px screen (seen under Xvfb)
-        self.frame_label.setWordWrap(True)
-        fit = QPushButton("Fit")
-        fit.setToolTip("Fit the frame to the window (F)")
-        fit.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        fit.clicked.connect(self.frame_view.fit)
-        controls = QHBoxLayout()
-        controls.addWidget(self.play_button)
-        controls.addWidget(self.slider, 1)
-        controls.addWidget(fit)
-        left = QWidget()
-        lv = QVBoxLayout(left)
-        lv.setContentsMargins(0, 0, 0, 0)
-        lv.addWidget(self.frame_view, 1)
-        lv.addLayout(controls)
-        lv.addWidget(self.frame_label)
-        # An incomplete clip (cut short, frames that stop decoding) and the readers' warnings about it.
-        self.clip_notice = QLabel("")
-        self.clip_notice.setWordWrap(True)
-        self.clip_notice.setStyleSheet(
-            "color: #6a4a00; background: #fff4d6; border: 1px solid #d9b25c; padding: 3px; font-weight: bold;"
-        )
-        self.clip_notice.hide()
-        self._notices: list[str] = []
-        lv.addWidget(self.clip_notice)
-
-        self.timeline = ScoreTimeline()
-        self.summary = SummaryPanel()
-        self.overlay_mode = QComboBox()
-        self.overlay_mode.addItems([m.capitalize() if m != "grad-cam" else "Grad-CAM" for m in OVERLAY_MODES])
-        self.overlay_mode.setToolTip("Overlay on the frame (O cycles)")
-        self.opacity = QSlider(Qt.Orientation.Horizontal)
-        self.opacity.setRange(0, 100)
-        self.opacity.setValue(50)
-        self.opacity.setFocusPolicy(Qt.FocusPolicy.NoFocus)
-        self.show_probs = QCheckBox("Probabilities p0–p3")
-        self.show_recon = QCheckBox("Reconstruction error")
-        self.show_probs.setChecked(True)
-        self.show_recon.setChecked(True)
-        ov = QHBoxLayout()
-        ov.addWidget(QLabel("Overlay:"))
-        ov.addWidget(self.overlay_mode)
-        ov.addWidget(QLabel("Opacity:"))
-        ov.addWidget(self.opacity, 1)
-        toggles = QHBoxLayout()
-        toggles.addWidget(self.show_probs)
-        toggles.addWidget(self.show_recon)
-        toggles.addWidget(self.timeline.findings_toggle)  # shown only with a clip's findings
-        toggles.addStretch(1)
-        below = QWidget()
-        rv = QVBoxLayout(below)
-        rv.setContentsMargins(0, 0, 0, 0)
-        rv.addLayout(toggles)
-        rv.addLayout(ov)
-        self.exam_panel = ExamPanel()
-        self.side_tabs = QTabWidget()
-        self.side_tabs.addTab(self.summary, "Clip")
-        self.side_tabs.addTab(self.exam_panel, "Exam")
-        rv.addWidget(self.side_tabs)
-        # Timeline above, summary below, with a handle between them: on a small screen
-        # the timeline keeps a readable height and the user chooses the balance.
-        self.timeline.setMinimumHeight(220)
-        self.right_splitter = QSplitter(Qt.Orientation.Vertical)
-        self.right_splitter.setChildrenCollapsible(False)
-        self.right_splitter.addWidget(self.timeline)
-        self.right_splitter.addWidget(below)
-        self.right_splitter.setStretchFactor(0, 3)
-        self.right_splitter.setStretchFactor(1, 2)
-
-        self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
-        self.splitter.addWidget(self.right_splitter)
-        self.splitter.setStretchFactor(0, 1)
-        self.splitter.setStretchFactor(1, 1)
-        self.setCentralWidget(self.splitter)
-
-    def _build_menus(self) -> None:
-        mb = self.menuBar()
-        fm = mb.addMenu("&File")
-        self.act_open = fm.addAction("&Open…", self.open_dialog)
-        self.act_open.setShortcut(QKeySequence.StandardKey.Open)
-        self.recent_menu = fm.addMenu("Open &Recent")
-        self.act_export = fm.addAction("&Export CSV…", self.exporter.export_dialog)
-        self.act_export.setShortcut(QKeySequence("Ctrl+E"))
-        self.act_export.setEnabled(False)
-        self.act_export_exam = fm.addAction("Export e&xam CSV…", self.exporter.export_exam_dialog)
-        self.act_export_exam.setShortcut(QKeySequence("Ctrl+Shift+E"))
-        self.act_export_exam.setEnabled(False)
-        self.act_export_report = fm.addAction("Export exam re&port (PDF)…", self.exporter.export_report_dialog)
-        self.act_export_report.setShortcut(QKeySequence("Ctrl+P"))
-        self.act_export_report.setEnabled(False)
-        fm.addSeparator()
-        quit_act = fm.addAction("&Quit", self.close)
-        quit_act.setShortcut(QKeySequence.StandardKey.Quit)
-
-        vm = mb.addMenu("&View")
-        fit = vm.addAction("&Fit to window", self.frame_view.fit)
-        fit.setShortcut(QKeySequence("F"))
-        vm.addAction("Cycle &overlay", self.overlays.cycle).setShortcut(QKeySequence("O"))
-        self.act_seconds = vm.addAction("Timeline in &seconds")
-        self.act_seconds.setCheckable(True)
-        self.act_seconds.setShortcut(QKeySequence("T"))
-        self.act_seconds.toggled.connect(self.timeline.set_seconds)
-
-        sm = mb.addMenu("&Scoring")
-        self.act_rescore = sm.addAction("&Score again", self.controller.start_scoring)
-        self.act_cancel = sm.addAction("&Cancel scoring", self.controller.cancel_all)
-        self.act_cancel.setShortcut(QKeySequence(Qt.Key.Key_Escape))
-        dm = sm.addMenu("&Device")
-        self.device_group = QActionGroup(self)
-        current = str(self.settings.value("device", "auto"))
-        for name, label in (("auto", "Automatic (CUDA when present)"), ("cpu", "CPU"), ("cuda", "CUDA")):
-            a = QAction(label, self, checkable=True)
-            a.setData(name)
-            a.setChecked(name == current)
-            self.device_group.addAction(a)
-            dm.addAction(a)
-        self.device_group.triggered.connect(self._device_chosen)
-
-        hm = mb.addMenu("&Help")
-        hm.addAction("&About LUS Viewer", lambda: show_about(self, self.controller.model_status))
-        hm.addAction(
-            "&Model card",
-            lambda: show_model_card(self, self.controller.model_status, self._warn, self.controller.model_warnings),
-        )
-
-    def _build_status(self) -> None:
+        self._build_menus(device)
         self.status_bar = StatusBar()
         self.setStatusBar(self.status_bar)
-        self.status_bar.cancel_button.clicked.connect(self.controller.cancel_all)
         # the window's names for them (tests and scripts read these)
         self.model_label = self.status_bar.model_label
         self.rate_label = self.status_bar.rate_label
         self.queue_label = self.status_bar.queue_label
         self.cancel_button = self.status_bar.cancel_button
+        self.scoring = ScoringState(
+            self.controller,
+            summary=self.summary,
+            timeline=self.timeline,
+            status_bar=self.status_bar,
+            exporter=self.exporter,
+            warn=lambda title, text: self._warn(title, text),
+            frame_label=self._update_frame_label,
+            parent=self,
+        )
+        self._shortcuts = build_shortcuts(self, self.playback)
+        self._wire()
+        self.prefs.restore()
 
-    def _build_shortcuts(self) -> None:
-        p = self.playback
-        keys: list[tuple[QKeySequence, Callable[[], None]]] = [
-            (QKeySequence(Qt.Key.Key_Right), lambda: p.step(1)),
-            (QKeySequence(Qt.Key.Key_Left), lambda: p.step(-1)),
-            (QKeySequence("Shift+Right"), lambda: p.step(10)),
-            (QKeySequence("Shift+Left"), lambda: p.step(-10)),
-            (QKeySequence("."), lambda: p.step(1)),
-            (QKeySequence(","), lambda: p.step(-1)),
-            (QKeySequence(Qt.Key.Key_Home), lambda: p.jump(0)),
-            (QKeySequence(Qt.Key.Key_End), lambda: p.jump(10**12)),
-            (QKeySequence(Qt.Key.Key_Space), p.toggle),
-            (QKeySequence(Qt.Key.Key_PageDown), lambda: p.jump_to_change(1)),
-            (QKeySequence(Qt.Key.Key_PageUp), lambda: p.jump_to_change(-1)),
-        ]
-        self._shortcuts = []
-        for seq, fn in keys:
-            sc = QShortcut(seq, self)
-            sc.activated.connect(fn)
-            self._shortcuts.append(sc)
+    def _build_menus(self, device: str) -> None:
+        c = self.controller
+        menus = build_menus(
+            self,
+            MenuActions(
+                open_dialog=self.open_dialog,
+                export=self.exporter.export_dialog,
+                export_exam=self.exporter.export_exam_dialog,
+                export_report=self.exporter.export_report_dialog,
+                quit=self.close,
+                fit=self.frame_view.fit,
+                cycle_overlay=self.overlays.cycle,
+                timeline_in_seconds=self.timeline.set_seconds,
+                score_again=c.start_scoring,
+                cancel=c.cancel_all,
+                device_chosen=self._device_chosen,
+                about=lambda: show_about(self, c.model_status),
+                model_card=lambda: show_model_card(self, c.model_status, self._warn, c.model_warnings),
+            ),
+            device=device,
+        )
+        self.act_open, self.recent_menu = menus.act_open, menus.recent_menu
+        self.act_export, self.act_export_exam = menus.act_export, menus.act_export_exam
+        self.act_export_report, self.act_seconds = menus.act_export_report, menus.act_seconds
+        self.act_rescore, self.act_cancel, self.device_group = menus.act_rescore, menus.act_cancel, menus.device_group
 
     def _wire(self) -> None:
-        c, sb = self.controller, self.status_bar
+        c, sb, scoring = self.controller, self.status_bar, self.scoring
+        sb.cancel_button.clicked.connect(c.cancel_all)
         c.clip_opened.connect(self._on_clip_opened)
         c.clip_failed.connect(self._on_clip_failed)
         c.frame_changed.connect(self._on_frame)
         c.model_ready.connect(sb.show_model)
-        c.model_ready.connect(self._on_model_ready)
-        c.model_failed.connect(self._on_model_failed)
-        c.scoring_started.connect(self._on_scoring_started)
-        c.scores_updated.connect(self._on_scores)
+        c.model_ready.connect(scoring.model_ready)
+        c.model_failed.connect(scoring.model_failed)
+        c.scoring_started.connect(scoring.started)
+        c.scores_updated.connect(scoring.scores_arrived)
         c.scoring_progress.connect(sb.show_progress)
-        c.scoring_finished.connect(self._on_finished)
-        c.scoring_failed.connect(self._on_scoring_failed)
-        c.scoring_cancelled.connect(self._on_cancelled)
+        c.scoring_finished.connect(scoring.finished)
+        # A clip opened while the model loaded has not asked for its overlay yet.
+        c.scoring_finished.connect(lambda _result: self.overlays.refresh())
+        c.scoring_failed.connect(scoring.failed)
+        c.scoring_cancelled.connect(scoring.cancelled)
         c.overlay_ready.connect(self.overlays.arrived)
         c.overlay_failed.connect(lambda msg: self.notify(msg, 5000))
         c.exam_changed.connect(self._on_exam_changed)
@@ -323,10 +179,6 @@ class MainWindow(QMainWindow):
         self.opacity.valueChanged.connect(lambda v: self.frame_view.set_overlay_opacity(v / 100))
         self.show_probs.toggled.connect(self.timeline.set_probabilities_visible)
         self.show_recon.toggled.connect(self.timeline.set_recon_visible)
-        self._redraw = QTimer(self)  # timeline redraws are coalesced: at most ~10 per second
-        self._redraw.setSingleShot(True)
-        self._redraw.setInterval(100)
-        self._redraw.timeout.connect(self._redraw_timeline)
         c.frame_count_changed.connect(self._on_frame_count_changed)
 
     def _on_frame_count_changed(self, n: int) -> None:
@@ -334,7 +186,7 @@ class MainWindow(QMainWindow):
         the timeline span those (the frame label reads the controller's count)."""
         with QSignalBlocker(self.slider):
             self.slider.setRange(0, n - 1)
-        self.timeline.reset(n)
+        self.timeline.set_frame_count(n)  # grows (or shrinks) in place: the curves drawn stay
         self.timeline.set_cursor(self.controller.index)
 
     # ----------------------------------------------------------------- actions
@@ -479,7 +331,7 @@ class MainWindow(QMainWindow):
         self.slider.setEnabled(True)
         self.timeline.set_fps(info.fps)
         self.timeline.reset(info.frame_count)
-        self.summary.clear("No model" if self.controller.model_error else "Scoring…")
+        self.scoring.clip_opened()
         self._notices = []
         self.clip_notice.hide()
         self.overlays.reset()
@@ -490,7 +342,6 @@ class MainWindow(QMainWindow):
         self._warn("Cannot open clip", f"{path}\n\n{reason}")
 
     def _on_frame(self, index: int, frame: np.ndarray) -> None:
-        self._frame = frame
         self.frame_view.set_frame(frame)
         with QSignalBlocker(self.slider):
             self.slider.setValue(index)
@@ -516,12 +367,6 @@ class MainWindow(QMainWindow):
             f"{info.fps:.1f} fps   ·   {info.width}×{info.height}   ·   {score}"
         )
 
-    def _on_model_failed(self, message: str) -> None:
-        self.status_bar.show_no_model()
-        if self.controller.info is not None and self.controller.result is None:
-            self.summary.clear("No model")
-        self._warn("Cannot load the model", f"The viewer shows clips but cannot score them.\n\n{message}")
-
     def _add_notice(self, text: str) -> None:
         """A notice about the open clip, kept until another clip opens."""
         if text.startswith("Incomplete clip:"):  # the one after scoring replaces the one at opening
@@ -536,94 +381,6 @@ class MainWindow(QMainWindow):
         """The clip reader's warning about the open clip: in the notice and, passing, in the status bar."""
         self._add_notice(f"Reader: {message}")
         self.notify(f"⚠ {message}", 10000)
-
-    def _on_scores(self, start: int, n_done: int) -> None:
-        if not self._redraw.isActive():
-            self._redraw.start()
-
-    def _redraw_timeline(self) -> None:
-        c = self.controller
-        weak = low_confidence(c.probs[: c.n_scored])  # once per redraw, for the timeline and the summary
-        self.timeline.update_scores(c.scores, c.probs, c.recon_error, c.n_scored, weak)
-        if c.running and c.n_scored:
-            counts = np.bincount(c.scores[: c.n_scored], minlength=4)[:4]
-            self.summary.set_progress(counts, c.n_scored, c.frame_count)
-            self.summary.set_confidence(weak)
-        self._update_frame_label()
-
-    def _on_finished(self, result: ClipResult) -> None:
-        self._redraw.stop()
-        self._redraw_timeline()
-        s = result.summary
-        log.info(
-            "scored %s: %d frames in %.1f s on %s, clip score %d (%s rule)%s",
-            result.clip,
-            len(result.scores),
-            result.elapsed_s,
-            result.device,
-            s.clip_score,
-            s.rule,
-            "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
-        )
-        self.summary.set_summary(
-            s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores), result.info.fps, clip_confidence(result)
-        )
-        self.summary.set_confidence(low_confidence(result.probs))
-        self.summary.set_familiarity(result.familiarity_warning)
-        self.summary.set_findings(
-            result.finding_means, dict(zip(result.finding_names, result.finding_auc, strict=True))
-        )
-        self.timeline.set_findings(result.finding_names, result.findings)
-        self.timeline.set_unreliable(bool(result.unfamiliar))
-        self.status_bar.scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
-        if self._frame is not None:
-            self._on_frame(self.controller.index, self._frame)
-
-    def _on_scoring_started(self, total: int) -> None:
-        self.status_bar.scoring_started(total)
-        self.timeline.set_partial(None)  # scoring again after a failure or a cancel
-        self.timeline.set_findings((), None)  # the next result's, when it is in
-        loading = self.controller.model_loading  # the job waits behind the model on the worker
-        if self.controller.result is None:
-            self.summary.clear("Waiting…" if loading else "Scoring…")
-        if loading:
-            self.status_bar.rate_label.setText("Waiting for the model…")
-            self.summary.rule.setText(WAITING_FOR_MODEL)
-
-    def _on_model_ready(self) -> None:
-        c = self.controller
-        if c.running and not c.n_scored and self.summary.rule.text() == WAITING_FOR_MODEL:
-            self.status_bar.rate_label.setText("Scoring…")
-            self.summary.clear("Scoring…")
-
-    def _on_scoring_failed(self, message: str) -> None:
-        """No stale progress: the summary says it failed and why, the frames scored before
-        the failure stay on the timeline marked partial (greyed, the frames never scored shaded)."""
-        c = self.controller
-        self._redraw.stop()
-        self.exporter.scoring_stopped(f"scoring failed: {message}")
-        if c.model_error is not None:  # the model dialog has said it; no second dialog
-            self.status_bar.scoring_over("No model: not scored")
-            self.summary.clear("No model")
-            return
-        self._redraw_timeline()
-        n, total = c.n_scored, c.frame_count
-        self.status_bar.scoring_over(f"Scoring failed after {n} of {total} frames")
-        self.summary.set_failed(message, n, total)
-        if n:
-            self.timeline.set_partial(n, total, "scoring failed")
-        self._warn("Scoring failed", f"Scoring stopped after {n} of {total} frames; no clip score.\n\n{message}")
-
-    def _on_cancelled(self) -> None:
-        c = self.controller
-        self._redraw.stop()
-        self.status_bar.scoring_over("Scoring cancelled")
-        self.exporter.scoring_stopped("scoring was cancelled")
-        if c.result is None:
-            self.summary.clear("Cancelled")
-            if c.n_scored:
-                self._redraw_timeline()
-                self.timeline.set_partial(c.n_scored, c.frame_count, "cancelled")
 
     # ------------------------------------------------------------ drag & drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
@@ -668,7 +425,7 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.playback.stop()
-        self._redraw.stop()
+        self.scoring.stop()
         self.prefs.save()
         self.controller.shutdown()
         super().closeEvent(event)

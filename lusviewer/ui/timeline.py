@@ -191,16 +191,22 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.score_plot.setTitle(self.partial_text.capitalize(), color="#8a1c00", size="10pt", bold=True)
 
     def reset(self, n_frames: int) -> None:
-        self._n = n_frames
+        """A new clip of ``n_frames`` frames: nothing scored, the cursor at frame 0."""
         for item in [self.score_line, *self.score_levels, *self.weak_levels, *self.prob_curves, self.recon_curve]:
             item.setData([], [])
         self.set_findings((), None)
         self.set_unreliable(False)
         self.set_partial(None)
+        self.set_frame_count(n_frames)
+        self.set_cursor(0)
+
+    def set_frame_count(self, n_frames: int) -> None:
+        """The clip has ``n_frames`` frames after all (scoring decoded more, or fewer, than its
+        header said): the axis and the cursor's range follow; the curves drawn stay."""
+        self._n = n_frames
         self.score_plot.setXRange(-0.5, (n_frames or 100) - 0.5, padding=0.01)  # no clip: an empty 0-100 axis
         for c in self.cursors:
             c.setBounds((0, max(n_frames - 1, 0)))
-        self.set_cursor(0)
 
     def update_scores(
         self, scores: np.ndarray, probs: np.ndarray, recon: np.ndarray, n_done: int, weak: np.ndarray | None = None
