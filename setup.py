@@ -17,7 +17,7 @@ from setuptools.command.build_py import build_py
 ROOT = Path(__file__).resolve().parent
 #: Top-level folder -> the files (globs) of it that a working install needs.
 SHIPPED = {
-    "models": ["lusviewer-hybrid.json", "lusviewer-hybrid.safetensors"],
+    "models": ["lusviewer-compact.json", "lusviewer-compact.safetensors"],
     "resources": ["sample_clip.mp4", "icons/*.png", "icons/*.svg"],
 }
 DATA_DIR = "lusviewer/_data"

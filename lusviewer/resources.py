@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-DEFAULT_MODEL_CARD = "lusviewer-hybrid.json"
+DEFAULT_MODEL_CARD = "lusviewer-compact.json"
 SAMPLE_CLIP = "sample_clip.mp4"
 
 

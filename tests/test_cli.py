@@ -56,7 +56,7 @@ def test_end_to_end_shipped_model_on_shipped_sample(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     check_report(report, {"resources/sample_clip.mp4": 50})
     _, rows = read_csv(report)
-    card = json.loads((ROOT / "models" / "lusviewer-hybrid.json").read_text())
+    card = json.loads((ROOT / "models" / "lusviewer-compact.json").read_text())
     assert {r["weights_sha256"] for r in rows} == {card["sha256"]}
     assert all(r["recon_error"] for r in rows)
 
@@ -294,8 +294,8 @@ def test_choices_come_from_the_code_and_each_parser_equals_the_full_one() -> Non
 
     full = subparsers(build_parser())
     choices = {name: {a.dest: a.choices for a in p._actions if a.choices} for name, p in full.items()}
-    assert choices["score"]["precision"] == PRECISIONS and choices["score"]["rule"] == RULES
-    assert choices["score"]["exam_zones"] == sorted(PROTOCOLS) and choices["evaluate"]["rule"] == RULES
+    assert choices["score"]["precision"] == PRECISIONS and choices["score"]["rule"] == ("auto", *RULES)
+    assert choices["score"]["exam_zones"] == sorted(PROTOCOLS) and choices["evaluate"]["rule"] == ("auto", *RULES)
     assert choices["train"]["variant"] == VARIANTS
     assert full["crossval"].get_default("variants") == ",".join(VARIANTS[:3])
     for name in SUBCOMMANDS:

@@ -180,6 +180,7 @@ def test_calibrate_from_the_cross_validation(two_recipes: tuple[Path, Path], tmp
 
     assert loaded.card.clip_rule == ("expected", tuple(card_rule(ce, "compact", r["temperature"])["thresholds"]))  # type: ignore[arg-type]
     assert "by prevalence" in loaded.card.inference["clip_rule_check"]
+    assert "no validation split" in loaded.card.metrics["note"]  # not "mildly optimistic": it has no held-out numbers
     bad = subprocess.run(
         [sys.executable, "-m", "lusviewer", "calibrate", "--cv", str(tmp_path), "--model", str(card)],
         capture_output=True, text=True, timeout=300,

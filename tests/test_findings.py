@@ -24,7 +24,7 @@ from lusviewer.report import CLIP_COLUMNS, FRAME_COLUMNS, write_report
 from lusviewer.report.csv_report import KNOWN_FINDINGS
 
 ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "models" / "lusviewer-hybrid.json"
+SHIPPED = ROOT / "models" / "lusviewer-compact.json"
 BOTH = ["a_lines", "b_lines"]
 AUC = {"b_lines": {"auc": 0.76, "ci": [0.70, 0.82], "note": "5-fold CV, held-out patients"}}
 
@@ -160,19 +160,25 @@ def test_check_card_refuses_findings_the_model_has_no_head_for(tmp_path: Path) -
 
 
 @pytest.mark.skipif(not SHIPPED.exists(), reason="the shipped model is absent")
-def test_shipped_model_reports_as_before_with_two_empty_columns(tmp_path: Path) -> None:
+def test_shipped_model_shows_only_the_finding_its_cross_validation_supports(tmp_path: Path) -> None:
+    """The shipped card shows A-lines (held-out AUC interval above 0.5) and not B-lines
+    (interval includes 0.5): the A-line column is filled, the B-line column stays empty."""
     from lusviewer.io.synthetic import synthetic_frames, write_video
 
     card = json.loads(SHIPPED.read_text())
-    assert "findings_shown" not in card["inference"] and "findings" not in card["metrics"]
+    assert card["inference"]["findings_shown"] == ["a_lines"]
+    assert card["metrics"]["findings"]["a_lines"]["ci"][0] > 0.5
+    assert card["metrics"]["findings"]["b_lines"]["ci"][0] <= 0.5
     clip = write_video(tmp_path / "s.avi", synthetic_frames(6, size=64, seed=2), fps=10.0, fourcc="MJPG")
     result = ScoringEngine(load_model(SHIPPED), device="cpu", precision="fp32", batch_size=6).score_clip(str(clip))
-    assert result.findings is None and result.finding_names == ()
+    assert result.finding_names == ("a_lines",) and result.findings is not None and result.findings.shape == (6, 1)
     frames_csv, clips_csv = write_report(tmp_path / "r.csv", [result])
     for path, old in ((frames_csv, FRAME_COLUMNS[:-2]), (clips_csv, CLIP_COLUMNS[:-2])):
         lines = path.read_text().splitlines()
         assert lines[0] == ",".join(old) + ",p_a_lines,p_b_lines"
-        assert all(line.endswith(",,") and line.count(",") == len(old) + 1 for line in lines[1:])
+        for line in lines[1:]:
+            *_, a, b = line.split(",")
+            assert 0 <= float(a) <= 1 and b == ""
 
 
 # ------------------------------------------------------------------------ viewer

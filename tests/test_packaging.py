@@ -86,8 +86,8 @@ except RuntimeError:
 def test_build_spec_bundles_the_model_and_the_sample() -> None:
     spec = (ROOT / "build.spec").read_text()
     for rel in (
-        "models/lusviewer-hybrid.json",
-        "models/lusviewer-hybrid.safetensors",
+        "models/lusviewer-compact.json",
+        "models/lusviewer-compact.safetensors",
         "resources/sample_clip.mp4",
         "packaging/pyi_rth_torchvision_ops.py",
         "packaging/launcher.py",
@@ -132,7 +132,7 @@ def test_setup_ships_what_the_resolver_and_build_spec_need() -> None:
     text = (ROOT / "setup.py").read_text()
     assert "setup(cmdclass=" in text
     manifest = (ROOT / "MANIFEST.in").read_text()
-    for rel in ("models/lusviewer-hybrid.json", "models/lusviewer-hybrid.safetensors", "resources/sample_clip.mp4"):
+    for rel in ("models/lusviewer-compact.json", "models/lusviewer-compact.safetensors", "resources/sample_clip.mp4"):
         assert Path(rel).name in text and rel in manifest and (ROOT / rel).is_file()
 
 
@@ -153,7 +153,7 @@ def test_wheel_installs_a_self_contained_lusviewer(tmp_path: Path) -> None:
     for rel in ("lusviewer", "resources"):
         shutil.copytree(ROOT / rel, src / rel, ignore=ignore)
     (src / "models").mkdir()
-    for f in (ROOT / "models").glob("lusviewer-hybrid.*"):
+    for f in (ROOT / "models").glob("lusviewer-compact.*"):
         os.symlink(f, src / "models" / f.name)  # 108 MB: linked, not copied (the build reads through it)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "LUSVIEWER_MODEL", "PIP_REQUIRE_VIRTUALENV")}
     t0 = time.perf_counter()
@@ -169,7 +169,7 @@ def test_wheel_installs_a_self_contained_lusviewer(tmp_path: Path) -> None:
     import zipfile
 
     names = set(zipfile.ZipFile(wheel).namelist())
-    for rel in ("models/lusviewer-hybrid.json", "models/lusviewer-hybrid.safetensors", "resources/sample_clip.mp4"):
+    for rel in ("models/lusviewer-compact.json", "models/lusviewer-compact.safetensors", "resources/sample_clip.mp4"):
         assert f"lusviewer/_data/{rel}" in names
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", venv)

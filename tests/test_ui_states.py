@@ -197,8 +197,8 @@ def test_model_card_is_a_page_with_the_loaders_warnings(
     w.close()
 
     # The shipped card: its data, licence, validation numbers and their caveat are on the page.
-    shipped = json.loads((REPO / "models" / "lusviewer-hybrid.json").read_text())
-    html = model_card_html("lusviewer-hybrid 1", "card.json", shipped)
+    shipped = json.loads((REPO / "models" / "lusviewer-compact.json").read_text())
+    html = model_card_html("lusviewer-compact 2.0.0", "card.json", shipped)
     assert ModelCardDialog  # the page renders in a QTextBrowser: its plain text is what a reader sees
     from PySide6.QtWidgets import QTextBrowser
 
@@ -209,8 +209,11 @@ def test_model_card_is_a_page_with_the_loaders_warnings(
     for needle in (
         shipped["training"]["data"],
         shipped["training"]["data_licence"],
-        "mildly optimistic",
-        f"{shipped['metrics']['cnn_lstm']['clip']['accuracy']:.2f}",
+        "no validation split",
+        f"{shipped['metrics']['repeated_cv']['qwk'][0]:.3f}",
+        f"{shipped['metrics']['repeated_cv']['qwk'][1]:.3f} to {shipped['metrics']['repeated_cv']['qwk'][2]:.3f}",
+        "A-lines",
+        "by prevalence",
         "Intended use",
     ):
         assert needle in text, needle

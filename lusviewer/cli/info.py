@@ -39,7 +39,62 @@ def _card_lines(card: dict[str, Any]) -> list[str]:
             f"{inference['recon_error_limit']:.3f} is flagged as unlike the training clips"
             + (f" ({inference['recon_error_check']})" if inference.get("recon_error_check") else "")
         )
+    rule = inference.get("clip_rule")
+    if isinstance(rule, dict):
+        cuts = " / ".join(f"{t:.3f}" for t in rule.get("thresholds", []))
+        lines.append(
+            f"- clip score: the {rule.get('rule', '?')} rule, the clip's expected severity cut at {cuts}"
+            + (f" ({inference['clip_rule_check']})" if inference.get("clip_rule_check") else "")
+        )
+    elif isinstance(rule, str):
+        lines.append(f"- clip score: the {rule} rule")
+    if inference.get("temperature") is not None:
+        ece = card.get("metrics", {}).get("calibration", {})
+        lines.append(
+            f"- calibration: logits divided by {inference['temperature']:.3f}"
+            + (f" (ECE {ece['ece_before']:.3f} -> {ece['ece_after']:.3f})" if "ece_after" in ece else "")
+        )
+    if inference.get("findings_shown"):
+        found = card.get("metrics", {}).get("findings", {})
+        shown = []
+        for name in inference["findings_shown"]:
+            f = found.get(name, {})
+            auc = f" (AUC {f['auc']:.3f}, {f['ci'][0]:.3f} to {f['ci'][1]:.3f})" if "auc" in f and "ci" in f else ""
+            shown.append(name.replace("_", "-") + auc)
+        lines.append(f"- findings shown: {', '.join(shown)}")
     return [*lines, ""]
+
+
+#: The repeated cross-validation's clip metrics, as :func:`_repeated_cv_table` prints them.
+CV_KEYS = (
+    ("qwk", "QWK"),
+    ("mae", "MAE"),
+    ("exact", "exact"),
+    ("within_one", "within-one"),
+    ("auc_ge1", "AUC >=1"),
+    ("auc_ge2", "AUC >=2"),
+    ("auc_ge3", "AUC >=3"),
+    ("lus_total_spearman", "LUS-total Spearman"),
+)
+
+
+def _repeated_cv_table(metrics: dict[str, Any]) -> list[str]:
+    """The recipe's repeated, patient-grouped cross-validation (``metrics.repeated_cv``)."""
+    cv = metrics.get("repeated_cv")
+    if not isinstance(cv, dict):
+        return []
+    lines = [
+        "Repeated cross-validation of the recipe (patients the models never saw; 95 % patient-bootstrap interval):",
+        "",
+        "| clip metric | estimate | interval |",
+        "|---|---|---|",
+    ]
+    for key, label in CV_KEYS:
+        v = cv.get(key)
+        if isinstance(v, list) and len(v) == 3:
+            lines.append(f"| {label} | {v[0]:.3f} | {v[1]:.3f} to {v[2]:.3f} |")
+    lines += ["", str(cv.get("what", "")), ""]
+    return lines
 
 
 def _validation_table(metrics: dict[str, Any]) -> list[str]:
@@ -104,7 +159,7 @@ def _crossval_tables(metrics: dict[str, Any]) -> list[str]:
 def model_summary(card: dict[str, Any]) -> str:
     """The model card as Markdown: what it is, what it was trained on, how it scored."""
     metrics = card.get("metrics", {})
-    lines = _card_lines(card) + _validation_table(metrics)
+    lines = _card_lines(card) + _repeated_cv_table(metrics) + _validation_table(metrics)
     if metrics.get("note"):
         lines += [metrics["note"], ""]
     return "\n".join(lines + _crossval_tables(metrics))

@@ -145,6 +145,10 @@ def build_card(
             "note": (
                 "Validation patients were also used to pick the best epoch (early stopping), so these "
                 "numbers are mildly optimistic; the cross-validated numbers come with the training toolkit."
+                if val
+                else "Trained on every patient (no validation split, epochs fixed in advance): these weights have "
+                "no held-out numbers of their own; their recipe's cross-validation (lusviewer crossval) is their "
+                "expected performance."
             ),
             **metrics,
         },

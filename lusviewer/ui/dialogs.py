@@ -131,6 +131,39 @@ def _findings_html(metrics: dict[object, object], inference: object) -> str:
     return text
 
 
+#: The repeated cross-validation's clip metrics a card may carry (``metrics.repeated_cv``), as shown.
+_CV_ROWS = (
+    ("qwk", "κ (quadratic)"),
+    ("mae", "mean absolute error"),
+    ("exact", "exact agreement"),
+    ("within_one", "within one score"),
+    ("auc_ge1", "AUC, score ≥ 1"),
+    ("auc_ge2", "AUC, score ≥ 2"),
+    ("auc_ge3", "AUC, score ≥ 3"),
+    ("lus_total_spearman", "patients' LUS totals, Spearman"),
+)
+
+
+def _repeated_cv_html(cv: object) -> str:
+    """The recipe's repeated cross-validation (``metrics.repeated_cv``): each clip metric with
+    its 95 % interval; empty where the card has none."""
+    if not isinstance(cv, dict):
+        return ""
+    rows = []
+    for key, label in _CV_ROWS:
+        v = cv.get(key)
+        if isinstance(v, list) and len(v) == 3 and all(isinstance(x, (int, float)) for x in v):
+            rows.append(f"<tr><td>{label}</td><td>{v[0]:.3f}</td><td>{v[1]:.3f} to {v[2]:.3f}</td></tr>")
+    if not rows:
+        return ""
+    head = "<p><b>Cross-validated on patients the models never saw</b>"
+    what = f": <i>{_e(cv['what'])}</i>" if "what" in cv else ""
+    return (
+        f"{head}{what}</p><table border='1' cellspacing='0' cellpadding='3'>"
+        "<tr><th>clips</th><th>estimate</th><th>95 % interval</th></tr>" + "".join(rows) + "</table>"
+    )
+
+
 def model_card_html(name: str, card_path: str, card: dict[str, object], warnings: Sequence[str] = ()) -> str:
     """The model card as a page: what the model is, its data and licence, its validation
     numbers with their caveats, what it is for, and the loader's warnings."""
@@ -184,6 +217,7 @@ def model_card_html(name: str, card_path: str, card: dict[str, object], warnings
                 + "".join(rows)
                 + "</table>"
             )
+        parts.append(_repeated_cv_html(metrics.get("repeated_cv")))
         parts.append(_findings_html(metrics, card.get("inference")))
         for key in ("crossval", "crossval_64px"):
             cv = metrics.get(key)
@@ -191,7 +225,11 @@ def model_card_html(name: str, card_path: str, card: dict[str, object], warnings
                 parts.append(f"<p><b>{_e(cv.get('title', key))}</b>: <i>{_e(cv['note'])}</i></p>")
     inf = card.get("inference")
     if isinstance(inf, dict):
-        checks = [f"<li>{_e(inf[k])}</li>" for k in ("recon_error_check", "bf16_check") if k in inf]
+        checks = [
+            f"<li>{_e(inf[k])}</li>"
+            for k in ("clip_rule_check", "calibration_check", "recon_error_check", "bf16_check", "findings_check")
+            if k in inf
+        ]
         if checks:
             parts.append(f"<h3>Checks at inference</h3><ul>{''.join(checks)}</ul>")
     parts.append(f"<p style='color:#555'>Card: {_e(card_path)}</p>")
