@@ -18,7 +18,11 @@
 # SIZE [128] input pixels, PRETRAIN_EPOCHS [0] / PRETRAIN_MIN [1.5] (> 0: every fold and the
 # shipped model first pretrain their DenseNet branch on their own training patients' frames,
 # `--pretrain-epochs`; the CNN and LSTM budgets come after it), TINY [0] (1: the tiny
-# architecture, for a dry run of this script on a CPU).
+# architecture, for a dry run of this script on a CPU), RECIPE [""] training options added to every
+# fold and to the shipped model (the shipped recipe: RECIPE="--crop sector --loss sord --aux-weight 0.5
+# --frames-per-clip 6 --val-fraction 0"), VARIANTS [densenet,cnn,cnn_lstm] the CV's variants, REPEATS [1]
+# repeats of the k-fold (`--repeats`; 2 with seed 0 and K 5 = the folds of docs/results/cv-recipes-64px,
+# so `lusviewer crossval-report` can pair the hybrid with the recipes measured there).
 set -u -o pipefail
 DATA=${DATA:-../shared/data/covid-blues}
 RUN=${RUN:-runs/gpu}
@@ -50,8 +54,14 @@ PRETRAIN_MIN=${PRETRAIN_MIN:-1.5}
 EXTRA=()
 if [ "$TINY" = 1 ]; then SIZE=32; EXTRA=(--tiny --fp32); fi
 if [ "$PRETRAIN_EPOCHS" != 0 ]; then EXTRA+=(--pretrain-epochs "$PRETRAIN_EPOCHS" --pretrain-minutes "$PRETRAIN_MIN"); fi
+RECIPE=${RECIPE:-}
+VARIANTS=${VARIANTS:-densenet,cnn,cnn_lstm}
+REPEATS=${REPEATS:-1}
+read -r -a RECIPE_ARGS <<< "$RECIPE"
 COMMON=(--data "$DATA" --cache-dir "$RUN/cache" --input-size "$SIZE" --optimizer adamw --lr 0.001
-        --loss "$LOSS" --seed 0 --threads "$THREADS" --device "$DEVICE" --cnn-epochs 70 --batch-size "$BATCH" "${EXTRA[@]}")
+        --loss "$LOSS" --seed 0 --threads "$THREADS" --device "$DEVICE" --cnn-epochs 70 --batch-size "$BATCH" "${EXTRA[@]}"
+        "${RECIPE_ARGS[@]}")
+CVOPTS=(--variants "$VARIANTS" --repeats "$REPEATS")
 
 say "machine: $(nproc) cores; $($PY -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")')"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null
@@ -87,7 +97,7 @@ fi
 CV="$RUN/cv"
 pids=()
 for ((i = 0; i < K * RUN_CV; i++)); do
-  $PY -m lusviewer crossval "${COMMON[@]}" --out "$CV" -k "$K" --run-folds "$i" \
+  $PY -m lusviewer crossval "${COMMON[@]}" "${CVOPTS[@]}" --out "$CV" -k "$K" --run-folds "$i" \
       --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" > "$RUN/logs/fold$i.log" 2>&1 &
   pids+=($!)
 done
@@ -111,7 +121,7 @@ if [ "$RUN_CV" = 1 ]; then
   if [ "$fails" = 0 ]; then
     say "report"
     rm -f "$CV/report.md"
-    $PY -m lusviewer crossval "${COMMON[@]}" --out "$CV" -k "$K" --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" \
+    $PY -m lusviewer crossval "${COMMON[@]}" "${CVOPTS[@]}" --out "$CV" -k "$K" --cnn-minutes "$CNN_MIN" --lstm-minutes "$LSTM_MIN" \
         > "$RUN/logs/report.log" 2>&1 || { fails=1; tail -20 "$RUN/logs/report.log"; }
     cat "$CV/report.md" 2>/dev/null
   else
