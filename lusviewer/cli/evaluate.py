@@ -57,6 +57,15 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     add_option(e, "--quiet")
 
 
+def _cv_key(metrics: dict[str, object]) -> str:
+    """Where a card keeps its recipe's cross-validation: ``metrics.repeated_cv`` (or an older
+    ``metrics.crossval``), or that it has none."""
+    for key in ("repeated_cv", "crossval"):
+        if key in metrics:
+            return f"metrics.{key}"
+    return "where it has one"
+
+
 def _card_val_patients(loaded: LoadedModel, clips: list[LabelledClip]) -> list[LabelledClip] | None:
     """The clips of the validation patients the card names; None, with the reason said, when none."""
     split = loaded.card.training.get("split", {})
@@ -64,7 +73,8 @@ def _card_val_patients(loaded: LoadedModel, clips: list[LabelledClip]) -> list[L
     if not val and split.get("train_patients"):
         err(
             "the model was trained on every patient of its data (no validation patients): its expected "
-            "performance is the cross-validation its card reports (metrics.crossval); evaluate it on other data"
+            "performance is its recipe's cross-validation, which its card reports "
+            f"({_cv_key(loaded.card.metrics)}; `lusviewer info`); evaluate it on other data"
         )
         return None
     if not val:
