@@ -128,7 +128,10 @@ def _worker(args: argparse.Namespace) -> None:
     fps = re.findall(r"fps=([0-9.]+)", bar.getvalue())
     if not fps:
         raise SystemExit(f"no fps in the progress bar's output: {bar.getvalue()[-500:]!r}")
-    print(json.dumps({"fps": float(fps[-1]), "losses": losses, "wall_s": wall, "threads": torch.get_num_threads()}))
+    # the thread count of the last step: the new bar names it, the old one ran on torch's
+    threads = re.findall(r"thr=([0-9]+)", bar.getvalue())
+    used = int(threads[-1]) if threads else torch.get_num_threads()
+    print(json.dumps({"fps": float(fps[-1]), "losses": losses, "wall_s": wall, "threads": used}))
 
 
 def _old_tree(ref: str, into: Path) -> Path:
@@ -218,19 +221,19 @@ def _table(got: dict[tuple[str, str, int], dict[str, list[dict[str, Any]]]]) -> 
         new = [r["fps"] for r in res["new"]]
         per = ", ".join(f"{n / o:.2f}" for o, n in zip(old, new, strict=True))
         name = {"compact": "compact (w 0.5)", "cnn": "hybrid CNN"}[ROWS[row]["variant"]]
-        used = "/".join(sorted({str(r["threads"]) for r in res["new"]}))
-        label = f"old: torch default; new: auto (ended on {used})" if not t else str(t)
+        used = "/".join(sorted({str(r["threads"]) for r in res["old"]}))
+        ended = "/".join(sorted({str(r["threads"]) for r in res["new"]}))
+        label = f"old: default ({used}); new: timed (last step on {ended})" if not t else f"{t} (pinned)"
         print(
             f"| {name} | {ROWS[row]['input_size']} | {precision} | {label} | {statistics.median(old):.1f} | "
             f"{statistics.median(new):.1f} | **{statistics.median(new) / statistics.median(old):.2f}x** ({per}) |"
         )
-    print("\nLosses of the first steps, old vs new, same seed and frames (pinned threads):\n")
+    print("\nLosses of every step, old vs new (first round), same seed and frames:\n")
     for (row, precision, t), res in got.items():
-        if not t:
-            continue
         a, b = res["old"][0]["losses"], res["new"][0]["losses"]
         diff = max(abs(x - y) for x, y in zip(a, b, strict=True))
-        print(f"- {row} {precision} threads={t}: old {_fmt(a)}; new {_fmt(b)}; largest difference {diff:.2e}")
+        how = f"threads={t}" if t else f"threads old {res['old'][0]['threads']}, new {res['new'][0]['threads']}"
+        print(f"- {row} {precision} {how}: old {_fmt(a)}; new {_fmt(b)}; largest difference {diff:.2e}")
 
 
 def _fmt(losses: list[float]) -> str:
