@@ -39,7 +39,7 @@ class FakeCPU:
 
 def test_busy_cpu_keeps_one_thread_and_probes_ever_less_often() -> None:
     cpu = FakeCPU({1: 0.5, 2: 4.0})  # as measured under load: 2 threads 8x slower
-    tuner = ThreadTuner(2, clock=cpu.clock, apply=cpu.apply)
+    tuner = ThreadTuner(2, clock=cpu.clock, apply=cpu.apply, load=None)
     used = cpu.run(tuner, 400)
     assert used[:3] == [1, 1, 1]
     probes = [i for i, t in enumerate(used) if t == 2]
@@ -52,7 +52,7 @@ def test_busy_cpu_keeps_one_thread_and_probes_ever_less_often() -> None:
 
 def test_idle_cpu_moves_to_more_threads_and_back_when_the_load_comes() -> None:
     cpu = FakeCPU({1: 1.0, 2: 0.6})
-    tuner = ThreadTuner(2, clock=cpu.clock, apply=cpu.apply)
+    tuner = ThreadTuner(2, clock=cpu.clock, apply=cpu.apply, load=None)
     used = cpu.run(tuner, 30)
     assert used[-20:].count(2) >= 18 and len(tuner.switches) == 1  # 1 thread only in a probe now and then
     cpu.seconds = {1: 1.0, 2: 6.0}  # another process starts
@@ -62,8 +62,20 @@ def test_idle_cpu_moves_to_more_threads_and_back_when_the_load_comes() -> None:
 
 def test_a_single_slow_step_of_the_current_count_does_not_switch() -> None:
     cpu = FakeCPU({1: 1.0, 2: 1.05})  # within 10 %: stay
-    tuner = ThreadTuner(2, clock=cpu.clock, apply=cpu.apply)
+    tuner = ThreadTuner(2, clock=cpu.clock, apply=cpu.apply, load=None)
     assert set(cpu.run(tuner, 60)[-5:]) == {1} and tuner.switches == []
+
+
+def test_a_busy_load_average_spares_the_probes_of_more_threads() -> None:
+    """While other processes keep the second core busy (load average minus the loop's own
+    thread above 0.5 on 2 cores) more threads are not tried; once it falls, they are."""
+    cpu = FakeCPU({1: 1.0, 2: 0.6})
+    load = [3.0]
+    tuner = ThreadTuner(2, clock=cpu.clock, apply=cpu.apply, load=lambda: load[0])
+    assert cpu.run(tuner, 100) == [1] * 100
+    load[0] = 1.2  # the loop's own thread and a little else
+    used = cpu.run(tuner, 20)
+    assert used[-10:].count(2) >= 9 and len(tuner.switches) == 1
 
 
 def test_no_tuner_where_the_threads_are_pinned(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -108,8 +108,10 @@ class ThreadTuner:
     (every ``probe_s`` seconds, twice as long after each probe the other count loses,
     up to ``max_probe_s``) runs one step on the other count, keeping whichever is
     faster (by 10 %, against the median of its last five steps). A probe costs one step
-    at the slower count. The weights then depend slightly on the timing (oneDNN's
-    reductions are split by thread): pin ``--threads N`` for bit-reproducible runs.
+    at the slower count, so more threads are not tried while ``load()`` (the 1-minute
+    load average) says that other processes keep the cores they would need busy. The
+    weights then depend slightly on the timing (oneDNN's reductions are split by
+    thread): pin ``--threads N`` for bit-reproducible runs.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class ThreadTuner:
         max_probe_s: float = 300.0,
         clock: Callable[[], float] = time.perf_counter,
         apply: Callable[[int], None] = torch.set_num_threads,
+        load: Callable[[], float] | None = lambda: os.getloadavg()[0],
     ) -> None:
         self.choices = (fewest, most)
         self.current = fewest
@@ -129,6 +132,7 @@ class ThreadTuner:
         self.max_probe_s = max_probe_s
         self.clock = clock
         self.apply = apply
+        self.load = load
         self.recent: list[float] = []  # seconds of the current count's last steps
         self.steps = 0
         self.probing = False
@@ -146,6 +150,10 @@ class ThreadTuner:
         other = self.choices[1] if self.current == self.choices[0] else self.choices[0]
         # the first step (kernel set-up) is not timed; probe once the current count has 2 timed steps
         self.probing = self.active and len(self.recent) >= 2 and now - self.last_probe >= self.probe_s
+        if self.probing and other > self.current and self.load is not None:
+            others = self.load() - self.current  # runnable tasks of other processes
+            if others > other - self.current - 0.5:  # no idle cores for the extra threads: look again later
+                self.probing, self.last_probe = False, now
         threads = other if self.probing else self.current
         self.apply(threads)
         self.t0 = self.clock()

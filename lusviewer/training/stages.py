@@ -241,6 +241,8 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
             fps = world * seen / max(time.time() - t_epoch, 1e-6)
             bar.set_postfix(loss=f"{tot / seen:.4f}", lr=f"{lr:.1e}", fps=f"{fps:.1f}", thr=threads, refresh=False)
         bar.close()
+        if tuner is not None:
+            torch.set_num_threads(tuner.current)  # for the validation (not a probe's count)
         if tuner is not None and tuner.switches:
             log(f"  CPU threads: {'; '.join(tuner.switches)}")
             tuner.switches.clear()
