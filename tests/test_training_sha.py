@@ -2,7 +2,9 @@
 restructured (issue 14): same seeds, same random draws in the same order, same
 stages. The digests were recorded on the code before the restructuring.
 
-Pinned for the comparison: one torch thread and float32 (no bf16 autocast); the
+Pinned for the comparison: one torch thread (``threads=1``, which also keeps stage 1's
+thread tuner of issue 18 off: with ``threads=0`` the weights would depend on which
+thread count the timing chose) and float32 (no bf16 autocast); the
 digests hold for the torch build and the CPU kernels (``get_cpu_capability``) they were
 recorded with: the same code gives other weights on an AVX512 CPU than on an AMX one.
 Digests were recorded on the unmodified code for both; elsewhere the test skips, saying

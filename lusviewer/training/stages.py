@@ -46,6 +46,7 @@ from lusviewer.training.loop import (
     optimizer_step,
     save_state,
     schedule_fraction,
+    thread_tuner,
 )
 from lusviewer.training.losses import aux_loss, coral_loss, mil_ordinal_loss, recon_term, sord_loss
 from lusviewer.training.validation import cnn_features, evaluate_sequence, validate_cnn
@@ -216,6 +217,8 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
     if st["epoch"] > 0 and not loop.resume_streams(rng, gen, dev):
         log("  (a checkpoint without its random streams: the resumed epochs draw other frames)")
     val_idx = {c.path: evenly_spaced(len(frames[c.path]), cfg.val_frames_per_clip) for c in val}
+    threads_before = torch.get_num_threads()
+    tuner = thread_tuner(cfg.threads, dev)
     for epoch in loop.epochs(lambda: st["since_best"] < cfg.early_stop, agree=True):
         cnn.train()
         items = _cnn_items(cfg, train, frames, rng)
@@ -227,14 +230,22 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
             for g in opt.param_groups:
                 g["lr"] = lr
             chunk = items[(b * world + rank) * batch : (b * world + rank + 1) * batch]
+            threads = tuner.begin() if tuner is not None else torch.get_num_threads()
             loss = _cnn_loss(cfg, net, chunk, frames, gen, weights, findings)
             optimizer_step(opt, loss, cnn, max_norm=5.0)
             tot += float(loss.detach()) * len(chunk)
+            if tuner is not None:
+                tuner.end()
             seen += len(chunk)
             bar.update(1)
             fps = world * seen / max(time.time() - t_epoch, 1e-6)
-            bar.set_postfix(loss=f"{tot / seen:.4f}", lr=f"{lr:.1e}", fps=f"{fps:.1f}", refresh=False)
+            bar.set_postfix(loss=f"{tot / seen:.4f}", lr=f"{lr:.1e}", fps=f"{fps:.1f}", thr=threads, refresh=False)
         bar.close()
+        if tuner is not None:
+            torch.set_num_threads(tuner.current)  # for the validation (not a probe's count)
+        if tuner is not None and tuner.switches:
+            log(f"  CPU threads: {'; '.join(tuner.switches)}")
+            tuner.switches.clear()
         loop.end_epoch()
         if rank == 0 and not val:  # no validation patients: the last epoch is the model
             st["best"] = {"epoch": st["epoch"], "train_loss": tot / max(seen, 1)}
@@ -257,6 +268,7 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
         if st["since_best"] >= cfg.early_stop:
             log(f"  early stop: no better validation macro-F1 for {cfg.early_stop} epochs")
         loop.save_last(cnn, opt)
+    torch.set_num_threads(threads_before)
     loop.finish()
     if rank != 0:
         return {}
