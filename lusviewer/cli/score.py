@@ -224,23 +224,25 @@ def _results(
     bar = tqdm(total=len(clips), desc="clips", unit="clip", disable=args.quiet, file=sys.stderr)
     readers = logging.getLogger("lusviewer.io")
     try:
-        for outcome in scorer.score(clips):
-            said = current_warning_lines()
-            if said is not None:
-                said.begin_clip()
-            for level, line in outcome.logs:  # what the readers said while the clip was decoded
-                readers.log(level, "%s", line)
-            bar.update(1)
-            result = outcome.result
-            if result is None:
-                err(f"error: {outcome.error}")
-                yield outcome.path, None
-                continue
-            n = len(result.scores)
-            if not result.info.complete and (said is None or not said.said.incomplete):
-                name = display_path(outcome.path)
-                err(f"warning: {name}: the clip is incomplete (cut short or damaged); scored on the {n} frames present")
-            yield outcome.path, result
+        with contextlib.closing(scorer.score(clips)) as outcomes:
+            for outcome in outcomes:
+                said = current_warning_lines()
+                if said is not None:
+                    said.begin_clip()
+                for level, line in outcome.logs:  # what the readers said while the clip was decoded
+                    readers.log(level, "%s", line)
+                bar.update(1)
+                result = outcome.result
+                if result is None:
+                    err(f"error: {outcome.error}")
+                    yield outcome.path, None
+                    continue
+                n = len(result.scores)
+                if not result.info.complete and (said is None or not said.said.incomplete):
+                    name = display_path(outcome.path)
+                    what = "the clip is incomplete (cut short or damaged)"
+                    err(f"warning: {name}: {what}; scored on the {n} frames present")
+                yield outcome.path, result
     finally:
         bar.close()
     if not args.quiet:

@@ -40,6 +40,7 @@ import logging
 import multiprocessing as mp
 import os
 import queue
+import signal
 import threading
 import time
 from collections import deque
@@ -59,6 +60,8 @@ from lusviewer.report.aggregate import summarize_clip
 log = logging.getLogger("lusviewer.folder")
 
 CAPTURES = ("auto", "graph", "compile", "eager")
+#: The smallest CNN batch on CUDA when none is given (the engine's default, 32, leaves a GPU idle).
+CUDA_BATCH = 256
 
 # Messages from the decode workers: (kind, clip index, ...)
 _START = "start"  # (_START, i, sector, frame count at open)
@@ -180,6 +183,8 @@ def _decode_worker(wid: int, tasks: Any, out: Any, stop: Any, crop: str, size: i
 
     from lusviewer.io import ClipError, display_path
 
+    # Ctrl-C reaches the whole process group: the parent stops the workers (no tracebacks from here)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     cv2.setNumThreads(1)
     torch.set_num_threads(1)
     with contextlib.suppress(Exception):
@@ -296,7 +301,8 @@ class FolderScorer:
         self.engine = engine
         self.device = engine.device
         self.cuda = self.device.type == "cuda"
-        self.batch_size = int(batch_size or engine.batch_size)
+        # frames of many clips: a large batch costs no latency on a GPU (not yet measured there)
+        self.batch_size = int(batch_size or (max(engine.batch_size, CUDA_BATCH) if self.cuda else engine.batch_size))
         if self.batch_size < 1 or chunk_frames < 1:
             raise ValueError("batch_size and chunk_frames must be >= 1")
         cores = os.cpu_count() or 1
