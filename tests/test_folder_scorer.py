@@ -192,7 +192,7 @@ def test_windows_of_many_clips_at_once_are_the_streamers(burn_in: int) -> None:
     head = SequenceHead(ModelConfig.tiny("cnn_lstm")).eval()
     feats = [torch.randn(n, ModelConfig.tiny("cnn_lstm").feature_dim) for n in (1, 7, 8, 12, 30, 41)]
     with torch.inference_mode():
-        got = window_logits(head, feats, window=12, burn_in=burn_in, max_windows=3)
+        got = window_logits(head, feats, window=12, burn_in=burn_in, max_windows=3, device=torch.device("cpu"))
         want = [sequence_logits(head, f, window=12, burn_in=burn_in) for f in feats]
     for g, w in zip(got, want, strict=True):
         assert g.shape == w.shape

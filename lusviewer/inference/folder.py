@@ -225,13 +225,21 @@ def _decode_worker(wid: int, tasks: Any, out: Any, stop: Any, crop: str, size: i
 
 
 def window_logits(
-    head: SequenceHead, feats: Sequence[torch.Tensor], *, window: int, burn_in: int, max_windows: int = 512
+    head: SequenceHead,
+    feats: Sequence[torch.Tensor],
+    *,
+    window: int,
+    burn_in: int,
+    max_windows: int = 512,
+    device: torch.device | None = None,
 ) -> list[torch.Tensor]:
     """Per-frame LSTM logits of each clip's (T, F) features, as
     :func:`~lusviewer.inference.sequence.sequence_logits` gives them clip by clip: each
     chunk of ``window - burn_in`` frames is run with the ``burn_in`` frames before it
     through a fresh LSTM, and only the chunk's outputs are kept. The windows of all the
-    clips run together, ``max_windows`` at a time, right-padded to one length."""
+    clips run together, ``max_windows`` at a time, right-padded to one length; they are
+    assembled where the features are and run on ``device`` (default: there too), so
+    features on the CPU cross to a GPU in one copy per group."""
     if not 0 <= burn_in < window:
         raise ValueError("need 0 <= burn_in < window")
     stride = window - burn_in
@@ -248,7 +256,7 @@ def window_logits(
         x = ref.new_zeros((len(group), length, ref.shape[1]), dtype=torch.float32)
         for j, (c, a, b, _) in enumerate(group):
             x[j, : b - a] = feats[c][a:b]
-        logits, _ = head(x)
+        logits, _ = head(x if device is None else x.to(device, non_blocking=True))
         for j, (c, a, b, s) in enumerate(group):
             pieces[c].append(logits[j, s - a : b - a])
     n_classes = head.fc.out_features
@@ -646,12 +654,11 @@ class FolderScorer:
         seq = eng.model.sequence
         logits: list[torch.Tensor | None] = [None] * len(finished)
         if seq is not None:
-            feats = [
-                torch.from_numpy(np.concatenate(state[i].feats)).to(self.device) for i in finished if state[i].feats
-            ]
-            outs = iter(
-                window_logits(seq, feats, window=eng.window, burn_in=eng.burn_in, max_windows=self.lstm_windows)
+            feats = [torch.from_numpy(np.concatenate(state[i].feats)) for i in finished if state[i].feats]
+            windows = window_logits(
+                seq, feats, window=eng.window, burn_in=eng.burn_in, max_windows=self.lstm_windows, device=self.device
             )
+            outs = iter(windows)
             logits = [next(outs) if state[i].feats else None for i in finished]
         for i, lg in zip(finished, logits, strict=True):
             st = state.pop(i)
