@@ -13,6 +13,8 @@
 #      on the whole folder; each prints its running rate every few seconds, so a stage cut
 #      off by its budget still says how fast it went;
 #   5. `lusviewer score FOLDER --batch-clips` on NCLI [200] clips: the CLI hook on this device.
+# Without ../shared (it does not travel to a device machine) the folder is made of 48 synthetic
+# 350x350 clips; without the shipped weights (108 MB), a random-init model of its architecture.
 # Every stage runs under `timeout` with its own wall-clock budget; a stage that fails or runs
 # out is said and the next one runs. Tables and logs go to $OUT (the device runner's folder)
 # or $RESULTS [runs/gpu-speed].
@@ -63,8 +65,30 @@ say "machine: $(getconf _NPROCESSORS_ONLN) cores, $(free -g 2>/dev/null | awk '/
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv,noheader 2>/dev/null | tee -a "$RES/gpu_speed.log"
 $PY -c 'import torch, platform; print("python", platform.python_version(), "torch", torch.__version__, "cuda", torch.version.cuda, "|", torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU")' 2>&1 | tee -a "$RES/gpu_speed.log"
 
-# The model: the shipped one, or (DRY) a tiny random one.
+# The model: the shipped one; where its weights did not come along (they are 108 MB), a
+# random-init model of the same card's architecture (speed does not depend on the weights,
+# and the agreement stage compares two paths with the same weights); (DRY) a tiny random one.
 MODEL=${MODEL:-models/lusviewer-hybrid.json}
+if [ "$DRY" != 1 ] && ! $PY -c "import sys; from lusviewer.model import load_model; load_model(sys.argv[1])" "$MODEL" 2>/dev/null; then
+  say "$MODEL cannot be loaded here: a random-init model of its architecture instead"
+  $PY - "$MODEL" "$WORK/random" <<'EOF' || { say "could not make the random model"; exit 1; }
+import json, sys
+from pathlib import Path
+import torch
+from lusviewer.model import HybridModel, ModelCard, ModelConfig, parameter_counts, save_model
+card = json.load(open(sys.argv[1]))
+out = Path(sys.argv[2]); out.mkdir(parents=True, exist_ok=True)
+torch.manual_seed(0)
+cfg = ModelConfig.from_dict(card["architecture"])
+model = HybridModel(cfg).eval()
+keep = ("lstm_window", "lstm_burn_in", "bf16_label_agreement")
+inference = {k: v for k, v in card.get("inference", {}).items() if k in keep}
+mc = ModelCard(name="random-" + card["name"], version="speed", config=cfg, weights_file="", inference=inference,
+               parameters=parameter_counts(model))
+print("random model:", save_model(model, mc, out / "random.json", dtype=torch.float16))
+EOF
+  MODEL="$WORK/random/random.json"
+fi
 if [ "$DRY" = 1 ]; then
   MODEL="$WORK/tiny/tiny-cnn_lstm.json"
   $PY - "$WORK/tiny" <<'EOF' || { say "could not make the tiny model"; exit 1; }
@@ -86,7 +110,20 @@ fi
 FOLDER="$WORK/folder"
 mkdir -p "$FOLDER"
 mapfile -t SRC < <(ls "$DATA"/videos/*.mp4 2>/dev/null | sort)
-if [ "${#SRC[@]}" = 0 ]; then say "no clips in $DATA/videos: nothing to measure"; exit 1; fi
+if [ "${#SRC[@]}" = 0 ]; then  # ../shared does not travel to a device machine: synthetic clips of the same shape
+  say "no clips in $DATA/videos: 48 synthetic 350x350 clips of 87 frames instead"
+  DATA="$WORK/synthetic"
+  $PY - "$DATA/videos" <<'EOF' || { say "could not write the synthetic clips"; exit 1; }
+import sys
+from pathlib import Path
+from lusviewer.io.synthetic import synthetic_frames, write_video
+out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+for i in range(48):
+    write_video(out / f"synthetic_{i:02d}.mp4", synthetic_frames(87, size=350, seed=i), fps=30.0)
+print("48 clips written")
+EOF
+  mapfile -t SRC < <(ls "$DATA"/videos/*.mp4 | sort)
+fi
 for ((i = 0; i < NCLIPS; i++)); do
   src=${SRC[$((i % ${#SRC[@]}))]}
   ln -sf "$(realpath "$src")" "$FOLDER/$(printf 'c%05d' "$i")_$(basename "$src")"
@@ -225,11 +262,11 @@ stage folder 150 $PY "$BENCH" folder "$MODEL" "$DEVICE" "$FOLDER" "$NCLIPS" "$E2
 CLI="$WORK/cli"
 mkdir -p "$CLI"
 for f in $(ls "$FOLDER" | head -n "$NCLI"); do ln -sf "$(realpath "$FOLDER/$f")" "$CLI/$f"; done
-stage cli 60 bash -c "/usr/bin/time -f 'lusviewer score: %e s wall, %M KiB peak RSS' $PY -m lusviewer score '$CLI' --model '$MODEL' \
+stage cli 60 bash -c "$PY -m lusviewer score '$CLI' --model '$MODEL' \
   --device '$DEVICE' --batch-clips --batch-size '$E2E_BATCH' --decode-workers '$WORKERS' -o '$WORK/cli_report.csv' \
   && wc -l '$WORK/cli_report.csv' '$WORK/cli_report_clips.csv'"
 
-grep -E "^\||^END TO END|^agreement|^LSTM alone|ran out|FAILED|lusviewer score:" "$RES/gpu_speed.log" > "$RES/gpu_speed_tables.md"
+grep -E "^\||^END TO END|^agreement|^LSTM alone|ran out|FAILED|lusviewer: scored|model .* on |stage cli" "$RES/gpu_speed.log" > "$RES/gpu_speed_tables.md"
 say "done: $fails stage(s) failed or ran out; tables in $RES/gpu_speed_tables.md"
 [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK"
 exit $((fails > 0))

@@ -283,3 +283,36 @@ def test_score_batch_clips_writes_the_same_report(tmp_path: Path, tiny_model: Pa
         rows[name] = [_rows(p) for p in (out, tmp_path / f"{name}_clips.csv")]
     assert rows["new"] == rows["old"]
     assert len(rows["new"][1]) == 3  # header + two clips
+
+
+def test_score_goes_on_clip_by_clip_when_scoring_together_fails(
+    tmp_path: Path,
+    tiny_model: Path,
+    synthetic_clip: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from lusviewer.cli import run as cli
+    from lusviewer.inference import folder
+
+    original = folder.FolderScorer.score
+
+    def dies_after_one(self: FolderScorer, clips: list[str], **kw: Any) -> Any:
+        outcomes = original(self, clips, **kw)
+        yield next(outcomes)
+        outcomes.close()
+        raise RuntimeError("a decode process ended unexpectedly (simulated)")
+
+    monkeypatch.setattr(folder.FolderScorer, "score", dies_after_one)
+    clips = [str(SAMPLE), str(synthetic_clip), str(SAMPLE)]
+    rows = {}
+    for name, extra in (("old", []), ("new", ["--batch-clips", "--decode-workers", "1"])):
+        out = tmp_path / f"{name}.csv"
+        assert (
+            cli(["score", *clips, "-o", str(out), "-q", "--model", str(tiny_model), "--precision", "fp32", *extra]) == 0
+        )
+        rows[name] = _rows(out), _rows(tmp_path / f"{name}_clips.csv")
+    assert rows["new"] == rows["old"] and len(rows["new"][1]) == 4
+    said = capsys.readouterr().err
+    assert "scoring the clips together stopped (RuntimeError: a decode process ended unexpectedly (simulated))" in said
+    assert "the 2 clip(s) left are scored one by one" in said

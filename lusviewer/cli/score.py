@@ -7,7 +7,7 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lusviewer.cli import distributed
 from lusviewer.cli.common import (
@@ -22,8 +22,10 @@ from lusviewer.cli.common import (
 )
 from lusviewer.cli.options import add_exam_zones, add_folder_batching, add_option, add_precision, add_rule
 
+T = TypeVar("T")
+
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterator
 
     import numpy as np
 
@@ -223,9 +225,12 @@ def _results(
         return
     bar = tqdm(total=len(clips), desc="clips", unit="clip", disable=args.quiet, file=sys.stderr)
     readers = logging.getLogger("lusviewer.io")
+    given = 0  # clips handed on so far
+    failure: Exception | None = None
     try:
         with contextlib.closing(scorer.score(clips)) as outcomes:
-            for outcome in outcomes:
+            for outcome in _guarded(outcomes):
+                given += 1
                 said = current_warning_lines()
                 if said is not None:
                     said.begin_clip()
@@ -243,14 +248,42 @@ def _results(
                     what = "the clip is incomplete (cut short or damaged)"
                     err(f"warning: {name}: {what}; scored on the {n} frames present")
                 yield outcome.path, result
+    except _FolderFailed as exc:  # the run as a whole (a decoding process killed, the GPU): the rest clip by clip
+        failure = exc.cause
     finally:
         bar.close()
+    if failure is not None:
+        err(
+            f"warning: scoring the clips together stopped ({_what(failure)}); the {len(clips) - given} clip(s) "
+            "left are scored one by one"
+        )
+        for path in clips[given:]:
+            yield path, _score_clip(engine, path, args.quiet)
+        return
     if not args.quiet:
         s = scorer.stats
         rate = s.frames / s.wall_s if s.wall_s > 0 else 0.0
         err(
             f"scored {s.frames} frames of {len(clips)} clips in {s.wall_s:.1f} s ({rate:.0f} frames/s, CNN {s.capture})"
         )
+
+
+class _FolderFailed(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _guarded(items: Iterator[T]) -> Iterator[T]:
+    """``items``, with a failure of the iterator itself (not of the code consuming it) as :class:`_FolderFailed`."""
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _FolderFailed(exc) from exc
+        yield item
 
 
 def _write(args: argparse.Namespace, writer: ReportWriter, session: ExamSession) -> int | None:
