@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU folder scoring speed (issue 18, item 3), one prepared session of about 6 minutes on
-# one H100/H200 (at most ~8.5 if every stage uses its whole budget):
+# one H100/H200 (at most ~9.5 if every stage used its whole budget; run it with a 600 s limit):
 #   0. the machine;
 #   1. a folder of NCLIPS [2000] clips: symbolic links to ../shared/data/covid-blues clips, cycled;
 #   2. the model alone: CNN frames/s at batch 64/128/256, eager vs a captured CUDA graph
@@ -124,9 +124,10 @@ print("48 clips written")
 EOF
   mapfile -t SRC < <(ls "$DATA"/videos/*.mp4 | sort)
 fi
+mapfile -t REAL < <(realpath "${SRC[@]}")
 for ((i = 0; i < NCLIPS; i++)); do
-  src=${SRC[$((i % ${#SRC[@]}))]}
-  ln -sf "$(realpath "$src")" "$FOLDER/$(printf 'c%05d' "$i")_$(basename "$src")"
+  src=${REAL[$((i % ${#REAL[@]}))]}
+  ln -sf "$src" "$FOLDER/$(printf 'c%05d' "$i")_${src##*/}"
 done
 say "folder: $NCLIPS links to ${#SRC[@]} clips of $DATA in $FOLDER"
 
@@ -249,20 +250,20 @@ if __name__ == "__main__":
 EOF
 
 # 2. The model alone.
-stage model 100 $PY "$BENCH" model "$MODEL" "$DEVICE" "$BATCHES" "$CAPTURES" "$SECONDS_PER"
+stage model 80 $PY "$BENCH" model "$MODEL" "$DEVICE" "$BATCHES" "$CAPTURES" "$SECONDS_PER"
 if [ "$COMPILE" = 1 ]; then
-  stage compile 150 $PY "$BENCH" model "$MODEL" "$DEVICE" 128 compile "$SECONDS_PER"
+  stage compile 120 $PY "$BENCH" model "$MODEL" "$DEVICE" 128 compile "$SECONDS_PER"
 fi
 # 3. Agreement on this device.
-stage agree 60 $PY "$BENCH" agree "$MODEL" "$DEVICE" "$FOLDER" "$( [ "$DRY" = 1 ] && echo 4 || echo 12 )" "$E2E_BATCH" "$WORKERS"
+stage agree 45 $PY "$BENCH" agree "$MODEL" "$DEVICE" "$FOLDER" "$( [ "$DRY" = 1 ] && echo 4 || echo 12 )" "$E2E_BATCH" "$WORKERS"
 # 4. End to end: the old path on a share, the folder scorer on the whole folder.
-stage engine 75 $PY "$BENCH" engine "$MODEL" "$DEVICE" "$FOLDER" "$OLD_CLIPS" 55
-stage folder 150 $PY "$BENCH" folder "$MODEL" "$DEVICE" "$FOLDER" "$NCLIPS" "$E2E_BATCH" "$WORKERS"
+stage engine 70 $PY "$BENCH" engine "$MODEL" "$DEVICE" "$FOLDER" "$OLD_CLIPS" 50
+stage folder 130 $PY "$BENCH" folder "$MODEL" "$DEVICE" "$FOLDER" "$NCLIPS" "$E2E_BATCH" "$WORKERS"
 # 5. The CLI hook on this device.
 CLI="$WORK/cli"
 mkdir -p "$CLI"
 for f in $(ls "$FOLDER" | head -n "$NCLI"); do ln -sf "$(realpath "$FOLDER/$f")" "$CLI/$f"; done
-stage cli 60 bash -c "$PY -m lusviewer score '$CLI' --model '$MODEL' \
+stage cli 45 bash -c "$PY -m lusviewer score '$CLI' --model '$MODEL' \
   --device '$DEVICE' --batch-clips --batch-size '$E2E_BATCH' --decode-workers '$WORKERS' -o '$WORK/cli_report.csv' \
   && wc -l '$WORK/cli_report.csv' '$WORK/cli_report_clips.csv'"
 
