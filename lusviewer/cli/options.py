@@ -78,6 +78,35 @@ def add_precision(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="auto", choices=PRECISIONS)
 
 
+def add_folder_batching(p: argparse.ArgumentParser) -> None:
+    """``score``'s options of the folder scorer (:mod:`lusviewer.inference.folder`)."""
+    from lusviewer.inference.folder import CAPTURES
+
+    p.add_argument(
+        "--batch-clips",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="score the clips together: frames of several clips share each batch, decoded by a pool of "
+        "processes (same results as clip by clip; faster on a GPU, not on a CPU). Default: on with CUDA "
+        "and more than one clip, off on the CPU",
+    )
+    p.add_argument(
+        "--decode-workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="--batch-clips: decoding processes (default 0: one per core, at most 16; one core left free with CUDA)",
+    )
+    p.add_argument(
+        "--cnn-capture",
+        default="auto",
+        choices=CAPTURES,
+        help="--batch-clips: how the CNN runs at its one batch shape: graph = a captured CUDA graph, compile = "
+        "torch.compile(mode='reduce-overhead'), eager; auto = graph with CUDA, eager on the CPU; "
+        "eager where capture fails",
+    )
+
+
 def add_exam_zones(p: argparse.ArgumentParser, help: str) -> None:
     from lusviewer.report import PROTOCOLS
 

@@ -4,9 +4,10 @@ CSV report and, with ``--exam``, the clips as one patient's exam."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from lusviewer.cli import distributed
 from lusviewer.cli.common import (
@@ -19,9 +20,13 @@ from lusviewer.cli.common import (
     load_model_or_say,
     quiet_opencv,
 )
-from lusviewer.cli.options import add_exam_zones, add_option, add_precision, add_rule
+from lusviewer.cli.options import add_exam_zones, add_folder_batching, add_option, add_precision, add_rule
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
     import numpy as np
 
     from lusviewer.inference import ClipResult, ScoringEngine
@@ -36,6 +41,7 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     add_option(s, "--device")
     add_precision(s)
     add_option(s, "--batch-size")
+    add_folder_batching(s)
     add_rule(s, help="clip score rule (auto: the one the model card names, else persistent)")
     s.add_argument(
         "--exam",
@@ -186,6 +192,100 @@ def _score_clip(engine: ScoringEngine, path: str, quiet: bool) -> ClipResult | N
     return result
 
 
+def _batch_clips(args: argparse.Namespace, engine: ScoringEngine, clips: list[str]) -> bool:
+    """Whether to score the clips together (the folder scorer): when asked, else with CUDA and several clips."""
+    wanted = getattr(args, "batch_clips", None)
+    return bool(wanted) if wanted is not None else engine.device.type == "cuda" and len(clips) > 1
+
+
+def _results(
+    args: argparse.Namespace, engine: ScoringEngine, clips: list[str]
+) -> Generator[tuple[str, ClipResult | None], None, None]:
+    """Each clip and its result (None: it could not be scored, said), in the order given."""
+    if not _batch_clips(args, engine, clips):
+        for path in clips:
+            yield path, _score_clip(engine, path, args.quiet)
+        return
+    import logging
+
+    from tqdm import tqdm
+
+    from lusviewer.inference.folder import FolderScorer
+    from lusviewer.io import display_path
+
+    try:
+        scorer = FolderScorer(
+            engine,
+            workers=getattr(args, "decode_workers", 0),
+            capture=getattr(args, "cnn_capture", "auto"),
+        )
+    except ValueError as exc:
+        err(f"error: {exc}")
+        yield from ((path, None) for path in clips)
+        return
+    bar = tqdm(total=len(clips), desc="clips", unit="clip", disable=args.quiet, file=sys.stderr)
+    readers = logging.getLogger("lusviewer.io")
+    given = 0  # clips handed on so far
+    failure: Exception | None = None
+    try:
+        with contextlib.closing(scorer.score(clips)) as outcomes:
+            for outcome in _guarded(outcomes):
+                given += 1
+                said = current_warning_lines()
+                if said is not None:
+                    said.begin_clip()
+                for level, line in outcome.logs:  # what the readers said while the clip was decoded
+                    readers.log(level, "%s", line)
+                bar.update(1)
+                result = outcome.result
+                if result is None:
+                    err(f"error: {outcome.error}")
+                    yield outcome.path, None
+                    continue
+                n = len(result.scores)
+                if not result.info.complete and (said is None or not said.said.incomplete):
+                    name = display_path(outcome.path)
+                    what = "the clip is incomplete (cut short or damaged)"
+                    err(f"warning: {name}: {what}; scored on the {n} frames present")
+                yield outcome.path, result
+    except _FolderFailed as exc:  # the run as a whole (a decoding process killed, the GPU): the rest clip by clip
+        failure = exc.cause
+    finally:
+        bar.close()
+    if failure is not None:
+        err(
+            f"warning: scoring the clips together stopped ({_what(failure)}); the {len(clips) - given} clip(s) "
+            "left are scored one by one"
+        )
+        for path in clips[given:]:
+            yield path, _score_clip(engine, path, args.quiet)
+        return
+    if not args.quiet:
+        s = scorer.stats
+        rate = s.frames / s.wall_s if s.wall_s > 0 else 0.0
+        err(
+            f"scored {s.frames} frames of {len(clips)} clips in {s.wall_s:.1f} s ({rate:.0f} frames/s, CNN {s.capture})"
+        )
+
+
+class _FolderFailed(Exception):
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+def _guarded(items: Iterator[T]) -> Iterator[T]:
+    """``items``, with a failure of the iterator itself (not of the code consuming it) as :class:`_FolderFailed`."""
+    while True:
+        try:
+            item = next(items)
+        except StopIteration:
+            return
+        except Exception as exc:
+            raise _FolderFailed(exc) from exc
+        yield item
+
+
 def _write(args: argparse.Namespace, writer: ReportWriter, session: ExamSession) -> int | None:
     """Commit the report and write the exam; an exit status when that failed."""
     from lusviewer.io import display_path
@@ -273,9 +373,9 @@ def run(args: argparse.Namespace) -> int:
     except ReportError as exc:  # one line naming the report and the reason; nothing left behind
         err(f"error: {exc}")
         return EXIT_USAGE
-    with writer, quiet_opencv():
-        for path in clips:
-            result = _score_clip(engine, path, args.quiet)
+    results = _results(args, engine, clips)
+    with writer, quiet_opencv(), contextlib.closing(results):  # closed: no decoding process left
+        for path, result in results:
             if result is None:
                 failed += 1
                 session.failed(path)
