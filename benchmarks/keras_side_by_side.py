@@ -90,6 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--min-seconds", type=float, default=3.0, help="at least this long per measurement")
     ap.add_argument("--min-frames", type=int, default=32, help="and at least this many frames")
     ap.add_argument("--no-engine", action="store_true", help="skip lusviewer's end-to-end rows")
+    ap.add_argument("--no-labels", action="store_true", help="skip the frame-label comparison (one pass a variant)")
     ap.add_argument("--profile", action="store_true", help="then profile lusviewer's bf16 CNN at the largest batch")
     ap.add_argument("--out", default=None, help="also write the Markdown to this file")
     args = ap.parse_args(argv)
@@ -113,6 +114,7 @@ class KerasServer:
             )
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", OMP_NUM_THREADS=str(threads), PYTHONUNBUFFERED="1")
         env.pop("PYTHONPATH", None)  # lusviewer's path means nothing in the TF venv
+        env.pop("OMP_WAIT_POLICY", None)  # lusviewer's setting; Keras is run as it comes
         cmd = [python, str(SERVER), "--serve", *(["--stub"] if stub else [])]
         # The server's stderr (TensorFlow's logging): read back for a failure's last line.
         self.log = log if log is not None else tempfile.TemporaryFile("w+")  # noqa: SIM115 (closed by close())
@@ -321,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"- machine: {machine()}; load average at start {load_avg()}",
         f"- frames: {len(frames)} of {len(clips)} clip(s) ({', '.join(c.name for c in clips)}), {frames.shape[1]} px",
-        f"- threads: {args.threads} intra-op + {args.threads} inter-op, each side; {args.rounds} rounds, "
+        f"- threads: {args.threads} intra-op + {args.threads} inter-op, each side (lusviewer's OMP_WAIT_POLICY: "
+        f"{os.environ.get('OMP_WAIT_POLICY', 'unset')}); {args.rounds} rounds, "
         f">= {args.min_seconds:g} s and >= {args.min_frames} frames a measurement",
         f"- lusviewer engine: {engine.description}, batch {engine.batch_size} (built in {engine_init_s:.1f} s); "
         f"model {Path(model_path).name}",
@@ -356,11 +359,15 @@ def main(argv: list[str] | None = None) -> int:
             ]
             print("\n".join(lines), flush=True)
             header += lines
-            agreement = compare_labels(server, args.keras_variants, frames, torch_run, max(args.batches), Path(tmp))
-            lines = ["- the same frames' labels against lusviewer fp32 (PyTorch eager), with the same weights:"]
-            lines += [f"  - {name}: {text}" for name, text in agreement.items()]
-            print("\n".join(lines), flush=True)
-            header += lines
+            agreement: dict[str, str] = {}
+            if not args.no_labels:
+                batch = max(args.batches)
+                agreement = compare_labels(server, args.keras_variants, frames, torch_run, batch, Path(tmp))
+            if agreement:
+                lines = ["- the same frames' labels against lusviewer fp32 (PyTorch eager), with the same weights:"]
+                lines += [f"  - {name}: {text}" for name, text in agreement.items()]
+                print("\n".join(lines), flush=True)
+                header += lines
 
             def keras_case(variant: str, batch: int) -> Case:
                 def run() -> tuple[int, float]:
