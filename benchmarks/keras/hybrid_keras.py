@@ -18,7 +18,9 @@ arithmetic:
 * head on concat(paths 16384, 16 px maps 4096, DenseNet 256): batchnorm, dense 1024,
   512, 128, 64 (the per-frame feature), dense 4 softmax.
 
-The weights are random (He initialisation): speed does not depend on them. Trainable
+The weights are random (He initialisation) unless lusviewer's are ported
+(:func:`port_weights`; ``keras_side_by_side.py`` does, to check that both give the same
+probabilities); speed does not depend on them. Trainable
 parameters equal lusviewer's ``HybridCNN`` parameters exactly (41,396,483); Keras also
 counts BatchNorm's moving mean and variance (274,368 values), which PyTorch keeps as
 buffers, not parameters. Feature maps are flattened in channel-first order (a
