@@ -8,6 +8,7 @@ import math
 import os
 import random
 import re
+import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -451,9 +452,14 @@ def cached_frames(path: str, size: int, cache_dir: str | os.PathLike[str] | None
         return np.asarray(np.load(f, allow_pickle=False))
     arr = decode_clip(path, size, crop)
     f.parent.mkdir(parents=True, exist_ok=True)
-    tmp = f.with_name(f.name + ".tmp.npy")
-    np.save(tmp, arr, allow_pickle=False)
-    os.replace(tmp, f)
+    # A temporary name of this process and thread: folds run side by side decode the same
+    # clips at once (a shared name made one process's replace find the file gone).
+    tmp = f.with_name(f".{f.stem}.{os.getpid()}.{threading.get_ident()}.tmp.npy")
+    try:
+        np.save(tmp, arr, allow_pickle=False)
+        os.replace(tmp, f)
+    finally:
+        tmp.unlink(missing_ok=True)
     return arr
 
 
