@@ -169,3 +169,25 @@ def test_model_layer_knows_the_report_layers_rules() -> None:
     from lusviewer.report.aggregate import RULES
 
     assert CLIP_RULES == RULES
+
+
+def test_frames_are_scored_as_the_clip_rule_reads_them() -> None:
+    """Under the expected rule a frame's score is its expected severity cut at the rule's
+    thresholds: with flat (calibrated) probabilities the most probable score of every frame
+    can be 3 while the clip's mean severity is cut to 1 (seen in the viewer: a timeline all
+    3s beside "Score 1"). Cut alike, a clip whose frames all score s is scored s."""
+    from lusviewer.report.aggregate import frame_scores
+
+    flat = np.tile([0.24, 0.25, 0.25, 0.26], (30, 1))  # argmax 3, expected severity 1.53
+    t = (1.46, 1.63, 1.72)
+    assert (frame_scores(flat) == 3).all()  # the persistent rule reads the most probable score
+    s = frame_scores(flat, "expected", t)
+    assert (s == 1).all()
+    assert summarize_clip(s, flat, rule="expected", thresholds=t).clip_score == 1
+    rng = np.random.default_rng(2)
+    for _ in range(50):  # whatever the frames, if they all score the same, so does the clip
+        p = rng.dirichlet(np.ones(4) * 20, size=25)
+        s = frame_scores(p, "expected", t)
+        if len(set(s.tolist())) == 1:
+            assert summarize_clip(s, p, rule="expected", thresholds=t).clip_score == s[0]
+    assert frame_scores(np.zeros((0, 4)), "expected", t).shape == (0,)

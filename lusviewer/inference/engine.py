@@ -51,7 +51,7 @@ from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, Sequen
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
 from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, detect_sector, resize_frame, to_model_input
 from lusviewer.model.weights import LoadedModel
-from lusviewer.report.aggregate import RULES, ClipSummary, summarize_clip
+from lusviewer.report.aggregate import RULES, ClipSummary, frame_scores, summarize_clip
 
 BF16_AGREEMENT_FLOOR = 0.99
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -329,6 +329,10 @@ class ScoringEngine:
             found = torch.sigmoid(out.aux[:, self._finding_cols].float()).cpu().numpy().astype(np.float32)
         return probs, feats, err, found
 
+    def frame_scores(self, probs: np.ndarray) -> np.ndarray:
+        """Frame scores as this engine's clip rule reads them (:func:`report.aggregate.frame_scores`)."""
+        return frame_scores(probs, self.rule, self.thresholds)
+
     def score_clip(
         self,
         clip: str | ClipReader,
@@ -387,7 +391,7 @@ class ScoringEngine:
             probs_out.append(p)
             errs.append(e)
             if on_frames is not None:
-                on_frames(ScoredFrames(done, p, p.argmax(1), e, found[0] if found else None, f))
+                on_frames(ScoredFrames(done, p, self.frame_scores(p), e, found[0] if found else None, f))
             done += n
             if progress is not None:
                 progress(done, total)
@@ -415,7 +419,7 @@ class ScoringEngine:
         if not probs_out:
             raise ClipError(label, "no frame could be decoded")
         probs_all = np.concatenate(probs_out).astype(np.float32)
-        scores = probs_all.argmax(1)
+        scores = self.frame_scores(probs_all)
         # The frames decoded are the clip: the result says so when the count the reader
         # gave at the start was wrong (fewer frames than it promised: incomplete); the
         # readers that notice a clip ending early have already said so in reader.info.

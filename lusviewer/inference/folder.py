@@ -676,7 +676,7 @@ class FolderScorer:
         if not st.probs:
             return ClipOutcome(i, label, None, str(ClipError(label, "no frame could be decoded")), st.logs)
         probs_all = (np.concatenate(st.probs) if lstm_probs is None else lstm_probs).astype(np.float32)
-        scores = probs_all.argmax(1)
+        scores = eng.frame_scores(probs_all)
         if len(scores) != st.total:
             info = replace(info, frame_count=len(scores), complete=info.complete and len(scores) > st.total)
         summary = summarize_clip(scores, probs_all, fps=info.fps, rule=eng.rule, thresholds=eng.thresholds)

@@ -56,6 +56,21 @@ def check_thresholds(thresholds: Sequence[float], num_classes: int = 4) -> tuple
     return t
 
 
+def frame_scores(probs: np.ndarray, rule: str = "persistent", thresholds: Sequence[float] | None = None) -> np.ndarray:
+    """Each frame's score. Its most probable score; but under the ``expected`` rule, the
+    frame's own expected severity cut at the clip rule's thresholds, so that frames and
+    clip are scored alike: with calibrated, flat probabilities the most probable score of
+    every frame can be 3 while their mean severity is cut to 1, a clip score that
+    contradicts its own timeline. The clip's expected severity is the mean of its frames'
+    (the sum is linear), so a clip whose every frame scores s is scored s."""
+    p = np.asarray(probs, dtype=np.float64)
+    if rule != "expected" or p.ndim != 2 or not len(p):
+        return np.asarray(p.argmax(1) if p.ndim == 2 and len(p) else np.zeros(0), dtype=np.int64)
+    t = check_thresholds(ROUNDING if thresholds is None else thresholds, p.shape[1])
+    severity = p @ np.arange(p.shape[1], dtype=np.float64)
+    return np.asarray((severity[:, None] >= np.asarray(t)[None, :]).sum(axis=1), dtype=np.int64)
+
+
 def cut_severity(value: float, thresholds: Sequence[float]) -> int:
     """The score an expected severity falls on: how many thresholds it reaches."""
     return int(sum(value >= t for t in thresholds))
