@@ -274,6 +274,11 @@ def test_model_card_page_lists_the_findings() -> None:
     assert "B-lines" in page and "0.76 (0.70–0.82)" in page and "Shown by the viewer and in the CSV: B-lines" in page
     assert "Not shown" in model_card_html("m", "m.json", {"metrics": {"findings": AUC}, "inference": {}})
     assert "Findings" not in model_card_html("m", "m.json", {"metrics": {}, "inference": {}})
+    checks = {"clip_rule_check": "by prevalence on 574 clips", "calibration_check": "ECE 0.11 -> 0.02"}
+    page = model_card_html("m", "m.json", {"metrics": {}, "inference": checks})
+    # each note named: the shipped card's read as fragments ("by prevalence on ...") without
+    assert "<b>Clip score thresholds</b>: by prevalence on 574 clips" in page
+    assert "<b>Calibration</b>: ECE 0.11 -&gt; 0.02" in page
 
 
 @pytest.fixture(params=[BOTH, None], ids=["shown", "not-shown"])
