@@ -224,7 +224,11 @@ def test_summary_withholds_the_findings_of_an_unfamiliar_clip(qtbot: Any) -> Non
     qtbot.addWidget(panel)
     panel.set_findings({"b_lines": 0.8})
     assert panel.findings.text().startswith("B-lines: likely (p 0.80)") and not panel.findings.isHidden()
+    panel.set_confidence(np.ones(10, dtype=bool))
+    assert "Low confidence" in panel.confidence.text()
     panel.set_familiarity("unlike the model's training clips (...)")
+    assert panel.confidence.text() == "" and panel.familiarity.text().endswith("Clip score withheld.")
+    assert panel.confidence.isHidden()  # an empty line would still take its height
     panel.set_findings({"b_lines": 0.8})
     assert panel.findings.text().startswith("B-lines withheld")
     panel.set_findings({"a_lines": 0.4})  # the shipped card shows A-lines only: B-lines are not named
@@ -233,6 +237,8 @@ def test_summary_withholds_the_findings_of_an_unfamiliar_clip(qtbot: Any) -> Non
     assert panel.findings.text().startswith("B-lines and A-lines withheld")
     panel.clear()
     assert panel.findings.isHidden() and panel.findings.text() == ""
+    panel.set_confidence(np.zeros(10, dtype=bool))  # the next clip: shown again
+    assert not panel.confidence.isHidden() and "On 0 % of frames" in panel.confidence.text()
 
 
 def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:

@@ -167,6 +167,7 @@ class SummaryPanel(QWidget):
         :func:`~lusviewer.report.aggregate.low_confidence`: the share of frames where
         the score it shows has a probability below :data:`LOW_CONFIDENCE`."""
         n = len(low)
+        self.confidence.setVisible(bool(n))  # hidden when empty: an empty line still takes its height
         if not n:
             self.confidence.setText("")
             return
@@ -199,10 +200,12 @@ class SummaryPanel(QWidget):
         """Warn when the clip is unlike the model's training clips (``ClipResult.familiarity_warning``):
         the clip score is then withheld, not shown as a finding (the report keeps it, flagged)."""
         if warning:
-            self.familiarity.setText(
-                f"⚠ This clip looks {warning}. The model's output is no finding: clip score withheld."
-            )
+            self.familiarity.setText(f"⚠ This clip looks {warning}. Clip score withheld.")
             self.familiarity.show()
+            # How sure the model is of a score that is not shown says nothing more (the timeline
+            # keeps its dashes); the line would push the counts out of the tab at 1280x800.
+            self.confidence.setText("")
+            self.confidence.hide()
             if self._clip_score is not None:
                 self.score.setText(clip_score_text(self._clip_score, "withheld"))
                 self.score.setStyleSheet(f"color: {WITHHELD_COLOUR};")
