@@ -188,16 +188,33 @@ def test_summary_line_words_the_findings() -> None:
     from lusviewer.ui.summary_panel import findings_text
 
     assert findings_text({"a_lines": 0.22, "b_lines": 0.81}) == "B-lines: likely (p 0.81) · A-lines: unlikely (p 0.22)"
-    assert findings_text({"b_lines": 0.5}, {"b_lines": 0.76}) == (
-        "B-lines: unsure (p 0.50) (model trained on the experts' per-clip flags; validation AUC 0.76)"
-    )
+    assert findings_text({"b_lines": 0.5}, {"b_lines": 0.76}) == ("B-lines: unsure (p 0.50) (validation AUC 0.76)")
     assert findings_text({"a_lines": 0.7, "b_lines": 0.49}, {"b_lines": 0.76, "a_lines": None}).endswith(
-        "A-lines: likely (p 0.70) (model trained on the experts' per-clip flags; validation AUC B-lines 0.76)"
+        "A-lines: likely (p 0.70) (validation AUC B-lines 0.76)"
     )
     assert findings_text({"b_lines": 0.69}).startswith("B-lines: unsure")  # a guess is not a finding
     assert findings_text({"b_lines": 0.31}).startswith("B-lines: unsure")
     assert findings_text({"b_lines": 0.3}).startswith("B-lines: unlikely")
     assert findings_text({}) == ""
+
+
+def test_summary_says_when_the_expected_rule_and_the_frames_disagree(qtbot: Any) -> None:
+    """The expected rule cuts the clip's mean severity: a clip can score 1 with every frame
+    scored 3 (seen with the shipped model on patient_17_R3). The Clip tab must say why, or
+    its score, its counts and its timeline contradict each other."""
+    from lusviewer.ui.summary_panel import SummaryPanel
+
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    rule = "expected: the frames' mean severity 1.59, cut at 1.46/1.63/1.72 (fitted in cross-validation)"
+    panel.set_summary(1, rule, (0, 0, 0, 100), 98, 100, 25.0, "uncertain")
+    assert "The frames score 3 most often" in panel.rule.text() and "not from counting frames" in panel.rule.text()
+    assert "a guess, not a finding" in panel.rule.text()
+    panel.set_summary(1, rule, (0, 48, 13, 0), 32, 61, 25.0, "uncertain")  # frames agree: nothing added
+    assert "most often" not in panel.rule.text()
+    persistent = "persistent: highest score held >= 5 consecutive frames"
+    panel.set_summary(3, persistent, (90, 0, 0, 10), 95, 100, 25.0)  # worst finding held: no note
+    assert "most often" not in panel.rule.text()
 
 
 def test_summary_withholds_the_findings_of_an_unfamiliar_clip(qtbot: Any) -> None:
@@ -207,11 +224,21 @@ def test_summary_withholds_the_findings_of_an_unfamiliar_clip(qtbot: Any) -> Non
     qtbot.addWidget(panel)
     panel.set_findings({"b_lines": 0.8})
     assert panel.findings.text().startswith("B-lines: likely (p 0.80)") and not panel.findings.isHidden()
+    panel.set_confidence(np.ones(10, dtype=bool))
+    assert "Low confidence" in panel.confidence.text()
     panel.set_familiarity("unlike the model's training clips (...)")
+    assert panel.confidence.text() == "" and panel.familiarity.text().endswith("Clip score withheld.")
+    assert panel.confidence.isHidden()  # an empty line would still take its height
     panel.set_findings({"b_lines": 0.8})
-    assert panel.findings.text().startswith("A-/B-lines withheld")
+    assert panel.findings.text().startswith("B-lines withheld")
+    panel.set_findings({"a_lines": 0.4})  # the shipped card shows A-lines only: B-lines are not named
+    assert panel.findings.text().startswith("A-lines withheld") and "B-lines" not in panel.findings.text()
+    panel.set_findings({"a_lines": 0.4, "b_lines": 0.8})
+    assert panel.findings.text().startswith("B-lines and A-lines withheld")
     panel.clear()
     assert panel.findings.isHidden() and panel.findings.text() == ""
+    panel.set_confidence(np.zeros(10, dtype=bool))  # the next clip: shown again
+    assert not panel.confidence.isHidden() and "On 0 % of frames" in panel.confidence.text()
 
 
 def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:
@@ -224,6 +251,7 @@ def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:
     values = np.linspace(0, 1, 60, dtype=np.float32).reshape(30, 2)
     t.set_findings(("b_lines", "a_lines"), values)
     assert not t.findings_toggle.isHidden()
+    assert t.findings_toggle.text() == "Findings (B-lines, A-lines)"
     x, y = t.finding_curves["b_lines"].getData()
     np.testing.assert_allclose(y, values[:, 0], atol=1e-6)
     np.testing.assert_array_equal(x, np.arange(30))
@@ -234,6 +262,11 @@ def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:
     assert not t.finding_curves["b_lines"].isVisible()
     t.findings_toggle.setChecked(True)
     t.set_findings(("b_lines",), values[:, 1:])  # one finding shown: one curve, one legend entry
+    assert t.findings_toggle.text() == "Findings (B-lines)"  # the check box names only what is shown
+    t.set_findings(("a_lines", "b_lines"), values)
+    t.set_findings(("a_lines",), values[:, :1])  # the shipped card's case: A-lines shown, B-lines not
+    assert t.findings_toggle.text() == "Findings (A-lines)" and "B-lines" not in t.findings_toggle.toolTip()
+    t.set_findings(("b_lines",), values[:, 1:])
     assert t.finding_curves["a_lines"].getData()[1] is None or not len(t.finding_curves["a_lines"].getData()[1])
     assert [label.text for _, label in t.legend.items][-1] == "p(B-lines)" and len(t.legend.items) == 6
     t.reset(30)  # another clip: gone
@@ -247,6 +280,11 @@ def test_model_card_page_lists_the_findings() -> None:
     assert "B-lines" in page and "0.76 (0.70–0.82)" in page and "Shown by the viewer and in the CSV: B-lines" in page
     assert "Not shown" in model_card_html("m", "m.json", {"metrics": {"findings": AUC}, "inference": {}})
     assert "Findings" not in model_card_html("m", "m.json", {"metrics": {}, "inference": {}})
+    checks = {"clip_rule_check": "by prevalence on 574 clips", "calibration_check": "ECE 0.11 -> 0.02"}
+    page = model_card_html("m", "m.json", {"metrics": {}, "inference": checks})
+    # each note named: the shipped card's read as fragments ("by prevalence on ...") without
+    assert "<b>Clip score thresholds</b>: by prevalence on 574 clips" in page
+    assert "<b>Calibration</b>: ECE 0.11 -&gt; 0.02" in page
 
 
 @pytest.fixture(params=[BOTH, None], ids=["shown", "not-shown"])

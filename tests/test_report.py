@@ -124,6 +124,17 @@ def _entry(clip: str, score: int, unfamiliar: bool | None = False, sha: str = "a
     return ExamEntry(clip, clip.split("/")[-1].split(".")[0], score, 100, 7, unfamiliar, "m 1", sha)
 
 
+def test_a_withheld_zone_never_agrees_with_the_clinician() -> None:
+    """Seen in the viewer: R3 (noise, withheld, "No reliable score") counted as agreeing
+    because the model's unshown output happened to equal the clinician's score."""
+    exam = Exam()
+    exam.add(_entry("x/R3.mp4", 1, unfamiliar=True))
+    exam.add(_entry("x/L1.mp4", 0))
+    exam.set_clinician_score("x/R3.mp4", 1)
+    exam.set_clinician_score("x/L1.mp4", 0)
+    assert exam.n_agree == 1 and "agrees on 1 of 2" in exam.summary()
+
+
 def test_exam_total_replaces_rescored_clips_and_says_what_weakens_it(tmp_path: Path) -> None:
     import csv
 

@@ -192,8 +192,9 @@ class Exam:
 
     @property
     def n_agree(self) -> int:
-        """Zones where the model's clip score equals the clinician's score."""
-        return sum(self._entries[c].clip_score == s for c, s in self._clinician.items())
+        """Zones where the model's clip score equals the clinician's score; a withheld zone
+        (no reliable score) never agrees: the viewer shows the clinician no score there."""
+        return sum(not (e := self._entries[c]).withheld and e.clip_score == s for c, s in self._clinician.items())
 
     @property
     def entries(self) -> list[ExamEntry]:

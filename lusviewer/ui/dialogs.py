@@ -131,6 +131,18 @@ def _findings_html(metrics: dict[object, object], inference: object) -> str:
     return text
 
 
+#: The card's notes on how its inference settings were fitted or checked, each named: the
+#: notes are written as continuations ("by prevalence on 574 ... predictions") and read as
+#: fragments without a name.
+_CHECK_LABELS = (
+    ("clip_rule_check", "Clip score thresholds"),
+    ("calibration_check", "Calibration"),
+    ("recon_error_check", "Familiarity limit"),
+    ("bf16_check", "bf16 against fp32"),
+    ("findings_check", "Findings shown"),
+)
+
+
 #: The repeated cross-validation's clip metrics a card may carry (``metrics.repeated_cv``), as shown.
 _CV_ROWS = (
     ("qwk", "κ (quadratic)"),
@@ -225,11 +237,7 @@ def model_card_html(name: str, card_path: str, card: dict[str, object], warnings
                 parts.append(f"<p><b>{_e(cv.get('title', key))}</b>: <i>{_e(cv['note'])}</i></p>")
     inf = card.get("inference")
     if isinstance(inf, dict):
-        checks = [
-            f"<li>{_e(inf[k])}</li>"
-            for k in ("clip_rule_check", "calibration_check", "recon_error_check", "bf16_check", "findings_check")
-            if k in inf
-        ]
+        checks = [f"<li><b>{label}</b>: {_e(inf[k])}</li>" for k, label in _CHECK_LABELS if k in inf]
         if checks:
             parts.append(f"<h3>Checks at inference</h3><ul>{''.join(checks)}</ul>")
     parts.append(f"<p style='color:#555'>Card: {_e(card_path)}</p>")

@@ -38,8 +38,30 @@ def findings_text(means: dict[str, float], auc: dict[str, float | None] | None =
             if len(order) == 1
             else ", ".join(f"{FINDING_LABELS.get(k, k)} {a:.2f}" for k, a in aucs)
         )
-        text += f" (model trained on the experts' per-clip flags; validation AUC {given})"
+        text += f" (validation AUC {given})"
     return text
+
+
+#: Where the findings come from: the findings line's tooltip (kept off the line, which must fit a 1024 px window).
+FINDINGS_TOOLTIP = (
+    "The clip's mean per-frame probability from the model's finding heads, trained on the experts' "
+    "per-clip flags; 'likely' from p 0.70, 'unlikely' to p 0.30, 'unsure' between"
+)
+
+
+def frames_disagree_text(clip_score: int, rule: str, counts: tuple[int, ...] | np.ndarray) -> str:
+    """For the *expected* rule, which scores a clip by its mean severity and not by its
+    frames: a sentence when the frames' most common score is not the clip score (the
+    timeline and the counts would otherwise seem to contradict it); empty otherwise."""
+    if not rule.startswith("expected") or not len(counts) or not int(np.sum(counts)):
+        return ""
+    common = int(np.argmax(counts))
+    if common == clip_score:
+        return ""
+    return (
+        f"The frames score {common} most often; the clip score comes from their mean severity, "
+        "not from counting frames."
+    )
 
 
 class SummaryPanel(QWidget):
@@ -103,6 +125,7 @@ class SummaryPanel(QWidget):
         # Shown only for a model whose card lists findings as validated (inference.findings_shown).
         self.findings = QLabel("")
         self.findings.setWordWrap(True)
+        self.findings.setToolTip(FINDINGS_TOOLTIP)
         self.findings.hide()
         layout.addWidget(self.findings)
 
@@ -144,6 +167,7 @@ class SummaryPanel(QWidget):
         :func:`~lusviewer.report.aggregate.low_confidence`: the share of frames where
         the score it shows has a probability below :data:`LOW_CONFIDENCE`."""
         n = len(low)
+        self.confidence.setVisible(bool(n))  # hidden when empty: an empty line still takes its height
         if not n:
             self.confidence.setText("")
             return
@@ -151,8 +175,8 @@ class SummaryPanel(QWidget):
         share = 100.0 * weak / n
         if weak * 2 > n:
             self.confidence.setText(
-                f"⚠ Low confidence: on {share:.0f} % of frames the model gives its score a probability "
-                f"below {LOW_CONFIDENCE:g} (dashed on the timeline). A weak call, close to a guess."
+                f"⚠ Low confidence on {share:.0f} % of frames: their score's probability is below "
+                f"{LOW_CONFIDENCE:g} (dashed on the timeline)."
             )
             self.confidence.setStyleSheet("color: #8a5a00; font-weight: bold;")
         else:
@@ -167,7 +191,8 @@ class SummaryPanel(QWidget):
         the training clips (:meth:`set_familiarity` first) they are withheld, as its score is."""
         text = findings_text(means, auc)
         if text and self.familiarity.text():
-            text = "A-/B-lines withheld: the clip is unlike the model's training clips (the CSV keeps them)."
+            names = " and ".join(FINDING_LABELS.get(k, k) for k in sorted(means, key=lambda k: k != "b_lines"))
+            text = f"{names} withheld: the clip is unlike the model's training clips (the CSV keeps them)."
         self.findings.setText(text)
         self.findings.setVisible(bool(text))
 
@@ -175,10 +200,12 @@ class SummaryPanel(QWidget):
         """Warn when the clip is unlike the model's training clips (``ClipResult.familiarity_warning``):
         the clip score is then withheld, not shown as a finding (the report keeps it, flagged)."""
         if warning:
-            self.familiarity.setText(
-                f"⚠ This clip looks {warning}. The model's output is no finding: clip score withheld."
-            )
+            self.familiarity.setText(f"⚠ This clip looks {warning}. Clip score withheld.")
             self.familiarity.show()
+            # How sure the model is of a score that is not shown says nothing more (the timeline
+            # keeps its dashes); the line would push the counts out of the tab at 1280x800.
+            self.confidence.setText("")
+            self.confidence.hide()
             if self._clip_score is not None:
                 self.score.setText(clip_score_text(self._clip_score, "withheld"))
                 self.score.setStyleSheet(f"color: {WITHHELD_COLOUR};")
@@ -210,9 +237,11 @@ class SummaryPanel(QWidget):
         self.rule.setText(f"Rule — {rule}{held}. Worst frame: {worst}.")
         if confidence == "uncertain":
             self.rule.setText(
-                f"{self.rule.text()} Uncertain: the model's calls behind this score are weak (probability below "
-                f"{LOW_CONFIDENCE:g}); a guess, not a finding."
+                f"{self.rule.text()} Uncertain: weak calls (probability below {LOW_CONFIDENCE:g}), "
+                "a guess, not a finding."
             )
+        if disagree := frames_disagree_text(clip_score, rule, counts):
+            self.rule.setText(f"{self.rule.text()} {disagree}")
         self.set_counts(counts, total)
         self._worst = worst
         self.worst.setEnabled(True)

@@ -268,6 +268,13 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
                 curve.setData([], [])
                 curve.setVisible(False)
         self.findings_toggle.setVisible(bool(shown))
+        if shown:  # name only the findings shown (a card may show A-lines and not B-lines)
+            labels = [FINDING_LABELS[n] for n in sorted(shown, key=lambda k: k != "b_lines")]
+            self.findings_toggle.setText(f"Findings ({', '.join(labels)})")
+            self.findings_toggle.setToolTip(
+                f"The model's per-frame probability of {' and '.join(labels)} (heads trained on the experts' "
+                "per-clip flags), shown because its model card lists them as validated"
+            )
         if findings is not None:
             n = len(findings)
             step = max(1, -(-n // self.MAX_POINTS))  # bin means, as the probabilities
