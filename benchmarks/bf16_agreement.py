@@ -1,10 +1,11 @@
-"""Do bf16 autocast and fp32 give the same frame labels on real clips?
+"""Do bf16 (the engine's CPU default path) and fp32 give the same frame labels on real clips?
 
     python benchmarks/bf16_agreement.py [--model models/lusviewer-hybrid.json]
-        [--clips 16] [--write-card]
+        [--clips 16] [--runtime auto|torch|openvino] [--write-card]
 
 Scores real COVID-BLUeS clips of the model's validation patients (from its card)
-with the engine in fp32 and in bf16, and prints the share of frames whose label
+with the engine in fp32 (PyTorch, the reference) and in bf16 on the runtime asked
+for (``auto``: the engine's default, OpenVINO where installed), and prints the share of frames whose label
 (argmax) agrees, and the largest probability difference. With ``--write-card`` the
 result goes into the card's ``inference`` section, where the engine reads it: on
 CPU, bf16 is used by default only when this agreement is >= 0.99. The weights,
@@ -36,6 +37,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(default_model_path()))
     ap.add_argument("--clips", type=int, default=16)
+    ap.add_argument("--runtime", default="auto", help="the bf16 path's runtime (the fp32 reference is PyTorch)")
     ap.add_argument("--write-card", action="store_true")
     args = ap.parse_args()
     loaded = load_model(args.model)
@@ -46,8 +48,9 @@ def main() -> None:
         raise SystemExit(f"no clips found under {DATA}")
     step = max(1, len(vids) // args.clips)
     clips = vids[::step][: args.clips]
-    fp32 = ScoringEngine(loaded, device="cpu", precision="fp32")
-    bf16 = ScoringEngine(loaded, device="cpu", precision="bf16")
+    fp32 = ScoringEngine(loaded, device="cpu", precision="fp32", runtime="torch")
+    bf16 = ScoringEngine(loaded, device="cpu", precision="bf16", runtime=args.runtime)
+    print(f"bf16 path: {bf16.description}")
     same = total = 0
     clip_same = 0
     max_diff = 0.0
@@ -67,7 +70,8 @@ def main() -> None:
     if args.write_card:
         card_path = loaded.card_path
         check = (
-            f"{total} frames of {len(clips)} validation clips; clip scores agreed on {clip_same}/{len(clips)}; "
+            f"{total} frames of {len(clips)} validation clips ({bf16.description} vs PyTorch fp32); "
+            f"clip scores agreed on {clip_same}/{len(clips)}; "
             f"max probability difference {max_diff:.4f} (benchmarks/bf16_agreement.py)"
         )
         record_in_card(card_path, "inference", {"bf16_label_agreement": round(agreement, 4), "bf16_check": check})

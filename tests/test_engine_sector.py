@@ -43,7 +43,9 @@ def _tiny(folder: Path, variant: str = "cnn", crop: str | None = None, **inferen
 
 
 def _engine(card: Path, batch_size: int = 7) -> ScoringEngine:
-    return ScoringEngine(load_model(card), device="cpu", precision="fp32", batch_size=batch_size)
+    # PyTorch: these tests compare with the model run by hand, bit for bit (the OpenVINO
+    # path is compared with this one in test_fast_path.py).
+    return ScoringEngine(load_model(card), device="cpu", precision="fp32", batch_size=batch_size, runtime="torch")
 
 
 def _fan_frames(n: int, seed: int = 0) -> Iterator[np.ndarray]:
@@ -225,7 +227,7 @@ def test_the_shipped_card_is_scored_as_before(tmp_path: Path) -> None:
     loaded = load_model(default_model_path())
     assert loaded.card.crop == "none" and loaded.card.temperature == 1.0
     path = write_video(tmp_path / "s.avi", synthetic_frames(6, size=96, seed=2), fourcc="MJPG")
-    engine = ScoringEngine(loaded, device="cpu", precision="fp32", batch_size=32)
+    engine = ScoringEngine(loaded, device="cpu", precision="fp32", batch_size=32, runtime="torch")  # bit for bit
     result = engine.score_clip(str(path))
     assert result.sector is None
     frames = _decoded(path)

@@ -189,7 +189,9 @@ def test_sector_card_with_findings_as_the_engine(tmp_path: Path) -> None:
         _same_as_engine(engine, o)
     assert outcomes[0].result is not None and outcomes[0].result.sector is not None
     assert outcomes[0].result.sector.found
-    assert all(o.result is not None and o.result.summary.rule.endswith("(fitted in cross-validation)") for o in outcomes)
+    assert all(
+        o.result is not None and o.result.summary.rule.endswith("(fitted in cross-validation)") for o in outcomes
+    )
     _no_children(scorer.stats.worker_pids)
 
 

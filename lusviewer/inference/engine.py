@@ -12,6 +12,14 @@ that bf16 and fp32 agreed on >= 99 % of frame labels on real clips
 (``inference.bf16_label_agreement``), else fp32. Always channels_last. The LSTM
 head runs in fp32.
 
+Runtime (:mod:`lusviewer.inference.runtime`): on the CPU the per-frame CNN runs on
+OpenVINO where it is installed (the ``fast`` extra; BatchNorms folded, converted once
+and cached, compiled in the engine's precision), about three times as fast as PyTorch
+here; else, on CUDA, or when asked for (``runtime="torch"``, ``LUSVIEWER_RUNTIME=torch``,
+the card's ``inference.runtime``), on PyTorch as loaded. A runtime that fails to load or
+to run falls back to PyTorch, with one log line; the LSTM head, reconstructions for
+overlays and Grad-CAM always run on PyTorch.
+
 What the model sees of each frame follows its card (``input.crop``): the whole frame
 resized (absent or ``"none"``), or the clip's ultrasound sector only (``"sector"``):
 the decode thread reads the first :data:`~lusviewer.model.preprocess.SECTOR_FRAMES`
@@ -35,6 +43,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import queue
 import threading
 import time
@@ -47,11 +56,20 @@ import cv2
 import numpy as np
 import torch
 
+from lusviewer.inference.runtime import (
+    CNNRunner,
+    OpenVINORunner,
+    openvino_available,
+    requested_runtime,
+)
 from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, SequenceStreamer
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
+from lusviewer.model.hybrid import CNNOutput
 from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, detect_sector, resize_frame, to_model_input
 from lusviewer.model.weights import LoadedModel
 from lusviewer.report.aggregate import RULES, ClipSummary, frame_scores, summarize_clip
+
+log = logging.getLogger("lusviewer.inference")
 
 BF16_AGREEMENT_FLOOR = 0.99
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -180,7 +198,11 @@ class ScoringEngine:
         precision: str = "auto",
         batch_size: int = 32,
         rule: str = "auto",
+        runtime: str | None = None,
     ) -> None:
+        """``runtime``: ``auto`` (OpenVINO on the CPU where installed, else PyTorch),
+        ``torch`` or ``openvino``; None: ``LUSVIEWER_RUNTIME``, else the card's
+        ``inference.runtime``, else ``auto`` (:func:`~lusviewer.inference.runtime.requested_runtime`)."""
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.loaded = loaded
@@ -210,11 +232,57 @@ class ScoringEngine:
         self.finding_names = shown
         self._finding_cols = [heads.index(name) for name in shown]
         self.finding_auc = tuple(finding_auc(self.card.metrics, name) for name in shown)
+        self.runtime = "torch"  # what runs the CNN: "torch" or "openvino"
+        self._runner: CNNRunner = self._torch_cnn
+        self._choose_runtime(requested_runtime(runtime, self.card.inference))
+
+    def _choose_runtime(self, want: str) -> None:
+        """Load the CNN's runtime; PyTorch where the other is missing or fails (one log line)."""
+        label = f"{self.card.display_name}: CNN on"
+        if want == "torch":
+            log.info("%s PyTorch (%s; asked for)", label, self.precision)
+            return
+        why = ""
+        if self.device.type != "cpu":
+            why = f"the device is {self.device.type}"
+        elif self.precision not in ("fp32", "bf16"):
+            why = f"precision {self.precision}"
+        elif want == "auto" and not openvino_available():
+            why = "OpenVINO is not installed (pip install 'lusviewer[fast]')"
+        if not why:
+            try:
+                runner = OpenVINORunner(
+                    self.model.cnn, self.card.config, weights_sha256=self.card.sha256, precision=self.precision
+                )
+            except Exception as exc:  # RuntimeUnavailable, or anything the runtime raised
+                why = f"OpenVINO failed: {exc}"
+            else:
+                self.runtime, self._runner = "openvino", runner
+                how = "converted and cached" if runner.converted else "from the cache"
+                log.info("%s OpenVINO (%s; %s in %s)", label, self.precision, how, runner.cache_path)
+                return
+        level = logging.WARNING if want == "openvino" or why.startswith("OpenVINO failed") else logging.INFO
+        log.log(level, "%s PyTorch (%s; %s)", label, self.precision, why)
 
     @property
     def description(self) -> str:
         name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "CPU"
-        return f"{name} ({self.precision})"
+        return f"{name} ({self.precision}, OpenVINO)" if self.runtime == "openvino" else f"{name} ({self.precision})"
+
+    def _torch_cnn(self, x: torch.Tensor) -> CNNOutput:
+        with self._autocast():
+            out: CNNOutput = self.model.cnn(x)
+        return out
+
+    def _run_cnn(self, x: torch.Tensor) -> CNNOutput:
+        if self.runtime == "torch":
+            return self._torch_cnn(x)
+        try:
+            return self._runner(x)
+        except Exception as exc:  # the optional runtime broke mid-job: PyTorch from here on
+            log.warning("%s: OpenVINO failed (%s); the CNN runs on PyTorch from now on", self.card.display_name, exc)
+            self.runtime, self._runner = "torch", self._torch_cnn
+            return self._torch_cnn(x)
 
     def _autocast(self) -> contextlib.AbstractContextManager[Any]:
         if self.precision == "fp32":
@@ -316,8 +384,7 @@ class ScoringEngine:
     @torch.inference_mode()
     def _cnn(self, batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, np.ndarray, np.ndarray | None]:
         x = to_model_input(batch, self.device)
-        with self._autocast():
-            out = self.model.cnn(x)
+        out = self._run_cnn(x)
         probs = self._softmax(out.logits).cpu()
         feats = out.features.float()  # stays on the device: the LSTM reads it there
         if out.reconstruction is None:
@@ -439,6 +506,7 @@ class ScoringEngine:
             device=self.device.type,
             precision=self.precision,
             elapsed_s=time.perf_counter() - t0,
+            extra={"runtime": self.runtime},
             recon_error_limit=self.recon_error_limit,
             sector=found[0] if found else None,
             findings=np.concatenate(finds).astype(np.float32) if shows else None,
