@@ -98,7 +98,7 @@ def main() -> None:
         loaded = load_model(args.model)
         cnn = loaded.model.cnn.float()
         split = loaded.card.training.get("split") or {}
-        val = set(split["val_patients"]) if split.get("val_patients") else None  # None: the card names none (or none at all)
+        val = set(split["val_patients"]) if split.get("val_patients") else None  # None: all clips
         crop = loaded.card.crop
     crop = args.crop or crop
     if args.random_init:
