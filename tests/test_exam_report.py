@@ -24,7 +24,7 @@ from lusviewer.report import ExamSession
 from lusviewer.report.aggregate import summarize_clip
 from lusviewer.report.exam_report import ExamFields, ZoneCell, build_exam_report, diagram_cells
 from lusviewer.report.zones import BLUE_ZONES, SOLDATI_ZONES
-from lusviewer.ui.chest_diagram import NOT_SCANNED_FILL, WITHHELD_FILL, paint_chest, zone_boxes
+from lusviewer.ui.chest_diagram import NOT_SCANNED_FILL, WITHHELD_FILL, paint_chest, zone_boxes, zone_labels
 from lusviewer.ui.palette import SCORE_COLOURS
 
 TIMEOUT = 60_000
@@ -84,6 +84,20 @@ def _fill_at(img: QImage, box: QRectF) -> str:
     x0, y0 = int(box.left() + box.width() * 0.08), int(box.bottom() - box.height() * 0.2)
     seen = Counter(img.pixelColor(x, y).name() for x in range(x0, x0 + 10) for y in range(y0, y0 + 10))
     return str(seen.most_common(1)[0][0])
+
+
+def test_withheld_zone_prints_the_clinicians_score(qapp: Any) -> None:
+    """A zone the model withheld prints the clinician's score where one is recorded: the
+    zone's only score (seen in viewer-exam.png: patient 17's R3, clinician 1, showed only
+    an unreadable 'no reliable score')."""
+    bare = ZoneCell(BLUE_ZONES[4], "withheld", None, "withheld")
+    theirs = ZoneCell(BLUE_ZONES[4], "withheld", None, "withheld", clinician=1)
+    assert zone_labels(bare) == ("–", "no reliable score")
+    assert zone_labels(theirs) == ("–", "clin. 1")
+    assert zone_labels(ZoneCell(BLUE_ZONES[0], "scored", 2, "uncertain", clinician=1)) == ("2?", "clin. 1")
+    assert zone_labels(ZoneCell(BLUE_ZONES[0], "scored", 1, "confident", clinician=1)) == ("1", "")
+    assert zone_labels(ZoneCell(BLUE_ZONES[0], "not scanned")) == ("", "not scanned")
+    assert _render([bare]) != _render([theirs])  # the painted tile says it too
 
 
 def test_diagram_colours_each_zone_by_its_score(qapp: Any) -> None:

@@ -6,8 +6,8 @@ Exam tab's :class:`ChestDiagram` and the PDF report (``ui.exam_report``) alike.
 
 A zone scanned with no reliable score (the clip is unlike the training clips) is light
 grey and hatched, a zone not scanned is white with a dotted edge, an uncertain score is
-coloured with a ``?``; where the clinician's score differs from the model's, it is
-printed under it ("clin. 3"); a zone given to more than one clip says how many ("×2").
+coloured with a ``?``; where the clinician's score differs from the model's, or the
+model's is withheld, it is printed under it ("clin. 3"); a zone given to more than one clip says how many ("×2").
 """
 
 from __future__ import annotations
@@ -223,13 +223,7 @@ def _paint_cell(painter: QPainter, box: QRectF, cell: ZoneCell) -> None:
             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop,
             f"×{cell.clips}",
         )
-    if cell.state == "scored":
-        main = f"{cell.score}?" if cell.confidence == "uncertain" else str(cell.score)
-        small = f"clin. {cell.clinician}" if cell.differs else ""
-    elif cell.state == "withheld":
-        main, small = "–", "no reliable score"
-    else:
-        main, small = "", "not scanned"
+    main, small = zone_labels(cell)
     big = min(h * (0.42 if small else 0.5), w * 0.45)
     if main:
         painter.setFont(_font(big, bold=True))
@@ -238,10 +232,22 @@ def _paint_cell(painter: QPainter, box: QRectF, cell: ZoneCell) -> None:
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter, main)
     if small:
         px = min(h * 0.17, w / max(6, len(small)) * 1.7)
-        painter.setFont(_font(px, bold=cell.differs))
+        painter.setFont(_font(px, bold=small.startswith("clin.")))
         painter.setPen(ink if cell.state != "not scanned" else QColor("#505050"))
         r = QRectF(box.left(), box.top() + (h * 0.62 if main else 0), w, h * 0.38 if main else h)
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, small)
+
+
+def zone_labels(cell: ZoneCell) -> tuple[str, str]:
+    """What a zone prints: its score, large, and a line under it. A withheld zone with the
+    clinician's score recorded prints that score ("clin. 1"): the zone's only score, where
+    "no reliable score" would repeat what the grey hatch and the key already say."""
+    if cell.state == "scored":
+        main = f"{cell.score}?" if cell.confidence == "uncertain" else str(cell.score)
+        return main, f"clin. {cell.clinician}" if cell.differs else ""
+    if cell.state == "withheld":
+        return "–", f"clin. {cell.clinician}" if cell.clinician is not None else "no reliable score"
+    return "", "not scanned"
 
 
 def paint_legend(painter: QPainter, rect: QRectF) -> None:
@@ -297,8 +303,8 @@ class ChestDiagram(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setToolTip(
             "The exam's zones on the chest, coloured by the model's score (0 green, 1 amber, 2 orange, 3 red; "
-            "? uncertain; grey hatched: no reliable score; white: not scanned). Where your score differs, it is "
-            "printed under the model's (clin.)."
+            "? uncertain; grey hatched: no reliable score; white: not scanned). Where your score differs, or the "
+            "model's is withheld, it is printed under the model's (clin.)."
         )
 
     def sizeHint(self) -> QSize:
