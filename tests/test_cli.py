@@ -30,13 +30,25 @@ def read_csv(path: Path) -> tuple[list[str], list[dict[str, str]]]:
         return list(reader.fieldnames or []), list(reader)
 
 
-def check_report(report: Path, clips: dict[str, int]) -> None:
+def check_report(report: Path, clips: dict[str, int], model: Path | None = None) -> None:
+    """The report's shape, and every frame's score as its model's clip rule reads it: the
+    most probable score, or (a card with the expected rule, the shipped one by default when
+    ``model`` is None) its expected severity cut at the card's thresholds."""
+    card = json.loads((model or ROOT / "models" / "lusviewer-compact.json").read_text())
+    rule = card.get("inference", {}).get("clip_rule")
+    cuts = rule["thresholds"] if isinstance(rule, dict) else None
     cols, rows = read_csv(report)
     assert tuple(cols[: len(FRAME_COLUMNS)]) == FRAME_COLUMNS
     assert len(rows) == sum(clips.values())
     for r in rows:
-        assert abs(sum(float(r[f"p{k}"]) for k in range(4)) - 1.0) < 1e-4
-        assert int(r["score"]) == int(np.argmax([float(r[f"p{k}"]) for k in range(4)]))
+        p = [float(r[f"p{k}"]) for k in range(4)]
+        assert abs(sum(p) - 1.0) < 1e-4
+        if cuts is None:
+            assert int(r["score"]) == int(np.argmax(p))
+        else:
+            severity = float(np.dot(p, range(4)))
+            near = min(abs(severity - t) for t in cuts) < 1e-4  # the CSV's 6 decimals
+            assert near or int(r["score"]) == sum(severity >= t for t in cuts)
     ccols, crows = read_csv(report.with_name(report.stem + "_clips.csv"))
     assert tuple(ccols[: len(CLIP_COLUMNS)]) == CLIP_COLUMNS
     assert {r["clip"]: int(r["frames"]) for r in crows} == clips
@@ -84,7 +96,7 @@ def test_bad_inputs_reported_and_others_scored(tmp_path: Path, tiny_model: Path,
     # No decoder chatter from OpenCV / FFmpeg beside lusviewer's own lines.
     for chatter in ("moov atom", "VIDEOIO", "[ WARN:", "Invalid data found"):
         assert chatter not in out.stderr, out.stderr
-    check_report(report, {str(synthetic_clip): 40})
+    check_report(report, {str(synthetic_clip): 40}, tiny_model)
     assert not list(report.parent.glob(".*.tmp"))
 
 
@@ -99,7 +111,7 @@ def test_folder_input_and_model_hash_mismatch(tmp_path: Path, tiny_model: Path, 
         "score", str(folder), "--model", str(tiny_model), "-o", str(report), "--batch-size", "5", "--exam", str(exam)
     )  # fmt: skip
     assert out.returncode == 0, out.stderr
-    check_report(report, {str(folder / "a.mp4"): 40, str(folder / "day2" / "b.mp4"): 40})
+    check_report(report, {str(folder / "a.mp4"): 40, str(folder / "day2" / "b.mp4"): 40}, tiny_model)
     # The exam: one row per clip (zone) and the LUS score total, the sum of the clip scores.
     _, clip_rows = read_csv(report.with_name("r_clips.csv"))
     _, exam_rows = read_csv(exam)
@@ -158,7 +170,7 @@ def test_score_dicom(tmp_path: Path, tiny_model: Path) -> None:
     report = tmp_path / "r.csv"
     out = lusviewer("score", str(dcm), "--model", str(tiny_model), "-o", str(report), "-q")
     assert out.returncode == 0, out.stderr
-    check_report(report, {str(dcm): 9})
+    check_report(report, {str(dcm): 9}, tiny_model)
     _, rows = read_csv(report)
     assert rows[1]["time_s"] == "0.0500"  # 20 fps from Frame Time
 
@@ -498,7 +510,7 @@ def test_search_problems_and_empty_folders_are_failed_inputs(
     assert any("new\\nline.mp4" in ln for ln in lines), stderr  # escaped: no forged line
     assert any(str(empty) in ln and "no supported clips" in ln for ln in lines), stderr
     assert "3 input(s) could not be scored" in stderr, stderr
-    check_report(out, {str(folder / "good.mp4"): 40})
+    check_report(out, {str(folder / "good.mp4"): 40}, tiny_model)
 
 
 def test_report_write_failures_are_one_line(

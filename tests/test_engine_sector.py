@@ -221,21 +221,26 @@ def test_whole_frame_cards_are_scored_as_before(cards: dict[str, Path], syntheti
         assert np.array_equal(result.recon_error, err.astype(np.float32))
 
 
-def test_the_shipped_card_is_scored_as_before(tmp_path: Path) -> None:
-    from lusviewer.resources import default_model_path
+def test_an_older_card_is_scored_as_before(tmp_path: Path) -> None:
+    """A card from before the sector crop, calibration and fitted clip rules (as the previous
+    shipped model's): whole frames, softmax of the raw logits, bit for bit."""
+    from conftest import make_tiny_model
 
-    loaded = load_model(default_model_path())
-    assert loaded.card.crop == "none" and loaded.card.temperature == 1.0
-    path = write_video(tmp_path / "s.avi", synthetic_frames(6, size=96, seed=2), fourcc="MJPG")
+    loaded = load_model(make_tiny_model(tmp_path))
+    assert loaded.card.crop == "none" and loaded.card.temperature == 1.0 and loaded.card.clip_rule is None
+    path = write_video(tmp_path / "s.avi", synthetic_frames(20, size=96, seed=2), fourcc="MJPG")
     engine = ScoringEngine(loaded, device="cpu", precision="fp32", batch_size=32, runtime="torch")  # bit for bit
+    assert engine.rule == "persistent"
     result = engine.score_clip(str(path))
     assert result.sector is None
     frames = _decoded(path)
+    size = loaded.card.config.input_size
     with torch.inference_mode():
-        out = engine.model.cnn(to_model_input(np.stack([resize_frame(f, 128) for f in frames])))
+        out = engine.model.cnn(to_model_input(np.stack([resize_frame(f, size) for f in frames])))
         assert engine.model.sequence is not None
-        logits = sequence_logits(engine.model.sequence, out.features.float(), window=48, burn_in=16)
+        logits = sequence_logits(engine.model.sequence, out.features.float(), window=12, burn_in=4)
     assert np.array_equal(result.probs, torch.softmax(logits.float(), 1).numpy())
+    assert np.array_equal(result.scores, result.probs.argmax(1))
 
 
 def test_reconstruction_maps_back_onto_the_sector(cards: dict[str, Path], fan_clip: Path) -> None:

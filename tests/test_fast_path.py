@@ -19,7 +19,7 @@ from lusviewer.model.fuse import fold_batchnorm
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "resources" / "sample_clip.mp4"
-SHIPPED = ROOT / "models" / "lusviewer-hybrid.json"
+SHIPPED = ROOT / "models" / "lusviewer-compact.json"
 needs_openvino = pytest.mark.skipif(
     not openvino_available(), reason="OpenVINO is not installed (the optional 'fast' extra)"
 )

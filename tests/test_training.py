@@ -733,7 +733,7 @@ def test_training_commands_report_bad_data_in_one_line(tmp_path: Path, blues_lik
         (["train", *common, "--labels", str(labels), "--group-column", "pid", "--out", str(tmp_path / "o")], "'pid'"),
         (["crossval", "--data", str(tmp_path / "nope"), "--tiny", "--out", str(tmp_path / "cv")], "no such folder"),
         (["evaluate", "--data", str(blues_like), "-o", str(a_file)], "is a file"),
-        (["train", *common, "--out", str(resource_path("models"))], "shipped model"),
+        (["train", *common, "--out", str(resource_path("models")), "--name", "lusviewer-compact"], "shipped model"),
     ]
     import subprocess
     import sys
