@@ -142,7 +142,10 @@ def test_open_score_cancel_reopen_cycles(qtbot, tiny_model: Path, tmp_path: Path
                 baseline = now
             elif baseline is not None:
                 assert now[0] > baseline[0] - 500, f"{BINDING}, cycle {k}: references to None {baseline[0]} -> {now[0]}"
-                assert now[1] > baseline[1] - 100, f"{BINDING}, cycle {k}: references to True {baseline[1]} -> {now[1]}"
+                # The defect this guards against loses a reference per signal call: thousands over
+                # these cycles. The count also wanders by about a hundred with what the viewer holds
+                # at the moment (seen: -109 at cycle 72 in one clean-clone run, flat in others).
+                assert now[1] > baseline[1] - 500, f"{BINDING}, cycle {k}: references to True {baseline[1]} -> {now[1]}"
     finally:
         w.close()
     assert not c.thread_running
