@@ -400,6 +400,10 @@ class ScoringEngine:
         """Frame scores as this engine's clip rule reads them (:func:`report.aggregate.frame_scores`)."""
         return frame_scores(probs, self.rule, self.thresholds)
 
+    def summarize(self, scores: np.ndarray, probs: np.ndarray, fps: float) -> ClipSummary:
+        """The clip score by this engine's rule and thresholds (the engine and the folder scorer)."""
+        return summarize_clip(scores, probs, fps=fps, rule=self.rule, thresholds=self.thresholds)
+
     def score_clip(
         self,
         clip: str | ClipReader,
@@ -493,7 +497,7 @@ class ScoringEngine:
         info = reader.info
         if len(scores) != total:
             info = replace(info, frame_count=len(scores), complete=info.complete and len(scores) > total)
-        summary = summarize_clip(scores, probs_all, fps=info.fps, rule=self.rule, thresholds=self.thresholds)
+        summary = self.summarize(scores, probs_all, info.fps)
         return ClipResult(
             info=info,
             clip=label,
