@@ -196,6 +196,8 @@ def test_report_cli_says_what_is_wrong_in_one_line(two_recipes: tuple[Path, Path
     cases = [
         ([str(tmp_path / "none")], "no fold results"),
         ([str(ce), "--reference", "nope"], "--reference 'nope': not one of"),
+        ([str(ce), "--repeats-only", "x"], "--repeats-only 'x': expected repeat numbers"),
+        ([str(ce), "--repeats-only", "5"], "no results of repeat(s) [5]"),
         ([str(ce), "-o", str(tmp_path / "missing" / "dir" / "r.md"), "--bootstrap", "100"], None),
         ([str(ce), "-o", "/proc/no/r.md", "--bootstrap", "100"], "cannot write the report"),
     ]
@@ -208,3 +210,28 @@ def test_report_cli_says_what_is_wrong_in_one_line(two_recipes: tuple[Path, Path
             continue
         lines = [ln for ln in run.stderr.splitlines() if ln.strip()]
         assert run.returncode == 2 and len(lines) == 1 and says in lines[0], run.stderr
+
+
+def test_a_run_with_some_repeats_done_pairs_on_the_repeats_it_shares(
+    two_recipes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A long run that has finished repeat 0 and one fold of repeat 1 is compared on
+    repeat 0 with the finished runs (``--repeats-only 0``); without it, it is refused."""
+    import shutil
+
+    ce, coral = two_recipes
+    partial = tmp_path / "partial"
+    shutil.copytree(coral, partial)
+    shutil.rmtree(partial / "rep1" / "fold1")
+    with pytest.raises(ValueError, match="not tested on the same folds"):
+        compare(load_recipes([ce, partial]), reps=10)
+    with pytest.raises(ValueError, match="one fold only"):  # repeat 1's nested thresholds need its other folds
+        load_recipes([f"{partial}@expected"])
+    a, b = load_recipes([ce, f"{partial}@expected"], repeats=[0])
+    assert sorted(a.repeats) == sorted(b.repeats) == [0] and a.folds == b.folds == 2
+    full = load_recipes([f"{coral}@expected"])[0]
+    assert {c: r["pred"] for c, r in b.repeats[0].items()} == {c: r["pred"] for c, r in full.repeats[0].items()}
+    text = write_repeated_report([ce, f"{partial}@expected"], tmp_path / "r.md", reps=100, repeats=[0]).read_text()
+    assert "Only repeat(s) 0 of each recipe" in text and "partial:compact@expected" in text
+    with pytest.raises(ValueError, match=r"no results of repeat\(s\) \[2\]"):
+        load_recipes([ce], repeats=[2])

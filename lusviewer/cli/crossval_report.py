@@ -22,6 +22,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="RECIPE",
         help="the recipe the others are compared with, as FOLDER:VARIANT (default: the first)",
     )
+    p.add_argument(
+        "--repeats-only",
+        default=None,
+        metavar="LIST",
+        help="compare only these repeats (0-based, e.g. 0) of every recipe: a run that has finished "
+        "some repeats against runs that have finished all",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="patient resamples (default 1000)")
 
 
@@ -31,8 +38,19 @@ def run(args: argparse.Namespace) -> int:
     if args.bootstrap < 100:
         err(f"--bootstrap {args.bootstrap}: use at least 100 resamples")
         return EXIT_USAGE
+    repeats = None
+    if args.repeats_only is not None:
+        try:
+            repeats = sorted({int(r) for r in args.repeats_only.split(",") if r.strip()})
+        except ValueError:
+            repeats = []
+        if not repeats or min(repeats) < 0:
+            err(f"--repeats-only {args.repeats_only!r}: expected repeat numbers such as 0 or 0,1")
+            return EXIT_USAGE
     try:
-        path = write_repeated_report(args.dirs, args.out, reference=args.reference, reps=args.bootstrap)
+        path = write_repeated_report(
+            args.dirs, args.out, reference=args.reference, reps=args.bootstrap, repeats=repeats
+        )
     except ValueError as exc:
         err(str(exc))
         return EXIT_USAGE

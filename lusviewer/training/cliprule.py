@@ -116,12 +116,18 @@ def _repeat(rec: dict[str, object], run: Path) -> int:
 
 
 def nested_predictions(
-    root: str | os.PathLike[str], variant: str | None = None, temperature: float = 1.0
+    root: str | os.PathLike[str],
+    variant: str | None = None,
+    temperature: float = 1.0,
+    repeats: Sequence[int] | None = None,
 ) -> dict[int, dict[str, int]]:
-    """Per repeat, every out-of-fold clip's score by the ``expected`` rule, its thresholds
-    fitted by prevalence on the other folds' clips of that repeat."""
+    """Per repeat (of ``repeats`` only, where given), every out-of-fold clip's score by the
+    ``expected`` rule, its thresholds fitted by prevalence on the other folds' clips of
+    that repeat."""
     by_rep: dict[int, list[tuple[int, str, int, float]]] = {}
     for run, rec in fold_runs(root, variant):
+        if repeats is not None and _repeat(rec, run) not in repeats:
+            continue
         clips = rec["clips"]
         assert isinstance(clips, list)
         sev = severities(run, clips, temperature)

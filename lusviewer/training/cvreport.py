@@ -68,9 +68,11 @@ class Recipe:
     folds: int = 0
 
 
-def load_recipes(dirs: Sequence[str | os.PathLike[str]]) -> list[Recipe]:
-    """Every (folder, variant) of the cross-validation folders ``dirs``. Raises ValueError
-    naming the folder where one holds no result or results without per-clip rows."""
+def load_recipes(dirs: Sequence[str | os.PathLike[str]], *, repeats: Sequence[int] | None = None) -> list[Recipe]:
+    """Every (folder, variant) of the cross-validation folders ``dirs``; with ``repeats``,
+    only those repeats of each (a run that has finished some repeats compared with runs
+    that have finished all, on the repeats they share). Raises ValueError naming the
+    folder where one holds no result, results without per-clip rows, or not a repeat asked for."""
     recipes: list[Recipe] = []
     for d in dirs:
         root, rule, temperature = parse_spec(d)
@@ -94,9 +96,16 @@ def load_recipes(dirs: Sequence[str | os.PathLike[str]]) -> list[Recipe]:
                 rows[name] = {**c, "fold": rec["fold"]}
             recipe.elapsed_s += float(rec.get("elapsed_s", 0.0))
             recipe.folds += 1
+        if repeats is not None:
+            for recipe in by_variant.values():
+                missing = sorted(set(repeats) - set(recipe.repeats))
+                if missing:
+                    raise ValueError(f"{root}: {recipe.name} has no results of repeat(s) {missing}")
+                recipe.repeats = {r: recipe.repeats[r] for r in sorted(set(repeats))}
+                recipe.folds = len({(r, row["fold"]) for r, rows in recipe.repeats.items() for row in rows.values()})
         if rule is not None:
             for variant, recipe in by_variant.items():
-                nested = nested_predictions(root, variant, temperature)
+                nested = nested_predictions(root, variant, temperature, repeats)
                 for rep, rows in recipe.repeats.items():
                     for name, row in rows.items():
                         row["pred"] = nested[rep][name]
@@ -351,10 +360,12 @@ def write_repeated_report(
     command: str = "",
     reference: str | None = None,
     reps: int = 1000,
+    repeats: Sequence[int] | None = None,
 ) -> Path:
-    """Compare the recipes of ``dirs`` and write the Markdown report to ``out``
-    (atomically); also ``<out stem>.csv`` with every row's point estimates."""
-    recipes = load_recipes(dirs)
+    """Compare the recipes of ``dirs`` (only ``repeats`` of each, where given) and write
+    the Markdown report to ``out`` (atomically); also ``<out stem>.csv`` with every row's
+    point estimates."""
+    recipes = load_recipes(dirs, repeats=repeats)
     names = [r.name for r in recipes] + [*ALWAYS, ORACLE]
     if reference is not None and reference not in names:  # before an expensive bootstrap
         raise ValueError(f"--reference {reference!r}: not one of {', '.join(names)}")
@@ -363,6 +374,8 @@ def write_repeated_report(
     if command:
         lines += [f"Command: `{command}`", ""]
     lines += [f"Recipes: {', '.join(f'`{r.name}` ({r.source}, {r.folds} fold runs)' for r in recipes)}.", ""]
+    if repeats is not None:
+        lines += [f"Only repeat(s) {', '.join(map(str, sorted(set(repeats))))} of each recipe (`--repeats-only`).", ""]
     lines += report_lines(c, reference=reference)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
