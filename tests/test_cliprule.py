@@ -120,6 +120,48 @@ def test_nested_thresholds_never_see_the_fold_they_score(tmp_path: Path) -> None
     check_thresholds(rule["thresholds"])  # type: ignore[arg-type]
 
 
+def test_nested_temperature_is_fitted_without_the_fold_it_scores(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``@expected:nested``: each fold's clips at the temperature fitted on the other folds'
+    frames: changing a fold's labels (which moves every fitted temperature that sees them)
+    leaves that fold's own scores where they were."""
+    from lusviewer.training.calibration import fit_temperature
+
+    sev = {f: list(np.linspace(0.1, 2.9, 12) + 0.01 * f) for f in range(3)}
+    labels = {f: [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3] for f in range(3)}
+    _fake_cv(tmp_path / "a", labels, sev)
+    changed = {**labels, 0: [3, 0] * 6}  # fold 0's labels shuffled: a temperature fitted on them moves
+    _fake_cv(tmp_path / "b", changed, sev)
+    a, b = nested_predictions(tmp_path / "a", temperature=None), nested_predictions(tmp_path / "b", temperature=None)
+    fold0 = [f"patient_0{i}_R1.mp4" for i in range(12)]
+    assert [a[0][c] for c in fold0] == [b[0][c] for c in fold0]
+    # against a hand-made nesting of fold 0 of repeat 0: temperature and thresholds from folds 1 and 2
+    probs = {f: [_probs(s).astype(np.float16).astype(np.float64) for s in sev[f]] for f in range(3)}
+    other = [p for f in (1, 2) for p in probs[f]]
+    y_other = np.array(labels[1] + labels[2])
+    logp = np.log(np.clip(np.concatenate(other), 1e-7, 1))
+    t = fit_temperature(logp, np.concatenate([np.full(len(p), y) for p, y in zip(other, y_other, strict=True)]))
+    assert not np.isclose(t, 1.0)  # the test means something only if the temperature is not 1
+    x_other = np.array([calibrated_mean(p, t) @ np.arange(4) for p in other])
+    x0 = np.array([calibrated_mean(p, t) @ np.arange(4) for p in probs[0]])
+    want = cut(x0, prevalence_thresholds(x_other, y_other))
+    assert [a[0][c] for c in fold0] == want.tolist()
+    # what each fold's temperature is fitted on: the other folds' clips, never its own
+    from lusviewer.training import cliprule
+
+    seen: list[list[int]] = []
+    real = cliprule._nested_temperature
+    monkeypatch.setattr(
+        cliprule, "_nested_temperature", lambda p, y: seen.append(sorted(np.asarray(y).tolist())) or real(p, y)
+    )
+    nested_predictions(tmp_path / "b", temperature=None, repeats=[0])
+    assert seen == [sorted(labels[1] + labels[2]), sorted(changed[0] + labels[2]), sorted(changed[0] + labels[1])]
+    recipe = load_recipes([f"{tmp_path / 'a'}@expected:nested"])[0]
+    assert recipe.name == "a:compact@expected:nested"
+    assert {c: r["pred"] for c, r in recipe.repeats[1].items()} == a[1]
+
+
 def test_report_scores_a_recipe_by_the_nested_expected_rule(tmp_path: Path) -> None:
     sev = {f: list(np.linspace(0.1, 2.9, 12)) for f in range(3)}
     labels = {f: [0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3] for f in range(3)}
@@ -131,7 +173,7 @@ def test_report_scores_a_recipe_by_the_nested_expected_rule(tmp_path: Path) -> N
     scores = [int(str(r["score"])) for r in refit.repeats[0].values()]
     assert sorted(set(preds)) == [0, 1, 2, 3]
     assert np.mean(np.array(preds) == np.array(scores)) > 0.8  # the severity orders the clips as the labels do
-    for spec, match in ((f"{tmp_path}@worst", "unknown clip rule"), (f"{tmp_path}@expected:x", "not a number"),
+    for spec, match in ((f"{tmp_path}@worst", "unknown clip rule"), (f"{tmp_path}@expected:x", "neither a number"),
                         (f"{tmp_path}@expected:-1", "above 0")):  # fmt: skip
         with pytest.raises(ValueError, match=match):
             parse_spec(spec)

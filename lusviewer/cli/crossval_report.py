@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         nargs="+",
         metavar="DIR",
         help="--out folders of `lusviewer crossval` runs (same data, -k, --seed and --repeats); "
-        "each (folder, variant) is one recipe",
+        "each (folder, variant) is one recipe; DIR@expected[:T|:nested] scores it by the expected clip rule "
+        "with nested prevalence thresholds (frames at temperature T, or at one fitted per fold on the other folds)",
     )
     p.add_argument("-o", "--out", default="crossval-report.md", help="the Markdown report (and a .csv beside it)")
     p.add_argument(

@@ -11,7 +11,8 @@ only the experts' score distribution is used.
 
 Nested: in a cross-validation each fold's test clips are cut at thresholds fitted on the
 *other* folds' out-of-fold clips of the same repeat, so no clip is scored by thresholds
-that saw its label (:func:`nested_predictions`). The thresholds a shipped model carries
+that saw its label (:func:`nested_predictions`); optionally the temperature too (fitted
+per fold on the other folds' frames). The thresholds a shipped model carries
 (``inference.clip_rule``) are fitted on all out-of-fold clips of every repeat
 (:func:`card_rule`), with the probabilities calibrated as the engine calibrates them
 (``softmax(logits / T)``: the saved frame probabilities raised to ``1 / T`` and
@@ -26,6 +27,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from lusviewer.training.calibration import fit_temperature
 
 #: Cumulative shares within this of 0 or 1 give thresholds at the data's extremes; kept
 #: strictly inside 0..3 so that every score stays reachable.
@@ -115,34 +118,65 @@ def _repeat(rec: dict[str, object], run: Path) -> int:
     return int(part[3:]) if part.startswith("rep") else 0
 
 
+def frame_probabilities(run: Path, clips: Sequence[dict[str, object]]) -> list[np.ndarray]:
+    """The saved frame probabilities (``oof_probs.npz``) of a fold's test clips, in order;
+    ValueError naming the fold where they are missing."""
+    frames = run / "oof_probs.npz"
+    if not frames.exists():
+        raise ValueError(f"{run}: no frame probabilities (oof_probs.npz), needed for a nested temperature")
+    with np.load(frames) as store:
+        out = []
+        for c in clips:
+            name = Path(str(c["clip"])).name
+            if name not in store.files:
+                raise ValueError(f"{run}: no frame probabilities for {name} (needed for a nested temperature)")
+            out.append(store[name].astype(np.float64))
+    return out
+
+
+def _nested_temperature(probs: Sequence[np.ndarray], scores: np.ndarray) -> float:
+    """The temperature fitted on these clips' frames (each frame against its clip's expert
+    score), as ``lusviewer calibrate`` fits the card's on all out-of-fold frames."""
+    logp = np.log(np.clip(np.concatenate(probs), 1e-7, 1.0))
+    return fit_temperature(logp, np.concatenate([np.full(len(p), y) for p, y in zip(probs, scores, strict=True)]))
+
+
 def nested_predictions(
     root: str | os.PathLike[str],
     variant: str | None = None,
-    temperature: float = 1.0,
+    temperature: float | None = 1.0,
     repeats: Sequence[int] | None = None,
 ) -> dict[int, dict[str, int]]:
     """Per repeat (of ``repeats`` only, where given), every out-of-fold clip's score by the
     ``expected`` rule, its thresholds fitted by prevalence on the other folds' clips of
-    that repeat."""
-    by_rep: dict[int, list[tuple[int, str, int, float]]] = {}
+    that repeat. ``temperature`` None: the frame probabilities' temperature is nested
+    too, fitted for each fold on the other folds' frames of that repeat (nothing about a
+    fold's clips, not even one number, is fitted on them)."""
+    by_rep: dict[int, list[tuple[int, str, int, float | np.ndarray]]] = {}
     for run, rec in fold_runs(root, variant):
-        if repeats is not None and _repeat(rec, run) not in repeats:
+        rep = _repeat(rec, run)
+        if repeats is not None and rep not in repeats:
             continue
         clips = rec["clips"]
         assert isinstance(clips, list)
-        sev = severities(run, clips, temperature)
-        rows = by_rep.setdefault(_repeat(rec, run), [])
-        for c, s in zip(clips, sev, strict=True):
-            rows.append((int(rec["fold"]), Path(str(c["clip"])).name, int(c["score"]), float(s)))  # type: ignore[call-overload]
+        values = frame_probabilities(run, clips) if temperature is None else severities(run, clips, temperature)
+        rows = by_rep.setdefault(rep, [])
+        for c, v in zip(clips, values, strict=True):
+            rows.append((int(rec["fold"]), Path(str(c["clip"])).name, int(c["score"]), v))  # type: ignore[call-overload]
     out: dict[int, dict[str, int]] = {}
     for rep, rows in by_rep.items():
         fold = np.array([r[0] for r in rows])
         y = np.array([r[2] for r in rows])
-        x = np.array([r[3] for r in rows])
         pred = np.zeros(len(rows), dtype=np.int64)
         for f in np.unique(fold):
             if (fold != f).sum() == 0:
                 raise ValueError(f"{root}: one fold only; nested thresholds need at least two")
+            if temperature is None:
+                probs = [np.asarray(r[3]) for r in rows]
+                t = _nested_temperature([p for p, g in zip(probs, fold, strict=True) if g != f], y[fold != f])
+                x = np.array([calibrated_mean(p, t) @ np.arange(p.shape[1]) for p in probs])
+            else:
+                x = np.array([float(r[3]) for r in rows])
             pred[fold == f] = cut(x[fold == f], prevalence_thresholds(x[fold != f], y[fold != f]))
         out[rep] = {r[1]: int(p) for r, p in zip(rows, pred, strict=True)}
     return out

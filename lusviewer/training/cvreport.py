@@ -16,7 +16,8 @@ answers) each clip given its patient's most common expert score.
 A folder given as ``DIR@expected`` (or ``DIR@expected:T``) is the same recipe scored by
 the ``expected`` clip rule instead of the rule its clips were scored by, with thresholds
 fitted by prevalence on the other folds (nested; frame probabilities at temperature
-``T``, default 1): :mod:`lusviewer.training.cliprule`. Its AUCs are the recipe's (the
+``T``, default 1): :mod:`lusviewer.training.cliprule`. ``DIR@expected:nested`` nests the
+temperature as well: each fold's at the one fitted on the other folds' frames. Its AUCs are the recipe's (the
 rule changes the clip score, not the clip's risk).
 """
 
@@ -86,7 +87,7 @@ def load_recipes(dirs: Sequence[str | os.PathLike[str]], *, repeats: Sequence[in
                 raise ValueError(f"{f}: a result without per-clip predictions (older lusviewer); rerun that fold")
             variant = str(rec["variant"])
             r = int(rec.get("repeat", int(f.parts[-4][3:]) if f.parts[-4].startswith("rep") else 0))
-            suffix = "" if rule is None else f"@{rule}" + (f":{temperature:g}" if temperature != 1 else "")
+            suffix = "" if rule is None else f"@{rule}" + _temperature_suffix(temperature)
             recipe = by_variant.setdefault(variant, Recipe(f"{root.name}:{variant}{suffix}", str(root)))
             rows = recipe.repeats.setdefault(r, {})
             for c in rec["clips"]:
@@ -115,9 +116,20 @@ def load_recipes(dirs: Sequence[str | os.PathLike[str]], *, repeats: Sequence[in
     return recipes
 
 
-def parse_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None, float]:
-    """``DIR``, ``DIR@expected`` or ``DIR@expected:T`` -> (folder, rule or None, temperature).
-    ValueError naming the spec where the rule or the temperature is not one."""
+def _temperature_suffix(temperature: float | None) -> str:
+    if temperature is None:
+        return f":{NESTED}"
+    return f":{temperature:g}" if temperature != 1 else ""
+
+
+#: ``DIR@expected:nested``: the temperature fitted per fold on the other folds' frames.
+NESTED = "nested"
+
+
+def parse_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None, float | None]:
+    """``DIR``, ``DIR@expected``, ``DIR@expected:T`` or ``DIR@expected:nested`` ->
+    (folder, rule or None, temperature; None: nested). ValueError naming the spec where
+    the rule or the temperature is not one."""
     text = os.fspath(spec)
     if "@" not in text:
         return Path(text), None, 1.0
@@ -125,10 +137,12 @@ def parse_spec(spec: str | os.PathLike[str]) -> tuple[Path, str | None, float]:
     rule, _, t = rule.partition(":")
     if rule != "expected":
         raise ValueError(f"{text}: unknown clip rule {rule!r} after '@' (only 'expected' is refitted)")
+    if t == NESTED:
+        return Path(folder), rule, None
     try:
         temperature = float(t) if t else 1.0
     except ValueError:
-        raise ValueError(f"{text}: temperature {t!r} is not a number") from None
+        raise ValueError(f"{text}: temperature {t!r} is neither a number nor '{NESTED}'") from None
     if not np.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"{text}: a temperature is a number above 0")
     return Path(folder), rule, temperature
