@@ -17,7 +17,6 @@ first ``SECTOR_FRAMES`` frames as the engine finds it, and its map back on the f
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 from dataclasses import fields
 from pathlib import Path
@@ -26,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from lusviewer.inference.saliency import grad_cam, share_on_background
-from lusviewer.io import open_clip
+from lusviewer.io import ClipError, open_clip
 from lusviewer.model import load_model
-from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, detect_sector
+from lusviewer.model.preprocess import Sector, model_frames
 from lusviewer.resources import default_model_path
 from lusviewer.training.data import load_covid_blues
 
@@ -81,10 +80,10 @@ def main() -> None:
         shares: list[float] = []
         for work in works:
             cnn, test, crop = stage1_cnn(work, args.checkpoint)
-            n, corner, _in_border, bg, _found = measure(args, cnn, test, args.crop or crop)
+            n, corner, _in_border, fold_shares, _found = measure(args, cnn, test, args.crop or crop)
             totals[0] += n
             totals[1] += corner
-            shares += bg
+            shares += fold_shares
         b = np.array(shares)
         print(
             f"{totals[0]} out-of-fold clips of {len(works)} fold models (middle frame): Grad-CAM peak within 10 % "
@@ -128,14 +127,8 @@ def measure(
     corner, background, in_border = 0, [], 0
     found = 0
     for c in clips:
-        with open_clip(c.path) as r:
-            frame = r.frame(len(r) // 2)
-            m = frame.shape[0] // 4 if args.padded else 0
-            sector: Sector | None = None
-            if crop == "sector":  # the engine's sector: the clip's first frames (padded alike)
-                sector = detect_sector([pad(f, m) for f in itertools.islice(r.iter_frames(), SECTOR_FRAMES)])
-                found += int(sector.found)
-        frame = pad(frame, m)
+        frame, sector, m = middle_frame(c.path, crop, cnn.cfg.input_size, args.padded)
+        found += int(sector is not None and sector.found)
         cam, _cls = grad_cam(cnn, frame, sector=sector)
         h, w = cam.shape
         y, x = np.unravel_index(int(cam.argmax()), cam.shape)
@@ -144,6 +137,21 @@ def measure(
             in_border += int(min(y, h - 1 - y) < m or min(x, w - 1 - x) < m)
         background.append(share_on_background(cam, frame))
     return len(clips), corner, in_border, background, found
+
+
+def middle_frame(path: str, crop: str, size: int, padded: bool = False) -> tuple[np.ndarray, Sector | None, int]:
+    """A clip's middle frame, the sector the model sees it through and the border ``m``:
+    with ``padded``, the frame is set in a black border a quarter of its height (``m``
+    px; else 0). The sector is the engine's (``crop="sector"``; None for "none"): found by
+    :func:`~lusviewer.model.preprocess.model_frames` on the clip's first frames, padded alike."""
+    with open_clip(path) as r:
+        frame = r.frame(len(r) // 2)
+        m = frame.shape[0] // 4 if padded else 0
+        label = r.info.path
+        sector, _ = model_frames(
+            (pad(f, m) for f in r.iter_frames()), size, crop, error=lambda reason: ClipError(label, reason)
+        )
+    return pad(frame, m), sector, m
 
 
 def pad(frame: np.ndarray, m: int) -> np.ndarray:

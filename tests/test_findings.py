@@ -18,7 +18,7 @@ from lusviewer.inference import ScoredFrames, ScoringEngine
 from lusviewer.io import open_clip
 from lusviewer.model import HybridModel, ModelCard, ModelConfig, load_model, parameter_counts, save_model
 from lusviewer.model.hybrid import AUX_FINDINGS
-from lusviewer.model.preprocess import to_model_input
+from lusviewer.model.preprocess import resize_frame, to_model_input
 from lusviewer.model.weights import ModelError
 from lusviewer.report import CLIP_COLUMNS, FRAME_COLUMNS, write_report
 from lusviewer.report.csv_report import KNOWN_FINDINGS
@@ -57,8 +57,8 @@ def reference_findings(engine: ScoringEngine, clip: Path) -> np.ndarray:
     """sigmoid of the CNN's auxiliary logits, frame by frame, one frame at a time (T, 2)."""
     out = []
     with open_clip(str(clip)) as reader, torch.inference_mode():
-        for i, frame in enumerate(reader.iter_frames()):
-            x = to_model_input(engine._prepare(frame, None, i, str(clip))[None], engine.device)
+        for frame in reader.iter_frames():
+            x = to_model_input(resize_frame(frame, engine.input_size)[None], engine.device)
             aux = engine.model.cnn(x).aux
             assert aux is not None
             out.append(torch.sigmoid(aux.float()).numpy()[0])

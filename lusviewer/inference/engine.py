@@ -42,12 +42,10 @@ with them as the reconstruction error is, so that frame i's findings are frame i
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -65,7 +63,7 @@ from lusviewer.inference.runtime import (
 from lusviewer.inference.sequence import DEFAULT_BURN_IN, DEFAULT_WINDOW, SequenceStreamer
 from lusviewer.io import ClipError, ClipInfo, ClipReader, open_clip
 from lusviewer.model.hybrid import CNNOutput
-from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, detect_sector, resize_frame, to_model_input
+from lusviewer.model.preprocess import Sector, model_frames, resize_frame, to_model_input
 from lusviewer.model.weights import LoadedModel
 from lusviewer.report.aggregate import RULES, ClipSummary, frame_scores, summarize_clip
 
@@ -299,25 +297,13 @@ class ScoringEngine:
             return None
         reader = open_clip(clip) if isinstance(clip, str) else clip
         try:
-            head = list(itertools.islice(reader.iter_frames(), SECTOR_FRAMES))
+            sector, _ = model_frames(reader.iter_frames(), self.input_size, "sector", error=_clip_error(reader))
         finally:
             if isinstance(clip, str):
                 reader.close()
-        if not head:
-            raise ClipError(reader.info.path, "no frame could be decoded")
-        return _detect(head, reader.info.path)
-
-    def _prepare(self, frame: np.ndarray, sector: Sector | None, index: int, path: str) -> np.ndarray:
-        """One frame as the model sees it: (S, S, 3) uint8."""
         if sector is None:
-            return resize_frame(frame, self.input_size)
-        if frame.shape[:2] != sector.shape:
-            raise ClipError(
-                path,
-                f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but the first frames, where the sector was "
-                f"found, are {sector.shape[1]}x{sector.shape[0]}",
-            )
-        return sector.apply(frame, self.input_size)
+            raise ClipError(reader.info.path, "no frame could be decoded")
+        return sector
 
     def _batches(self, reader: ClipReader, cancel: threading.Event | None, found: list[Sector]) -> Iterator[np.ndarray]:
         """Model-input uint8 batches, decoded one batch ahead on a helper thread. With a
@@ -327,25 +313,18 @@ class ScoringEngine:
 
         def produce() -> None:
             try:
-                frames: Iterator[np.ndarray] = reader.iter_frames()
-                sector: Sector | None = None
-                if self.crop == "sector":
-                    head: deque[np.ndarray] = deque()
-                    for frame in frames:
-                        head.append(frame)
-                        if len(head) == SECTOR_FRAMES:
-                            break
-                    if stop.is_set():
-                        return
-                    if head:
-                        sector = _detect(head, reader.info.path)
-                        found.append(sector)
-                    frames = itertools.chain(_drain(head), frames)
+                sector, frames = model_frames(
+                    reader.iter_frames(), self.input_size, self.crop, error=_clip_error(reader)
+                )
+                if stop.is_set():
+                    return
+                if sector is not None:
+                    found.append(sector)
                 buf: list[np.ndarray] = []
-                for i, frame in enumerate(frames):
+                for _, small in frames:
                     if stop.is_set():
                         return
-                    buf.append(self._prepare(frame, sector, i, reader.info.path))
+                    buf.append(small)
                     if len(buf) == self.batch_size:
                         q.put(np.stack(buf))
                         buf = []
@@ -558,16 +537,8 @@ def finding_auc(metrics: dict[str, Any], name: str) -> float | None:
     return float(auc) if isinstance(auc, int | float) and not isinstance(auc, bool) else None
 
 
-def _detect(head: deque[np.ndarray] | list[np.ndarray], path: str) -> Sector:
-    """The sector of a clip from its first frames (:class:`ClipError` where their sizes differ)."""
-    sizes = {f.shape[:2] for f in head}
-    if len(sizes) > 1:
-        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
-        raise ClipError(path, f"its first frames differ in size ({shown}): no one sector fits them")
-    return detect_sector(head)
-
-
-def _drain(frames: deque[np.ndarray]) -> Iterator[np.ndarray]:
-    """The frames, first to last, each let go of once yielded."""
-    while frames:
-        yield frames.popleft()
+def _clip_error(reader: ClipReader) -> Callable[[str], ClipError]:
+    """What :func:`~lusviewer.model.preprocess.model_frames` raises for a clip's frames
+    that no one sector fits: a :class:`ClipError` naming the clip."""
+    path = reader.info.path
+    return lambda reason: ClipError(path, reason)

@@ -7,20 +7,16 @@ messages they send; and stopping them. Nothing here touches the model.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import logging
 import queue
 import signal
 import time
-from collections import deque
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import torch
 
-from lusviewer.inference.engine import _detect, _drain
-from lusviewer.model.preprocess import SECTOR_FRAMES, Sector, resize_frame
+from lusviewer.model.preprocess import model_frames
 
 # Messages from the decode workers: (kind, clip index, ...)
 _START = "start"  # (_START, i, sector, frame count at open)
@@ -28,21 +24,6 @@ _FRAMES = "frames"  # (_FRAMES, i, uint8 (n, S, S, 3), worker id, frames it has 
 _END = "end"  # (_END, i, ClipInfo at the end, log lines)
 _ERROR = "error"  # (_ERROR, i, one line naming the clip and the reason, log lines)
 _EXIT = "exit"  # (_EXIT, worker id): the worker is done
-
-
-def prepare_frame(frame: np.ndarray, sector: Sector | None, index: int, path: str, size: int) -> np.ndarray:
-    """One frame as the model sees it, (S, S, 3) uint8: as ``ScoringEngine._prepare``."""
-    from lusviewer.io import ClipError
-
-    if sector is None:
-        return resize_frame(frame, size)
-    if frame.shape[:2] != sector.shape:
-        raise ClipError(
-            path,
-            f"frame {index} is {frame.shape[1]}x{frame.shape[0]} but the first frames, where the sector was "
-            f"found, are {sector.shape[1]}x{sector.shape[0]}",
-        )
-    return sector.apply(frame, size)
 
 
 # --- decode workers (spawned processes) ---------------------------------------------
@@ -78,25 +59,19 @@ def _decode_clip(
     i: int, path: str, out: Any, stop: Any, crop: str, size: int, chunk: int, wid: int, sent: list[int], said: _Collect
 ) -> bool:
     """Decode clip ``i`` into chunks on ``out``; False when told to stop part-way."""
-    from lusviewer.io import open_clip
+    from lusviewer.io import ClipError, open_clip
 
     with open_clip(path) as reader:
         label = reader.info.path
-        frames: Iterator[np.ndarray] = reader.iter_frames()
-        sector: Sector | None = None
-        if crop == "sector":
-            head: deque[np.ndarray] = deque(itertools.islice(frames, SECTOR_FRAMES))
-            if head:
-                sector = _detect(head, label)
-            frames = itertools.chain(_drain(head), frames)
+        sector, frames = model_frames(reader.iter_frames(), size, crop, error=lambda reason: ClipError(label, reason))
         if not _put(out, (_START, i, sector, reader.info.frame_count), stop):
             return False
         buf = np.empty((chunk, size, size, 3), np.uint8)
         n = 0
-        for k, frame in enumerate(frames):
+        for _, small in frames:
             if stop.is_set():
                 return False
-            buf[n] = prepare_frame(frame, sector, k, label, size)
+            buf[n] = small
             n += 1
             if n == chunk:
                 sent[0] += n

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -162,3 +164,72 @@ def _crop_padded(frame: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarra
     if top or left or bottom or right:
         crop = cv2.copyMakeBorder(crop, top, bottom, left, right, cv2.BORDER_CONSTANT, value=0)
     return np.ascontiguousarray(crop)
+
+
+# --- A clip's frames as the model sees them -----------------------------------------
+#
+# The one definition of the preparation that the scoring engine, the folder scorer's
+# decode workers, training's frame cache and the Grad-CAM script share: with a
+# sector crop, the sector is found on the clip's first SECTOR_FRAMES frames and every
+# frame, those first ones included, is cropped to it, in order.
+
+
+def model_frames(
+    frames: Iterable[np.ndarray],
+    size: int,
+    crop: str = "none",
+    *,
+    error: Callable[[str], Exception] = ValueError,
+) -> tuple[Sector | None, Iterator[tuple[int, np.ndarray]]]:
+    """A clip's RGB uint8 frames as the model sees them: ``(sector, frames)``, where
+    ``frames`` yields ``(index, (size, size, 3) uint8)`` for every frame, in order, from 0.
+
+    ``crop="none"``: each frame resized (:func:`resize_frame`); the sector is None.
+    ``crop="sector"``: the first :data:`SECTOR_FRAMES` frames are read here, at once, and
+    the clip's sector found on them (:func:`detect_sector`); every frame, those first ones
+    included, is then cut to it (:meth:`Sector.apply`) as ``frames`` is iterated. The
+    sector is None where the clip has no frame. Memory stays flat in clip length: only
+    that head is held at the clip's resolution, each of its frames let go of once
+    yielded, and the rest streamed one frame at a time.
+
+    ``error(reason)`` is raised for frames that no one sector fits (first frames of
+    several sizes; a later frame of another size); callers that know the clip pass one
+    that names it (the engine: ``lambda reason: ClipError(path, reason)``)."""
+    if crop not in ("none", "sector"):  # a card's input.crop, training's --crop
+        raise ValueError(f"unknown crop {crop!r}; expected none or sector")
+    source = iter(frames)
+    if crop == "none":
+        return None, ((i, resize_frame(f, size)) for i, f in enumerate(source))
+    head: deque[np.ndarray] = deque(itertools.islice(source, SECTOR_FRAMES))
+    if not head:
+        return None, iter(())
+    sector = _head_sector(head, error=error)
+    return sector, _cropped(itertools.chain(_drain(head), source), sector, size, error)
+
+
+def _head_sector(head: Sequence[np.ndarray], *, error: Callable[[str], Exception] = ValueError) -> Sector:
+    """:func:`detect_sector` on a clip's first frames, which must share one size
+    (``error(reason)`` raised where they do not)."""
+    sizes = {f.shape[:2] for f in head}
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+        raise error(f"its first frames differ in size ({shown}): no one sector fits them")
+    return detect_sector(head)
+
+
+def _cropped(
+    frames: Iterator[np.ndarray], sector: Sector, size: int, error: Callable[[str], Exception]
+) -> Iterator[tuple[int, np.ndarray]]:
+    for i, frame in enumerate(frames):
+        if frame.shape[:2] != sector.shape:
+            raise error(
+                f"frame {i} is {frame.shape[1]}x{frame.shape[0]} but the first frames, where the sector was "
+                f"found, are {sector.shape[1]}x{sector.shape[0]}"
+            )
+        yield i, sector.apply(frame, size)
+
+
+def _drain(frames: deque[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames, first to last, each let go of once yielded."""
+    while frames:
+        yield frames.popleft()

@@ -48,8 +48,7 @@ from lusviewer.training.train import (
 )
 from lusviewer.training.validation import (
     clip_metrics,
-    cnn_aux_probs,
-    cnn_features,
+    cnn_frames,
     majority_baseline,
     sequence_probs,
 )
@@ -220,15 +219,18 @@ def _train_and_test(
     stages = StageRun(vcfg, model, train, val, frames, work, run)
     train_cnn(stages)
     needed = test if model.sequence is None else [*train, *val, *test]
-    probs, feats = cnn_features(model, needed, frames, vcfg.bf16)
+    # One pass of the CNN gives the test clips' probabilities, features and auxiliary
+    # findings; a second only where the end-to-end stage changed the CNN after it.
+    cnn = cnn_frames(model, needed, frames, vcfg.bf16)
+    probs, feats, aux = cnn.probs, cnn.feats, cnn.aux
     if model.sequence is not None:
         train_lstm(stages, feats)
         if vcfg.e2e_epochs > 0:
             train_end_to_end(stages)
-            _, feats = cnn_features(model, test, frames, vcfg.bf16)
+            cnn = cnn_frames(model, test, frames, vcfg.bf16)
+            feats, aux = cnn.feats, cnn.aux
         probs = {c.path: sequence_probs(model.sequence, feats[c.path]) for c in test}
     res = clip_metrics(test, lambda c: probs[c.path], per_clip=True)
-    aux = cnn_aux_probs(model, test, frames, vcfg.bf16)
     for row, c in zip(res["clips"], test, strict=True):
         row["p_mean"] = [round(float(v), 5) for v in probs[c.path].mean(0)]
         if c.findings is not None:

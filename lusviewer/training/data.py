@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, open_clip
-from lusviewer.model.preprocess import SECTOR_FRAMES, detect_sector, resize_frame
+from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip
+from lusviewer.model.preprocess import model_frames
 
 _PATIENT_RE = re.compile(r"patient_(\d+)")
 
@@ -402,28 +402,11 @@ def group_kfold(
 def decode_clip(path: str, size: int, crop: str = "none") -> np.ndarray:
     """All frames of a clip, as the model sees them: uint8 (T, size, size, 3). With
     ``crop="sector"``, the sector found on the first frames (as the scoring engine finds
-    it: :data:`~lusviewer.model.preprocess.SECTOR_FRAMES` of them) is cut out of each."""
+    it: :func:`~lusviewer.model.preprocess.model_frames`) is cut out of each."""
     with open_clip(path) as reader:
-        if crop == "none":
-            return np.stack([resize_frame(f, size) for f in reader.iter_frames()])
-        if crop != "sector":
-            raise ValueError(f"unknown crop {crop!r}; expected none or sector")
-        out: list[np.ndarray] = []
-        first: list[np.ndarray] = []
-        sector = None
-        for f in reader.iter_frames():
-            if sector is None:
-                first.append(f)
-                if len(first) < SECTOR_FRAMES:
-                    continue
-                sector = detect_sector(first)
-                out += [sector.apply(g, size) for g in first]
-                continue
-            out.append(sector.apply(f, size))
-        if sector is None and first:
-            sector = detect_sector(first)
-            out = [sector.apply(g, size) for g in first]
-        return np.stack(out)
+        label = reader.info.path
+        _, frames = model_frames(reader.iter_frames(), size, crop, error=lambda reason: ClipError(label, reason))
+        return np.stack([small for _, small in frames])
 
 
 def clip_fps(path: str) -> float:

@@ -8,6 +8,7 @@ a card's clip metrics and ``lusviewer evaluate`` agree on clips at any frame rat
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -90,7 +91,16 @@ def cnn_outputs(
     model: HybridModel, frames: np.ndarray, *, bf16: bool, batch: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """Softmax probabilities (T, C) and features (T, F) of the CNN for uint8 frames."""
-    probs, feats = [], []
+    probs, feats, _ = _cnn_pass(model, frames, bf16=bf16, batch=batch, aux=False)
+    return probs, feats
+
+
+def _cnn_pass(
+    model: HybridModel, frames: np.ndarray, *, bf16: bool, batch: int, aux: bool
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """:func:`cnn_outputs` and, with ``aux`` and auxiliary heads, the sigmoid of their
+    logits (T, A) from the same forward passes (else None)."""
+    probs, feats, finds = [], [], []
     dev = device_of(model.cnn)
     for s in range(0, len(frames), batch):
         x = to_model_input(frames[s : s + batch], dev)
@@ -98,28 +108,38 @@ def cnn_outputs(
             out = model.cnn(x)
         probs.append(torch.softmax(out.logits.float(), 1).cpu().numpy())
         feats.append(out.features.float().cpu().numpy())
-    return np.concatenate(probs), np.concatenate(feats)
+        if aux:
+            assert out.aux is not None
+            finds.append(torch.sigmoid(out.aux.float()).cpu().numpy())
+    return np.concatenate(probs), np.concatenate(feats), np.concatenate(finds) if aux else None
+
+
+@dataclass(frozen=True)
+class CNNFrames:
+    """The CNN's outputs on every frame of some clips, by clip path: softmax
+    probabilities (T, C), features (T, F) and the auxiliary findings' probabilities (T, A;
+    empty where the model has no such heads or they were not asked for)."""
+
+    probs: dict[str, np.ndarray]
+    feats: dict[str, np.ndarray]
+    aux: dict[str, np.ndarray]
 
 
 @torch.no_grad()
-def cnn_aux_probs(
-    model: HybridModel, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], bf16: bool, batch: int = 64
-) -> dict[str, np.ndarray]:
-    """Per-frame probabilities (T, F) of the auxiliary findings (``model.cfg.aux_heads``);
-    empty where the model has no such heads."""
-    if not model.cfg.aux_heads:
-        return {}
+def cnn_frames(
+    model: HybridModel, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], bf16: bool, *, aux: bool = True
+) -> CNNFrames:
+    """One pass of the CNN over every frame of ``clips``: probabilities, features and
+    (with ``aux``, for a model with auxiliary heads, ``model.cfg.aux_heads``) the
+    sigmoid of those heads' logits, all from the same forward passes."""
     model.eval()
-    dev = device_of(model.cnn)
-    out: dict[str, np.ndarray] = {}
+    with_aux = aux and bool(model.cfg.aux_heads)
+    out = CNNFrames({}, {}, {})
     for c in clips:
-        parts = []
-        for s in range(0, len(frames[c.path]), batch):
-            with autocast(bf16, dev):
-                o = model.cnn(to_model_input(frames[c.path][s : s + batch], dev))
-            assert o.aux is not None
-            parts.append(torch.sigmoid(o.aux.float()).cpu().numpy())
-        out[c.path] = np.concatenate(parts)
+        p, f, a = _cnn_pass(model, frames[c.path], bf16=bf16, batch=64, aux=with_aux)
+        out.probs[c.path], out.feats[c.path] = p, f
+        if a is not None:
+            out.aux[c.path] = a
     return out
 
 
@@ -127,11 +147,8 @@ def cnn_features(
     model: HybridModel, clips: Sequence[LabelledClip], frames: dict[str, np.ndarray], bf16: bool
 ) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
     """CNN softmax probabilities and 64-d features of every frame of ``clips``."""
-    model.eval()
-    probs, feats = {}, {}
-    for c in clips:
-        probs[c.path], feats[c.path] = cnn_outputs(model, frames[c.path], bf16=bf16)
-    return probs, feats
+    out = cnn_frames(model, clips, frames, bf16, aux=False)
+    return out.probs, out.feats
 
 
 def validate_cnn(
