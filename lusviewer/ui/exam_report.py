@@ -33,8 +33,8 @@ from PySide6.QtGui import (
 )
 
 from lusviewer.report.exam_report import RESEARCH_ONLY, ExamReport, ZoneRow
-from lusviewer.ui.chest_diagram import WITHHELD_FILL, paint_chest, paint_legend, text_colour
-from lusviewer.ui.palette import SCORE_COLOURS
+from lusviewer.ui.chest_diagram import UNCERTAIN_FILL, WITHHELD_FILL, paint_chest, paint_legend, text_colour
+from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR
 
 #: Page geometry in points (1/72 inch): A4 and its margins.
 PAGE_W, PAGE_H = 595.0, 842.0
@@ -176,7 +176,7 @@ def _header(painter: QPainter, report: ExamReport, first: bool) -> float:
 
 def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     w = PAGE_W - 2 * MARGIN
-    legend_w = 112.0
+    legend_w = 124.0
     diagram = QRectF(MARGIN, y, w - legend_w - 8, 152)
     paint_chest(painter, diagram, report.cells)
     paint_legend(painter, QRectF(MARGIN + w - legend_w, y + 16, legend_w, 120))
@@ -330,12 +330,16 @@ def _elide(painter: QPainter, text: str, font: QFont, width: float) -> str:
 
 
 def _score_chip(painter: QPainter, r: QRectF, score: int, confidence: str) -> None:
-    fill = WITHHELD_FILL if confidence == "withheld" else SCORE_COLOURS[score]
-    painter.setPen(QPen(QColor("#404040"), 0.6))
+    """The model's score as the diagram draws its zone: in the score's colour only when
+    confident; uncertain, pale grey with a dashed edge and the score in grey ("0?")."""
+    fill = {"withheld": WITHHELD_FILL, "uncertain": UNCERTAIN_FILL}.get(confidence, SCORE_COLOURS[score])
+    style = Qt.PenStyle.DashLine if confidence == "uncertain" else Qt.PenStyle.SolidLine
+    painter.setPen(QPen(QColor(UNCERTAIN_COLOUR if confidence == "uncertain" else "#404040"), 0.8, style))
     painter.setBrush(QColor(fill))
     painter.drawRoundedRect(r, 2, 2)
     text = "–" if confidence == "withheld" else f"{score}?" if confidence == "uncertain" else str(score)
-    _text(painter, r, text, _font(12, bold=True), _CENTER, text_colour(fill).name())
+    ink = UNCERTAIN_COLOUR if confidence == "uncertain" else text_colour(fill).name()
+    _text(painter, r, text, _font(12, bold=True), _CENTER, ink)
 
 
 def _image(painter: QPainter, rgb: np.ndarray, r: QRectF) -> None:
