@@ -694,7 +694,8 @@ def test_withheld_clip_stays_out_of_the_exam_total(  # type: ignore[no-untyped-d
     assert exam.n_withheld == 1 and exam.total == 0 and exam.incomplete
     assert "INCOMPLETE: 1 zone with no reliable score" in w.exam_panel.total.text()
     assert "not in the total" in w.exam_panel.table.item(0, 3).text()
-    assert "⚠ LUS 0 of 3" in w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
+    # nothing counted: the tab says so rather than "LUS 0 of 3", which reads as normal lungs
+    assert w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel)) == "Exam · ⚠ no reliable score"
     w.close()
     assert not w.controller.thread_running
 

@@ -303,6 +303,8 @@ class MainWindow(QMainWindow):
         )
         warn = "⚠ " if exam.incomplete or exam.n_unfamiliar or exam.not_scored else ""
         title = f"Exam · {warn}LUS {exam.total} of {exam.maximum}" if len(exam) else "Exam"
+        if len(exam) and exam.n_withheld == len(exam):  # nothing counted: no "LUS 0", which reads as normal
+            title = "Exam · ⚠ no reliable score"
         self.side_tabs.setTabText(self.side_tabs.indexOf(self.exam_panel), title)
         self.act_export_exam.setEnabled(bool(len(exam)))
         self.act_export_report.setEnabled(bool(len(exam)))

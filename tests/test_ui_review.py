@@ -1,0 +1,47 @@
+"""What a clinician's review of the viewer with the shipped model found misleading, each
+checked here through the real window (tiny models, offscreen)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pytestqt")
+
+from PySide6.QtCore import QSettings
+
+from lusviewer.ui.main_window import MainWindow
+
+TIMEOUT = 60_000
+
+pytestmark = pytest.mark.usefixtures("no_leaked_threads")
+
+
+def test_findings_of_an_unfamiliar_clip_are_not_drawn(qtbot: Any, tmp_path: Path, synthetic_clip: Path) -> None:
+    """A clip unlike the training clips has its findings withheld: the summary said "A-lines
+    withheld" while the timeline still drew p(A-lines) (seen in viewer-unfamiliar.png, a POCUS clip)."""
+    from test_findings import BOTH, findings_model
+
+    from lusviewer.model.weights import record_in_card
+
+    card = findings_model(tmp_path / "m", shown=BOTH)
+    record_in_card(card, "inference", {"recon_error_limit": 0.0})  # every clip is unlike its training clips
+    w = MainWindow(str(card), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    assert w.open_clip(str(synthetic_clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+    qtbot.wait(50)
+    r = w.controller.result
+    assert r is not None and r.unfamiliar and r.findings is not None  # the result (and the CSV) keep them
+    assert "withheld" in w.summary.findings.text()
+    assert w.timeline.findings_toggle.isHidden()
+    assert all(not c.isVisible() or len(c.getData()[0] or []) == 0 for c in w.timeline.finding_curves.values())
+    # and the exam of that one clip counts nothing: no "LUS 0", which reads as normal lungs
+    assert w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel)) == "Exam · ⚠ no reliable score"
+    w.close()
+    assert not w.controller.thread_running
