@@ -45,3 +45,34 @@ def test_findings_of_an_unfamiliar_clip_are_not_drawn(qtbot: Any, tmp_path: Path
     assert w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel)) == "Exam · ⚠ no reliable score"
     w.close()
     assert not w.controller.thread_running
+
+
+def test_cursor_label_sits_on_no_scores_line(qtbot: Any) -> None:
+    """The cursor's frame/time label lay on the score-3 line (y 3.13 of -0.4..3.4), the shipped
+    model's most common score: now between two levels, away from every line."""
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    t = ScoreTimeline()
+    qtbot.addWidget(t)
+    lo, hi = -0.4, 3.4
+    y = lo + t.cursor_label.orthoPos * (hi - lo)
+    assert min(abs(y - k) for k in range(4)) >= 0.4, y
+
+
+def test_exam_tab_marks_a_total_of_guesses(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
+    """The tab read "Exam · LUS 3 of 3" for one uncertain clip: a guess titled as a finding,
+    beside the Clip tab's grey "Score 3, uncertain". Now "LUS 3? of 3", as the diagram's "3?"."""
+    from lusviewer.report.exam import ExamEntry
+
+    w = MainWindow(str(tiny_model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    exam = w.controller.exam
+    for conf, clip in (("uncertain", "a/patient_1_R1.mp4"), ("confident", "a/patient_1_R2.mp4")):
+        exam.add(ExamEntry(clip, clip[-6:-4], 3 if conf == "uncertain" else 1, 10, 0, False, "m", "ab" * 32, conf))
+    w.controller.exam_changed.emit()
+    tab = w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
+    assert tab.endswith(f"LUS {exam.total}? of {exam.maximum}"), tab
+    w.close()
+    assert not w.controller.thread_running

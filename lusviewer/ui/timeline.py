@@ -58,6 +58,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
 
     seek_requested = Signal(int)
     MAX_POINTS = 2000
+    #: Where the cursor's label sits along it: y = 2.5 of the score plot's -0.4..3.4, on no level's line.
+    CURSOR_LABEL_AT = (2.5 + 0.4) / 3.8
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -142,8 +144,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             self.cursors.append(line)
             p.scene().sigMouseClicked.connect(self._clicked)
         # the cursor's frame and time, both, whichever the axis shows
+        # between the levels 2 and 3 (y = 2.5 on -0.4..3.4): at 0.93 it sat on the score-3 line,
+        # the shipped model's most common score, and the two were hard to read (seen at 1024x600)
         self.cursor_label = pg.InfLineLabel(
-            self.cursors[0], text="", position=0.93, anchors=[(0, 0.5), (0, 0.5)], color="#1f1fbf"
+            self.cursors[0], text="", position=self.CURSOR_LABEL_AT, anchors=[(0, 0.5), (0, 0.5)], color="#1f1fbf"
         )
         self.cursor_label.setZValue(20)
         for p in (sp, pp):
