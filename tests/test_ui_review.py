@@ -76,3 +76,34 @@ def test_exam_tab_marks_a_total_of_guesses(qtbot: Any, tiny_model: Path, tmp_pat
     assert tab.endswith(f"LUS {exam.total}? of {exam.maximum}"), tab
     w.close()
     assert not w.controller.thread_running
+
+
+def test_pdf_headline_of_guesses_says_so(qapp: Any, tmp_path: Path) -> None:
+    """The report's headline ("LUS score 4 / 18, 6 of 6 zones", large and bold) read as a
+    finding when every zone was uncertain; the note saying so was small, further down.
+    Now the headline itself says it, in the neutral grey."""
+    import shutil
+    import subprocess
+
+    from test_exam_report import _result
+
+    from lusviewer.report import ExamSession
+    from lusviewer.report.exam_report import ExamFields, build_exam_report
+    from lusviewer.report.zones import BLUE_ZONES
+    from lusviewer.ui.exam_report import write_exam_pdf
+
+    pdftotext = shutil.which("pdftotext")
+    if pdftotext is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed")
+
+    def headline_of(weak: list[bool]) -> str:
+        session = ExamSession(6)
+        for k, zone in enumerate(BLUE_ZONES):
+            session.scored(_result(f"e/patient_7_{zone.code}.mp4", [k % 4] * 20, weak=weak[k]))
+        pdf = write_exam_pdf(tmp_path / f"r{sum(weak)}.pdf", build_exam_report(session, ExamFields("p", "", "")))
+        text = subprocess.run([pdftotext, "-layout", str(pdf), "-"], capture_output=True, text=True, check=True)
+        return next(line for line in text.stdout.splitlines() if "LUS score" in line)
+
+    assert "every zone uncertain (6 of 6): a guess" in headline_of([True] * 6)
+    assert "2 of 6 counted zones uncertain" in headline_of([True, True, False, False, False, False])
+    assert "uncertain" not in headline_of([False] * 6)

@@ -181,7 +181,29 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     paint_chest(painter, diagram, report.cells)
     paint_legend(painter, QRectF(MARGIN + w - legend_w, y + 16, legend_w, 120))
     y += 156
-    _text(painter, QRectF(MARGIN, y, w, 20), report.headline, _font(14, bold=True), _LEFT)
+    # A total of uncertain zones is a guess: said beside it, and printed in grey when every
+    # counted zone is uncertain (the shipped model's common case), as the viewer's "LUS 4? of 18".
+    counted = [r for r in report.rows if r.confidence != "withheld"]
+    unsure = sum(r.confidence == "uncertain" for r in counted)
+    all_unsure = bool(counted) and unsure == len(counted)
+    head = _font(14, bold=True)
+    _text(
+        painter, QRectF(MARGIN, y, w, 20), report.headline, head, _LEFT, UNCERTAIN_COLOUR if all_unsure else "#000000"
+    )
+    if unsure:
+        painter.setFont(head)
+        x = MARGIN + painter.fontMetrics().horizontalAdvance(report.headline) + 10
+        room = QRectF(x, y + 2, MARGIN + w - x, 18)
+        small = _font(9, bold=True)
+        painter.setFont(small)
+        words = (
+            f"every zone uncertain ({unsure} of {len(counted)}): a guess, not a finding"
+            if all_unsure
+            else f"{unsure} of {len(counted)} counted zones uncertain (guesses)"
+        )
+        if painter.fontMetrics().horizontalAdvance(words) > room.width():  # a long headline (INCOMPLETE, ...)
+            words = "a guess, not a finding" if all_unsure else f"{unsure} uncertain"
+        _text(painter, room, words, small, _LEFT, UNCERTAIN_COLOUR)
     y += 20
     proto = (
         f"Protocol: {report.protocol} zones ({report.scheme_name})"
