@@ -128,6 +128,13 @@ def test_layout_uses_a_1920x1080_screen(qtbot: Any, busy_window: MainWindow) -> 
     assert score_h >= 150 and prob_h >= 150, (score_h, prob_h)
     assert w.exam_panel.table.viewport().height() >= 6 * 22
     assert _rect_in(w, w.status_bar)[3] <= 1080
+    # the room the table does not need goes to the diagram (it stayed 110 px high), by its size
+    # hint: the window's minimum does not grow with it, and it shrinks back
+    assert w.exam_panel.diagram.height() >= 180
+    assert w.minimumSizeHint().height() <= 590
+    w.resize(1024, 600)
+    qtbot.wait(100)
+    assert (w.width(), w.height()) == (1024, 600) and w.exam_panel.diagram.height() <= 130
 
 
 def test_moved_divider_is_kept_on_resize(qtbot: Any, busy_window: MainWindow) -> None:

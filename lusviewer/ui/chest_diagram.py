@@ -325,6 +325,8 @@ class ChestDiagram(QWidget):
 
     #: The height it asks for; below :data:`SMALLEST` it says how to get it back instead.
     FULL_HEIGHT = 110
+    #: The most it asks for where the Exam tab has room to spare (a 1920x1080 window).
+    TALLEST = 240
     SMALLEST = 40
     #: Its minimum: the height of the protocol and a three-line total beside it, so that the
     #: total wrapping to three lines does not take the table's room (the panel is at its minimum
@@ -339,6 +341,7 @@ class ChestDiagram(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.cells: list[ZoneCell] = []
+        self.wanted_height = self.FULL_HEIGHT
         self.setMinimumSize(150, self.RESERVED)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setToolTip(
@@ -349,7 +352,15 @@ class ChestDiagram(QWidget):
         )
 
     def sizeHint(self) -> QSize:
-        return QSize(220, self.FULL_HEIGHT)
+        return QSize(220, self.wanted_height)
+
+    def want_height(self, height: int) -> None:
+        """The height to ask for (its size hint, not its minimum: the window's minimum stays),
+        between :data:`FULL_HEIGHT` and :data:`TALLEST`; the Exam tab gives what it can spare."""
+        h = max(self.FULL_HEIGHT, min(self.TALLEST, height))
+        if h != self.wanted_height:
+            self.wanted_height = h
+            self.updateGeometry()
 
     def set_cells(self, cells: Sequence[ZoneCell]) -> None:
         self.cells = list(cells)

@@ -258,7 +258,16 @@ class ExamPanel(QWidget):
     #: the diagram is high and the window outgrows a 600 px screen.
     WIDE = 600
 
+    def _spare_for_diagram(self) -> None:
+        """A tall tab (1920x1080) gives the diagram what the table does not need for its rows
+        (it stayed 110 px high above a half-empty table)."""
+        rows = max(4, self.table.rowCount())
+        table = rows * self.table.verticalHeader().defaultSectionSize() + self.table.horizontalHeader().height() + 4
+        rest = self.export_button.sizeHint().height() + 12
+        self.diagram.want_height(self.height() - table - rest)
+
     def resizeEvent(self, event: QResizeEvent) -> None:
+        self._spare_for_diagram()
         wide = self.width() >= self.WIDE
         self._top.setStretch(0, 1 if wide else 3)
         self._top.setStretch(1, 1 if wide else 2)
@@ -325,3 +334,4 @@ class ExamPanel(QWidget):
             if current in self._paths:
                 self.table.selectRow(self._paths.index(current))
         self._update_buttons()
+        self._spare_for_diagram()  # more rows: less to spare
