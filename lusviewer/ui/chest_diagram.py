@@ -406,9 +406,14 @@ class ChestDiagram(QWidget):
             return None
         rect = QRectF(self.rect()).adjusted(4, 2, -4, -2)
         views = self._views_width()
-        if rect.width() - views < self.KEY_WIDTH + self.KEY_GAP:
-            return None
         lines = 7 if self._key_has_scores() else 3
-        h = min(rect.height(), lines * self.KEY_LINE)
-        left = rect.left() + (rect.width() - views - self.KEY_GAP - self.KEY_WIDTH) / 2 + views + self.KEY_GAP
-        return QRectF(left, rect.top() + (rect.height() - h) / 2, self.KEY_WIDTH, h)
+        # its type grows with a taller diagram (1920x1080), up to 1.4 times, where there is room
+        scale = max(1.0, min(1.4, rect.height() / (self.FULL_HEIGHT * 1.4)))
+        while scale > 1.0 and rect.width() - views < self.KEY_WIDTH * scale + self.KEY_GAP:
+            scale = max(1.0, scale - 0.1)
+        width = self.KEY_WIDTH * scale
+        if rect.width() - views < width + self.KEY_GAP:
+            return None
+        h = min(rect.height(), lines * self.KEY_LINE * scale)
+        left = rect.left() + (rect.width() - views - self.KEY_GAP - width) / 2 + views + self.KEY_GAP
+        return QRectF(left, rect.top() + (rect.height() - h) / 2, width, h)
