@@ -5,9 +5,13 @@ front, the back and both sides. Painted by :func:`paint_chest` on any ``QPainter
 Exam tab's :class:`ChestDiagram` and the PDF report (``ui.exam_report``) alike.
 
 A zone scanned with no reliable score (the clip is unlike the training clips) is light
-grey and hatched, a zone not scanned is white with a dotted edge, an uncertain score is
-coloured with a ``?``; where the clinician's score differs from the model's, or the
-model's is withheld, it is printed under it ("clin. 3"); a zone given to more than one clip says how many ("×2").
+grey and hatched, a zone not scanned is white with a dotted edge. An uncertain score (a
+guess: the same rule as the Clip and Exam tabs' grey "Score 1, uncertain") is never
+painted in its score's colour: the zone is a pale neutral grey with a dashed edge (the
+timeline's dashes for weak calls) and the score printed in dark grey with a ``?``
+("0?"); only a confident score fills its zone with the score's colour. Where the
+clinician's score differs from the model's, or the model's is withheld, it is printed
+under it ("clin. 3"); a zone given to more than one clip says how many ("×2").
 """
 
 from __future__ import annotations
@@ -20,11 +24,14 @@ from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from lusviewer.report.exam_report import ZoneCell
 from lusviewer.report.zones import Zone
-from lusviewer.ui.palette import SCORE_COLOURS, SCORE_SHORT
+from lusviewer.ui.palette import SCORE_COLOURS, SCORE_SHORT, UNCERTAIN_COLOUR
 
 #: A zone scanned with no reliable score (hatched) and one not scanned (white, dotted edge).
 WITHHELD_FILL = "#c8c8c8"
 NOT_SCANNED_FILL = "#ffffff"
+#: An uncertain score (a guess, counted): a pale neutral fill, not the score's colour (a green
+#: "0?" read as a confident normal), its edge dashed and its score in dark grey.
+UNCERTAIN_FILL = "#ebebeb"
 OUTLINE = "#404040"
 
 
@@ -53,9 +60,15 @@ def text_colour(fill: str) -> QColor:
     return QColor("#000000") if luma > 140 else QColor("#ffffff")
 
 
+def uncertain(cell: ZoneCell) -> bool:
+    """A score shown as a guess: counted, never painted as a finding."""
+    return cell.state == "scored" and cell.confidence == "uncertain"
+
+
 def cell_fill(cell: ZoneCell) -> str:
+    """The zone's fill: the score's colour only for a confident score."""
     if cell.state == "scored" and cell.score is not None:
-        return SCORE_COLOURS[cell.score]
+        return UNCERTAIN_FILL if uncertain(cell) else SCORE_COLOURS[cell.score]
     return WITHHELD_FILL if cell.state == "withheld" else NOT_SCANNED_FILL
 
 
@@ -199,6 +212,8 @@ def _paint_cell(painter: QPainter, box: QRectF, cell: ZoneCell) -> None:
     edge = max(1.0, min(box.width(), box.height()) / 30)
     if cell.state == "not scanned":
         painter.setPen(QPen(QColor("#6a6a6a"), edge, Qt.PenStyle.DotLine))
+    elif uncertain(cell):
+        painter.setPen(QPen(QColor(UNCERTAIN_COLOUR), edge, Qt.PenStyle.DashLine))
     else:
         painter.setPen(QPen(QColor(OUTLINE), edge))
     painter.setBrush(QColor(fill))
@@ -207,9 +222,9 @@ def _paint_cell(painter: QPainter, box: QRectF, cell: ZoneCell) -> None:
         painter.setBrush(QBrush(QColor("#6a6a6a"), Qt.BrushStyle.BDiagPattern))
         painter.setPen(Qt.PenStyle.NoPen)
         painter.drawRoundedRect(box, edge * 2, edge * 2)
-    elif cell.state == "scored":
+    elif cell.state == "scored" and not uncertain(cell):
         paint_texture(painter, box, cell.score, edge * 2)
-    ink = text_colour(fill)
+    ink = QColor(UNCERTAIN_COLOUR) if uncertain(cell) else text_colour(fill)
     h, w = box.height(), box.width()
     # the zone's code, small, top left
     painter.setPen(ink)
@@ -250,31 +265,46 @@ def zone_labels(cell: ZoneCell) -> tuple[str, str]:
     return "", "not scanned"
 
 
-def paint_legend(painter: QPainter, rect: QRectF) -> None:
-    """The diagram's key in one column: scores 0-3, uncertain, no reliable score, not scanned."""
+#: The key's entries: (fill, mark, words); the uncertain entry's mark is dark grey on its pale fill.
+LEGEND_SCORES = [(SCORE_COLOURS[k], str(k), SCORE_SHORT[k][2:]) for k in range(4)]
+LEGEND_OTHERS = [
+    (UNCERTAIN_FILL, "n?", "uncertain (a guess)"),
+    (WITHHELD_FILL, "–", "no reliable score"),
+    (NOT_SCANNED_FILL, "", "not scanned"),
+]
+
+
+def paint_legend(painter: QPainter, rect: QRectF, *, scores: bool = True, short: bool = False) -> None:
+    """The diagram's key in one column: scores 0-3 (confident: in their colours; without
+    ``scores``, left out), uncertain, no reliable score, not scanned; ``short``: "uncertain"
+    without "(a guess)", for the Exam tab's narrow key."""
     painter.save()
-    items: list[tuple[str, str, str]] = [(SCORE_COLOURS[k], str(k), SCORE_SHORT[k][2:]) for k in range(4)]
-    items += [
-        (SCORE_COLOURS[2], "2?", "uncertain (counted)"),
-        (WITHHELD_FILL, "–", "no reliable score"),
-        (NOT_SCANNED_FILL, "", "not scanned"),
-    ]
+    painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+    others = [(f, m, w.split(" (")[0] if short else w) for f, m, w in LEGEND_OTHERS]
+    items = (LEGEND_SCORES if scores else []) + others
     line = rect.height() / len(items)
     sw = min(line * 0.8, rect.width() * 0.2)
-    painter.setFont(_font(line * 0.55))
+    font = _font(min(line * 0.55, 13))
     for k, (fill, mark, words) in enumerate(items):
         y = rect.top() + k * line
         box = QRectF(rect.left(), y + (line - sw) / 2, sw * 1.3, sw)
-        painter.setPen(QPen(QColor(OUTLINE), 0.6, Qt.PenStyle.DotLine if not mark else Qt.PenStyle.SolidLine))
+        style = Qt.PenStyle.SolidLine
+        if not mark:
+            style = Qt.PenStyle.DotLine
+        elif mark.endswith("?"):
+            style = Qt.PenStyle.DashLine
+        painter.setPen(QPen(QColor(UNCERTAIN_COLOUR if mark.endswith("?") else OUTLINE), 0.8, style))
         painter.setBrush(QColor(fill))
         painter.drawRect(box)
         if mark == "–":
             painter.setBrush(QBrush(QColor("#6a6a6a"), Qt.BrushStyle.BDiagPattern))
             painter.drawRect(box)
-        elif mark:
-            paint_texture(painter, box, int(mark[0]))
-        painter.setPen(text_colour(fill))
+        elif mark and not mark.endswith("?"):
+            paint_texture(painter, box, int(mark))
+        painter.setFont(_font(min(line * 0.55, 13), bold=mark.endswith("?")))
+        painter.setPen(QColor(UNCERTAIN_COLOUR) if mark.endswith("?") else text_colour(fill))
         painter.drawText(box, Qt.AlignmentFlag.AlignCenter, mark)
+        painter.setFont(font)
         painter.setPen(QColor("#000000"))
         painter.drawText(
             QRectF(box.right() + sw * 0.4, y, rect.width() - box.width() - sw * 0.4, line),
@@ -284,31 +314,53 @@ def paint_legend(painter: QPainter, rect: QRectF) -> None:
     painter.restore()
 
 
+def views_width(rect: QRectF, n_zones: int) -> float:
+    """How wide :func:`paint_chest` draws the views in ``rect`` (the rest is free for a key)."""
+    views, _, gap = _layout(rect, n_zones, True)
+    return views[-1][2].right() - views[0][2].left() + gap if views else 0.0
+
+
 class ChestDiagram(QWidget):
     """The Exam tab's live diagram: :meth:`set_cells` redraws it."""
 
     #: The height it asks for; below :data:`SMALLEST` it says how to get it back instead.
     FULL_HEIGHT = 110
+    #: The most it asks for where the Exam tab has room to spare (a 1920x1080 window).
+    TALLEST = 240
     SMALLEST = 40
     #: Its minimum: the height of the protocol and a three-line total beside it, so that the
     #: total wrapping to three lines does not take the table's room (the panel is at its minimum
     #: at 1280x800 and 1024x600, and Qt then draws the buttons over the table's last row: seen
     #: under Xvfb); with it the window's minimum is 600 px.
     RESERVED = 104
+    #: The key beside the views, where there is room: its width and its lines' height (px).
+    KEY_WIDTH = 108
+    KEY_LINE = 17
+    KEY_GAP = 8
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.cells: list[ZoneCell] = []
+        self.wanted_height = self.FULL_HEIGHT
         self.setMinimumSize(150, self.RESERVED)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
         self.setToolTip(
-            "The exam's zones on the chest, coloured by the model's score (0 green, 1 amber, 2 orange, 3 red; "
-            "? uncertain; grey hatched: no reliable score; white: not scanned). Where your score differs, or the "
-            "model's is withheld, it is printed under the model's (clin.)."
+            "The exam's zones on the chest. A confident score fills its zone with the score's colour (0 green, "
+            "1 amber, 2 orange, 3 red); an uncertain one (a guess, counted in the total) is pale grey with a dashed "
+            "edge and its score in grey with a ?, e.g. 0?; grey hatched: no reliable score; white: not scanned. "
+            "Where your score differs, or the model's is withheld, it is printed under the model's (clin.)."
         )
 
     def sizeHint(self) -> QSize:
-        return QSize(220, self.FULL_HEIGHT)
+        return QSize(220, self.wanted_height)
+
+    def want_height(self, height: int) -> None:
+        """The height to ask for (its size hint, not its minimum: the window's minimum stays),
+        between :data:`FULL_HEIGHT` and :data:`TALLEST`; the Exam tab gives what it can spare."""
+        h = max(self.FULL_HEIGHT, min(self.TALLEST, height))
+        if h != self.wanted_height:
+            self.wanted_height = h
+            self.updateGeometry()
 
     def set_cells(self, cells: Sequence[ZoneCell]) -> None:
         self.cells = list(cells)
@@ -325,9 +377,43 @@ class ChestDiagram(QWidget):
                         self.rect(), Qt.AlignmentFlag.AlignCenter, "Drag the divider up\nfor the chest diagram"
                     )
             elif self.cells:
-                paint_chest(painter, QRectF(self.rect()).adjusted(4, 2, -4, -2), self.cells)
+                rect = QRectF(self.rect()).adjusted(4, 2, -4, -2)
+                key = self.key_rect()
+                if key is not None:
+                    rect = QRectF(
+                        key.left() - self.KEY_GAP - self._views_width(), rect.top(), self._views_width(), rect.height()
+                    )
+                    paint_legend(painter, key, scores=self._key_has_scores(), short=True)
+                paint_chest(painter, rect, self.cells)
             else:
                 painter.setPen(QColor("#707070"))
                 painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No clip in the exam yet")
         finally:
             painter.end()
+
+    def _key_has_scores(self) -> bool:
+        """The confident scores' colours in the key too: where a zone shows one, and there is room."""
+        confident = any(c.state == "scored" and not uncertain(c) for c in self.cells)
+        return confident and self.height() >= 7 * self.KEY_LINE
+
+    def _views_width(self) -> float:
+        return views_width(QRectF(self.rect()).adjusted(4, 2, -4, -2), len(self.cells))
+
+    def key_rect(self) -> QRectF | None:
+        """Where the key is drawn, right of the views (the two centred together): where they
+        leave room for it, else None (the tooltip holds the key)."""
+        if not self.cells or self.height() < self.SMALLEST:
+            return None
+        rect = QRectF(self.rect()).adjusted(4, 2, -4, -2)
+        views = self._views_width()
+        lines = 7 if self._key_has_scores() else 3
+        # its type grows with a taller diagram (1920x1080), up to 1.4 times, where there is room
+        scale = max(1.0, min(1.4, rect.height() / (self.FULL_HEIGHT * 1.4)))
+        while scale > 1.0 and rect.width() - views < self.KEY_WIDTH * scale + self.KEY_GAP:
+            scale = max(1.0, scale - 0.1)
+        width = self.KEY_WIDTH * scale
+        if rect.width() - views < width + self.KEY_GAP:
+            return None
+        h = min(rect.height(), lines * self.KEY_LINE * scale)
+        left = rect.left() + (rect.width() - views - self.KEY_GAP - width) / 2 + views + self.KEY_GAP
+        return QRectF(left, rect.top() + (rect.height() - h) / 2, width, h)

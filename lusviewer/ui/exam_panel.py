@@ -4,7 +4,7 @@ score total, and the chest diagram of the zones above the table."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import QSignalBlocker, Qt, Signal, SignalInstance
+from PySide6.QtCore import QEvent, QObject, QSignalBlocker, Qt, Signal, SignalInstance
 from PySide6.QtGui import QColor, QFont, QIcon, QPixmap, QResizeEvent, QWheelEvent
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -79,6 +79,10 @@ class ExamPanel(QWidget):
         f.setBold(True)
         self.total.setFont(f)
         self.total.setWordWrap(True)
+        # its wrapped height follows its own width (the panel's resize came before the label's,
+        # and a summary set while the tab was hidden kept the height of a 100 px label: 7 lines,
+        # which pushed a 1024x600 window to 618 px)
+        self.total.installEventFilter(self)
         self.total.setToolTip(
             "Every clip scored in this session is added; the LUS score is the sum of the clip scores. A zone with "
             "no reliable score (unlike the training clips) is left out and the exam is incomplete; an uncertain "
@@ -154,7 +158,7 @@ class ExamPanel(QWidget):
         left.addLayout(head)
         left.addWidget(self.total)
         left.addStretch(1)
-        top = QHBoxLayout()
+        self._top = top = QHBoxLayout()
         top.addLayout(left, 3)
         top.addWidget(self.diagram, 2)
         layout.addLayout(top)
@@ -226,10 +230,47 @@ class ExamPanel(QWidget):
         splitter does not ask for height-for-width, and without this a three-line summary
         pushes the buttons over the table's last row."""
         width = self.total.width()
-        if width > 0:
-            self.total.setMinimumHeight(self.total.heightForWidth(width))
+        if width <= 0:
+            return
+        # A long summary steps its type down (11 pt to 8 pt) until it fits beside the diagram: at
+        # 11 pt the summary of an incomplete exam took 6-7 lines at 1024x600 and pushed the window
+        # past the screen, the status bar (and its disclaimer) out of sight.
+        room = self.diagram.minimumHeight() - self.protocol.sizeHint().height() - 2
+        f = self.total.font()
+        for pt in self.TOTAL_POINTS:
+            if f.pointSize() != pt:
+                f.setPointSize(pt)
+                self.total.setFont(f)
+            if self.total.heightForWidth(width) <= room:
+                break
+        self.total.setMinimumHeight(self.total.heightForWidth(width))
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.total and event.type() == QEvent.Type.Resize:
+            self._fit_total()
+        return super().eventFilter(watched, event)
+
+    #: The summary's type sizes, largest first: the first that fits beside the diagram.
+    TOTAL_POINTS = (11, 10, 9, 8)
+
+    #: From this width on the diagram gets half the panel, room for its key beside the views
+    #: (1280x800 up); narrower, the summary keeps three fifths, or it wraps to more lines than
+    #: the diagram is high and the window outgrows a 600 px screen.
+    WIDE = 600
+
+    def _spare_for_diagram(self) -> None:
+        """A tall tab (1920x1080) gives the diagram what the table does not need for its rows
+        (it stayed 110 px high above a half-empty table)."""
+        rows = max(4, self.table.rowCount())
+        table = rows * self.table.verticalHeader().defaultSectionSize() + self.table.horizontalHeader().height() + 4
+        rest = self.export_button.sizeHint().height() + 12
+        self.diagram.want_height(self.height() - table - rest)
 
     def resizeEvent(self, event: QResizeEvent) -> None:
+        self._spare_for_diagram()
+        wide = self.width() >= self.WIDE
+        self._top.setStretch(0, 1 if wide else 3)
+        self._top.setStretch(1, 1 if wide else 2)
         super().resizeEvent(event)
         self._fit_total()
 
@@ -293,3 +334,4 @@ class ExamPanel(QWidget):
             if current in self._paths:
                 self.table.selectRow(self._paths.index(current))
         self._update_buttons()
+        self._spare_for_diagram()  # more rows: less to spare

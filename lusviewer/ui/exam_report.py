@@ -33,8 +33,8 @@ from PySide6.QtGui import (
 )
 
 from lusviewer.report.exam_report import RESEARCH_ONLY, ExamReport, ZoneRow
-from lusviewer.ui.chest_diagram import WITHHELD_FILL, paint_chest, paint_legend, text_colour
-from lusviewer.ui.palette import SCORE_COLOURS
+from lusviewer.ui.chest_diagram import UNCERTAIN_FILL, WITHHELD_FILL, paint_chest, paint_legend, text_colour
+from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR
 
 #: Page geometry in points (1/72 inch): A4 and its margins.
 PAGE_W, PAGE_H = 595.0, 842.0
@@ -176,12 +176,34 @@ def _header(painter: QPainter, report: ExamReport, first: bool) -> float:
 
 def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     w = PAGE_W - 2 * MARGIN
-    legend_w = 112.0
+    legend_w = 124.0
     diagram = QRectF(MARGIN, y, w - legend_w - 8, 152)
     paint_chest(painter, diagram, report.cells)
     paint_legend(painter, QRectF(MARGIN + w - legend_w, y + 16, legend_w, 120))
     y += 156
-    _text(painter, QRectF(MARGIN, y, w, 20), report.headline, _font(14, bold=True), _LEFT)
+    # A total of uncertain zones is a guess: said beside it, and printed in grey when every
+    # counted zone is uncertain (the shipped model's common case), as the viewer's "LUS 4? of 18".
+    counted = [r for r in report.rows if r.confidence != "withheld"]
+    unsure = sum(r.confidence == "uncertain" for r in counted)
+    all_unsure = bool(counted) and unsure == len(counted)
+    head = _font(14, bold=True)
+    _text(
+        painter, QRectF(MARGIN, y, w, 20), report.headline, head, _LEFT, UNCERTAIN_COLOUR if all_unsure else "#000000"
+    )
+    if unsure:
+        painter.setFont(head)
+        x = MARGIN + painter.fontMetrics().horizontalAdvance(report.headline) + 10
+        room = QRectF(x, y + 2, MARGIN + w - x, 18)
+        small = _font(9, bold=True)
+        painter.setFont(small)
+        words = (
+            f"every zone uncertain ({unsure} of {len(counted)}): a guess, not a finding"
+            if all_unsure
+            else f"{unsure} of {len(counted)} counted zones uncertain (guesses)"
+        )
+        if painter.fontMetrics().horizontalAdvance(words) > room.width():  # a long headline (INCOMPLETE, ...)
+            words = "a guess, not a finding" if all_unsure else f"{unsure} uncertain"
+        _text(painter, room, words, small, _LEFT, UNCERTAIN_COLOUR)
     y += 20
     proto = (
         f"Protocol: {report.protocol} zones ({report.scheme_name})"
@@ -330,12 +352,16 @@ def _elide(painter: QPainter, text: str, font: QFont, width: float) -> str:
 
 
 def _score_chip(painter: QPainter, r: QRectF, score: int, confidence: str) -> None:
-    fill = WITHHELD_FILL if confidence == "withheld" else SCORE_COLOURS[score]
-    painter.setPen(QPen(QColor("#404040"), 0.6))
+    """The model's score as the diagram draws its zone: in the score's colour only when
+    confident; uncertain, pale grey with a dashed edge and the score in grey ("0?")."""
+    fill = {"withheld": WITHHELD_FILL, "uncertain": UNCERTAIN_FILL}.get(confidence, SCORE_COLOURS[score])
+    style = Qt.PenStyle.DashLine if confidence == "uncertain" else Qt.PenStyle.SolidLine
+    painter.setPen(QPen(QColor(UNCERTAIN_COLOUR if confidence == "uncertain" else "#404040"), 0.8, style))
     painter.setBrush(QColor(fill))
     painter.drawRoundedRect(r, 2, 2)
     text = "–" if confidence == "withheld" else f"{score}?" if confidence == "uncertain" else str(score)
-    _text(painter, r, text, _font(12, bold=True), _CENTER, text_colour(fill).name())
+    ink = UNCERTAIN_COLOUR if confidence == "uncertain" else text_colour(fill).name()
+    _text(painter, r, text, _font(12, bold=True), _CENTER, ink)
 
 
 def _image(painter: QPainter, rgb: np.ndarray, r: QRectF) -> None:

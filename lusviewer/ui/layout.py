@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt
-from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
+from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence, QResizeEvent, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -41,6 +41,45 @@ NO_CLIP = "No clip open — File › Open (Ctrl+O) or drop a clip here"
 DEVICES = (("auto", "Automatic (CUDA when present)"), ("cpu", "CPU"), ("cuda", "CUDA"))
 
 
+class SideSplitter(QSplitter):
+    """The right pane: the timeline above, its toggles and the clip / exam tabs below. Until
+    the user moves the handle (or a saved layout is restored), the tabs get
+    :data:`BELOW_SHARE` of the height, never less than they need: by its stretch factors
+    alone the splitter gave the timeline everything above the tabs' minimum, 726 px at
+    1920x1080 while the exam table showed four rows."""
+
+    BELOW_SHARE = 0.45
+
+    def __init__(self) -> None:
+        super().__init__(Qt.Orientation.Vertical)
+        self.user_set = False
+        self.splitterMoved.connect(self._moved)
+
+    def _moved(self, _pos: int, _index: int) -> None:
+        self.user_set = True
+
+    def restoreState(self, state: QByteArray | bytes | bytearray | memoryview, /) -> bool:
+        ok = super().restoreState(state)
+        self.user_set = self.user_set or ok
+        return ok
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if not self.user_set and self.count() == 2:
+            self.share()
+
+    def share(self) -> None:
+        """Give the tabs their share of the height (their minimum at least), the timeline the rest."""
+        top, bottom = self.widget(0), self.widget(1)
+        if top is None or bottom is None:
+            return
+        h = self.height() - self.handleWidth()
+        below_min = bottom.minimumSizeHint().height()
+        top_min = top.minimumHeight()
+        below = min(max(below_min, round(h * self.BELOW_SHARE)), max(h - top_min, below_min))
+        self.setSizes([h - below, below])
+
+
 @dataclass(frozen=True, eq=False)
 class Views:
     """The window's widgets; ``splitter`` is its central widget."""
@@ -59,13 +98,13 @@ class Views:
     show_recon: QCheckBox
     exam_panel: ExamPanel
     side_tabs: QTabWidget
-    right_splitter: QSplitter
+    right_splitter: SideSplitter
     splitter: QSplitter
 
 
 def build_views() -> Views:
-    """The frame with its controls on the left; the timeline above the overlay controls
-    and the clip / exam tabs on the right."""
+    """The frame with its controls (play, slider, overlay) on the left; the timeline above
+    its curves' toggles and the clip / exam tabs on the right."""
     frame_view = FrameView()
     slider = QSlider(Qt.Orientation.Horizontal)
     slider.setFocusPolicy(Qt.FocusPolicy.NoFocus)
@@ -82,6 +121,20 @@ def build_views() -> Views:
     fit.setToolTip("Fit the frame to the window (F)")
     fit.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     fit.clicked.connect(frame_view.fit)
+    overlay_mode = QComboBox()
+    overlay_mode.addItems([m.capitalize() if m != "grad-cam" else "Grad-CAM" for m in OVERLAY_MODES])
+    overlay_mode.setToolTip("Overlay on the frame (O cycles)")
+    opacity = QSlider(Qt.Orientation.Horizontal)
+    opacity.setRange(0, 100)
+    opacity.setValue(50)
+    opacity.setFocusPolicy(Qt.FocusPolicy.NoFocus)
+    # The overlay's controls under the frame they act on (they were on the right, under the
+    # timeline, where their row cost the plots height at 1024x600: docs/screenshots).
+    ov = QHBoxLayout()
+    ov.addWidget(QLabel("Overlay:"))
+    ov.addWidget(overlay_mode)
+    ov.addWidget(QLabel("Opacity:"))
+    ov.addWidget(opacity, 1)
     controls = QHBoxLayout()
     controls.addWidget(play_button)
     controls.addWidget(slider, 1)
@@ -91,6 +144,7 @@ def build_views() -> Views:
     lv.setContentsMargins(0, 0, 0, 0)
     lv.addWidget(frame_view, 1)
     lv.addLayout(controls)
+    lv.addLayout(ov)
     lv.addWidget(frame_label)
     clip_notice = QLabel("")
     clip_notice.setWordWrap(True)
@@ -102,22 +156,10 @@ def build_views() -> Views:
 
     timeline = ScoreTimeline()
     summary = SummaryPanel()
-    overlay_mode = QComboBox()
-    overlay_mode.addItems([m.capitalize() if m != "grad-cam" else "Grad-CAM" for m in OVERLAY_MODES])
-    overlay_mode.setToolTip("Overlay on the frame (O cycles)")
-    opacity = QSlider(Qt.Orientation.Horizontal)
-    opacity.setRange(0, 100)
-    opacity.setValue(50)
-    opacity.setFocusPolicy(Qt.FocusPolicy.NoFocus)
     show_probs = QCheckBox("Probabilities p0–p3")
     show_recon = QCheckBox("Reconstruction error")
     show_probs.setChecked(True)
     show_recon.setChecked(True)
-    ov = QHBoxLayout()
-    ov.addWidget(QLabel("Overlay:"))
-    ov.addWidget(overlay_mode)
-    ov.addWidget(QLabel("Opacity:"))
-    ov.addWidget(opacity, 1)
     toggles = QHBoxLayout()
     toggles.addWidget(show_probs)
     toggles.addWidget(show_recon)
@@ -127,7 +169,6 @@ def build_views() -> Views:
     rv = QVBoxLayout(below)
     rv.setContentsMargins(0, 0, 0, 0)
     rv.addLayout(toggles)
-    rv.addLayout(ov)
     exam_panel = ExamPanel()
     side_tabs = QTabWidget()
     side_tabs.addTab(summary, "Clip")
@@ -136,12 +177,10 @@ def build_views() -> Views:
     # Timeline above, summary below, with a handle between them: on a small screen
     # the timeline keeps a readable height and the user chooses the balance.
     timeline.setMinimumHeight(220)
-    right_splitter = QSplitter(Qt.Orientation.Vertical)
+    right_splitter = SideSplitter()
     right_splitter.setChildrenCollapsible(False)
     right_splitter.addWidget(timeline)
     right_splitter.addWidget(below)
-    right_splitter.setStretchFactor(0, 3)
-    right_splitter.setStretchFactor(1, 2)
 
     splitter = QSplitter(Qt.Orientation.Horizontal)
     splitter.addWidget(left)

@@ -159,7 +159,9 @@ class ScoringState(QObject):
         self._summary.set_findings(
             result.finding_means, dict(zip(result.finding_names, result.finding_auc, strict=True))
         )
-        self._timeline.set_findings(result.finding_names, result.findings)
+        # a clip unlike the training clips: its findings are withheld, as the summary says, not
+        # drawn on the timeline (they were, beside "A-lines withheld")
+        self._timeline.set_findings(result.finding_names, None if result.unfamiliar else result.findings)
         self._timeline.set_unreliable(bool(result.unfamiliar))
         self._status.scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
 

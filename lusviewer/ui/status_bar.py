@@ -55,17 +55,56 @@ class ElidedLabel(QLabel):
         self.setText(self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideMiddle, width))
 
 
+class FittedLabel(QLabel):
+    """A status line that gives way when the bar is narrow (elided at its end, the whole text
+    in the tooltip) rather than widening the window: the model, the rate and the Cancel
+    button beside the disclaimer made the window's minimum 1029-1036 px while scoring, past
+    a 1024 px screen. ``text()`` is the whole text."""
+
+    def __init__(self, text: str = "", parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setText(text)
+
+    def text(self) -> str:
+        return self._full
+
+    def setText(self, text: str) -> None:
+        self._full = text
+        self.setToolTip(text)
+        self._fit()
+        self.updateGeometry()
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(min(60, self.fontMetrics().horizontalAdvance(self._full)), super().minimumSizeHint().height())
+
+    def sizeHint(self) -> QSize:
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4, super().sizeHint().height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        width = self.contentsRect().width()
+        shown = self._full
+        if self.isVisible() and width > 0:
+            shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, width)
+        super().setText(shown)
+
+
 class StatusBar(QStatusBar):
     """Shows what it is given; ``cancel_button`` is the window's to connect."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        self.model_label = QLabel("Loading model…")
+        self.model_label = FittedLabel("Loading model…")
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(180)
+        self.progress.setMinimumWidth(60)
         self.progress.setVisible(False)
-        self.rate_label = QLabel("")
-        self.queue_label = QLabel("")
+        self.rate_label = FittedLabel("")
+        self.queue_label = FittedLabel("")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setToolTip("Cancel scoring (Esc)")
         self.cancel_button.setVisible(False)

@@ -58,6 +58,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
 
     seek_requested = Signal(int)
     MAX_POINTS = 2000
+    #: Where the cursor's label sits along it: y = 2.5 of the score plot's -0.4..3.4, on no level's line.
+    CURSOR_LABEL_AT = (2.5 + 0.4) / 3.8
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -72,8 +74,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.addItem(self.legend, row=1, col=0)
         self.ci.layout.setVerticalSpacing(0)
         self.prob_plot = self.addPlot(row=2, col=0, axisItems={"bottom": self.frame_axis})
-        self.ci.layout.setRowStretchFactor(0, 3)
-        self.ci.layout.setRowStretchFactor(2, 2)
+        # Equal shares: with 3:2 the probabilities got 122 px beside the scores' 371 at 1920x1080
+        # (the score plot also holds the title), and the four score levels need less height.
+        self.ci.layout.setRowStretchFactor(0, 1)
+        self.ci.layout.setRowStretchFactor(2, 1)
         sp, pp = self.score_plot, self.prob_plot
         for p in (sp, pp):
             p.setMenuEnabled(False)
@@ -140,8 +144,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             self.cursors.append(line)
             p.scene().sigMouseClicked.connect(self._clicked)
         # the cursor's frame and time, both, whichever the axis shows
+        # between the levels 2 and 3 (y = 2.5 on -0.4..3.4): at 0.93 it sat on the score-3 line,
+        # the shipped model's most common score, and the two were hard to read (seen at 1024x600)
         self.cursor_label = pg.InfLineLabel(
-            self.cursors[0], text="", position=0.93, anchors=[(0, 0.5), (0, 0.5)], color="#1f1fbf"
+            self.cursors[0], text="", position=self.CURSOR_LABEL_AT, anchors=[(0, 0.5), (0, 0.5)], color="#1f1fbf"
         )
         self.cursor_label.setZValue(20)
         for p in (sp, pp):
@@ -303,6 +309,9 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         on = self.prob_curves[0].isVisible() or self.recon_curve.isVisible() or findings
         self.prob_plot.setVisible(on)
         self.legend.setVisible(on)
+        # The plots share their x axis: with the lower plot shown, the upper one's tick labels
+        # only repeat it (their row cost the plots 20 px at 1024x600), so it keeps its ticks only.
+        self.score_axis.setStyle(showValues=not on)
 
     def set_cursor(self, index: int) -> None:
         for c in self.cursors:
