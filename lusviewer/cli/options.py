@@ -261,7 +261,8 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         metavar="PTH",
         help="initialise the DenseNet-201 branch from a torchvision state dict you supply "
         "(e.g. ImageNet densenet201-c1103571.pth; .pth read with weights_only, or .safetensors) "
-        "or from `lusviewer pretrain` (refused where it saw a held-out patient's images)",
+        "or from `lusviewer pretrain` (refused where it saw a held-out patient's images; not for --variant "
+        "compact, which has no DenseNet branch)",
     )
     t.add_argument(
         "--pretrain-epochs",
