@@ -1,5 +1,5 @@
-"""Command line: ``lusviewer score|info|evaluate|crossval|train|pretrain``, one module
-per subcommand; :mod:`lusviewer.cli.main` holds the parser and :func:`run`."""
+"""Command line: ``lusviewer score|info|evaluate|crossval|crossval-report|calibrate|train|pretrain``,
+one module per subcommand; :mod:`lusviewer.cli.main` holds the parser and :func:`run`."""
 
 from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE
 from lusviewer.cli.info import model_summary

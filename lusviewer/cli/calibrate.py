@@ -19,7 +19,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="also fit the expected clip rule's thresholds (each score as common as the experts give it) on the "
         "out-of-fold clips at the fitted temperature; with --write-card the card's default clip rule becomes it",
     )
-    p.add_argument("--write-card", action="store_true", help="write the temperature into the card (re-binds it)")
+    p.add_argument(
+        "--write-card",
+        action="store_true",
+        help="write the temperature (and, with --clip-rule, the clip rule) into the card's inference settings "
+        "and its ECE into metrics.calibration (re-binds the card); without it, only print them",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="calibrate",
-    help="fit a model's temperature on its recipe's out-of-fold predictions; ECE before and after",
+    help="fit a model's temperature (and the expected clip rule's thresholds) on its recipe's out-of-fold "
+    "predictions; ECE before and after",
     add_arguments=add_arguments,
     run=run,
 )

@@ -1,4 +1,5 @@
-"""``lusviewer crossval``: patient-disjoint k-fold cross-validation of the model variants."""
+"""``lusviewer crossval``: patient-disjoint k-fold cross-validation of model variants, optionally
+repeated with other fold draws (``--repeats``)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,18 @@ from lusviewer.cli.train import train_config
 
 
 def add_arguments(cv: argparse.ArgumentParser) -> None:
-    cv.add_argument("--out", default="runs/crossval", help="folder for report.md, metrics.csv, PNGs, checkpoints")
-    cv.add_argument("-k", "--folds", type=int, default=5)
+    cv.add_argument(
+        "--out",
+        default="runs/crossval",
+        help="folder for report.md, metrics.csv, PNGs, checkpoints; rerun to resume (default runs/crossval)",
+    )
+    cv.add_argument("-k", "--folds", type=int, default=5, help="number of patient-disjoint folds (default 5)")
     cv.add_argument(
         "--repeats",
         type=int,
         default=1,
         metavar="N",
-        help="repeat the k-fold N times with other fold draws (stratified by each patient's worst score); "
+        help="repeat the k-fold N times with other fold draws (repeat r: seed + 1000 r; default 1); "
         "report.md then compares the variants from every out-of-fold clip with patient-bootstrap intervals",
     )
     from lusviewer.model.hybrid import PAPER_VARIANTS
@@ -25,7 +30,7 @@ def add_arguments(cv: argparse.ArgumentParser) -> None:
     cv.add_argument(
         "--variants",
         default=",".join(PAPER_VARIANTS),
-        help=f"comma-separated, of {', '.join(variants())} (default: the paper's three)",
+        help=f"comma-separated, of {', '.join(variants())} (default: the paper's three, {','.join(PAPER_VARIANTS)})",
     )
     cv.add_argument(
         "--run-folds",
@@ -87,7 +92,13 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="crossval",
-    help="patient-disjoint k-fold cross-validation of densenet, cnn and cnn_lstm; report.md like Table 2",
+    help="patient-disjoint k-fold cross-validation of model variants (default: the paper's three); report.md",
+    description="Train and test each variant on the same k patient-disjoint folds (stratified by each "
+    "patient's worst score; validation patients for early stopping come from each fold's training side). "
+    "Writes report.md (laid out like the paper's Table 2), metrics.csv, confusion matrices and every test "
+    "clip's out-of-fold prediction; with --repeats, every test frame's probabilities too, for "
+    "`lusviewer crossval-report` and `lusviewer calibrate`. Every fold checkpoints under --out: rerun to "
+    "resume.",
     add_arguments=add_arguments,
     run=run,
     resumable=True,

@@ -16,7 +16,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "each (folder, variant) is one recipe; DIR@expected[:T|:nested] scores it by the expected clip rule "
         "with nested prevalence thresholds (frames at temperature T, or at one fitted per fold on the other folds)",
     )
-    p.add_argument("-o", "--out", default="crossval-report.md", help="the Markdown report (and a .csv beside it)")
+    p.add_argument(
+        "-o",
+        "--out",
+        default="crossval-report.md",
+        help="the Markdown report (and a .csv beside it; default crossval-report.md)",
+    )
     p.add_argument(
         "--reference",
         default=None,
@@ -65,6 +70,10 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command(
     name="crossval-report",
     help="compare recipes from saved cross-validation predictions: paired, with patient-bootstrap intervals",
+    description="Compare recipes from the out-of-fold predictions that `lusviewer crossval` saved, without "
+    "retraining: clip QWK, MAE, exact, within-one, balanced accuracy, macro-F1, clip AUCs, patient "
+    "LUS-total Spearman (and A-/B-line AUCs), beside always-0, always-1 and a patient-majority oracle, with "
+    "patient-bootstrap intervals and paired differences. Recipes tested on other folds are refused.",
     add_arguments=add_arguments,
     run=run,
 )

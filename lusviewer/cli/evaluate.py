@@ -29,15 +29,18 @@ if TYPE_CHECKING:
 
 def add_arguments(e: argparse.ArgumentParser) -> None:
     add_data_args(e)
-    add_option(e, "--model", help="model card .json (default: shipped model)")
-    e.add_argument("-o", "--output", default="evaluation", help="folder for metrics.csv, report.md, PNGs")
-    add_option(e, "--device", help=None)
+    add_option(e, "--model", help="model card .json (default: $LUSVIEWER_MODEL, else the shipped model)")
+    e.add_argument(
+        "-o", "--output", default="evaluation", help="folder for metrics.csv, report.md, PNGs (default: evaluation)"
+    )
+    add_option(e, "--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
     add_option(e, "--batch-size")
-    add_rule(e)
+    add_rule(e, help="clip score rule (default auto: the one the model card names, else persistent)")
     e.add_argument(
         "--card-val-patients",
         action="store_true",
-        help="only the validation patients named in the model card (reproduces the card's numbers)",
+        help="only the validation patients named in the model card (reproduces the card's numbers; a card "
+        "trained on every patient, like the shipped one, names none)",
     )
     e.add_argument(
         "--baseline-score",
@@ -166,6 +169,11 @@ def run(args: argparse.Namespace) -> int:
 COMMAND = Command(
     name="evaluate",
     help="score labelled clips with a model; metrics, report.md, confusion PNGs",
+    description="Score labelled clips through the real engine and compare with the labels, frame and clip "
+    "level, with 95 % intervals from resampling patients and a baseline that always answers one score; "
+    "clip AUCs, patient-level agreement, and the clips flagged as unlike the model's training clips. "
+    "Warns when clips belong to the model's own training patients (the shipped model was trained on every "
+    "COVID-BLUeS development patient: its numbers on them are not held-out numbers).",
     add_arguments=add_arguments,
     run=run,
 )

@@ -185,7 +185,7 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="info",
-    help="show the model card: training data, licence, validation metrics",
+    help="show the model card (hash verified): what the model is, training data, licence, measured performance",
     add_arguments=add_arguments,
     run=run,
 )

@@ -15,22 +15,31 @@ DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:N"
 #: Options with the same meaning in several commands: flag -> add_argument's keywords
 #: (``short``: the one-letter name before the flag).
 _SHARED: dict[str, dict[str, Any]] = {
-    "--model": {"default": None, "help": "model card .json or its .safetensors (default: shipped model)"},
+    "--model": {
+        "default": None,
+        "help": "model card .json or its .safetensors (default: $LUSVIEWER_MODEL, else the shipped model, "
+        "lusviewer-compact)",
+    },
     "--device": {"default": "auto", "help": DEVICE_HELP},
-    "--batch-size": {"type": int, "default": 32},
-    "--quiet": {"short": "-q", "action": "store_true"},
+    "--batch-size": {"type": int, "default": 32, "help": "frames per batch (default 32)"},
+    "--quiet": {"short": "-q", "action": "store_true", "help": "no progress bars"},
     # the run options of the training commands (train, crossval, pretrain)
     "--cache-dir": {"default": None, "help": "keep decoded frames here (.npy, per input size)"},
-    "--tiny": {"action": "store_true", "help": "tiny architecture (smoke tests)"},
-    "--seed": {"type": int, "default": 0},
+    "--tiny": {"action": "store_true", "help": "tiny architecture (smoke tests, not a model to use)"},
+    "--seed": {
+        "type": int,
+        "default": 0,
+        "help": "random seed of the patient split, frame sampling and initialisation (default 0)",
+    },
     "--val-fraction": {
         "type": float,
         "default": 0.2,
-        "help": "share of patients held out for validation (train: 0 = train on every patient for the "
-        "fixed --cnn-epochs, keeping the last epoch, as a model to ship after a cross-validation)",
+        "help": "share of patients held out for validation, which pick the best epoch (default 0.2; crossval: "
+        "taken from each fold's training side; 0 = train on every patient for the fixed --cnn-epochs, keeping "
+        "the last epoch, as a model to ship after a cross-validation)",
     },
-    "--input-size": {"type": int, "default": 128, "help": "frame size in pixels, a multiple of 16"},
-    "--frames-per-clip": {"type": int, "default": 16, "help": "frames sampled per clip per epoch"},
+    "--input-size": {"type": int, "default": 128, "help": "frame size in pixels, a multiple of 16; default 128"},
+    "--frames-per-clip": {"type": int, "default": 16, "help": "frames sampled per clip per epoch (default 16)"},
     "--fp32": {"action": "store_true", "help": "no bf16 autocast"},
     "--threads": {"type": int, "default": 0, "help": "torch CPU threads (0: default)"},
 }
@@ -75,7 +84,13 @@ def add_rule(p: argparse.ArgumentParser, help: str | None = None) -> None:
 def add_precision(p: argparse.ArgumentParser) -> None:
     from lusviewer.inference.engine import PRECISIONS
 
-    p.add_argument("--precision", default="auto", choices=PRECISIONS)
+    p.add_argument(
+        "--precision",
+        default="auto",
+        choices=PRECISIONS,
+        help="auto (default): on CUDA bf16 (fp16 where the GPU lacks bf16); on a CPU bf16 where it has bf16 "
+        "instructions and the model card records >= 99 %% frame-label agreement with fp32, else fp32",
+    )
 
 
 def add_folder_batching(p: argparse.ArgumentParser) -> None:
@@ -114,7 +129,7 @@ def add_exam_zones(p: argparse.ArgumentParser, help: str) -> None:
 
 
 def variants() -> tuple[str, ...]:
-    """The model variants that training builds (``densenet``, ``cnn``, ``cnn_lstm``)."""
+    """The model variants that training builds (``densenet``, ``cnn``, ``cnn_lstm``, ``compact``)."""
     from lusviewer.model.hybrid import VARIANTS
 
     return VARIANTS
@@ -127,8 +142,14 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         help="COVID-BLUeS folder (severity.csv + videos/), a folder of clips with --labels, "
         "or ICLUS-style frame folders (frame names carry Score<N>)",
     )
-    p.add_argument("--layout", default="auto", choices=["auto", "covid-blues", "csv", "iclus"])
-    p.add_argument("--labels", default=None, help="CSV with columns clip, score (paths relative to --data)")
+    p.add_argument(
+        "--layout",
+        default="auto",
+        choices=["auto", "covid-blues", "csv", "iclus"],
+        help="how --data is laid out (default auto: csv with --labels, else covid-blues where severity.csv is, "
+        "else iclus)",
+    )
+    p.add_argument("--labels", default=None, help="CSV with columns clip, score (0-3; clip paths relative to --data)")
     p.add_argument("--group-column", default=None, help="column of --labels holding the patient id")
     p.add_argument(
         "--group-by",
@@ -136,7 +157,9 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
         metavar="REGEX",
         help="patient id from each clip's name (first group of REGEX); default: patient_<ID>",
     )
-    p.add_argument("--frame-labels", default=None, help="CSV clip, frame, score: per-frame labels")
+    p.add_argument(
+        "--frame-labels", default=None, help="CSV clip, frame, score: per-frame labels (frames numbered from 0)"
+    )
 
 
 def add_training_args(t: argparse.ArgumentParser) -> None:
@@ -158,7 +181,7 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         "--loss",
         default="frame",
         choices=LOSSES,
-        help="with per-clip labels: frame = every frame takes its clip's score (cross-entropy); "
+        help="with per-clip labels: frame (default) = every frame takes its clip's score (cross-entropy); "
         "mil = a clip is scored by its worst frame (multiple-instance ordinal loss: no frame above "
         "the clip's score, at least one at it; stage 1 on whole clips' sampled frames, stage 2 on "
         "whole clips; best epochs by validation clip macro-F1; the end-to-end stage keeps the frame loss); "
@@ -169,7 +192,7 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         "--crop",
         default="none",
         choices=CROPS,
-        help="what the model sees: none = the whole frame resized; sector = the ultrasound sector "
+        help="what the model sees: none (default) = the whole frame resized; sector = the ultrasound sector "
         "only (found per clip on its first frames; outside it set to zero), recorded in the card",
     )
     t.add_argument(
@@ -177,7 +200,7 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         type=float,
         default=0.0,
         help="> 0: also train A-line and B-line heads on the experts' per-clip flags, their loss "
-        "weighted so (COVID-BLUeS severity.csv)",
+        "weighted so (COVID-BLUeS severity.csv; default 0: off; the shipped model: 0.5)",
     )
     t.add_argument(
         "--weight-decay", type=float, default=1e-4, help="stage 1 weight decay (AdamW: decoupled; default 1e-4)"
@@ -189,14 +212,16 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         help="multiplies the channels of the hybrid's classification paths or of the compact variant's "
         "blocks (default 1: the paper's / 32-64-128-192)",
     )
-    t.add_argument("--sord-alpha", type=float, default=1.0, help="--loss sord: soft label ~ exp(-alpha (k - y)^2)")
-    add_option(t, "--batch-size")
-    add_option(t, "--input-size", help_suffix=" (default 128, the paper's; smaller is faster)")
+    t.add_argument(
+        "--sord-alpha", type=float, default=1.0, help="--loss sord: soft label ~ exp(-alpha (k - y)^2) (default 1)"
+    )
+    add_option(t, "--batch-size", help="frames per stage-1 training step (default 32)")
+    add_option(t, "--input-size", help_suffix=", the paper's; smaller is faster (the shipped model: 64)")
     t.add_argument(
         "--optimizer",
         default="adam",
         choices=["adam", "adamw"],
-        help="stage 1: adam = the paper's (Adam, eps 0.1, lr x0.5 after 5 epochs without a better "
+        help="stage 1: adam (default) = the paper's (Adam, eps 0.1, lr x0.5 after 5 epochs without a better "
         "validation macro-F1); adamw = AdamW with warm-up and cosine decay over --cnn-epochs or "
         "--cnn-minutes, whichever ends first",
     )
@@ -206,20 +231,29 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         type=int,
         default=12,
         metavar="EPOCHS",
-        help="stop stage 1 after this many epochs without a better validation macro-F1",
+        help="stop stage 1 after this many epochs without a better validation macro-F1 (default 12)",
     )
-    t.add_argument("--cnn-epochs", type=int, default=70)
-    t.add_argument("--cnn-minutes", type=float, default=60.0, help="wall-clock budget of stage 1")
-    t.add_argument("--lstm-epochs", type=int, default=120)
-    t.add_argument("--lstm-minutes", type=float, default=10.0, help="wall-clock budget of stage 2")
+    t.add_argument("--cnn-epochs", type=int, default=70, help="stage 1 epoch cap (default 70)")
+    t.add_argument("--cnn-minutes", type=float, default=60.0, help="wall-clock budget of stage 1, minutes (default 60)")
+    t.add_argument("--lstm-epochs", type=int, default=120, help="stage 2 (LSTM) epoch cap (default 120)")
+    t.add_argument(
+        "--lstm-minutes", type=float, default=10.0, help="wall-clock budget of stage 2, minutes (default 10)"
+    )
     t.add_argument(
         "--end-to-end-epochs",
         type=int,
         default=0,
         help="cnn_lstm: after the two stages, fine-tune CNN and LSTM together for up to N epochs (default 0: off)",
     )
-    t.add_argument("--end-to-end-minutes", type=float, default=30.0, help="wall-clock budget of the end-to-end stage")
-    t.add_argument("--end-to-end-lr", type=float, default=1e-4)
+    t.add_argument(
+        "--end-to-end-minutes",
+        type=float,
+        default=30.0,
+        help="wall-clock budget of the end-to-end stage, minutes (default 30)",
+    )
+    t.add_argument(
+        "--end-to-end-lr", type=float, default=1e-4, help="learning rate of the end-to-end stage (default 1e-4)"
+    )
     add_options(t, "--fp32", "--threads")
     t.add_argument(
         "--init-densenet",
@@ -227,7 +261,8 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         metavar="PTH",
         help="initialise the DenseNet-201 branch from a torchvision state dict you supply "
         "(e.g. ImageNet densenet201-c1103571.pth; .pth read with weights_only, or .safetensors) "
-        "or from `lusviewer pretrain` (refused where it saw a held-out patient's images)",
+        "or from `lusviewer pretrain` (refused where it saw a held-out patient's images; not for --variant "
+        "compact, which has no DenseNet branch)",
     )
     t.add_argument(
         "--pretrain-epochs",
@@ -237,4 +272,9 @@ def add_training_args(t: argparse.ArgumentParser) -> None:
         help="first pretrain the DenseNet branch for N epochs (SimSiam, as `lusviewer pretrain`) on the frames of "
         "this run's training patients, crossval: of each fold's; 0 (default): off",
     )
-    t.add_argument("--pretrain-minutes", type=float, default=60.0, help="wall-clock budget of that pretraining")
+    t.add_argument(
+        "--pretrain-minutes",
+        type=float,
+        default=60.0,
+        help="wall-clock budget of that pretraining, minutes (default 60)",
+    )

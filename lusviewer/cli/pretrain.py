@@ -12,17 +12,26 @@ from lusviewer.cli.options import add_data_args, add_option, add_options, run_op
 def add_arguments(pt: argparse.ArgumentParser) -> None:
     add_data_args(pt)
     pt.add_argument("--out", required=True, help="the .safetensors to write; its card goes beside it")
-    pt.add_argument("--work-dir", default="runs/pretrain", help="checkpoints; rerun to resume")
+    pt.add_argument("--work-dir", default="runs/pretrain", help="checkpoints; rerun to resume (default runs/pretrain)")
     pt.add_argument(
         "--extra", action="append", metavar="FOLDER", help="a folder of unlabelled clips to learn from too (repeat)"
     )
     add_options(pt, "--cache-dir", "--tiny", "--seed")
     add_option(pt, "--val-fraction", help_suffix=" (as in train)")
     add_options(pt, "--input-size", "--frames-per-clip")
-    add_option(pt, "--batch-size", default=64, help="pairs of views per batch")
-    pt.add_argument("--epochs", type=int, default=100)
-    pt.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget (the cosine decay follows it)")
-    pt.add_argument("--lr", type=float, default=0.05, help="base learning rate, scaled by batch size / 256")
+    add_option(pt, "--batch-size", default=64, help="pairs of views per batch (default 64)")
+    pt.add_argument(
+        "--epochs", type=int, default=100, help="epoch cap; a larger one continues a finished run (default 100)"
+    )
+    pt.add_argument(
+        "--minutes",
+        type=float,
+        default=60.0,
+        help="wall-clock budget, minutes (the cosine decay follows it; default 60)",
+    )
+    pt.add_argument(
+        "--lr", type=float, default=0.05, help="base learning rate, scaled by batch size / 256 (default 0.05)"
+    )
     pt.add_argument("--no-probe", action="store_true", help="skip the linear probe at the end")
     add_options(pt, "--fp32", "--threads", "--device")
 

@@ -42,7 +42,11 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     add_precision(s)
     add_option(s, "--batch-size")
     add_folder_batching(s)
-    add_rule(s, help="clip score rule (auto: the one the model card names, else persistent)")
+    add_rule(
+        s,
+        help="clip score rule (default auto: the one the model card names, else persistent; the shipped "
+        "model names expected: its expected severity cut at the card's thresholds)",
+    )
     s.add_argument(
         "--exam",
         default=None,
@@ -411,12 +415,14 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="score",
-    help="score clips (files or folders) and write a per-frame CSV report",
+    help="score clips (files or folders) and write a per-frame and a per-clip CSV report",
     description=(
         "Score every frame of each clip and write REPORT (one row per frame) and "
-        "REPORT_clips.csv (one row per clip). Exit status: 0 all inputs scored; "
-        "1 some input could not be scored (the others are in the report); 2 usage "
-        "error, the model cannot be loaded or the report cannot be written (no report)."
+        "REPORT_clips.csv (one row per clip: the clip score by the model card's rule, and its confidence: "
+        "confident, uncertain or withheld). Research software, not a medical device: a score is not a "
+        "diagnosis. Exit status: 0 all inputs scored; 1 some input could not be scored (the others are in "
+        "the report; when none could, no report is written); 2 usage error, the model cannot be loaded or "
+        "the report cannot be written (no report); 130 interrupted."
     ),
     add_arguments=add_arguments,
     run=run,

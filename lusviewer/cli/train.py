@@ -1,4 +1,5 @@
-"""``lusviewer train``: train the CNN, then the LSTM on frozen CNN features."""
+"""``lusviewer train``: train a model (the CNN on frames, then, for ``cnn_lstm``, the LSTM on
+frozen CNN features) and write its weights and model card."""
 
 from __future__ import annotations
 
@@ -51,11 +52,17 @@ def train_config(args: argparse.Namespace) -> Any:
 
 def add_arguments(t: argparse.ArgumentParser) -> None:
     add_data_args(t)
-    t.add_argument("--out", default="runs/model", help="folder for the .safetensors + .json card")
-    t.add_argument("--work-dir", default="runs/train", help="checkpoints; rerun to resume")
-    t.add_argument("--variant", default="cnn_lstm", choices=variants())
-    t.add_argument("--name", default="lusviewer-hybrid")
-    t.add_argument("--model-version", default="1")
+    t.add_argument("--out", default="runs/model", help="folder for the .safetensors + .json card (default runs/model)")
+    t.add_argument("--work-dir", default="runs/train", help="checkpoints; rerun to resume (default runs/train)")
+    t.add_argument(
+        "--variant",
+        default="cnn_lstm",
+        choices=variants(),
+        help="cnn_lstm (default) = the paper's hybrid; cnn = its CNN alone; densenet = its DenseNet-201 branch "
+        "alone; compact = the small CNN outside the paper (the shipped model's, with --width 0.5)",
+    )
+    t.add_argument("--name", default="lusviewer-hybrid", help="the model's name in its card (default lusviewer-hybrid)")
+    t.add_argument("--model-version", default="1", help="the model's version in its card (default 1)")
     add_training_args(t)
 
 
@@ -73,7 +80,11 @@ def run(args: argparse.Namespace) -> int:
 
 COMMAND = Command(
     name="train",
-    help="train the CNN, then the LSTM on frozen CNN features",
+    help="train a model: the CNN on frames, then (cnn_lstm, the default) the LSTM on frozen CNN features",
+    description="Train a model and write its weights and model card to --out. Stage 1 trains the CNN on "
+    "frames (each frame takes its clip's score unless --frame-labels), stage 2 (cnn_lstm only) the LSTM on "
+    "frozen CNN features; the split is by patient. Checkpoints in --work-dir: rerun to resume. The "
+    "shipped model's exact command is in docs/model.md.",
     add_arguments=add_arguments,
     run=run,
     resumable=True,
