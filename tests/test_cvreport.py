@@ -232,6 +232,7 @@ def test_a_run_with_some_repeats_done_pairs_on_the_repeats_it_shares(
     full = load_recipes([f"{coral}@expected"])[0]
     assert {c: r["pred"] for c, r in b.repeats[0].items()} == {c: r["pred"] for c, r in full.repeats[0].items()}
     text = write_repeated_report([ce, f"{partial}@expected"], tmp_path / "r.md", reps=100, repeats=[0]).read_text()
-    assert "Only repeat(s) 0 of each recipe" in text and "partial:compact@expected" in text
+    assert "Only repeat(s) 0 of each recipe" in text and "95 % intervals: 100 resamples of the patients" in text
+    assert "partial:compact@expected" in text
     with pytest.raises(ValueError, match=r"no results of repeat\(s\) \[2\]"):
         load_recipes([ce], repeats=[2])

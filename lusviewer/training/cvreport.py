@@ -323,6 +323,11 @@ def difference(c: Comparison, a: str, b: str, key: str) -> tuple[float, float, f
     return c.point[a][key] - c.point[b][key], lo, hi
 
 
+def _n_draws(c: Comparison) -> int:
+    """How many patient resamples the intervals come from."""
+    return len(next(iter(c.draws[c.names[0]].values())))
+
+
 def report_lines(c: Comparison, *, reference: str | None = None) -> list[str]:
     """The Markdown of a comparison: metrics with intervals, then paired differences
     against ``reference`` (default: the first recipe) and against always 0."""
@@ -332,8 +337,8 @@ def report_lines(c: Comparison, *, reference: str | None = None) -> list[str]:
     lines = [
         f"{c.n_clips} clips of {c.n_patients} patients, each tested once per repeat on a model that never saw "
         f"its patient; {c.repeats} repeat(s) of the k-fold. Point estimates: the metric over all out-of-fold "
-        "clips of a repeat, averaged over repeats. 95 % intervals: 1,000 resamples of the patients (the same "
-        "resamples for every row, so differences are paired). AUC >= k: telling clips of score >= k from the "
+        f"clips of a repeat, averaged over repeats. 95 % intervals: {_n_draws(c):,} resamples of the patients "
+        "(the same resamples for every row, so differences are paired). AUC >= k: telling clips of score >= k from the "
         "others by the clip's risk (0.5 = chance). LUS-total Spearman: rank correlation over patients of the "
         "sum of their clip scores, model against experts. The oracle row gives each clip its patient's most "
         "common expert score: not a model, it shows how much of the score lies between patients.",
