@@ -131,7 +131,8 @@ Priority: optional
 Homepage: https://github.com/lusviewer/lusviewer
 Description: LUS Viewer: lung-ultrasound severity scoring (research software)
  Opens lung-ultrasound clips (MP4, AVI, MOV, MPEG, GIF, DICOM), scores every
- frame 0-3 on the ICLUS/Soldati scale with a hybrid CNN-LSTM, shows a severity
+ frame 0-3 on the ICLUS/Soldati scale with a small CNN (the hybrid CNN-LSTM of
+ Dastider et al. 2021 is trainable too), shows a severity
  timeline and the autoencoder's reconstruction, and exports a CSV report.
  Research software, not a medical device. The shipped model was trained on
  COVID-BLUeS (CC BY-NC-ND 4.0): non-commercial research use only.

@@ -47,7 +47,9 @@ Choices where the paper and its partial Keras code are silent (the OPEN points o
 5. *Variants*: ``densenet`` is the DenseNet-201 branch alone (its 256-d vector
    -> batchnorm -> dropout -> dense 64 -> dense 4, no autoencoder, so no
    reconstruction); ``cnn`` is the full hybrid CNN without the LSTM; ``cnn_lstm``
-   adds the sequence head on the CNN's 64-d features.
+   adds the sequence head on the CNN's 64-d features. ``compact`` is outside the
+   paper (:class:`CompactCNN`: the autoencoder, then four small conv blocks; what
+   ships, chosen by the repeated cross-validation in docs/model.md).
 6. *DenseNet-201* is torchvision's, built with ``weights=None`` (nothing is
    downloaded); a ``conv 3->3`` precedes it as in the paper. Its ReLU'd final
    feature map is global-average pooled.
