@@ -236,3 +236,22 @@ def test_a_run_with_some_repeats_done_pairs_on_the_repeats_it_shares(
     assert "partial:compact@expected" in text
     with pytest.raises(ValueError, match=r"no results of repeat\(s\) \[2\]"):
         load_recipes([ce], repeats=[2])
+
+
+def test_a_subset_of_patients_is_scored_as_in_the_whole_cross_validation(
+    two_recipes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """``--patients``: another model's validation patients, say; their clips keep the
+    scores the nested rule gave them in the whole run (thresholds fitted on every fold)."""
+    _, coral = two_recipes
+    full = load_recipes([f"{coral}@expected"])[0]
+    groups = sorted({str(r["group"]) for r in full.repeats[0].values()})
+    some = groups[: len(groups) // 2]
+    sub = load_recipes([f"{coral}@expected"], patients=some)[0]
+    for rep in (0, 1):
+        want = {c: r["pred"] for c, r in full.repeats[rep].items() if str(r["group"]) in some}
+        assert want and {c: r["pred"] for c, r in sub.repeats[rep].items()} == want
+    text = write_repeated_report([f"{coral}@expected"], tmp_path / "s.md", reps=100, patients=some).read_text()
+    assert f"Only the clips of {len(some)} patients" in text and f"of {len(some)} patients, each tested" in text
+    with pytest.raises(ValueError, match="none of the patients asked for"):
+        load_recipes([coral], patients=["nobody"])

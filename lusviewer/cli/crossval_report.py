@@ -35,6 +35,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="compare only these repeats (0-based, e.g. 0) of every recipe: a run that has finished "
         "some repeats against runs that have finished all",
     )
+    p.add_argument(
+        "--patients",
+        default=None,
+        metavar="LIST",
+        help="compare only these patients' clips (comma-separated patient ids, e.g. another model's "
+        "validation patients); clip rules are still fitted nested on every fold",
+    )
     p.add_argument("--bootstrap", type=int, default=1000, metavar="N", help="patient resamples (default 1000)")
 
 
@@ -53,9 +60,15 @@ def run(args: argparse.Namespace) -> int:
         if not repeats or min(repeats) < 0:
             err(f"--repeats-only {args.repeats_only!r}: expected repeat numbers such as 0 or 0,1")
             return EXIT_USAGE
+    patients = None
+    if args.patients is not None:
+        patients = [p.strip() for p in args.patients.split(",") if p.strip()]
+        if not patients:
+            err(f"--patients {args.patients!r}: expected patient ids such as 2,6,17")
+            return EXIT_USAGE
     try:
         path = write_repeated_report(
-            args.dirs, args.out, reference=args.reference, reps=args.bootstrap, repeats=repeats
+            args.dirs, args.out, reference=args.reference, reps=args.bootstrap, repeats=repeats, patients=patients
         )
     except ValueError as exc:
         err(str(exc))

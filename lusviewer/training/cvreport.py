@@ -69,11 +69,19 @@ class Recipe:
     folds: int = 0
 
 
-def load_recipes(dirs: Sequence[str | os.PathLike[str]], *, repeats: Sequence[int] | None = None) -> list[Recipe]:
+def load_recipes(
+    dirs: Sequence[str | os.PathLike[str]],
+    *,
+    repeats: Sequence[int] | None = None,
+    patients: Sequence[str] | None = None,
+) -> list[Recipe]:
     """Every (folder, variant) of the cross-validation folders ``dirs``; with ``repeats``,
     only those repeats of each (a run that has finished some repeats compared with runs
     that have finished all, on the repeats they share). Raises ValueError naming the
-    folder where one holds no result, results without per-clip rows, or not a repeat asked for."""
+    folder where one holds no result, results without per-clip rows, or not a repeat asked for.
+    With ``patients``, only those patients' clips are kept, *after* any nested clip rule
+    was fitted on every fold (a subset such as another model's validation patients,
+    scored exactly as in the whole cross-validation)."""
     recipes: list[Recipe] = []
     for d in dirs:
         root, rule, temperature = parse_spec(d)
@@ -110,6 +118,13 @@ def load_recipes(dirs: Sequence[str | os.PathLike[str]], *, repeats: Sequence[in
                 for rep, rows in recipe.repeats.items():
                     for name, row in rows.items():
                         row["pred"] = nested[rep][name]
+        if patients is not None:
+            keep = {str(p) for p in patients}
+            for recipe in by_variant.values():
+                for rep, rows in recipe.repeats.items():
+                    recipe.repeats[rep] = {c: row for c, row in rows.items() if str(row["group"]) in keep}
+                    if not recipe.repeats[rep]:
+                        raise ValueError(f"{root}: none of the patients asked for in repeat {rep} of {recipe.name}")
         recipes += list(by_variant.values())
     if len({r.name for r in recipes}) < len(recipes):
         raise ValueError("two folders of the same name: give each recipe's folder its own name")
@@ -380,11 +395,12 @@ def write_repeated_report(
     reference: str | None = None,
     reps: int = 1000,
     repeats: Sequence[int] | None = None,
+    patients: Sequence[str] | None = None,
 ) -> Path:
     """Compare the recipes of ``dirs`` (only ``repeats`` of each, where given) and write
     the Markdown report to ``out`` (atomically); also ``<out stem>.csv`` with every row's
     point estimates."""
-    recipes = load_recipes(dirs, repeats=repeats)
+    recipes = load_recipes(dirs, repeats=repeats, patients=patients)
     names = [r.name for r in recipes] + [*ALWAYS, ORACLE]
     if reference is not None and reference not in names:  # before an expensive bootstrap
         raise ValueError(f"--reference {reference!r}: not one of {', '.join(names)}")
@@ -395,6 +411,12 @@ def write_repeated_report(
     lines += [f"Recipes: {', '.join(f'`{r.name}` ({r.source}, {r.folds} fold runs)' for r in recipes)}.", ""]
     if repeats is not None:
         lines += [f"Only repeat(s) {', '.join(map(str, sorted(set(repeats))))} of each recipe (`--repeats-only`).", ""]
+    if patients is not None:
+        lines += [
+            f"Only the clips of {len(set(patients))} patients (`--patients`: {', '.join(sorted(set(patients)))}), "
+            "scored as in the whole cross-validation (nested rules fitted on every fold).",
+            "",
+        ]
     lines += report_lines(c, reference=reference)
     path = Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
