@@ -1,0 +1,53 @@
+"""What a researcher met on the command line: training that silently never took a step,
+reports written where nobody said, and failures not worded as errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from test_training import blues_like_folder
+
+
+@pytest.fixture(scope="module")
+def blues_like(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return blues_like_folder(tmp_path_factory.mktemp("blues"))
+
+
+def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    from lusviewer.cli import run
+
+    capsys.readouterr()
+    rc = run(list(argv))
+    out = capsys.readouterr()
+    return rc, out.out, out.err
+
+
+def test_training_that_cannot_fill_one_batch_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, blues_like: Path
+) -> None:
+    # About 12 training clips x 1 frame per clip < one batch of 32: every epoch used to
+    # run no step at all, log "train loss 0.0000" and write the untrained model as trained.
+    rc, _, err = _run(
+        capsys,
+        "train",
+        "--data",
+        str(blues_like),
+        "--tiny",
+        "--cnn-epochs",
+        "1",
+        "--lstm-epochs",
+        "1",
+        "--frames-per-clip",
+        "1",
+        "--threads",
+        "1",
+        "--work-dir",
+        str(tmp_path / "w"),
+        "--out",
+        str(tmp_path / "model"),
+    )
+    assert rc == 2, err
+    lines = [line for line in err.splitlines() if "error" in line]
+    assert len(lines) == 1 and "do not fill one batch of 32" in lines[0] and "--batch-size" in lines[0], err
+    assert not list((tmp_path / "model").glob("*.safetensors"))
