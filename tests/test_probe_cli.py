@@ -51,3 +51,23 @@ def test_training_that_cannot_fill_one_batch_is_refused(
     lines = [line for line in err.splitlines() if "error" in line]
     assert len(lines) == 1 and "do not fill one batch of 32" in lines[0] and "--batch-size" in lines[0], err
     assert not list((tmp_path / "model").glob("*.safetensors"))
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["crossval-report", "{tmp}/none"],
+        ["crossval-report", "{tmp}", "--bootstrap", "5"],
+        ["crossval", "--data", "{tmp}", "--tiny", "--repeats", "0", "--out", "{tmp}/cv"],
+        ["crossval", "--data", "{tmp}", "--tiny", "--variants", "nope", "--out", "{tmp}/cv"],
+        ["calibrate", "--cv", "{tmp}/none", "--model", "{tmp}/none.json"],
+        ["evaluate", "--data", "{tmp}", "--model", "{tmp}/none.json", "-o", "{tmp}/e"],
+        ["score", "{tmp}", "--model", "{tmp}/none.json", "-o", "{tmp}/r.csv"],
+    ],
+)
+def test_a_failed_command_says_error(capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str]) -> None:
+    # Each of these used to print "lusviewer: <reason>" (no "error:"), unlike every other
+    # failure, so a script looking for "lusviewer: error:" missed them.
+    rc, _, err = _run(capsys, *(a.format(tmp=tmp_path) for a in argv))
+    assert rc == 2
+    assert err.splitlines() and all(line.startswith("lusviewer: error: ") for line in err.splitlines()), err

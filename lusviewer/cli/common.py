@@ -154,10 +154,10 @@ def load_model_or_say(path: str) -> LoadedModel | None:
     try:
         loaded = load_model(path)
     except ModelError as exc:
-        err(f"cannot load the model: {exc}")
+        err(f"error: cannot load the model: {exc}")
         return None
     except CARD_FAILURES as exc:
-        err(f"cannot load the model: {display_path(path)}: not a valid model card ({type(exc).__name__}: {exc})")
+        err(f"error: cannot load the model: {display_path(path)}: not a valid model card ({type(exc).__name__}: {exc})")
         return None
     say_model_warnings(loaded)
     return loaded

@@ -15,7 +15,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="--out folders of `lusviewer crossval` runs (same data, -k, --seed and --repeats); "
         "each (folder, variant) is one recipe",
     )
-    p.add_argument("-o", "--out", default="crossval-report.md", help="the Markdown report (and a .csv beside it)")
+    p.add_argument(
+        "-o",
+        "--out",
+        default="crossval-report.md",
+        help="the Markdown report, also printed (and a .csv of the point estimates beside it); "
+        "default: crossval-report.md in the current folder",
+    )
     p.add_argument(
         "--reference",
         default=None,
@@ -26,20 +32,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lusviewer.io import display_path
     from lusviewer.training.cvreport import write_repeated_report
 
     if args.bootstrap < 100:
-        err(f"--bootstrap {args.bootstrap}: use at least 100 resamples")
+        err(f"error: --bootstrap {args.bootstrap}: use at least 100 resamples")
         return EXIT_USAGE
     try:
         path = write_repeated_report(args.dirs, args.out, reference=args.reference, reps=args.bootstrap)
     except ValueError as exc:
-        err(str(exc))
+        err(f"error: {exc}")
         return EXIT_USAGE
     except OSError as exc:  # the report cannot be written there
-        err(f"{args.out}: cannot write the report: {exc.strerror or exc}")
+        err(f"error: {args.out}: cannot write the report: {exc.strerror or exc}")
         return EXIT_USAGE
     print(path.read_text())
+    err(f"wrote {display_path(path)} and {display_path(path.with_suffix('.csv'))}")
     return EXIT_OK
 
 

@@ -45,7 +45,8 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         choices=[0, 1, 2, 3],
         default=None,
         help="compare with always answering this score (default: the majority score of the model's "
-        "training clips, from its card)",
+        "training clips, from its card; for a card without it, such as the shipped one, the most common score of "
+        "the evaluated clips, which is chosen with their labels and so favours the baseline; the report says which)",
     )
     e.add_argument(
         "--bootstrap",
@@ -72,18 +73,18 @@ def _card_val_patients(loaded: LoadedModel, clips: list[LabelledClip]) -> list[L
     val = set(split.get("val_patients", []))
     if not val and split.get("train_patients"):
         err(
-            "the model was trained on every patient of its data (no validation patients): its expected "
+            "error: the model was trained on every patient of its data (no validation patients): its expected "
             "performance is its recipe's cross-validation, which its card reports "
             f"({_cv_key(loaded.card.metrics)}; `lusviewer info`); evaluate it on other data"
         )
         return None
     if not val:
-        err("the model card names no validation patients")
+        err("error: the model card names no validation patients")
         return None
     clips = [c for c in clips if c.group in val]
     if not clips:
         err(
-            "no clip of this data belongs to the card's validation patients "
+            "error: no clip of this data belongs to the card's validation patients "
             f"({', '.join(sorted(val)[:8])}{'…' if len(val) > 8 else ''}): is it the same data, "
             "with the same patient rule (--group-by / --group-column) as in training?"
         )
@@ -115,12 +116,12 @@ def run(args: argparse.Namespace) -> int:
     if loaded is None:
         return EXIT_USAGE
     if Path(args.output).exists() and not Path(args.output).is_dir():
-        err(f"-o {args.output}: is a file; expected a folder for the report")
+        err(f"error: -o {args.output}: is a file; expected a folder for the report")
         return EXIT_USAGE
     try:
         clips = load_dataset_with(args)
     except data_errors() as exc:
-        err(f"cannot read the data: {data_error(exc).removeprefix('error: ')}")
+        err(f"error: cannot read the data: {data_error(exc).removeprefix('error: ')}")
         return EXIT_USAGE
     if args.card_val_patients:
         kept = _card_val_patients(loaded, clips)
