@@ -71,3 +71,23 @@ def test_a_failed_command_says_error(capsys: pytest.CaptureFixture[str], tmp_pat
     rc, _, err = _run(capsys, *(a.format(tmp=tmp_path) for a in argv))
     assert rc == 2
     assert err.splitlines() and all(line.startswith("lusviewer: error: ") for line in err.splitlines()), err
+
+
+def test_a_clip_given_twice_is_scored_once(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path
+) -> None:
+    import csv
+    import shutil
+
+    folder = tmp_path / "exam"
+    folder.mkdir()
+    clip = folder / "patient_1_L1.mp4"
+    shutil.copy(synthetic_clip, clip)
+    (tmp_path / "link.mp4").symlink_to(clip)
+    inputs = [str(folder), str(clip), str(folder / ".." / "exam" / clip.name), str(tmp_path / "link.mp4")]
+    rc, _, err = _run(capsys, "score", *inputs, "--model", str(tiny_model), "-o", str(tmp_path / "r.csv"), "-q")
+    assert rc == 0, err
+    with open(tmp_path / "r_clips.csv", newline="") as fh:
+        assert [r["clip"] for r in csv.DictReader(fh)] == [str(clip)]  # it used to be 4 rows of one clip
+    said = [line for line in err.splitlines() if "given before; scored once" in line]
+    assert len(said) == 3 and all(line.startswith("lusviewer: warning: ") for line in said), err

@@ -93,7 +93,29 @@ def _inputs(args: argparse.Namespace) -> tuple[list[str], int]:
             err(f"error: {display_path(p)}: no supported clips in this folder")
             failed += 1
         clips.extend(found)
-    return clips, failed
+    return _once(clips), failed
+
+
+def _once(clips: list[str]) -> list[str]:
+    """Each clip once: a file named twice (a folder and a clip in it, a link and its
+    target, ``a/../a/x.mp4``) would be two rows of the report, counted twice by whoever
+    sums it; the repeat is said in one warning line and left out."""
+    from lusviewer.io import display_path
+
+    seen: dict[object, str] = {}
+    kept = []
+    for path in clips:
+        try:
+            st = os.stat(path)
+            key: object = (st.st_dev, st.st_ino)
+        except (OSError, ValueError):  # opening it will say what is wrong; compared as written
+            key = os.path.normpath(os.path.abspath(path))
+        if key in seen:
+            err(f"warning: {display_path(path)}: the same file as {display_path(seen[key])}, given before; scored once")
+            continue
+        seen[key] = path
+        kept.append(path)
+    return kept
 
 
 def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
