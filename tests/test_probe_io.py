@@ -24,3 +24,15 @@ def test_intact_mpeg2_stream_is_complete_and_a_hole_is_not(tmp_path: Path) -> No
     holed.write_bytes(data[: 2048 * 12] + data[2048 * 15 :])
     with open_clip(holed) as reader:
         assert len(list(reader.iter_frames())) < 300 and not reader.info.complete
+
+
+def test_a_folder_search_names_the_video_files_it_does_not_take(tmp_path: Path) -> None:
+    from lusviewer.io import ClipError, find_clips
+
+    for name in ("a.mp4", "b.webm", "c.ts", "notes.txt", "labels.csv"):
+        (tmp_path / name).write_bytes(b"x")
+    problems: list[ClipError] = []
+    assert find_clips(tmp_path, on_error=problems.append) == [str(tmp_path / "a.mp4")]
+    # .webm and .ts clips used to be passed over in silence: in neither the report nor the errors
+    assert sorted(Path(p.path).name for p in problems) == ["b.webm", "c.ts"]
+    assert all("not among the formats" in p.reason and ".mp4" in p.reason for p in problems)

@@ -66,6 +66,14 @@ __all__ = [
 ]
 
 
+#: Video formats a folder search does not take: each file met is reported, not passed over.
+OTHER_VIDEO_EXTENSIONS = (
+    ".webm", ".ts", ".m2ts", ".mts", ".3gp", ".3g2", ".flv", ".f4v", ".ogv", ".vob", ".mxf", ".asf", ".rm",
+    ".rmvb", ".divx", ".y4m", ".h264", ".h265", ".hevc", ".mjpeg", ".mjpg",
+)  # fmt: skip
+_SEARCHED = " ".join(VIDEO_EXTENSIONS) + ", DICOM, multi-page TIFF, folders of frame images"
+
+
 def _kind(mode: int) -> str:
     if stat.S_ISFIFO(mode):
         return "a FIFO (named pipe)"
@@ -164,8 +172,9 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
     problem met while searching (a subfolder that cannot be read, a broken symbolic
     link or link loop, a FIFO/device with a clip's name) is passed to
     ``on_error(ClipError)`` (one call per problem; the search goes on), or, without
-    ``on_error``, logged as a warning on logger ``lusviewer.io``. Symbolic links to
-    folders are not followed (no loops); hidden files are skipped.
+    ``on_error``, logged as a warning on logger ``lusviewer.io``; so is each file of a
+    video format the search does not take (:data:`OTHER_VIDEO_EXTENSIONS`, e.g. ``.webm``).
+    Symbolic links to folders are not followed (no loops); hidden files are skipped.
     """
 
     def report(where: str | os.PathLike[str], reason: str) -> None:
@@ -224,4 +233,6 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
                 found.append(str(f))
             elif suffix in IMAGE_EXTENSIONS:
                 frame_dirs.add(str(folder))
+            elif suffix in OTHER_VIDEO_EXTENSIONS:  # a clip, to its owner: not passed over in silence
+                report(f, f"a {suffix} file is not among the formats a folder search takes ({_SEARCHED}); skipped")
     return sorted(found + sorted(frame_dirs))
