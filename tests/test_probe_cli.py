@@ -91,3 +91,34 @@ def test_a_clip_given_twice_is_scored_once(
         assert [r["clip"] for r in csv.DictReader(fh)] == [str(clip)]  # it used to be 4 rows of one clip
     said = [line for line in err.splitlines() if "given before; scored once" in line]
     assert len(said) == 3 and all(line.startswith("lusviewer: warning: ") for line in said), err
+
+
+def test_an_incomplete_clip_is_marked_in_the_exam(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path
+) -> None:
+    import csv
+    import shutil
+
+    from corpus import index_frames, write_cv2
+
+    folder = tmp_path / "exam"
+    folder.mkdir()
+    shutil.copy(synthetic_clip, folder / "patient_1_L1.mp4")
+    whole = write_cv2(tmp_path / "whole.avi", "MJPG", index_frames(40, 96, 64))
+    assert whole is not None
+    data = whole.read_bytes()
+    (folder / "patient_1_L2.avi").write_bytes(data[: len(data) // 2])  # cut short: about 20 of 40 frames
+    exam = tmp_path / "exam.csv"
+    rc, _, err = _run(
+        capsys, "score", str(folder), "--model", str(tiny_model), "-o", str(tmp_path / "r.csv"), "--exam", str(exam)
+    )
+    assert rc == 0, err
+    with open(exam, newline="") as fh:
+        rows = {Path(r["clip"]).stem: r for r in csv.DictReader(fh)}
+    # The exam counted the cut clip's score with nothing to say it was scored on half its frames.
+    assert (rows["patient_1_L1"]["complete"], rows["patient_1_L2"]["complete"], rows["TOTAL"]["complete"]) == (
+        "yes",
+        "no",
+        "no",
+    )
+    assert "1 clip incomplete (scored on the frames present)" in err
