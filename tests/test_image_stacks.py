@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from corpus import frame_index, index_frames
 
-from lusviewer.io import ClipError, find_clips, open_clip
+from lusviewer.io import ClipError, ClipReader, find_clips, open_clip
 
 
 def _stack16(folder: Path, ext: str, n: int = 6) -> list[np.ndarray]:
@@ -100,3 +100,21 @@ def test_score_reports_every_page_of_a_tiff_stack(tmp_path: Path, tiny_model: Pa
     with open(tmp_path / "r_clips.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [(Path(r["clip"]).name, r["frames"], r["complete"]) for r in rows] == [("stack.tif", "9", "yes")]
+
+
+def test_a_late_page_costs_what_an_early_one_does(tmp_path: Path) -> None:
+    import time
+
+    n = 600
+    assert cv2.imwritemulti(str(tmp_path / "long.tif"), [np.full((64, 64), i % 256, np.uint8) for i in range(n)])
+
+    def seconds(reader: ClipReader, pages: range) -> float:
+        t = time.perf_counter()
+        for i in pages:
+            assert reader.frame(i)[0, 0, 0] == i % 256
+        return time.perf_counter() - t
+
+    with open_clip(tmp_path / "long.tif") as reader:
+        early, late = seconds(reader, range(0, 40)), seconds(reader, range(n - 40, n))
+    # Each page used to be reached by walking every page before it (2,000 pages in order: 250 s).
+    assert late < 5 * early + 0.05, (early, late)
