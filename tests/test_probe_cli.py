@@ -122,3 +122,24 @@ def test_an_incomplete_clip_is_marked_in_the_exam(
         "no",
     )
     assert "1 clip incomplete (scored on the frames present)" in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["train", "--batch-size", "0"], "--batch-size 0"),  # a ZeroDivisionError traceback after decoding
+        (["train", "--batch-size", "-4"], "--batch-size -4"),  # trained nothing, wrote the model
+        (["train", "--input-size", "0"], "--input-size 0"),
+        (["train", "--width", "0"], "--width 0"),
+        (["train", "--lr", "nan"], "--lr nan"),
+        (["train", "--lstm-epochs", "0"], "--lstm-epochs"),  # failed after stage 1: lstm_best.safetensors missing
+        (["crossval", "-k", "1"], "-k 1"),
+        (["pretrain", "--epochs", "0"], "--epochs 0"),
+    ],
+)
+def test_impossible_training_options_are_refused_before_any_work(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, argv: list[str], flag: str
+) -> None:
+    out = str(tmp_path / ("w.safetensors" if argv[0] == "pretrain" else "out"))
+    rc, _, err = _run(capsys, argv[0], "--data", str(tmp_path / "none"), "--tiny", *argv[1:], "--out", out)
+    assert rc == 2 and err.startswith(f"lusviewer: error: {flag}") and len(err.splitlines()) == 1, err
