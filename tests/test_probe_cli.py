@@ -143,3 +143,18 @@ def test_impossible_training_options_are_refused_before_any_work(
     out = str(tmp_path / ("w.safetensors" if argv[0] == "pretrain" else "out"))
     rc, _, err = _run(capsys, argv[0], "--data", str(tmp_path / "none"), "--tiny", *argv[1:], "--out", out)
     assert rc == 2 and err.startswith(f"lusviewer: error: {flag}") and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize("option", ["-o", "--exam"])
+def test_a_report_never_replaces_a_clip_that_is_not_an_input(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path, option: str
+) -> None:
+    import shutil
+
+    other = tmp_path / "patient_1_L2.mp4"  # meant as a second input, typed after -o / --exam
+    shutil.copy(synthetic_clip, other)
+    before = other.read_bytes()
+    argv = ["score", str(synthetic_clip), "--model", str(tiny_model), "-q", "-o", str(tmp_path / "r.csv")]
+    rc, _, err = _run(capsys, *argv, option, str(other))
+    assert rc == 2 and "clip's or image's extension (.mp4)" in err, err
+    assert other.read_bytes() == before  # it used to be replaced by the CSV

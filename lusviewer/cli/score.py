@@ -129,9 +129,24 @@ def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     if pdf and _same_file(pdf, args.output, str(clips_path_for(args.output)), *([args.exam] if args.exam else [])):
         return f"error: --exam-report {pdf} would overwrite another report: choose another file"
     for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else []), *([pdf] if pdf else [])):
-        problem = output_problem(out, inputs=[*clips, *args.paths])
+        problem = output_problem(out, inputs=[*clips, *args.paths]) or _clip_named(out)
         if problem:
             return f"error: cannot write the report: {problem}"
+    return None
+
+
+def _clip_named(out: str | os.PathLike[str]) -> str | None:
+    """An output named like a clip (``-o b.mp4``, ``--exam L2.avi``: most likely a clip meant as
+    an input) is refused: writing there would replace a clip that is not among the inputs."""
+    from lusviewer.io import SUPPORTED_EXTENSIONS, display_path
+    from lusviewer.io.images import IMAGE_EXTENSIONS
+
+    suffix = os.path.splitext(os.fspath(out))[1].lower()
+    if suffix in SUPPORTED_EXTENSIONS + IMAGE_EXTENSIONS:
+        exists = " (an existing file)" if os.path.lexists(out) else ""
+        return (
+            f"{display_path(out)}{exists} has a clip's or image's extension ({suffix}); a report is not written there"
+        )
     return None
 
 
