@@ -158,3 +158,25 @@ def test_a_report_never_replaces_a_clip_that_is_not_an_input(
     rc, _, err = _run(capsys, *argv, option, str(other))
     assert rc == 2 and "clip's or image's extension (.mp4)" in err, err
     assert other.read_bytes() == before  # it used to be replaced by the CSV
+
+
+@pytest.mark.parametrize(
+    ("option", "said"),
+    [
+        (["--batch-size", "0"], "--batch-size 0: must be at least 1"),  # a traceback once the data was read
+        (["--bootstrap", "5"], "--bootstrap 5: use 0"),  # '95 % intervals' from 5 resamples
+        (["--bootstrap", "-1"], "--bootstrap -1: use 0"),
+    ],
+)
+def test_evaluate_refuses_impossible_options_before_any_work(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    blues_like: Path,
+    tiny_model: Path,
+    option: list[str],
+    said: str,
+) -> None:
+    argv = ["evaluate", "--data", str(blues_like), "--model", str(tiny_model), "-o", str(tmp_path / "e"), "-q"]
+    rc, _, err = _run(capsys, *argv, *option)
+    assert rc == 2 and err.startswith(f"lusviewer: error: {said}") and len(err.splitlines()) == 1, err
+    assert not (tmp_path / "e").exists()

@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 def add_arguments(e: argparse.ArgumentParser) -> None:
     add_data_args(e)
     add_option(e, "--model", help="model card .json (default: shipped model)")
-    e.add_argument("-o", "--output", default="evaluation", help="folder for metrics.csv, report.md, PNGs")
+    e.add_argument(
+        "-o",
+        "--output",
+        default="evaluation",
+        help="folder for metrics.csv, report.md, PNGs (default: evaluation, in the current folder)",
+    )
     add_option(e, "--device", help=None)
     add_option(e, "--batch-size")
     add_rule(e)
@@ -112,6 +117,12 @@ def run(args: argparse.Namespace) -> int:
     from lusviewer.training.data import load_dataset_with
     from lusviewer.training.evaluate import evaluate_model, write_eval_report
 
+    if args.batch_size < 1:
+        err(f"error: --batch-size {args.batch_size}: must be at least 1")
+        return EXIT_USAGE
+    if args.bootstrap < 0 or 0 < args.bootstrap < 100:
+        err(f"error: --bootstrap {args.bootstrap}: use 0 (no intervals) or at least 100 resamples")
+        return EXIT_USAGE
     loaded = load_model_or_say(args.model or str(default_model_path()))
     if loaded is None:
         return EXIT_USAGE
