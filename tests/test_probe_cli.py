@@ -180,3 +180,10 @@ def test_evaluate_refuses_impossible_options_before_any_work(
     rc, _, err = _run(capsys, *argv, *option)
     assert rc == 2 and err.startswith(f"lusviewer: error: {said}") and len(err.splitlines()) == 1, err
     assert not (tmp_path / "e").exists()
+
+
+def test_score_names_the_option_of_a_bad_batch_size(capsys: pytest.CaptureFixture[str], synthetic_clip: Path) -> None:
+    rc, _, err = _run(capsys, "score", str(synthetic_clip), "--batch-size", "0", "-q")
+    assert rc == 2 and err == "lusviewer: error: --batch-size 0: must be at least 1\n", (
+        err
+    )  # was "batch_size must be >= 1"

@@ -386,6 +386,9 @@ def run(args: argparse.Namespace) -> int:
     from lusviewer.report.csv_report import ReportError
     from lusviewer.report.session import ExamSession
 
+    if args.batch_size < 1:  # the engine would say "batch_size", after the folders were searched
+        err(f"error: --batch-size {args.batch_size}: must be at least 1")
+        return EXIT_USAGE
     clips, failed = _inputs(args)
     problem = _output_problem(args, clips)
     if problem:
