@@ -285,7 +285,8 @@ def test_exam_counts_an_input_that_fails_twice_once(tmp_path: Path, tiny_model: 
         "-o", str(tmp_path / "r.csv"), "--exam", str(exam), "-q",
     )  # fmt: skip
     assert out.returncode == 1, out.stderr
-    assert "2 input(s) could not be scored" in out.stderr  # inputs, as given
+    assert "1 input(s) could not be scored" in out.stderr  # the second is the same file: said, scored once
+    assert "given before; scored once" in out.stderr
     assert "; 1 clip could not be scored (not in the total)" in out.stderr, out.stderr
     assert read_csv(exam)[1][-1]["zone"].endswith("; 1 more could not be scored")
 

@@ -393,7 +393,7 @@ def test_crossval_tiny_three_variants_and_resume(tmp_path: Path, blues_like: Pat
     out = tmp_path / "cv"
     args = [
         sys.executable, "-m", "lusviewer", "crossval", "--data", str(blues_like), "--out", str(out), "-k", "2",
-        "--tiny", "--fp32", "--frames-per-clip", "3", "--batch-size", "8", "--cnn-epochs", "1", "--lstm-epochs", "1",
+        "--tiny", "--fp32", "--frames-per-clip", "3", "--batch-size", "2", "--cnn-epochs", "1", "--lstm-epochs", "1",
         "--val-fraction", "0.25",
     ]  # fmt: skip
     run = subprocess.run(args, capture_output=True, text=True, timeout=900)
@@ -443,7 +443,7 @@ def test_crossval_run_folds_in_separate_processes_then_report(tmp_path: Path, bl
     out = tmp_path / "cv"
     base = [
         "crossval", "--data", str(blues_like), "--out", str(out), "-k", "2", "--variants", "cnn", "--tiny",
-        "--fp32", "--frames-per-clip", "3", "--batch-size", "8", "--cnn-epochs", "1", "--val-fraction", "0.25",
+        "--fp32", "--frames-per-clip", "3", "--batch-size", "2", "--cnn-epochs", "1", "--val-fraction", "0.25",
     ]  # fmt: skip
     assert cli_run([*base, "--run-folds", "1"]) == 0
     assert (out / "fold1" / "cnn" / "result.json").is_file()

@@ -128,7 +128,7 @@ def test_session_places_clips_keeps_choices_and_flags_twice(tmp_path: Path) -> N
     out = session.export(tmp_path / "exam.csv")
     with open(out, newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == list(EXAM_COLUMNS) and EXAM_COLUMNS[-1] == "body_zone"
+    assert list(rows[0]) == list(EXAM_COLUMNS) and EXAM_COLUMNS[10:] == ("body_zone", "complete")
     assert EXAM_COLUMNS[:10] == (
         "clip", "zone", "clip_score", "frames", "worst_frame", "unfamiliar", "model", "weights_sha256",
         "clinician_score", "confidence",

@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> int:
         variant = args.variant or loaded.card.config.variant
         oof = load_out_of_fold(args.cv, variant)
     except (ValueError, ModelError, OSError) as exc:
-        err(str(exc))
+        err(f"error: {exc}")
         return EXIT_USAGE
     r = calibrate(oof)
     note = (
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             rule = card_rule(args.cv, variant, r["temperature"])
         except (ValueError, OSError) as exc:
-            err(str(exc))
+            err(f"error: {exc}")
             return EXIT_USAGE
         print(f"clip rule: expected, thresholds {rule['thresholds']} ({rule['fitted']})")
         settings["clip_rule"] = {"rule": rule["rule"], "thresholds": rule["thresholds"]}

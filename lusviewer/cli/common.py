@@ -154,10 +154,10 @@ def load_model_or_say(path: str) -> LoadedModel | None:
     try:
         loaded = load_model(path)
     except ModelError as exc:
-        err(f"cannot load the model: {exc}")
+        err(f"error: cannot load the model: {exc}")
         return None
     except CARD_FAILURES as exc:
-        err(f"cannot load the model: {display_path(path)}: not a valid model card ({type(exc).__name__}: {exc})")
+        err(f"error: cannot load the model: {display_path(path)}: not a valid model card ({type(exc).__name__}: {exc})")
         return None
     say_model_warnings(loaded)
     return loaded
@@ -232,4 +232,33 @@ def check_training_paths(args: argparse.Namespace, *folders: str) -> str | None:
         return f"--val-fraction {vf}: must be between 0 and 1 (validation patients pick the best epoch)"
     if getattr(args, "cnn_epochs", 1) < 1:
         return "--cnn-epochs must be at least 1"
+    for name, least, inclusive in _LEAST:
+        value = getattr(args, name, None)
+        if value is None or isinstance(value, bool):
+            continue
+        if not (value >= least if inclusive else value > least):  # NaN fails too
+            flag = "-k" if name == "folds" else f"--{name.replace('_', '-')}"
+            return f"{flag} {value}: must be {'at least' if inclusive else 'above'} {least:g}"
+    if getattr(args, "lstm_epochs", 1) < 1 and "cnn_lstm" in _variants(args):
+        return "--lstm-epochs must be at least 1 for cnn_lstm (its second stage trains the LSTM)"
     return None
+
+
+#: The least each numeric option of the training commands may be, and whether that least
+#: itself is allowed: below it a run failed late (a traceback, or after the hours of stage 1)
+#: or trained nothing and wrote the model as trained (--batch-size -4).
+_LEAST: tuple[tuple[str, float, bool], ...] = (
+    ("batch_size", 1, True), ("frames_per_clip", 1, True), ("input_size", 16, True), ("early_stop", 1, True),
+    ("threads", 0, True), ("epochs", 1, True), ("folds", 2, True), ("lstm_epochs", 0, True),
+    ("end_to_end_epochs", 0, True), ("pretrain_epochs", 0, True), ("aux_weight", 0, True), ("weight_decay", 0, True),
+    ("width", 0, False), ("sord_alpha", 0, False), ("lr", 0, False), ("end_to_end_lr", 0, False),
+    ("cnn_minutes", 0, False), ("lstm_minutes", 0, False), ("end_to_end_minutes", 0, False),
+    ("pretrain_minutes", 0, False), ("minutes", 0, False),
+)  # fmt: skip
+
+
+def _variants(args: argparse.Namespace) -> set[str]:
+    """The variants a training command will train (train: --variant; crossval: --variants)."""
+    one = getattr(args, "variant", None)
+    many = getattr(args, "variants", None)
+    return {one} if isinstance(one, str) else {v.strip() for v in many.split(",")} if isinstance(many, str) else set()

@@ -50,10 +50,10 @@ def _folds(args: argparse.Namespace) -> list[int] | None:
         if not only:
             raise ValueError("no fold")
     except ValueError:
-        err(f"--run-folds {args.run_folds!r}: expected fold numbers such as 0,1")
+        err(f"error: --run-folds {args.run_folds!r}: expected fold numbers such as 0,1")
         return None
     if any(not 0 <= f < args.folds for f in only):
-        err(f"--run-folds {args.run_folds!r}: folds are numbered 0..{args.folds - 1}")
+        err(f"error: --run-folds {args.run_folds!r}: folds are numbered 0..{args.folds - 1}")
         return None
     return only
 
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = tuple(v.strip() for v in args.variants.split(",") if v.strip())
     bad = [v for v in chosen if v not in variants()]
     if bad:
-        err(f"unknown variant(s) {bad}; choose from {', '.join(variants())}")
+        err(f"error: unknown variant(s) {bad}; choose from {', '.join(variants())}")
         return EXIT_USAGE
     only = None
     if args.run_folds is not None:
@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
             return EXIT_USAGE
     problem = check_training_paths(args, "out", "cache_dir")
     if problem:
-        err(problem)
+        err(f"error: {problem}")
         return EXIT_USAGE
     if args.repeats < 1:
-        err(f"--repeats {args.repeats}: expected 1 or more")
+        err(f"error: --repeats {args.repeats}: expected 1 or more")
         return EXIT_USAGE
     report = run_crossval(train_config(args), k=args.folds, variants=chosen, only_folds=only, repeats=args.repeats)
     if report is None:

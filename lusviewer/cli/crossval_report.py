@@ -20,7 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "-o",
         "--out",
         default="crossval-report.md",
-        help="the Markdown report (and a .csv beside it; default crossval-report.md)",
+        help="the Markdown report, also printed (and a .csv of the point estimates beside it); "
+        "default: crossval-report.md in the current folder",
     )
     p.add_argument(
         "--reference",
@@ -46,10 +47,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lusviewer.io import display_path
     from lusviewer.training.cvreport import write_repeated_report
 
     if args.bootstrap < 100:
-        err(f"--bootstrap {args.bootstrap}: use at least 100 resamples")
+        err(f"error: --bootstrap {args.bootstrap}: use at least 100 resamples")
         return EXIT_USAGE
     repeats = None
     if args.repeats_only is not None:
@@ -58,25 +60,26 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             repeats = []
         if not repeats or min(repeats) < 0:
-            err(f"--repeats-only {args.repeats_only!r}: expected repeat numbers such as 0 or 0,1")
+            err(f"error: --repeats-only {args.repeats_only!r}: expected repeat numbers such as 0 or 0,1")
             return EXIT_USAGE
     patients = None
     if args.patients is not None:
         patients = [p.strip() for p in args.patients.split(",") if p.strip()]
         if not patients:
-            err(f"--patients {args.patients!r}: expected patient ids such as 2,6,17")
+            err(f"error: --patients {args.patients!r}: expected patient ids such as 2,6,17")
             return EXIT_USAGE
     try:
         path = write_repeated_report(
             args.dirs, args.out, reference=args.reference, reps=args.bootstrap, repeats=repeats, patients=patients
         )
     except ValueError as exc:
-        err(str(exc))
+        err(f"error: {exc}")
         return EXIT_USAGE
     except OSError as exc:  # the report cannot be written there
-        err(f"{args.out}: cannot write the report: {exc.strerror or exc}")
+        err(f"error: {args.out}: cannot write the report: {exc.strerror or exc}")
         return EXIT_USAGE
     print(path.read_text())
+    err(f"wrote {display_path(path)} and {display_path(path.with_suffix('.csv'))}")
     return EXIT_OK
 
 

@@ -31,7 +31,10 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
     add_data_args(e)
     add_option(e, "--model", help="model card .json (default: $LUSVIEWER_MODEL, else the shipped model)")
     e.add_argument(
-        "-o", "--output", default="evaluation", help="folder for metrics.csv, report.md, PNGs (default: evaluation)"
+        "-o",
+        "--output",
+        default="evaluation",
+        help="folder for metrics.csv, report.md, PNGs (default: evaluation, in the current folder)",
     )
     add_option(e, "--device", help="auto (default: CUDA when present), cpu, cuda, cuda:N")
     add_option(e, "--batch-size")
@@ -48,7 +51,8 @@ def add_arguments(e: argparse.ArgumentParser) -> None:
         choices=[0, 1, 2, 3],
         default=None,
         help="compare with always answering this score (default: the majority score of the model's "
-        "training clips, from its card)",
+        "training clips, from its card; for a card without it, such as the shipped one, the most common score of "
+        "the evaluated clips, which is chosen with their labels and so favours the baseline; the report says which)",
     )
     e.add_argument(
         "--bootstrap",
@@ -75,18 +79,18 @@ def _card_val_patients(loaded: LoadedModel, clips: list[LabelledClip]) -> list[L
     val = set(split.get("val_patients", []))
     if not val and split.get("train_patients"):
         err(
-            "the model was trained on every patient of its data (no validation patients): its expected "
+            "error: the model was trained on every patient of its data (no validation patients): its expected "
             "performance is its recipe's cross-validation, which its card reports "
             f"({_cv_key(loaded.card.metrics)}; `lusviewer info`); evaluate it on other data"
         )
         return None
     if not val:
-        err("the model card names no validation patients")
+        err("error: the model card names no validation patients")
         return None
     clips = [c for c in clips if c.group in val]
     if not clips:
         err(
-            "no clip of this data belongs to the card's validation patients "
+            "error: no clip of this data belongs to the card's validation patients "
             f"({', '.join(sorted(val)[:8])}{'…' if len(val) > 8 else ''}): is it the same data, "
             "with the same patient rule (--group-by / --group-column) as in training?"
         )
@@ -114,16 +118,22 @@ def run(args: argparse.Namespace) -> int:
     from lusviewer.training.data import load_dataset_with
     from lusviewer.training.evaluate import evaluate_model, write_eval_report
 
+    if args.batch_size < 1:
+        err(f"error: --batch-size {args.batch_size}: must be at least 1")
+        return EXIT_USAGE
+    if args.bootstrap < 0 or 0 < args.bootstrap < 100:
+        err(f"error: --bootstrap {args.bootstrap}: use 0 (no intervals) or at least 100 resamples")
+        return EXIT_USAGE
     loaded = load_model_or_say(args.model or str(default_model_path()))
     if loaded is None:
         return EXIT_USAGE
     if Path(args.output).exists() and not Path(args.output).is_dir():
-        err(f"-o {args.output}: is a file; expected a folder for the report")
+        err(f"error: -o {args.output}: is a file; expected a folder for the report")
         return EXIT_USAGE
     try:
         clips = load_dataset_with(args)
     except data_errors() as exc:
-        err(f"cannot read the data: {data_error(exc).removeprefix('error: ')}")
+        err(f"error: cannot read the data: {data_error(exc).removeprefix('error: ')}")
         return EXIT_USAGE
     if args.card_val_patients:
         kept = _card_val_patients(loaded, clips)

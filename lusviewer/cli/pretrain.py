@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     from lusviewer.training.pretrain import PretrainConfig, run_pretrain
 
     if not args.out.endswith(".safetensors"):
-        err(f"--out {args.out}: expected a .safetensors path (the card goes beside it as .json)")
+        err(f"error: --out {args.out}: expected a .safetensors path (the card goes beside it as .json)")
         return EXIT_USAGE
     cfg = PretrainConfig(
         **data_options(args),
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     )
     problem = check_training_paths(args, "work_dir", "cache_dir")
     if problem or Path(args.out).is_dir():
-        err(problem or f"--out {args.out}: is a folder; expected a .safetensors file path")
+        err(f"error: {problem or f'--out {args.out}: is a folder; expected a .safetensors file path'}")
         return EXIT_USAGE
     run_pretrain(cfg)
     return EXIT_OK

@@ -97,7 +97,29 @@ def _inputs(args: argparse.Namespace) -> tuple[list[str], int]:
             err(f"error: {display_path(p)}: no supported clips in this folder")
             failed += 1
         clips.extend(found)
-    return clips, failed
+    return _once(clips), failed
+
+
+def _once(clips: list[str]) -> list[str]:
+    """Each clip once: a file named twice (a folder and a clip in it, a link and its
+    target, ``a/../a/x.mp4``) would be two rows of the report, counted twice by whoever
+    sums it; the repeat is said in one warning line and left out."""
+    from lusviewer.io import display_path
+
+    seen: dict[object, str] = {}
+    kept = []
+    for path in clips:
+        try:
+            st = os.stat(path)
+            key: object = (st.st_dev, st.st_ino)
+        except (OSError, ValueError):  # opening it will say what is wrong; compared as written
+            key = os.path.normpath(os.path.abspath(path))
+        if key in seen:
+            err(f"warning: {display_path(path)}: the same file as {display_path(seen[key])}, given before; scored once")
+            continue
+        seen[key] = path
+        kept.append(path)
+    return kept
 
 
 def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
@@ -111,9 +133,24 @@ def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     if pdf and _same_file(pdf, args.output, str(clips_path_for(args.output)), *([args.exam] if args.exam else [])):
         return f"error: --exam-report {pdf} would overwrite another report: choose another file"
     for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else []), *([pdf] if pdf else [])):
-        problem = output_problem(out, inputs=[*clips, *args.paths])
+        problem = output_problem(out, inputs=[*clips, *args.paths]) or _clip_named(out)
         if problem:
             return f"error: cannot write the report: {problem}"
+    return None
+
+
+def _clip_named(out: str | os.PathLike[str]) -> str | None:
+    """An output named like a clip (``-o b.mp4``, ``--exam L2.avi``: most likely a clip meant as
+    an input) is refused: writing there would replace a clip that is not among the inputs."""
+    from lusviewer.io import SUPPORTED_EXTENSIONS, display_path
+    from lusviewer.io.images import IMAGE_EXTENSIONS
+
+    suffix = os.path.splitext(os.fspath(out))[1].lower()
+    if suffix in SUPPORTED_EXTENSIONS + IMAGE_EXTENSIONS:
+        exists = " (an existing file)" if os.path.lexists(out) else ""
+        return (
+            f"{display_path(out)}{exists} has a clip's or image's extension ({suffix}); a report is not written there"
+        )
     return None
 
 
@@ -353,6 +390,9 @@ def run(args: argparse.Namespace) -> int:
     from lusviewer.report.csv_report import ReportError
     from lusviewer.report.session import ExamSession
 
+    if args.batch_size < 1:  # the engine would say "batch_size", after the folders were searched
+        err(f"error: --batch-size {args.batch_size}: must be at least 1")
+        return EXIT_USAGE
     clips, failed = _inputs(args)
     problem = _output_problem(args, clips)
     if problem:

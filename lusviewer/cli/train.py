@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
 
     problem = check_training_paths(args, "out", "work_dir", "cache_dir")
     if problem:
-        err(problem)
+        err(f"error: {problem}")
         return EXIT_USAGE
     run_training(train_config(args))
     return EXIT_OK

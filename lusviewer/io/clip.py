@@ -10,13 +10,9 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import re
 import stat
 from collections.abc import Callable
 from pathlib import Path
-
-import cv2
-import numpy as np
 
 from lusviewer.io.base import (
     DEFAULT_FPS,
@@ -31,10 +27,17 @@ from lusviewer.io.base import (
     display_path,
     quoted,
     sane_fps,
-    to_rgb,
     utf8_path,
 )
 from lusviewer.io.containers import sniff_container
+from lusviewer.io.images import (
+    IMAGE_EXTENSIONS,
+    TIFF_EXTENSIONS,
+    ImageFolderReader,
+    TiffStackReader,
+    image_files,
+    is_multipage_tiff,
+)
 from lusviewer.io.video import VideoClipReader
 
 _log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ __all__ = [
     "ClipInfo",
     "ClipReader",
     "ImageFolderReader",
+    "TiffStackReader",
     "VideoClipReader",
     "display_path",
     "find_clips",
@@ -61,65 +65,13 @@ __all__ = [
     "sane_fps",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
-
-def _natural_key(name: str) -> list[object]:
-    return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", name)]
-
-
-def _is_regular(path: Path) -> bool:
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except (OSError, ValueError):
-        return False
-
-
-def image_files(folder: str | os.PathLike[str]) -> list[Path]:
-    """The image files of a folder (not recursive), in natural order (2 before 10)."""
-    try:
-        files = [f for f in Path(folder).iterdir() if f.suffix.lower() in IMAGE_EXTENSIONS and _is_regular(f)]
-    except OSError as exc:
-        raise ClipError(folder, f"cannot be read ({exc.strerror or exc})") from None
-    return sorted(files, key=lambda f: _natural_key(f.name))
-
-
-class ImageFolderReader(ClipReader):
-    """A folder of frame images as one clip (the ICLUS-DB layout), in natural order."""
-
-    def __init__(self, path: str | os.PathLike[str], *, fps: float = DEFAULT_FPS) -> None:
-        self._path = str(path)
-        self.files = image_files(path)
-        if not self.files:
-            raise ClipError(path, "is a folder with no frame images (.png, .jpg, .bmp, .tif)")
-        first = self._read(0)
-        self.info = ClipInfo(
-            path=self._path,
-            frame_count=len(self.files),
-            fps=fps,
-            width=int(first.shape[1]),
-            height=int(first.shape[0]),
-            format="images",
-            complete=True,
-            header_frame_count=None,
-        )
-
-    def _read(self, index: int) -> np.ndarray:
-        # Decoded from bytes, not cv2.imread(path): any file name works (not only UTF-8).
-        try:
-            data = np.fromfile(self.files[index], dtype=np.uint8)
-        except OSError as exc:
-            raise ClipError(self.files[index], f"cannot be read ({exc.strerror or exc})") from None
-        img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-        if img is None:
-            raise ClipError(self.files[index], "image could not be decoded")
-        if img.dtype != np.uint8:
-            lo, hi = float(img.min()), float(img.max())
-            img = ((img.astype(np.float32) - lo) * (255.0 / max(hi - lo, 1e-6))).astype(np.uint8)
-        return to_rgb(img)
-
-    def frame(self, index: int) -> np.ndarray:
-        return self._read(self._check_index(index))
+#: Video formats a folder search does not take: each file met is reported, not passed over.
+OTHER_VIDEO_EXTENSIONS = (
+    ".webm", ".ts", ".m2ts", ".mts", ".3gp", ".3g2", ".flv", ".f4v", ".ogv", ".vob", ".mxf", ".asf", ".rm",
+    ".rmvb", ".divx", ".y4m", ".h264", ".h265", ".hevc", ".mjpeg", ".mjpg",
+)  # fmt: skip
+_SEARCHED = " ".join(VIDEO_EXTENSIONS) + ", DICOM, multi-page TIFF, folders of frame images"
 
 
 def _kind(mode: int) -> str:
@@ -156,7 +108,8 @@ def open_clip(path: str | os.PathLike[str]) -> ClipReader:
     Only a regular file or a folder (of frame images) is opened: a FIFO, device or
     socket is refused before anything reads from it (reading a FIFO blocks forever).
     The container is recognised from the file's first bytes: DICOM (``DICM`` at 128
-    or a DICOM extension), uncompressed AVI (read by :mod:`lusviewer.io.avi`, never by
+    or a DICOM extension), TIFF (:class:`TiffStackReader`: one frame per page),
+    uncompressed AVI (read by :mod:`lusviewer.io.avi`, never by
     OpenCV, which crashes on it), else OpenCV. An AVI whose codec OpenCV is not known
     to handle safely is first decoded in a child process (:mod:`lusviewer.io.probe`),
     so a decoder crash becomes a ClipError instead of ending this process.
@@ -181,6 +134,8 @@ def open_clip(path: str | os.PathLike[str]) -> ClipReader:
 
         return DicomClipReader(p)
     container = sniff_container(head)
+    if container == "tiff":
+        return TiffStackReader(p)
     if container == "avi":
         from lusviewer.io.avi import KNOWN_CODECS, RawAviReader, read_avi_header
 
@@ -208,16 +163,18 @@ def is_dicom_file(path: str | os.PathLike[str]) -> bool:
 def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], None] | None = None) -> list[str]:
     """A clip path as given, or the clips in a folder (recursively, sorted): files with a
     supported extension, extension-less files with the DICOM preamble (as PACS exports
-    name them, e.g. ``IM00001``; DICOMDIR index files are skipped), and folders of
-    frame images (the ICLUS-DB layout: one folder per clip), each as one clip.
+    name them, e.g. ``IM00001``; DICOMDIR index files are skipped), multi-page TIFF
+    files (a stack of frames), and folders of frame images (the ICLUS-DB layout: one
+    folder per clip; single-page images), each as one clip.
 
     A path that is not a folder is returned as given (:func:`open_clip` then says
     what is wrong with it). Nothing found in a folder is reported silently: each
     problem met while searching (a subfolder that cannot be read, a broken symbolic
     link or link loop, a FIFO/device with a clip's name) is passed to
     ``on_error(ClipError)`` (one call per problem; the search goes on), or, without
-    ``on_error``, logged as a warning on logger ``lusviewer.io``. Symbolic links to
-    folders are not followed (no loops); hidden files are skipped.
+    ``on_error``, logged as a warning on logger ``lusviewer.io``; so is each file of a
+    video format the search does not take (:data:`OTHER_VIDEO_EXTENSIONS`, e.g. ``.webm``).
+    Symbolic links to folders are not followed (no loops); hidden files are skipped.
     """
 
     def report(where: str | os.PathLike[str], reason: str) -> None:
@@ -271,8 +228,11 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
                 continue
             if e.name.upper() == "DICOMDIR":
                 continue
-            if suffix in SUPPORTED_EXTENSIONS or (not suffix and is_dicom_file(f)):
+            clip_file = suffix in SUPPORTED_EXTENSIONS or (not suffix and is_dicom_file(f))
+            if clip_file or (suffix in TIFF_EXTENSIONS and is_multipage_tiff(f)):  # a TIFF stack is a clip
                 found.append(str(f))
             elif suffix in IMAGE_EXTENSIONS:
                 frame_dirs.add(str(folder))
+            elif suffix in OTHER_VIDEO_EXTENSIONS:  # a clip, to its owner: not passed over in silence
+                report(f, f"a {suffix} file is not among the formats a folder search takes ({_SEARCHED}); skipped")
     return sorted(found + sorted(frame_dirs))

@@ -35,6 +35,8 @@ def sniff_container(head: bytes) -> str:
         return "mpeg-ts"
     if head[:8] == b"\x89PNG\r\n\x1a\n":
         return "png"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):
+        return "tiff"  # classic or BigTIFF, either byte order
     return "other"
 
 

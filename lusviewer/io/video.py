@@ -140,14 +140,20 @@ class VideoClipReader(ClipReader):
         self._rewind()
         n = 0
         stamps = self._container in CFR_STREAMS
-        prev_ms = None
+        prev_ms = first_ms = None
         while self._cap.grab():
             n += 1
             if stamps:
                 ms = self._msec()
-                if ms is not None and prev_ms is not None and ms - prev_ms > 1.5 * self._frame_ms:
+                if (
+                    ms is not None
+                    and prev_ms is not None
+                    and first_ms is not None
+                    and self._lost(ms, prev_ms, first_ms, n)
+                ):
                     self._gaps = True  # a frame between these two did not decode
                 prev_ms = ms if ms is not None else prev_ms
+                first_ms = prev_ms if first_ms is None else first_ms
         if n == 0:
             raise ClipError(self._path, "no frame could be decoded (truncated or corrupt video)")
         self._rewind()
@@ -158,6 +164,16 @@ class VideoClipReader(ClipReader):
                 raise ClipError(self._path, "frame 0 could not be decoded again")
             self._seek_back_matches()
         return n
+
+    def _lost(self, ms: float, prev_ms: float, first_ms: float, n: int) -> bool:
+        """Whether the ``n``-th frame decoded (timestamp ``ms``) shows frames lost before
+        it: its timestamp is more than 1.5 frames after the previous one's *and* more than
+        half a frame later than the ``n``-th frame's time. The second condition keeps a jump
+        that only makes up for timestamps that ran behind (FFmpeg gives a few frames of an
+        intact MPEG-2 program stream, after a GOP boundary, times two frames early) from
+        calling the clip incomplete."""
+        late = ms - first_ms - (n - 1) * self._frame_ms
+        return ms - prev_ms > 1.5 * self._frame_ms and late > 0.5 * self._frame_ms
 
     def _seek_back_matches(self) -> bool:
         """Seek back to frame 0 and compare with frame 0 read in order (content check).

@@ -38,6 +38,10 @@ EXAM_COLUMNS = (
     # "L1".."L7" Soldati's 14 zones), read from the file name or chosen; empty where none;
     # on the TOTAL row the scheme ("BLUE points", "Soldati 14 zones") and any zone given twice
     "body_zone",
+    # appended: "no" for a clip that decoded fewer frames than its header announces (cut short or
+    # damaged: scored on the frames present, as the report's `complete`), else "yes"; on the TOTAL
+    # row "no" when any zone's clip is incomplete
+    "complete",
 )  # fmt: skip
 #: ``clip`` of the CSV's last row, the exam's total.
 TOTAL_ROW = "TOTAL"
@@ -76,6 +80,8 @@ class ExamEntry:
     #: :func:`~lusviewer.report.aggregate.clip_confidence`; when not given: "withheld" for
     #: an unfamiliar clip, else "confident"
     confidence: str = ""
+    #: False: the clip decoded fewer frames than its header announces (scored on the frames present)
+    complete: bool = True
 
     def __post_init__(self) -> None:
         if not 0 <= self.clip_score <= 3:
@@ -102,6 +108,7 @@ class ExamEntry:
             model=result.model_name,
             weights_sha256=result.weights_sha256,
             confidence=clip_confidence(result),
+            complete=bool(getattr(getattr(result, "info", None), "complete", True)),  # stand-ins may have no info
         )
 
 
@@ -280,6 +287,11 @@ class Exam:
         return max(0, self._zones - len(self._entries)) if self._zones is not None else 0
 
     @property
+    def n_incomplete(self) -> int:
+        """Zones whose clip is incomplete (cut short or damaged: scored on the frames present)."""
+        return sum(not e.complete for e in self._entries.values())
+
+    @property
     def n_unfamiliar(self) -> int:
         return sum(bool(e.unfamiliar) for e in self._entries.values())
 
@@ -322,6 +334,9 @@ class Exam:
             notes.append(f"more than the {self._zones or MAX_ZONES} zones of one exam: several patients?")
         if self.n_uncertain:
             notes.append(f"{self.n_uncertain} uncertain (counted)")
+        if self.n_incomplete:
+            k = self.n_incomplete
+            notes.append(f"{k} clip{'s' if k != 1 else ''} incomplete (scored on the frames present)")
         if self.patients_note:
             notes.append(self.patients_note)
         if len(self.models) > 1:
@@ -373,6 +388,7 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                         _blank_if_none(exam.clinician_score(e.clip)),
                         e.confidence,
                         exam.body_zone(e.clip) or "",
+                        "yes" if e.complete else "no",
                     ]
                 )
             models = exam.models
@@ -402,6 +418,7 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                     f"{exam.n_uncertain} uncertain, {exam.n_withheld} withheld",
                     exam.scheme_name
                     + (f"; given twice: {', '.join(exam.repeated_zones)}" if exam.repeated_zones else ""),
+                    "no" if exam.n_incomplete else "yes",
                 ]
             )
         os.replace(tmp, path)
