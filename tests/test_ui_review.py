@@ -213,3 +213,25 @@ def test_frame_line_and_progress_follow_the_csv_and_the_timeline(
     assert "score 1 (p = 0.40), low confidence" in w.frame_label.text()
     w.close()
     assert not w.controller.thread_running
+
+
+def test_exam_report_timeline_draws_weak_calls_grey(qapp: Any) -> None:
+    """The PDF's per-clip timeline drew weak calls dotted in the score's colour (red at 3 for
+    the shipped model): a guess in a finding's colour. Now grey and dotted, as the viewer's."""
+    import numpy as np
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    from lusviewer.ui.exam_report import _timeline
+    from lusviewer.ui.palette import SCORE_COLOURS
+
+    def colours(weak: bool) -> set[str]:
+        img = QImage(200, 60, QImage.Format.Format_RGB32)
+        img.fill(QColor("#ffffff"))
+        p = QPainter(img)
+        _timeline(p, QRectF(0, 0, 200, 60), np.full(20, 3, np.int64), np.full(20, weak), 20.0, 5, "confident")
+        p.end()
+        return {img.pixelColor(x, y).name() for x in range(img.width()) for y in range(img.height())}
+
+    assert SCORE_COLOURS[3] in colours(False)  # a confident run: the score's colour
+    assert not colours(True) & {c.lower() for c in SCORE_COLOURS}

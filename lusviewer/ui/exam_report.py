@@ -380,7 +380,7 @@ def _image(painter: QPainter, rgb: np.ndarray, r: QRectF) -> None:
 def _timeline(
     painter: QPainter, r: QRectF, scores: np.ndarray, weak: np.ndarray, fps: float, worst: int, confidence: str
 ) -> None:
-    """Per-frame scores as bars on four rows (0 at the bottom), weak calls paler; the worst frame marked."""
+    """Per-frame scores as bars on four rows (0 at the bottom), weak calls grey and dotted; the worst frame marked."""
     label_w = 8.0
     plot = QRectF(r.left() + label_w, r.top() + 2, r.width() - label_w, r.height() - 13)
     n = len(scores)
@@ -395,8 +395,13 @@ def _timeline(
     starts = np.r_[0, np.flatnonzero(np.diff(scores * 2 + weak.astype(np.int64)[:n])) + 1, n]
     for a, b in itertools.pairwise(starts.tolist()):
         s = int(scores[a])
-        colour = QColor("#9a9a9a") if confidence == "withheld" else QColor(SCORE_COLOURS[s])
-        # a low-confidence run is dotted (the viewer's timeline dashes it)
+        if confidence == "withheld":
+            colour = QColor("#9a9a9a")
+        elif bool(weak[a]):  # a weak call is a guess: grey, never the score's colour (the viewer's grey dashes)
+            colour = QColor(UNCERTAIN_COLOUR)
+        else:
+            colour = QColor(SCORE_COLOURS[s])
+        # a low-confidence run is dotted as well as grey (the viewer's timeline dashes it)
         painter.setBrush(QBrush(colour, Qt.BrushStyle.Dense3Pattern) if bool(weak[a]) else QBrush(colour))
         h = plot.height() / 4
         painter.drawRect(QRectF(plot.left() + a * dx, plot.bottom() - (s + 1) * h + h * 0.15, (b - a) * dx, h * 0.7))
