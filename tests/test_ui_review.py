@@ -74,6 +74,11 @@ def test_exam_tab_marks_a_total_of_guesses(qtbot: Any, tiny_model: Path, tmp_pat
     w.controller.exam_changed.emit()
     tab = w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
     assert tab.endswith(f"LUS {exam.total}? of {exam.maximum}"), tab
+    assert "5a5a5a" not in w.exam_panel.total.styleSheet()  # one confident zone: the total is not all guesses
+    exam.remove("a/patient_1_R2.mp4")
+    w.controller.exam_changed.emit()
+    # every counted zone uncertain: the total in the uncertain grey, as the PDF's headline (it was bold black)
+    assert "5a5a5a" in w.exam_panel.total.styleSheet().lower()
     w.close()
     assert not w.controller.thread_running
 
@@ -144,6 +149,10 @@ def test_timeline_draws_weak_runs_grey_not_in_the_scores_colour(qtbot: Any) -> N
     t.set_unreliable(False)  # the score colours back (after a partial or unfamiliar clip): weak runs stay grey
     assert all(p.opts["pen"].color().name() == grey.name() for p in t.weak_levels)
     assert "Grey dashes" in t.toolTip() and "grey dashes" in t.score_plot.titleLabel.text
+    # after a partial (failed) clip, the next clip's title is no longer bold (seen in viewer-incomplete-1280.png)
+    t.set_partial(3, 10)
+    t.set_partial(None)
+    assert not t.score_plot.titleLabel.opts.get("bold")
 
 
 def _count_rows(panel: Any) -> list[Any]:

@@ -224,7 +224,7 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
 _COLS = (
     ("Zone · clip", 112.0),
     ("Worst frame", 64.0),
-    ("Score per frame (0-3)\ndotted: low confidence", 146.0),
+    ("Score per frame (0-3)\ngrey, dotted: weak call (a guess)", 146.0),
     ("Model", 62.0),
     ("Clinician", 44.0),
     ("Low-conf.\nframes", 40.0),

@@ -200,7 +200,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
                 region.setVisible(False)
             if was:
                 self.partial_text = ""
-                self.score_plot.setTitle(self._title, color="k", size="10pt")
+                # bold=False: pyqtgraph keeps the partial title's bold otherwise
+                self.score_plot.setTitle(self._title, color="k", size="10pt", bold=False)
             return
         self.set_unreliable(True)
         for region in self.unscored_regions:
