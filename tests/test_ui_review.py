@@ -114,6 +114,41 @@ def test_pdf_headline_of_guesses_says_so(qapp: Any, tmp_path: Path) -> None:
     assert "uncertain" not in headline_of([False] * 6)
 
 
+def test_pdf_continued_headline_of_guesses_is_grey(qapp: Any) -> None:
+    """Page 2's "LUS score 36 / 42, 14 of 14 zones (continued)" was bold black under page 1's grey
+    headline of the same guesses (seen in exam-report-14zones-2.png)."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+    from test_exam_report import _result
+
+    from lusviewer.report import ExamSession
+    from lusviewer.report.exam_report import ExamFields, build_exam_report
+    from lusviewer.report.zones import BLUE_ZONES
+    from lusviewer.ui.exam_report import MARGIN, PAGE_W, _header
+
+    def darkest(weak: bool) -> int:
+        session = ExamSession(6)
+        for k, zone in enumerate(BLUE_ZONES):
+            session.scored(_result(f"e/patient_7_{zone.code}.mp4", [k % 4] * 20, weak=weak))
+        report = build_exam_report(session, ExamFields("p", "", ""))
+        k = 4  # drawn 4x: at 1 px per point the 9 pt text is antialiased to grey
+        img = QImage(int(PAGE_W) * k, 200 * k, QImage.Format.Format_RGB32)
+        img.fill(QColor("#ffffff"))
+        p = QPainter(img)
+        p.scale(k, k)
+        y = _header(p, report, first=False) - 16  # the continued headline's row
+        p.end()
+        row = QRectF(MARGIN * k, y * k, 200 * k, 14 * k)
+        return min(
+            img.pixelColor(x, yy).lightness()
+            for x in range(int(row.left()), int(row.right()))
+            for yy in range(int(row.top()), int(row.bottom()))
+        )
+
+    assert darkest(False) < 40  # black text: a confident total
+    assert darkest(True) >= 80  # the uncertain grey, #5a5a5a (lightness 90)
+
+
 # --------------------------------------------------------------- second review: guesses drawn as guesses
 def _weak_and_confident(n_conf: int = 5, n_weak: int = 5) -> tuple[Any, Any]:
     """Frames scored 0 with p 0.9, then frames scored 3 with p 0.4 (a weak call: no score reaches 0.5)."""

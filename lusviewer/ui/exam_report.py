@@ -168,10 +168,17 @@ def _header(painter: QPainter, report: ExamReport, first: bool) -> float:
         painter.setPen(QPen(QColor("#808080"), 0.6))
         painter.drawLine(QPointF(x, y + 27), QPointF(x + cw - 14, y + 27))
     y += 34
-    if not first:
-        _text(painter, QRectF(MARGIN, y, w, 14), f"{report.headline} (continued)", _font(9, bold=True), _LEFT)
+    if not first:  # in page 1's colour: grey when every counted zone is a guess (it was black on page 2)
+        colour = UNCERTAIN_COLOUR if _all_unsure(report) else "#000000"
+        _text(painter, QRectF(MARGIN, y, w, 14), f"{report.headline} (continued)", _font(9, bold=True), _LEFT, colour)
         y += 16
     return y
+
+
+def _all_unsure(report: ExamReport) -> bool:
+    """Every zone counted in the total is uncertain: the total is a guess."""
+    counted = [r for r in report.rows if r.confidence != "withheld"]
+    return bool(counted) and all(r.confidence == "uncertain" for r in counted)
 
 
 def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
@@ -185,7 +192,7 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     # counted zone is uncertain (the shipped model's common case), as the viewer's "LUS 4? of 18".
     counted = [r for r in report.rows if r.confidence != "withheld"]
     unsure = sum(r.confidence == "uncertain" for r in counted)
-    all_unsure = bool(counted) and unsure == len(counted)
+    all_unsure = _all_unsure(report)
     head = _font(14, bold=True)
     _text(
         painter, QRectF(MARGIN, y, w, 20), report.headline, head, _LEFT, UNCERTAIN_COLOUR if all_unsure else "#000000"
