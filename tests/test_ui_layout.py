@@ -76,7 +76,11 @@ def busy_window(qtbot: Any, tiny_model: Path, tmp_path: Path) -> Iterator[MainWi
     sb.model_label.setText("Model: lusviewer-compact 2.0.0 · CPU (bf16)")
     sb.scoring_started(n)
     sb.show_progress(50, n, 95.0)
-    w.frame_label.setText("Frame 23 (0–99)  ·  0.92 s  ·  25.0 fps  ·  350×350  ·  score 3 (p = 0.33, low confidence)")
+    # the longest the line gets: the shown score is not the most probable one (expected rule), a weak call
+    w.frame_label.setText(
+        "Frame 23 (0–99)   ·   0.92 s   ·   25.0 fps   ·   350×350   ·   "
+        "score 1 (p = 0.21; most probable 3, p = 0.38), low confidence"
+    )
     yield w
     w.close()
     assert not w.controller.thread_running

@@ -74,6 +74,11 @@ def test_exam_tab_marks_a_total_of_guesses(qtbot: Any, tiny_model: Path, tmp_pat
     w.controller.exam_changed.emit()
     tab = w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
     assert tab.endswith(f"LUS {exam.total}? of {exam.maximum}"), tab
+    assert "5a5a5a" not in w.exam_panel.total.styleSheet()  # one confident zone: the total is not all guesses
+    exam.remove("a/patient_1_R2.mp4")
+    w.controller.exam_changed.emit()
+    # every counted zone uncertain: the total in the uncertain grey, as the PDF's headline (it was bold black)
+    assert "5a5a5a" in w.exam_panel.total.styleSheet().lower()
     w.close()
     assert not w.controller.thread_running
 
@@ -107,3 +112,170 @@ def test_pdf_headline_of_guesses_says_so(qapp: Any, tmp_path: Path) -> None:
     assert "every zone uncertain (6 of 6): a guess" in headline_of([True] * 6)
     assert "2 of 6 counted zones uncertain" in headline_of([True, True, False, False, False, False])
     assert "uncertain" not in headline_of([False] * 6)
+
+
+def test_pdf_continued_headline_of_guesses_is_grey(qapp: Any) -> None:
+    """Page 2's "LUS score 36 / 42, 14 of 14 zones (continued)" was bold black under page 1's grey
+    headline of the same guesses (seen in exam-report-14zones-2.png)."""
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+    from test_exam_report import _result
+
+    from lusviewer.report import ExamSession
+    from lusviewer.report.exam_report import ExamFields, build_exam_report
+    from lusviewer.report.zones import BLUE_ZONES
+    from lusviewer.ui.exam_report import MARGIN, PAGE_W, _header
+
+    def darkest(weak: bool) -> int:
+        session = ExamSession(6)
+        for k, zone in enumerate(BLUE_ZONES):
+            session.scored(_result(f"e/patient_7_{zone.code}.mp4", [k % 4] * 20, weak=weak))
+        report = build_exam_report(session, ExamFields("p", "", ""))
+        k = 4  # drawn 4x: at 1 px per point the 9 pt text is antialiased to grey
+        img = QImage(int(PAGE_W) * k, 200 * k, QImage.Format.Format_RGB32)
+        img.fill(QColor("#ffffff"))
+        p = QPainter(img)
+        p.scale(k, k)
+        y = _header(p, report, first=False) - 16  # the continued headline's row
+        p.end()
+        row = QRectF(MARGIN * k, y * k, 200 * k, 14 * k)
+        return min(
+            img.pixelColor(x, yy).lightness()
+            for x in range(int(row.left()), int(row.right()))
+            for yy in range(int(row.top()), int(row.bottom()))
+        )
+
+    assert darkest(False) < 40  # black text: a confident total
+    assert darkest(True) >= 80  # the uncertain grey, #5a5a5a (lightness 90)
+
+
+# --------------------------------------------------------------- second review: guesses drawn as guesses
+def _weak_and_confident(n_conf: int = 5, n_weak: int = 5) -> tuple[Any, Any]:
+    """Frames scored 0 with p 0.9, then frames scored 3 with p 0.4 (a weak call: no score reaches 0.5)."""
+    import numpy as np
+
+    probs = np.array([[0.9, 0.05, 0.03, 0.02]] * n_conf + [[0.2, 0.2, 0.2, 0.4]] * n_weak, dtype=np.float32)
+    return probs, probs.argmax(1).astype(np.int64)
+
+
+def test_timeline_draws_weak_runs_grey_not_in_the_scores_colour(qtbot: Any) -> None:
+    """The shipped (calibrated) model's weak calls were dashed but red at "3 white lung" on
+    most clips: a guess painted as a finding. Now grey and dashed, as the diagram draws an
+    uncertain zone; confident runs keep their score's colour; the tooltip says what grey means."""
+    import numpy as np
+    from PySide6.QtCore import Qt
+
+    from lusviewer.ui.palette import SCORE_COLOURS
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    t = ScoreTimeline()
+    qtbot.addWidget(t)
+    probs, scores = _weak_and_confident()
+    t.reset(len(scores))
+    t.update_scores(scores, probs, np.zeros(len(scores), np.float32), len(scores))
+    weak3, strong0 = t.weak_levels[3], t.score_levels[0]
+    assert np.isfinite(weak3.getData()[1]).any() and np.isfinite(strong0.getData()[1]).any()
+    assert not np.isfinite(t.score_levels[3].getData()[1]).any()  # no solid run at 3
+    weak_pen, strong_pen = weak3.opts["pen"], strong0.opts["pen"]
+    grey = weak_pen.color()
+    assert grey.name() != SCORE_COLOURS[3] and grey.red() == grey.green() == grey.blue(), grey.name()
+    assert weak_pen.style() == Qt.PenStyle.DashLine
+    assert strong_pen.color().name() == SCORE_COLOURS[0] and strong_pen.style() == Qt.PenStyle.SolidLine
+    t.set_unreliable(False)  # the score colours back (after a partial or unfamiliar clip): weak runs stay grey
+    assert all(p.opts["pen"].color().name() == grey.name() for p in t.weak_levels)
+    assert "Grey dashes" in t.toolTip() and "grey dashes" in t.score_plot.titleLabel.text
+    # after a partial (failed) clip, the next clip's title is no longer bold (seen in viewer-incomplete-1280.png)
+    t.set_partial(3, 10)
+    t.set_partial(None)
+    assert not t.score_plot.titleLabel.opts.get("bold")
+
+
+def _count_rows(panel: Any) -> list[Any]:
+    """The Clip tab's colour swatches, top (score 0) to bottom, found as the 14x14 labels."""
+    from PySide6.QtWidgets import QLabel
+
+    swatches = [w for w in panel.findChildren(QLabel) if w.minimumSize().width() == w.maximumSize().width() == 14]
+    return sorted(swatches, key=lambda w: w.y())
+
+
+def test_clip_tab_counts_of_guesses_are_not_in_the_scores_colour(qtbot: Any) -> None:
+    """The counts read "3 white lung 100 %" with a red swatch beside "Score 3, uncertain". Now every row of an
+    uncertain (or withheld) clip is grey and dashed; in a confident clip, a score whose frames
+    are all weak calls is too, and the count says how many are weak."""
+    from lusviewer.ui.palette import SCORE_COLOURS
+    from lusviewer.ui.summary_panel import SummaryPanel
+
+    panel = SummaryPanel()
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_summary(3, "expected", (0, 0, 0, 64), 10, 64, 20.0, "uncertain")
+    rows = _count_rows(panel)
+    assert len(rows) == 4
+    assert all(c.lower() not in r.styleSheet().lower() for r, c in zip(rows, SCORE_COLOURS, strict=True))
+    assert "dashed" in rows[3].styleSheet()
+    panel.set_summary(3, "expected", (0, 0, 0, 64), 10, 64, 20.0, "uncertain", (0, 0, 0, 64))
+    assert panel.count_labels[3].text() == "64 frames (100 %), all weak"
+    # confident clip: the confident score coloured, the score made of weak calls only in grey
+    panel.set_summary(0, "persistent", (50, 0, 0, 14), 3, 64, 20.0, "confident", (5, 0, 0, 14))
+    assert SCORE_COLOURS[0] in rows[0].styleSheet() and SCORE_COLOURS[3] not in rows[3].styleSheet()
+    assert panel.count_labels[0].text() == "50 frames (78 %), 5 weak"
+    assert panel.guess_rows == [False, False, False, True]
+    panel.set_summary(0, "persistent", (64, 0, 0, 0), 3, 64, 20.0, "withheld", (0, 0, 0, 0))
+    assert all(panel.guess_rows)
+
+
+def test_frame_line_and_progress_follow_the_csv_and_the_timeline(
+    qtbot: Any, tiny_model: Path, tmp_path: Path, synthetic_clip: Path
+) -> None:
+    """The line under the frame said "low confidence" from the shown score's probability; the
+    timeline's dashes and the CSV's low_confidence_frames from the most probable score's.
+    Under the expected rule the two differ: a frame shown as 1 whose most probable score, 0,
+    has p 0.55 is no weak call. And the status bar's progress followed the worker's signal,
+    not the frames drawn: it read 96/100 beside a timeline of 64 frames."""
+    import numpy as np
+
+    w = MainWindow(str(tiny_model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    assert w.open_clip(str(synthetic_clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+    c = w.controller
+    # the worker's progress alone does not move the status bar's count away from the timeline's
+    drawn = w.timeline.n_drawn if hasattr(w.timeline, "n_drawn") else c.n_scored
+    assert drawn == c.n_scored
+    c.scoring_progress.emit(drawn // 2, drawn, 5.0)
+    assert f"{drawn // 2}/" not in w.status_bar.rate_label.text()
+    c.seek(0)
+    c._probs_buf[0] = np.array([0.55, 0.0, 0.0, 0.45], dtype=np.float32)
+    c._scores_buf[0] = 1  # the expected rule at rounding thresholds: severity 1.35 is cut to 1
+    w._update_frame_label()
+    text = w.frame_label.text()
+    assert "score 1 (p = 0.00; most probable 0, p = 0.55)" in text and "low confidence" not in text, text
+    c._probs_buf[0] = np.array([0.3, 0.4, 0.2, 0.1], dtype=np.float32)  # most probable 1 at 0.4: weak
+    w._update_frame_label()
+    assert "score 1 (p = 0.40), low confidence" in w.frame_label.text()
+    w.close()
+    assert not w.controller.thread_running
+
+
+def test_exam_report_timeline_draws_weak_calls_grey(qapp: Any) -> None:
+    """The PDF's per-clip timeline drew weak calls dotted in the score's colour (red at 3 for
+    the shipped model): a guess in a finding's colour. Now grey and dotted, as the viewer's."""
+    import numpy as np
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    from lusviewer.ui.exam_report import _timeline
+    from lusviewer.ui.palette import SCORE_COLOURS
+
+    def colours(weak: bool) -> set[str]:
+        img = QImage(200, 60, QImage.Format.Format_RGB32)
+        img.fill(QColor("#ffffff"))
+        p = QPainter(img)
+        _timeline(p, QRectF(0, 0, 200, 60), np.full(20, 3, np.int64), np.full(20, weak), 20.0, 5, "confident")
+        p.end()
+        return {img.pixelColor(x, y).name() for x in range(img.width()) for y in range(img.height())}
+
+    assert SCORE_COLOURS[3] in colours(False)  # a confident run: the score's colour
+    assert not colours(True) & {c.lower() for c in SCORE_COLOURS}

@@ -144,3 +144,31 @@ def test_model_that_fails_while_a_clip_waits_says_why_once(state: SimpleNamespac
     assert s.summary.score.text() == "No model" and s.status.rate_label.text() == "No model: not scored"
     assert len(s.warnings) == 1  # the model's dialog said it: no second one
     assert not s.timeline.partial
+
+
+def test_status_bar_progress_is_the_timelines_frames(state: SimpleNamespace) -> None:
+    """viewer-mid-scoring.png: the status bar read 96/100 while the timeline showed 64 frames
+    (progress followed the worker's signal, the timeline a coalesced redraw). Both now come
+    from the same redraw of the same frames."""
+    s, c = state, state.c
+    c.info.frame_count = 100
+    c.start_scoring()
+    s.p.started(100)
+    probs = np.full((100, 4), 0.25, dtype=np.float32)
+    probs[:, 3] = 0.4
+    c.probs, c.scores, c.recon_error = probs[:64], np.full(64, 3, np.int64), np.zeros(64, np.float32)
+    c.n_scored = 64
+    s.p.scores_arrived(0, 64)
+    s.p.redraw()
+    s.p.progress(64, 100, 40.0)
+    # 32 more frames arrive with the worker's progress; the redraw is still pending
+    c.probs, c.scores, c.recon_error = probs[:96], np.full(96, 3, np.int64), np.zeros(96, np.float32)
+    c.n_scored = 96
+    s.p.scores_arrived(64, 96)
+    s.p.progress(96, 100, 48.0)
+    assert s.timeline.n_drawn == s.status.progress.value() == 64
+    assert s.status.rate_label.text().startswith("64/100 frames")
+    s.p.redraw()
+    assert s.timeline.n_drawn == s.status.progress.value() == 96
+    assert s.status.rate_label.text().startswith("96/100 frames · 48.0 frames/s")
+    s.p.stop()

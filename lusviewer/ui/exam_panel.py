@@ -25,7 +25,7 @@ from lusviewer.report.exam import PROTOCOLS, ExamEntry
 from lusviewer.report.exam_report import ZoneCell
 from lusviewer.report.zones import ALL_CODES, SOLDATI_ZONES
 from lusviewer.ui.chest_diagram import ChestDiagram
-from lusviewer.ui.palette import clip_score_colour
+from lusviewer.ui.palette import UNCERTAIN_COLOUR, clip_score_colour
 
 
 def _swatch(score: int, confidence: str = "confident") -> QIcon:
@@ -298,6 +298,11 @@ class ExamPanel(QWidget):
         self._paths = [e.clip for e in entries]
         shas = list(dict.fromkeys(e.weights_sha256 for e in entries))
         self.total.setText(summary)
+        # a total made of guesses only (every counted zone uncertain) in the uncertain grey, as the
+        # PDF's headline and the tab's "LUS 1?": it read "LUS score 1 of 18" in bold black
+        counted = [e for e in entries if not e.withheld]
+        guesses = bool(counted) and all(e.confidence == "uncertain" for e in counted)
+        self.total.setStyleSheet(f"color: {UNCERTAIN_COLOUR};" if guesses else "")
         self._fit_total()
         with QSignalBlocker(self.table):
             self.table.setRowCount(len(entries))

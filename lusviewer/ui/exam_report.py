@@ -168,10 +168,17 @@ def _header(painter: QPainter, report: ExamReport, first: bool) -> float:
         painter.setPen(QPen(QColor("#808080"), 0.6))
         painter.drawLine(QPointF(x, y + 27), QPointF(x + cw - 14, y + 27))
     y += 34
-    if not first:
-        _text(painter, QRectF(MARGIN, y, w, 14), f"{report.headline} (continued)", _font(9, bold=True), _LEFT)
+    if not first:  # in page 1's colour: grey when every counted zone is a guess (it was black on page 2)
+        colour = UNCERTAIN_COLOUR if _all_unsure(report) else "#000000"
+        _text(painter, QRectF(MARGIN, y, w, 14), f"{report.headline} (continued)", _font(9, bold=True), _LEFT, colour)
         y += 16
     return y
+
+
+def _all_unsure(report: ExamReport) -> bool:
+    """Every zone counted in the total is uncertain: the total is a guess."""
+    counted = [r for r in report.rows if r.confidence != "withheld"]
+    return bool(counted) and all(r.confidence == "uncertain" for r in counted)
 
 
 def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
@@ -185,7 +192,7 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     # counted zone is uncertain (the shipped model's common case), as the viewer's "LUS 4? of 18".
     counted = [r for r in report.rows if r.confidence != "withheld"]
     unsure = sum(r.confidence == "uncertain" for r in counted)
-    all_unsure = bool(counted) and unsure == len(counted)
+    all_unsure = _all_unsure(report)
     head = _font(14, bold=True)
     _text(
         painter, QRectF(MARGIN, y, w, 20), report.headline, head, _LEFT, UNCERTAIN_COLOUR if all_unsure else "#000000"
@@ -224,7 +231,7 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
 _COLS = (
     ("Zone · clip", 112.0),
     ("Worst frame", 64.0),
-    ("Score per frame (0-3)\ndotted: low confidence", 146.0),
+    ("Score per frame (0-3)\ngrey, dotted: weak call (a guess)", 146.0),
     ("Model", 62.0),
     ("Clinician", 44.0),
     ("Low-conf.\nframes", 40.0),
@@ -380,7 +387,7 @@ def _image(painter: QPainter, rgb: np.ndarray, r: QRectF) -> None:
 def _timeline(
     painter: QPainter, r: QRectF, scores: np.ndarray, weak: np.ndarray, fps: float, worst: int, confidence: str
 ) -> None:
-    """Per-frame scores as bars on four rows (0 at the bottom), weak calls paler; the worst frame marked."""
+    """Per-frame scores as bars on four rows (0 at the bottom), weak calls grey and dotted; the worst frame marked."""
     label_w = 8.0
     plot = QRectF(r.left() + label_w, r.top() + 2, r.width() - label_w, r.height() - 13)
     n = len(scores)
@@ -395,8 +402,13 @@ def _timeline(
     starts = np.r_[0, np.flatnonzero(np.diff(scores * 2 + weak.astype(np.int64)[:n])) + 1, n]
     for a, b in itertools.pairwise(starts.tolist()):
         s = int(scores[a])
-        colour = QColor("#9a9a9a") if confidence == "withheld" else QColor(SCORE_COLOURS[s])
-        # a low-confidence run is dotted (the viewer's timeline dashes it)
+        if confidence == "withheld":
+            colour = QColor("#9a9a9a")
+        elif bool(weak[a]):  # a weak call is a guess: grey, never the score's colour (the viewer's grey dashes)
+            colour = QColor(UNCERTAIN_COLOUR)
+        else:
+            colour = QColor(SCORE_COLOURS[s])
+        # a low-confidence run is dotted as well as grey (the viewer's timeline dashes it)
         painter.setBrush(QBrush(colour, Qt.BrushStyle.Dense3Pattern) if bool(weak[a]) else QBrush(colour))
         h = plot.height() / 4
         painter.drawRect(QRectF(plot.left() + a * dx, plot.bottom() - (s + 1) * h + h * 0.15, (b - a) * dx, h * 0.7))

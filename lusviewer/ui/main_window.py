@@ -23,7 +23,6 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QPa
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
-from lusviewer.report.aggregate import LOW_CONFIDENCE
 from lusviewer.report.exam_report import diagram_cells
 from lusviewer.report.zones import choices_for
 from lusviewer.ui.controller import Controller
@@ -35,6 +34,7 @@ from lusviewer.ui.playback import Playback
 from lusviewer.ui.preferences import Preferences
 from lusviewer.ui.scoring_state import ScoringState
 from lusviewer.ui.status_bar import StatusBar
+from lusviewer.ui.summary_panel import frame_score_text
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class MainWindow(QMainWindow):
         c.model_failed.connect(scoring.model_failed)
         c.scoring_started.connect(scoring.started)
         c.scores_updated.connect(scoring.scores_arrived)
-        c.scoring_progress.connect(sb.show_progress)
+        c.scoring_progress.connect(scoring.progress)  # its rate; the count follows the timeline's redraw
         c.scoring_finished.connect(scoring.finished)
         # A clip opened while the model loaded has not asked for its overlay yet.
         c.scoring_finished.connect(lambda _result: self.overlays.refresh())
@@ -362,8 +362,7 @@ class MainWindow(QMainWindow):
         if s < 0:
             score = "not scored (scoring failed)" if c.failure else "not scored yet"
         else:
-            p = float(c.probs[index, s])
-            score = f"score {s} (p = {p:.2f}{', low confidence' if p < LOW_CONFIDENCE else ''})"
+            score = frame_score_text(s, c.probs[index])
             if c.result is not None and c.result.unfamiliar:
                 score += ", clip unlike the training clips"
         self.frame_label.setText(

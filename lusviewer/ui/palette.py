@@ -30,6 +30,13 @@ FINDING_LABELS = {"a_lines": "A-lines", "b_lines": "B-lines"}
 #: an uncertain one in a neutral dark grey, a withheld one ("No reliable score") in light grey.
 UNCERTAIN_COLOUR = "#5a5a5a"
 WITHHELD_COLOUR = "#888888"
+#: A weak call (report.aggregate.low_confidence: the most probable score's probability below
+#: 0.5) is a guess: the timeline draws its run in this grey, dashed, never in the score's
+#: colour, as the chest diagram draws an uncertain zone (grey, dashed edge).
+WEAK_COLOUR = UNCERTAIN_COLOUR
+#: A count of guesses in the Clip tab: the swatch pale grey with a dashed edge (the diagram's
+#: uncertain zone), not the score's colour.
+GUESS_SWATCH = f"background: #ebebeb; border: 1px dashed {UNCERTAIN_COLOUR};"
 
 
 def clip_score_colour(clip_score: int, confidence: str) -> str:

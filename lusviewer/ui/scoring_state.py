@@ -43,6 +43,13 @@ CANCELLED = "Cancelled"
 REDRAW_MS = 100
 
 
+def weak_counts(scores: np.ndarray, weak: np.ndarray) -> np.ndarray:
+    """Of the frames of each score 0-3, how many are weak calls (``weak``, from
+    :func:`~lusviewer.report.aggregate.low_confidence`)."""
+    s = np.asarray(scores, dtype=np.int64)[: len(weak)]
+    return np.bincount(s[np.asarray(weak, dtype=bool)[: len(s)] & (s >= 0)], minlength=4)[:4]
+
+
 class ScoringPhase(enum.Enum):
     """Where the open clip's scoring job is."""
 
@@ -78,6 +85,7 @@ class ScoringState(QObject):
         self._warn = warn
         self._frame_label = frame_label
         self.phase = ScoringPhase.IDLE
+        self._rate = 0.0  # frames/s, the worker's latest; shown with the frames drawn, at each redraw
         self._redraw = QTimer(self)
         self._redraw.setSingleShot(True)
         self._redraw.setInterval(REDRAW_MS)
@@ -106,6 +114,7 @@ class ScoringState(QObject):
 
     # ------------------------------------------------------------------- job
     def started(self, total: int) -> None:
+        self._rate = 0.0
         self._status.scoring_started(total)
         self._timeline.set_partial(None)  # scoring again after a failure or a cancel
         self._timeline.set_findings((), None)  # the next result's, when it is in
@@ -121,14 +130,23 @@ class ScoringState(QObject):
         if not self._redraw.isActive():
             self._redraw.start()
 
+    def progress(self, done: int, total: int, fps: float) -> None:
+        """The worker's progress: only its rate is kept. The frame count in the status bar is
+        the timeline's, set at each redraw from the same frames (the bar read 96/100 beside a
+        timeline of 64 frames when each followed its own signal: viewer-mid-scoring.png)."""
+        self._rate = fps
+
     def redraw(self) -> None:
-        """The frames scored so far on the timeline and, while scoring runs, in the summary."""
+        """The frames scored so far on the timeline, in the status bar's progress and, while
+        scoring runs, in the summary: all from the same ``n_scored`` frames."""
         c = self._c
-        weak = low_confidence(c.probs[: c.n_scored])  # once per redraw, for the timeline and the summary
-        self._timeline.update_scores(c.scores, c.probs, c.recon_error, c.n_scored, weak)
-        if c.running and c.n_scored:
-            counts = np.bincount(c.scores[: c.n_scored], minlength=4)[:4]
-            self._summary.set_progress(counts, c.n_scored, c.frame_count)
+        n = c.n_scored
+        weak = low_confidence(c.probs[:n])  # once per redraw, for the timeline and the summary
+        self._timeline.update_scores(c.scores, c.probs, c.recon_error, n, weak)
+        if c.running and n:
+            self._status.show_progress(n, max(c.frame_count, n), self._rate)
+            counts = np.bincount(c.scores[:n], minlength=4)[:4]
+            self._summary.set_progress(counts, n, c.frame_count, weak_counts(c.scores[:n], weak))
             self._summary.set_confidence(weak)
         self._frame_label()
 
@@ -151,10 +169,18 @@ class ScoringState(QObject):
             s.rule,
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
+        weak = low_confidence(result.probs)
         self._summary.set_summary(
-            s.clip_score, s.rule, s.counts, s.worst_frame, len(result.scores), result.info.fps, clip_confidence(result)
+            s.clip_score,
+            s.rule,
+            s.counts,
+            s.worst_frame,
+            len(result.scores),
+            result.info.fps,
+            clip_confidence(result),
+            weak_counts(result.scores, weak),
         )
-        self._summary.set_confidence(low_confidence(result.probs))
+        self._summary.set_confidence(weak)
         self._summary.set_familiarity(result.familiarity_warning)
         self._summary.set_findings(
             result.finding_means, dict(zip(result.finding_names, result.finding_auc, strict=True))

@@ -9,8 +9,16 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
 from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
-from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_score_text, persistence_frames
-from lusviewer.ui.palette import FINDING_LABELS, SCORE_COLOURS, SCORE_NAMES, WITHHELD_COLOUR, clip_score_colour
+from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_score_text, low_confidence, persistence_frames
+from lusviewer.ui.palette import (
+    FINDING_LABELS,
+    GUESS_SWATCH,
+    SCORE_COLOURS,
+    SCORE_NAMES,
+    UNCERTAIN_COLOUR,
+    WITHHELD_COLOUR,
+    clip_score_colour,
+)
 
 #: A finding is "likely" at a clip mean probability of at least this, "unlikely" at most
 #: ``1 - FINDING_LIKELY``, and "unsure" between: a probability near 0.5 is a guess and is
@@ -47,6 +55,32 @@ FINDINGS_TOOLTIP = (
     "The clip's mean per-frame probability from the model's finding heads, trained on the experts' "
     "per-clip flags; 'likely' from p 0.70, 'unlikely' to p 0.30, 'unsure' between"
 )
+
+
+def frame_score_text(score: int, probs: np.ndarray) -> str:
+    """One frame's score for the line under the frame: the score shown (on the timeline, in
+    the CSV's ``score`` column) with its probability, the most probable score where it is
+    another (the *expected* rule cuts a frame's mean severity), and "low confidence" by the
+    rule of the timeline's grey dashes and the CSV's ``low_confidence_frames``
+    (:func:`~lusviewer.report.aggregate.low_confidence`: the most probable score's
+    probability below :data:`LOW_CONFIDENCE`), not by the shown score's probability."""
+    row = np.asarray(probs, dtype=np.float64).reshape(-1)
+    text = f"score {score} (p = {row[score]:.2f}"
+    top = int(np.argmax(row))
+    if top != score:
+        text += f"; most probable {top}, p = {row[top]:.2f}"
+    weak = bool(low_confidence(row[None, :])[0])
+    return text + ("), low confidence" if weak else ")")
+
+
+def count_text(count: int, total: int, weak: int) -> str:
+    """A row of the Clip tab's frames per score: how many, the share, and how many of them
+    are weak calls (a guess)."""
+    pct = 100.0 * count / total if total else 0.0
+    text = f"{int(count)} frames ({pct:.0f} %)"
+    if count and weak >= count:
+        return text + ", all weak"
+    return text + (f", {int(weak)} weak" if weak else "")
 
 
 def frames_disagree_text(clip_score: int, rule: str, counts: tuple[int, ...] | np.ndarray) -> str:
@@ -86,18 +120,26 @@ class SummaryPanel(QWidget):
         self.confidence = QLabel("")
         self.confidence.setWordWrap(True)
         grid = QGridLayout()
-        self.count_labels = []
-        for k, (c, name) in enumerate(zip(SCORE_COLOURS, SCORE_NAMES, strict=True)):
+        self.count_labels: list[QLabel] = []
+        self.count_names: list[QLabel] = []
+        self.swatches: list[QLabel] = []
+        for k, name in enumerate(SCORE_NAMES):
             swatch = QLabel()
             swatch.setFixedSize(14, 14)
-            swatch.setStyleSheet(f"background: {c}; border: 1px solid #333;")
             lab = QLabel(name)
             cnt = QLabel("")
             cnt.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             grid.addWidget(swatch, k, 0)
             grid.addWidget(lab, k, 1)
             grid.addWidget(cnt, k, 2)
+            self.swatches.append(swatch)
+            self.count_names.append(lab)
             self.count_labels.append(cnt)
+        #: Rows drawn as guesses (grey swatch, dashed edge, grey text), not in the score's colour.
+        self.guess_rows = [False] * len(SCORE_NAMES)
+        #: Every row a guess: the clip score is uncertain or withheld, or scoring stopped early.
+        self._all_guesses = False
+        self._style_rows([False] * len(SCORE_NAMES))
         self.worst = QPushButton("Jump to worst frame")
         self.worst.setToolTip(
             "The frame behind the clip score: of the frames that make it, the one the model finds most severe"
@@ -139,16 +181,54 @@ class SummaryPanel(QWidget):
         self.set_findings({})
         for c in self.count_labels:
             c.setText("")
+        self._all_guesses = False
+        self._style_rows([False] * len(self.swatches))
         self.worst.setEnabled(False)
 
-    def set_counts(self, counts: np.ndarray | tuple[int, ...], total: int) -> None:
-        for lab, c in zip(self.count_labels, counts, strict=False):
-            pct = 100.0 * c / total if total else 0.0
-            lab.setText(f"{int(c)} frames ({pct:.0f} %)")
+    def _style_rows(self, guess: list[bool]) -> None:
+        """Each row in its score's colour, or (a guess) a pale grey swatch with a dashed edge
+        and grey text, as the chest diagram draws an uncertain zone."""
+        self.guess_rows = list(guess)
+        tip = (
+            f"Grey, dashed: weak calls (the most probable score's probability below {LOW_CONFIDENCE:g}) "
+            "or an uncertain clip: a guess, not a finding"
+        )
+        for k, (swatch, name, cnt) in enumerate(zip(self.swatches, self.count_names, self.count_labels, strict=True)):
+            if guess[k]:
+                swatch.setStyleSheet(GUESS_SWATCH)
+                for lab in (name, cnt):
+                    lab.setStyleSheet(f"color: {UNCERTAIN_COLOUR};")
+                    lab.setToolTip(tip)
+            else:
+                swatch.setStyleSheet(f"background: {SCORE_COLOURS[k]}; border: 1px solid #333;")
+                for lab in (name, cnt):
+                    lab.setStyleSheet("")
+                    lab.setToolTip("")
 
-    def set_progress(self, counts: np.ndarray | tuple[int, ...], scored: int, total: int) -> None:
-        """While scoring runs: frames per score so far, out of the frames scored so far."""
-        self.set_counts(counts, scored)
+    def set_counts(
+        self, counts: np.ndarray | tuple[int, ...], total: int, weak: np.ndarray | tuple[int, ...] | None = None
+    ) -> None:
+        """Frames per score out of ``total``; ``weak``: of them, the weak calls per score
+        (``np.bincount(scores[low_confidence(probs)])``). A row is drawn as a guess when all
+        its frames are weak calls, or every row when the clip is (:meth:`set_summary` with an
+        uncertain or withheld score, :meth:`set_failed`), or most frames are weak while scoring runs."""
+        w = [int(x) for x in weak] if weak is not None else [0] * len(counts)
+        w += [0] * (len(counts) - len(w))
+        for lab, c, wk in zip(self.count_labels, counts, w, strict=False):
+            lab.setText(count_text(int(c), total, wk))
+        mostly_weak = sum(w) * 2 > total > 0
+        all_guess = self._all_guesses or mostly_weak
+        self._style_rows(
+            [all_guess or (int(c) > 0 and wk >= int(c)) for c, wk in zip(counts, w, strict=False)]
+            + [all_guess] * (len(self.swatches) - len(counts))
+        )
+
+    def set_progress(
+        self, counts: np.ndarray | tuple[int, ...], scored: int, total: int, weak: np.ndarray | None = None
+    ) -> None:
+        """While scoring runs: frames per score so far, out of the frames scored so far (``weak``:
+        the weak calls among them, per score)."""
+        self.set_counts(counts, scored, weak)
         self.rule.setText(f"Scoring… {scored} of {total} frames so far; the clip score follows when all are scored.")
 
     def set_failed(self, message: str, scored: int, total: int) -> None:
@@ -157,6 +237,8 @@ class SummaryPanel(QWidget):
         self.score.setStyleSheet("color: #888;")
         self._clip_score = None
         self.worst.setEnabled(False)
+        self._all_guesses = True  # partial: the counts so far are no finding either
+        self._style_rows([True] * len(self.swatches))
         self.rule.setText(
             f"No clip score: scoring stopped after {scored} of {total} frames. {message}\n"
             "The timeline shows the frames scored before the failure, greyed: partial, not a finding."
@@ -165,7 +247,8 @@ class SummaryPanel(QWidget):
     def set_confidence(self, low: np.ndarray) -> None:
         """How sure the model is of its frame scores, from the per-frame mask of
         :func:`~lusviewer.report.aggregate.low_confidence`: the share of frames where
-        the score it shows has a probability below :data:`LOW_CONFIDENCE`."""
+        the most probable score has a probability below :data:`LOW_CONFIDENCE` (the
+        timeline's grey dashes, the CSV's ``low_confidence_frames``)."""
         n = len(low)
         self.confidence.setVisible(bool(n))  # hidden when empty: an empty line still takes its height
         if not n:
@@ -175,14 +258,14 @@ class SummaryPanel(QWidget):
         share = 100.0 * weak / n
         if weak * 2 > n:
             self.confidence.setText(
-                f"⚠ Low confidence on {share:.0f} % of frames: their score's probability is below "
-                f"{LOW_CONFIDENCE:g} (dashed on the timeline)."
+                f"⚠ Low confidence on {share:.0f} % of frames: no score reaches a probability of "
+                f"{LOW_CONFIDENCE:g} (grey dashes on the timeline, grey counts below: a guess)."
             )
             self.confidence.setStyleSheet("color: #8a5a00; font-weight: bold;")
         else:
             self.confidence.setText(
-                f"On {share:.0f} % of frames the model gives its score a probability below {LOW_CONFIDENCE:g} "
-                "(dashed on the timeline)."
+                f"On {share:.0f} % of frames no score reaches a probability of {LOW_CONFIDENCE:g} "
+                "(grey dashes on the timeline)."
             )
             self.confidence.setStyleSheet("color: #555;")
 
@@ -226,11 +309,14 @@ class SummaryPanel(QWidget):
         total: int,
         fps: float = 0.0,
         confidence: str = "confident",
+        weak: np.ndarray | tuple[int, ...] | None = None,
     ) -> None:
         """The clip score as :func:`~lusviewer.report.aggregate.clip_score_text` words it
         for its ``confidence`` (:func:`~lusviewer.report.aggregate.clip_confidence`): in
-        the score's colour only when confident; an uncertain score in neutral grey."""
+        the score's colour only when confident; an uncertain score in neutral grey, and
+        then its frame counts too (``weak``: the weak calls per score, :meth:`set_counts`)."""
         self._clip_score = clip_score
+        self._all_guesses = confidence != "confident"
         self.score.setText(clip_score_text(clip_score, confidence))
         self.score.setStyleSheet(f"color: {clip_score_colour(clip_score, confidence)};")
         held = f" ({persistence_frames(total, fps) / fps:.2f} s)" if rule.startswith("persistent") and fps > 0 else ""
@@ -242,6 +328,6 @@ class SummaryPanel(QWidget):
             )
         if disagree := frames_disagree_text(clip_score, rule, counts):
             self.rule.setText(f"{self.rule.text()} {disagree}")
-        self.set_counts(counts, total)
+        self.set_counts(counts, total, weak)
         self._worst = worst
         self.worst.setEnabled(True)

@@ -21,6 +21,7 @@ from lusviewer.ui.palette import (
     RECON_COLOUR,
     SCORE_COLOURS,
     SCORE_SHORT,
+    WEAK_COLOUR,
 )
 
 if TYPE_CHECKING:
@@ -50,6 +51,15 @@ class FrameAxis(pg.AxisItem):  # type: ignore[misc]  # pyqtgraph has no type inf
             return list(super().tickStrings(values, scale, spacing))
         f = self.fps
         return list(super().tickStrings([v / f for v in values], scale, spacing / f))
+
+
+#: What the score line's two styles mean (the timeline's tooltip; its title says it in short).
+TIMELINE_TOOLTIP = (
+    "Solid, in the score's colour: the model's most probable score has a probability of at least "
+    f"{LOW_CONFIDENCE:g}.\nGrey dashes: a weak call, no score reaches {LOW_CONFIDENCE:g} (the other three are "
+    "together more likely); the line's height is the model's lean, a guess, not a finding.\n"
+    "The same frames are counted as low_confidence_frames in the CSV report."
+)
 
 
 class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has no type information
@@ -90,9 +100,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
                 p.getAxis(ax).setPen("k")
         sp.setYRange(-0.4, 3.4, padding=0)
         sp.getAxis("left").setTicks([[(k, name) for k, name in enumerate(SCORE_SHORT)]])
-        # Rich text: no "<" in it.
-        self._title = f"Score per frame (dashed: probability below {LOW_CONFIDENCE:g})"
+        # Rich text: no "<" in it. Short enough for a 1024 px window; the tooltip says the rest.
+        self._title = f"Score per frame (grey dashes: a guess, top p below {LOW_CONFIDENCE:g})"
         sp.setTitle(self._title, color="k", size="10pt")
+        self.setToolTip(TIMELINE_TOOLTIP)
         pp.setXLink(sp)
         pp.setYRange(0, 1.05, padding=0)
         pp.getAxis("left").setTicks([[(0, "0"), (0.5, "p = 0.5"), (1, "1")]])
@@ -166,15 +177,17 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.partial = False
         self.partial_text = ""  # in the score plot's title, where it hides no frame
         self._n = 0
+        self.n_drawn = 0  # frames on the timeline now (the status bar's progress says the same number)
         self._recon_scale = 1.0
         self.reset(0)
 
     def set_unreliable(self, on: bool) -> None:
-        """Grey score lines: the clip is unlike the training clips, its scores are no finding."""
+        """Grey score lines: the clip is unlike the training clips, its scores are no finding.
+        Weak calls are grey and dashed either way: a guess is never drawn in a score's colour."""
         for k, (strong, weak) in enumerate(zip(self.score_levels, self.weak_levels, strict=True)):
             colour = QColor("#9a9a9a") if on else QColor(SCORE_COLOURS[k])
             strong.setPen(pg.mkPen(colour, width=4))
-            weak.setPen(pg.mkPen(colour, width=4, style=Qt.PenStyle.DashLine))
+            weak.setPen(pg.mkPen(QColor("#9a9a9a") if on else QColor(WEAK_COLOUR), width=4, style=Qt.PenStyle.DashLine))
 
     def set_partial(self, scored: int | None, total: int = 0, why: str = "scoring failed") -> None:
         """Mark the timeline partial: ``scored`` of ``total`` frames were scored when scoring
@@ -187,7 +200,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
                 region.setVisible(False)
             if was:
                 self.partial_text = ""
-                self.score_plot.setTitle(self._title, color="k", size="10pt")
+                # bold=False: pyqtgraph keeps the partial title's bold otherwise
+                self.score_plot.setTitle(self._title, color="k", size="10pt", bold=False)
             return
         self.set_unreliable(True)
         for region in self.unscored_regions:
@@ -200,6 +214,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         """A new clip of ``n_frames`` frames: nothing scored, the cursor at frame 0."""
         for item in [self.score_line, *self.score_levels, *self.weak_levels, *self.prob_curves, self.recon_curve]:
             item.setData([], [])
+        self.n_drawn = 0
         self.set_findings((), None)
         self.set_unreliable(False)
         self.set_partial(None)
@@ -217,9 +232,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
     def update_scores(
         self, scores: np.ndarray, probs: np.ndarray, recon: np.ndarray, n_done: int, weak: np.ndarray | None = None
     ) -> None:
-        """Redraw the first ``n_done`` frames (a few thousand points: cheap)."""
+        """Redraw the first ``n_done`` frames (a few thousand points: cheap); ``n_drawn`` says how many."""
         if n_done <= 0:
             return
+        self.n_drawn = n_done
         s = scores[:n_done]
         weak = low_confidence(probs[:n_done]) if weak is None else weak[:n_done]
         step = 1
