@@ -187,3 +187,18 @@ def test_score_names_the_option_of_a_bad_batch_size(capsys: pytest.CaptureFixtur
     assert rc == 2 and err == "lusviewer: error: --batch-size 0: must be at least 1\n", (
         err
     )  # was "batch_size must be >= 1"
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback() -> None:
+    """`lusviewer info | head -1`: the pipe closes before lusviewer writes; no traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lusviewer", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # before the interpreter has even started: every write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err, err

@@ -94,6 +94,12 @@ def _run(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 130
+    except BrokenPipeError:  # `lusviewer ... | head`: the reader left; files are written, say nothing more
+        import os
+
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the flush at exit does not raise again
+        return 141  # as a process killed by SIGPIPE
     finally:
         if previous is not None:  # a caller's own handler (run() used as a library) is put back
             signal.signal(signal.SIGTERM, previous)
