@@ -17,6 +17,7 @@ pytest.importorskip("pytestqt")
 from PySide6.QtCore import QPoint, QRectF, QSettings
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QWidget
+from test_exam_report import _render
 
 from lusviewer.report.exam import ExamEntry
 from lusviewer.report.exam_report import ZoneCell
@@ -24,7 +25,6 @@ from lusviewer.report.zones import BLUE_ZONES
 from lusviewer.ui.chest_diagram import (
     UNCERTAIN_FILL,
     ChestDiagram,
-    paint_chest,
     paint_legend,
     zone_boxes,
 )
@@ -155,15 +155,6 @@ def test_moved_divider_is_kept_on_resize(qtbot: Any, busy_window: MainWindow) ->
 
 
 # ------------------------------------------------------------------ the chest diagram
-
-
-def _render(cells: list[ZoneCell], w: int = 600, h: int = 260) -> QImage:
-    img = QImage(w, h, QImage.Format.Format_RGB32)
-    img.fill(QColor("white"))
-    painter = QPainter(img)
-    paint_chest(painter, QRectF(0, 0, w, h), cells)
-    painter.end()
-    return img
 
 
 def _colours_in(img: QImage, box: QRectF) -> set[str]:
