@@ -118,3 +118,12 @@ def test_a_late_page_costs_what_an_early_one_does(tmp_path: Path) -> None:
         early, late = seconds(reader, range(0, 40)), seconds(reader, range(n - 40, n))
     # Each page used to be reached by walking every page before it (2,000 pages in order: 250 s).
     assert late < 5 * early + 0.05, (early, late)
+
+
+def test_the_viewer_open_dialog_offers_tiff_stacks() -> None:
+    """A multi-page TIFF is a clip the viewer opens by drag and drop; File > Open lists it too."""
+    from lusviewer.ui.main_window import FILE_FILTER
+
+    clips = FILE_FILTER.split(";;")[0]
+    assert "*.tif" in clips.split() and "*.tiff)" in clips.split()
+    assert any(f.startswith("Multi-page TIFF (*.tif *.tiff)") for f in FILE_FILTER.split(";;"))

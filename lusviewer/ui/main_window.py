@@ -23,6 +23,7 @@ from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QPa
 from PySide6.QtWidgets import QFileDialog, QMainWindow, QMessageBox
 
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipInfo
+from lusviewer.io.images import TIFF_EXTENSIONS
 from lusviewer.report.exam_report import diagram_cells
 from lusviewer.report.zones import choices_for
 from lusviewer.ui.controller import Controller
@@ -40,11 +41,13 @@ log = logging.getLogger(__name__)
 
 FILE_FILTER = (
     "Clips ("
-    + " ".join(f"*{e}" for e in VIDEO_EXTENSIONS + DICOM_EXTENSIONS)
+    + " ".join(f"*{e}" for e in VIDEO_EXTENSIONS + DICOM_EXTENSIONS + TIFF_EXTENSIONS)
     + ");;Videos ("
     + " ".join(f"*{e}" for e in VIDEO_EXTENSIONS)
     + ");;DICOM ("
     + " ".join(f"*{e}" for e in DICOM_EXTENSIONS)
+    + ");;Multi-page TIFF ("
+    + " ".join(f"*{e}" for e in TIFF_EXTENSIONS)
     + ");;All files (*)"
 )
 
