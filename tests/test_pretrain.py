@@ -254,3 +254,11 @@ def test_probe_script_probes_a_weights_file_and_refuses_a_leaky_one(blues_like: 
     assert "pretrained_minus_random_init" in report
     other = run_pretrain(_config(blues_like, tmp_path / "seed1", epochs=1, probe=False, seed=1))
     assert script.main([*args, "--weights", str(other)]) == 2
+
+
+def test_pretraining_that_cannot_fill_one_batch_is_refused(blues_like: Path, tmp_path: Path) -> None:
+    """As stage 1 (tests/test_probe_cli.py): an epoch with no step used to log a loss of 0
+    and save the random weights as pretrained."""
+    with pytest.raises(ValueError, match="do not fill one batch of 512"):
+        run_pretrain(_config(blues_like, tmp_path, batch_size=512, frames_per_clip=1))
+    assert not (tmp_path / "out" / "pre.safetensors").exists()
