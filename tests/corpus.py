@@ -808,7 +808,10 @@ def run_isolated(
         seen = 0
         while True:
             rc = proc.poll()
-            lines = log.read_text().splitlines()
+            text = log.read_text()
+            if rc is None:  # the child may be half-way through writing a line: read whole lines only
+                text = text[: text.rfind("\n") + 1]
+            lines = text.splitlines()
             for line in lines[seen:]:
                 rec = json.loads(line)
                 if "start" in rec:

@@ -313,7 +313,9 @@ def test_score_goes_on_clip_by_clip_when_scoring_together_fails(
         raise RuntimeError("a decode process ended unexpectedly (simulated)")
 
     monkeypatch.setattr(folder.FolderScorer, "score", dies_after_one)
-    clips = [str(SAMPLE), str(synthetic_clip), str(SAMPLE)]
+    copy = tmp_path / "sample-copy.mp4"  # a third clip (the same path twice is now scored once)
+    copy.write_bytes(SAMPLE.read_bytes())
+    clips = [str(SAMPLE), str(synthetic_clip), str(copy)]
     rows = {}
     for name, extra in (("old", []), ("new", ["--batch-clips", "--decode-workers", "1"])):
         out = tmp_path / f"{name}.csv"
