@@ -17,6 +17,24 @@ from lusviewer.ui.main_window import MainWindow
 
 TIMEOUT = 60_000
 
+
+def _window(qtbot: Any, model: Path, tmp_path: Path) -> MainWindow:
+    """The viewer, shown, with its model loaded."""
+    w = MainWindow(str(model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    return w
+
+
+def _scored(qtbot: Any, model: Path, tmp_path: Path, clip: Path) -> MainWindow:
+    """The viewer with ``clip`` opened and scored to the end."""
+    w = _window(qtbot, model, tmp_path)
+    assert w.open_clip(str(clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+    return w
+
+
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
@@ -29,12 +47,7 @@ def test_findings_of_an_unfamiliar_clip_are_not_drawn(qtbot: Any, tmp_path: Path
 
     card = findings_model(tmp_path / "m", shown=BOTH)
     record_in_card(card, "inference", {"recon_error_limit": 0.0})  # every clip is unlike its training clips
-    w = MainWindow(str(card), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
-    assert w.open_clip(str(synthetic_clip))
-    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+    w = _scored(qtbot, card, tmp_path, synthetic_clip)
     qtbot.wait(50)
     r = w.controller.result
     assert r is not None and r.unfamiliar and r.findings is not None  # the result (and the CSV) keep them
@@ -64,10 +77,7 @@ def test_exam_tab_marks_a_total_of_guesses(qtbot: Any, tiny_model: Path, tmp_pat
     beside the Clip tab's grey "Score 3, uncertain". Now "LUS 3? of 3", as the diagram's "3?"."""
     from lusviewer.report.exam import ExamEntry
 
-    w = MainWindow(str(tiny_model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    w = _window(qtbot, tiny_model, tmp_path)
     exam = w.controller.exam
     for conf, clip in (("uncertain", "a/patient_1_R1.mp4"), ("confident", "a/patient_1_R2.mp4")):
         exam.add(ExamEntry(clip, clip[-6:-4], 3 if conf == "uncertain" else 1, 10, 0, False, "m", "ab" * 32, conf))
@@ -234,12 +244,7 @@ def test_frame_line_and_progress_follow_the_csv_and_the_timeline(
     not the frames drawn: it read 96/100 beside a timeline of 64 frames."""
     import numpy as np
 
-    w = MainWindow(str(tiny_model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
-    assert w.open_clip(str(synthetic_clip))
-    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=TIMEOUT)
+    w = _scored(qtbot, tiny_model, tmp_path, synthetic_clip)
     c = w.controller
     # the worker's progress alone does not move the status bar's count away from the timeline's
     drawn = w.timeline.n_drawn if hasattr(w.timeline, "n_drawn") else c.n_scored

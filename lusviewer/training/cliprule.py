@@ -168,11 +168,11 @@ def nested_predictions(
         fold = np.array([r[0] for r in rows])
         y = np.array([r[2] for r in rows])
         pred = np.zeros(len(rows), dtype=np.int64)
+        probs = [np.asarray(r[3]) for r in rows] if temperature is None else []
         for f in np.unique(fold):
             if (fold != f).sum() == 0:
                 raise ValueError(f"{root}: one fold only; nested thresholds need at least two")
             if temperature is None:
-                probs = [np.asarray(r[3]) for r in rows]
                 t = _nested_temperature([p for p, g in zip(probs, fold, strict=True) if g != f], y[fold != f])
                 x = np.array([calibrated_mean(p, t) @ np.arange(p.shape[1]) for p in probs])
             else:

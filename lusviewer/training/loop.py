@@ -88,6 +88,21 @@ def machine(device: torch.device) -> str:
     return f"{gpu}{os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
+def batches_per_epoch(n_items: int, batch: int, *, clips: str, frames_per_clip: int, step: str) -> int:
+    """How many whole batches of ``batch`` an epoch of ``n_items`` frames gives; ValueError
+    where none: an epoch without a step would pass for training (a loss of 0) and keep the
+    random weights as the trained ones. ``clips`` names what the frames came from and
+    ``step`` the kind of step, for the one error line."""
+    nb = n_items // batch
+    if nb < 1:
+        raise ValueError(
+            f"{n_items} {'training ' if step == 'training' else ''}frames per epoch ({clips}, --frames-per-clip "
+            f"{frames_per_clip}) do not fill one batch of {batch}: no {step} step would run; lower --batch-size "
+            "or raise --frames-per-clip"
+        )
+    return nb
+
+
 def class_weights(scores: Sequence[int], n: int = 4) -> torch.Tensor:
     counts = np.bincount(np.asarray(scores), minlength=n).astype(np.float64)
     w = counts.sum() / np.maximum(counts, 1) / n

@@ -56,6 +56,7 @@ from lusviewer.training.loop import (
     StageFiles,
     StageLoop,
     autocast,
+    batches_per_epoch,
     device_of,
     log,
     machine,
@@ -218,13 +219,13 @@ def _pretrain_epochs(
         model.train()
         items = [(p, int(i)) for p in pool for i in rng.choice(len(frames[p]), cfg.frames_per_clip)]
         rng.shuffle(items)  # type: ignore[arg-type]
-        nb = len(items) // cfg.batch_size
-        if nb == 0:  # an epoch without a step would pass for pretraining and save the random weights
-            raise ValueError(
-                f"{len(items)} frames per epoch ({len(pool)} clips, --frames-per-clip {cfg.frames_per_clip}) do not "
-                f"fill one batch of {cfg.batch_size}: no pretraining step would run; lower --batch-size or raise "
-                "--frames-per-clip"
-            )
+        nb = batches_per_epoch(
+            len(items),
+            cfg.batch_size,
+            clips=f"{len(pool)} clips",
+            frames_per_clip=cfg.frames_per_clip,
+            step="pretraining",
+        )
         bar = loop.bar(nb, f"pretrain epoch {epoch + 1}")
         tot, spread, t_epoch = 0.0, 0.0, time.time()
         for b in range(nb):

@@ -37,6 +37,7 @@ from lusviewer.training.loop import (
     StageFiles,
     StageLoop,
     autocast,
+    batches_per_epoch,
     class_weights,
     device_of,
     dist_info,
@@ -222,13 +223,13 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
     for epoch in loop.epochs(lambda: st["since_best"] < cfg.early_stop, agree=True):
         cnn.train()
         items = _cnn_items(cfg, train, frames, rng)
-        nb = len(items) // (batch * world)  # each rank takes every world-th batch
-        if nb < 1:  # an epoch without a step would pass for training (loss 0.0000) and keep the random weights
-            raise ValueError(
-                f"{len(items)} training frames per epoch ({len(train)} training clips, --frames-per-clip "
-                f"{cfg.frames_per_clip}) do not fill one batch of {batch * world}: no training step would run; "
-                "lower --batch-size or raise --frames-per-clip"
-            )
+        nb = batches_per_epoch(  # each rank takes every world-th batch
+            len(items),
+            batch * world,
+            clips=f"{len(train)} training clips",
+            frames_per_clip=cfg.frames_per_clip,
+            step="training",
+        )
         t_epoch, tot, seen, lr = time.time(), 0.0, 0, st["lr"]
         bar = loop.bar(nb, f"CNN epoch {epoch + 1}", disable=rank != 0 or nb == 0)
         for b in range(nb):
