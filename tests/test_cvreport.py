@@ -255,3 +255,51 @@ def test_a_subset_of_patients_is_scored_as_in_the_whole_cross_validation(
     assert f"Only the clips of {len(some)} patients" in text and f"of {len(some)} patients, each tested" in text
     with pytest.raises(ValueError, match="none of the patients asked for"):
         load_recipes([coral], patients=["nobody"])
+
+
+def test_a_fold_cut_short_by_the_clock_is_recorded_and_the_report_warns(
+    two_recipes: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A stage 1 budget of 6 ms with 3 epochs: one epoch runs, then the clock stops it.
+    The run records it (``stopped_by``), says so in one line, and crossval-report warns
+    that those folds trained less than their recipe; complete runs draw no warning."""
+    from lusviewer.training.crossval import run_crossval
+
+    ce, _ = two_recipes
+    cfg = replace(
+        _tiny_config(ce.parent / "blues", tmp_path, cnn_epochs=3, cnn_minutes=1e-4),
+        out=str(tmp_path / "short"),
+        cache_dir=str(ce.parent / "cache"),
+    )
+    run_crossval(cfg, k=2, variants=("compact",), repeats=1)
+    state = json.loads((tmp_path / "short" / "fold0" / "compact" / "state.json").read_text())
+    assert state["cnn"]["epoch"] == 1 and state["cnn"]["stopped_by"] == "budget"
+    assert "warning: stage 1 (CNN) stopped by its 0.0001-minute budget after 1 of 3 epochs" in capsys.readouterr().out
+    text = write_repeated_report([tmp_path / "short"], tmp_path / "r.md", reps=100).read_text()
+    assert "training cut short by the clock" in text
+    assert "`short:compact` repeat 0 fold 0, stage 1 (CNN): 1 of 3 epochs" in text
+    assert "repeat 0 fold 1, stage 1 (CNN): 1 of 3 epochs" in text
+    assert "cut short" not in write_repeated_report([ce], tmp_path / "ce.md", reps=100).read_text()
+
+
+def test_runs_from_before_the_stop_was_recorded_are_judged_by_their_clock(
+    two_recipes: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Older state.json files carry no ``stopped_by``: stage 1 short of its epochs with
+    its budget spent, or stage 2 short of its epochs without validation, was the clock;
+    stage 1 short of its epochs within its budget was early stopping."""
+    from lusviewer.training.cvreport import clock_stops
+
+    ce, _ = two_recipes
+    result = ce / "rep0" / "fold0" / "compact" / "result.json"
+    state = json.loads(result.with_name("state.json").read_text())
+    state["config"].update(cnn_epochs=12, cnn_minutes=60.0, lstm_epochs=4, val_fraction=0.0)
+    state["cnn"] = {"epoch": 2, "elapsed_s": 3700.0, "done": True}
+    state["lstm"] = {"epoch": 3, "done": True}
+    old = tmp_path
+    (old / "state.json").write_text(json.dumps(state))
+    assert clock_stops(old / "result.json") == ["stage 1 (CNN): 2 of 12 epochs", "stage 2 (LSTM): 3 of 4 epochs"]
+    state["cnn"]["elapsed_s"] = 600.0
+    state["config"]["val_fraction"] = 0.2
+    (old / "state.json").write_text(json.dumps(state))
+    assert clock_stops(old / "result.json") == []

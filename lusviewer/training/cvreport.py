@@ -34,6 +34,7 @@ import numpy as np
 
 from lusviewer.training.cliprule import nested_predictions
 from lusviewer.training.metrics import classification_metrics, ordinal_aucs, roc_auc, spearman
+from lusviewer.training.stopping import BUDGET, STAGE_WORDS
 
 #: The clip metrics of the report, in its column order, and how they read.
 KEYS = ("qwk", "mae", "accuracy", "within_one", "balanced_accuracy", "macro_f1", "auc_ge1", "auc_ge2", "auc_ge3")
@@ -67,6 +68,37 @@ class Recipe:
     repeats: dict[int, dict[str, dict[str, object]]] = field(default_factory=dict)
     elapsed_s: float = 0.0
     folds: int = 0
+    #: fold runs whose training the wall-clock budget stopped before their epochs
+    cut_short: list[str] = field(default_factory=list)
+
+
+def clock_stops(result: Path) -> list[str]:
+    """The stages of one fold run (its ``state.json`` beside ``result``) that their
+    wall-clock budget stopped before their epoch cap, as "stage 1 (CNN): 2 of 12
+    epochs". Runs from before the stop was recorded are judged from their elapsed time
+    (stage 1, stage 3) or, for stage 2, by having had no validation to stop early on."""
+    path = result.with_name("state.json")
+    try:
+        state = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return []
+    cfg = state.get("config", {})
+    out = []
+    for stage in ("cnn", "lstm", "e2e"):
+        st, cap, minutes = state.get(stage), cfg.get(f"{stage}_epochs"), cfg.get(f"{stage}_minutes")
+        if not isinstance(st, dict) or not st.get("done") or cap is None:
+            continue
+        epoch = int(st.get("epoch", 0))
+        why = st.get("stopped_by")
+        if why is None and epoch < int(cap):
+            elapsed = st.get("elapsed_s")
+            if elapsed is not None and minutes is not None and float(elapsed) >= float(minutes) * 60:
+                why = BUDGET
+            elif stage != "cnn" and elapsed is None and not cfg.get("val_fraction"):
+                why = BUDGET  # stage 2 without validation ends by its epochs or its clock only
+        if why == BUDGET:
+            out.append(f"{STAGE_WORDS.get(stage, stage)}: {epoch} of {cap} epochs")
+    return out
 
 
 def load_recipes(
@@ -105,12 +137,14 @@ def load_recipes(
                 rows[name] = {**c, "fold": rec["fold"]}
             recipe.elapsed_s += float(rec.get("elapsed_s", 0.0))
             recipe.folds += 1
+            recipe.cut_short += [f"repeat {r} fold {rec['fold']}, {stop}" for stop in clock_stops(f)]
         if repeats is not None:
             for recipe in by_variant.values():
                 missing = sorted(set(repeats) - set(recipe.repeats))
                 if missing:
                     raise ValueError(f"{root}: {recipe.name} has no results of repeat(s) {missing}")
                 recipe.repeats = {r: recipe.repeats[r] for r in sorted(set(repeats))}
+                recipe.cut_short = [c for c in recipe.cut_short if int(c.split()[1]) in recipe.repeats]
                 recipe.folds = len({(r, row["fold"]) for r, rows in recipe.repeats.items() for row in rows.values()})
         if rule is not None:
             for variant, recipe in by_variant.items():
@@ -409,6 +443,15 @@ def write_repeated_report(
     if command:
         lines += [f"Command: `{command}`", ""]
     lines += [f"Recipes: {', '.join(f'`{r.name}` ({r.source}, {r.folds} fold runs)' for r in recipes)}.", ""]
+    short = [f"`{r.name}` {c}" for r in recipes for c in r.cut_short]
+    if short:
+        lines += [
+            "**Warning: training cut short by the clock.** These fold runs stopped when their wall-clock budget "
+            "ran out (`--cnn-minutes`, `--lstm-minutes`, `--e2e-minutes`), before the epochs of their recipe: "
+            "they trained less than the others, so the comparison is not of the recipe as given. Move their "
+            "fold folders aside and rerun them with a larger budget. " + "; ".join(short) + ".",
+            "",
+        ]
     if repeats is not None:
         lines += [f"Only repeat(s) {', '.join(map(str, sorted(set(repeats))))} of each recipe (`--repeats-only`).", ""]
     if patients is not None:

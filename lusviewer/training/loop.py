@@ -20,6 +20,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from lusviewer.training.stopping import BUDGET, budget_warning, stop_reason
+
 
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
@@ -352,6 +354,7 @@ class StageLoop:
         self, run: RunState, name: str, files: StageFiles, *, epochs: int, minutes: float, fresh: dict[str, Any]
     ) -> None:
         self.run = run
+        self.name = name
         self.files = files
         self.st: dict[str, Any] = run.data.setdefault(name, fresh)
         self.max_epochs = epochs
@@ -385,8 +388,17 @@ class StageLoop:
         while True:
             go = self.epoch < self.max_epochs and self.elapsed() < self.budget_s and more()
             if not (all_agree(go) if agree else go):
+                self._note_stop()
                 return
             yield self.epoch
+
+    def _note_stop(self) -> None:
+        """Record why the stage ended (``stopped_by``) and say so in one line where the
+        wall-clock budget cut it short of its epochs."""
+        why = stop_reason(self.epoch, self.max_epochs, out_of_time=self.elapsed() >= self.budget_s)
+        self.st["stopped_by"] = why
+        if why == BUDGET:
+            log(budget_warning(self.name, self.budget_s / 60, self.epoch, self.max_epochs))
 
     def bar(self, total: int, desc: str, *, disable: bool = False) -> tqdm[Any]:
         return tqdm(

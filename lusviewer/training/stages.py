@@ -50,6 +50,7 @@ from lusviewer.training.loop import (
     thread_tuner,
 )
 from lusviewer.training.losses import aux_loss, coral_loss, mil_ordinal_loss, recon_term, sord_loss
+from lusviewer.training.stopping import BUDGET, budget_warning, stop_reason
 from lusviewer.training.validation import cnn_features, evaluate_sequence, validate_cnn
 
 
@@ -382,6 +383,10 @@ def train_lstm(r: StageRun, feats: dict[str, np.ndarray]) -> dict[str, Any]:
         else:
             bad += 1
         run.save()
+    st["elapsed_s"] = time.time() - t0
+    st["stopped_by"] = stop_reason(st["epoch"], cfg.lstm_epochs, out_of_time=bad < patience)
+    if st["stopped_by"] == BUDGET:
+        log(budget_warning("lstm", cfg.lstm_minutes, st["epoch"], cfg.lstm_epochs))
     st["done"] = True
     run.save()
     load_state(best_path, head)
