@@ -18,10 +18,11 @@ from lusviewer.ui.palette import (
     FINDING_COLOURS,
     FINDING_LABELS,
     PROB_COLOURS,
-    RECON_COLOUR,
     SCORE_COLOURS,
     SCORE_SHORT,
     WEAK_COLOUR,
+    prob_pen,
+    recon_pen,
 )
 
 if TYPE_CHECKING:
@@ -122,8 +123,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.score_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]
         self.weak_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]  # low-confidence runs, dashed
         self.set_unreliable(False)
-        self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5)) for c in PROB_COLOURS]
-        self.recon_curve = pp.plot(pen=pg.mkPen(RECON_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+        self.prob_curves = [pp.plot(pen=prob_pen(k)) for k in range(len(PROB_COLOURS))]
+        self.recon_curve = pp.plot(pen=recon_pen())
         for k, curve in enumerate(self.prob_curves):
             self.legend.addItem(curve, f"p{k}")
         self.legend.addItem(self.recon_curve, "recon error (÷ clip max)")
