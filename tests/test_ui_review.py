@@ -72,6 +72,37 @@ def test_cursor_label_sits_on_no_scores_line(qtbot: Any) -> None:
     assert min(abs(y - k) for k in range(4)) >= 0.4, y
 
 
+@pytest.mark.parametrize("width", [640, 1000])
+def test_cursor_label_stays_inside_the_plot_at_the_last_frames(qtbot: Any, width: int) -> None:
+    """Stepping to the last frames of a 60-frame clip at 1280x800, the cursor's label ran past
+    the plot's right edge and was cut to "frame 53": it now turns to the cursor's left there,
+    and stays right of it at the start, readable whole at either end."""
+    import numpy as np
+
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    t = ScoreTimeline()
+    qtbot.addWidget(t)
+    t.resize(width, 400)
+    t.show()
+    qtbot.waitExposed(t)
+    t.set_fps(25.0)
+    n = 60
+    probs = np.full((n, 4), 0.25, np.float32)
+    t.reset(n)
+    t.update_scores(np.zeros(n, np.int64), probs, np.zeros(n, np.float32), n)
+    vb = t.score_plot.vb.sceneBoundingRect()
+    for frame in (0, n // 2, n - 7, n - 1):
+        t.set_cursor(frame)
+        qtbot.wait(20)
+        label = t.cursor_label.sceneBoundingRect()
+        assert vb.left() <= label.left() and label.right() <= vb.right() + 1, (frame, label, vb)
+        assert t.cursor_label.textItem.toPlainText().strip() == t.cursor_text(frame).strip()
+    t.set_cursor(0)
+    qtbot.wait(20)
+    assert t.cursor_label.sceneBoundingRect().left() >= t.cursors[0].scenePos().x() - 1  # right of the line
+
+
 def test_exam_tab_marks_a_total_of_guesses(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
     """The tab read "Exam · LUS 3 of 3" for one uncertain clip: a guess titled as a finding,
     beside the Clip tab's grey "Score 3, uncertain". Now "LUS 3? of 3", as the diagram's "3?"."""
