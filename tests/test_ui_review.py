@@ -315,3 +315,28 @@ def test_exam_report_timeline_draws_weak_calls_grey(qapp: Any) -> None:
 
     assert SCORE_COLOURS[3] in colours(False)  # a confident run: the score's colour
     assert not colours(True) & {c.lower() for c in SCORE_COLOURS}
+
+
+def test_exam_report_strip_frames_all_four_levels_alike(qapp: Any) -> None:
+    """The PDF's per-frame strip outlined the levels 1-3 in black (a text pen left set) and
+    not level 0, whose bars then read as drawn below the chart (seen in the walk's report).
+    Now no level has an edge of its own and one light frame holds all four: down the strip's
+    left edge, every level's band is the same."""
+    import numpy as np
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    from lusviewer.ui.exam_report import _timeline
+
+    img = QImage(400, 120, QImage.Format.Format_RGB32)
+    img.fill(QColor("white"))
+    painter = QPainter(img)
+    r = QRectF(0, 0, 400, 120)
+    _timeline(painter, r, np.full(50, 3), np.zeros(50, bool), 25.0, 10, "confident")
+    painter.end()
+    top, height = 2.0, 120 - 13.0
+    # the strip's left edge (x 8, right of the level labels), at the middle of each level's band
+    edge = [img.pixelColor(8, round(top + height * (k + 0.5) / 4)).value() for k in range(4)]
+    assert max(edge) - min(edge) <= 24, edge  # the old: 64 beside levels 1-2, 250 (no edge) beside 0
+    assert max(edge) < 230, edge  # a frame is there
+
