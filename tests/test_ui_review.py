@@ -340,3 +340,33 @@ def test_exam_report_strip_frames_all_four_levels_alike(qapp: Any) -> None:
     assert max(edge) - min(edge) <= 24, edge  # the old: 64 beside levels 1-2, 250 (no edge) beside 0
     assert max(edge) < 230, edge  # a frame is there
 
+
+def test_cancelling_an_exam_queue_says_which_clips_went_unscored(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
+    """Esc while an exam's clips were scored one after the other dropped the clip being scored
+    and those still queued without a word: the total read "INCOMPLETE: 1 of 6 zones scored" and
+    the PDF called their zones "not scanned" (seen in the walk: patient 17, Esc on the 4th of 6).
+    They are now recorded as not scored and the total names them."""
+    from lusviewer.io.synthetic import synthetic_frames, write_video
+
+    clips = [
+        str(write_video(tmp_path / f"zone{k}.avi", synthetic_frames(40, size=64, seed=k), fps=20.0, fourcc="MJPG"))
+        for k in range(3)
+    ]
+    w = _window(qtbot, tiny_model, tmp_path)
+    c = w.controller
+    cancelled: list[int] = []
+
+    def on_scores(_start: int, _n: int) -> None:
+        if len(c.exam) == 1 and c.running and not cancelled:
+            cancelled.append(1)
+            w.status_bar.cancel_button.click()  # the user's Cancel (as Esc)
+
+    c.scores_updated.connect(on_scores)
+    w.open_clips(clips)
+    qtbot.waitUntil(lambda: bool(cancelled) and not c.running, timeout=TIMEOUT)
+    qtbot.wait(50)
+    assert [e.clip for e in c.exam.entries] == clips[:1]
+    assert c.exam.not_scored == clips[1:]
+    assert "2 clips could not be scored (not in the total)" in c.exam.summary()
+    assert not c.queued
+    w.close()
