@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import shown_window
 from PySide6.QtCore import QPoint, QRectF, QSettings
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QWidget
@@ -30,8 +31,6 @@ from lusviewer.ui.chest_diagram import (
 )
 from lusviewer.ui.main_window import MainWindow
 from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR
-
-TIMEOUT = 60_000
 
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
@@ -60,10 +59,7 @@ def _cells() -> list[ZoneCell]:
 def busy_window(qtbot: Any, tiny_model: Path, tmp_path: Path) -> Iterator[MainWindow]:
     """The window at its fullest: six exam rows with a three-line summary, the timeline with a
     finding (its legend on two rows), the status bar while scoring (progress, rate, Cancel)."""
-    w = MainWindow(str(tiny_model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    w = shown_window(qtbot, tiny_model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     n = 100
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), n).astype(np.float32)

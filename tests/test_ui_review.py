@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import shown_window
 from PySide6.QtCore import QSettings
 
 from lusviewer.ui.main_window import MainWindow
@@ -20,11 +21,7 @@ TIMEOUT = 60_000
 
 def _window(qtbot: Any, model: Path, tmp_path: Path) -> MainWindow:
     """The viewer, shown, with its model loaded."""
-    w = MainWindow(str(model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
-    return w
+    return shown_window(qtbot, model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
 
 
 def _scored(qtbot: Any, model: Path, tmp_path: Path, clip: Path) -> MainWindow:

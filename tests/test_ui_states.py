@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +32,6 @@ pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
 def warnings_shown(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
     """Every warning dialog the windows show (title, text), in order."""
     shown: list[tuple[str, str]] = []
@@ -50,14 +44,9 @@ def warnings_shown(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def window(qtbot, tiny_model: Path, settings: QSettings, warnings_shown: list) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    w = MainWindow(str(tiny_model), settings, quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
-    yield w
-    w.close()
-    assert not w.controller.thread_running
+def window(window: MainWindow, warnings_shown: list) -> MainWindow:  # type: ignore[type-arg]
+    """conftest's window, its warning dialogs recorded in ``warnings_shown``."""
+    return window
 
 
 def fail_after_first_batch(w: MainWindow, monkeypatch: pytest.MonkeyPatch) -> None:
