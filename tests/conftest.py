@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -12,6 +13,11 @@ import numpy as np
 import pytest
 
 from lusviewer.io.synthetic import synthetic_frames, write_video
+
+if TYPE_CHECKING:
+    from PySide6.QtCore import QSettings
+
+    from lusviewer.ui.main_window import MainWindow
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
@@ -108,3 +114,37 @@ def no_leaked_threads(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     leaked = [t.objectName() for t in started if t.isRunning()]
     assert not leaked, f"QThreads left running: {leaked}"
     assert not [t.name for t in threading.enumerate() if t.name.startswith("lusviewer")], "threads left running"
+
+
+# ------------------------------------------------------------------ the viewer's window
+#: ms: loading a model or scoring under a loaded CI machine
+WINDOW_TIMEOUT = 60_000
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> QSettings:
+    """The window's settings in an INI file of the test's own (never the user's)."""
+    from PySide6.QtCore import QSettings
+
+    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+
+
+def shown_window(qtbot: Any, model: Path | str, settings: QSettings) -> MainWindow:
+    """The viewer with ``model``, shown, once its worker has loaded the model; qtbot closes it."""
+    from lusviewer.ui.main_window import MainWindow
+
+    w = MainWindow(str(model), settings, quiet=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=WINDOW_TIMEOUT)
+    return w
+
+
+@pytest.fixture
+def window(qtbot: Any, tiny_model: Path, settings: QSettings) -> Iterator[MainWindow]:
+    """The viewer with the tiny model, shown and loaded; closed after the test, its worker
+    thread stopped."""
+    w = shown_window(qtbot, tiny_model, settings)
+    yield w
+    w.close()
+    assert not w.controller.thread_running

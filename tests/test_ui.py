@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import shown_window
 from PySide6.QtCore import QSettings, Qt
 
 from lusviewer.io import open_clip
@@ -30,22 +30,6 @@ pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 def long_clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("long") / "long.avi"
     return write_video(path, synthetic_frames(1500, size=64, seed=5), fps=25.0, fourcc="MJPG")
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
-
-
-@pytest.fixture
-def window(qtbot, tiny_model: Path, settings: QSettings) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    w = MainWindow(str(tiny_model), settings, quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
-    yield w
-    w.close()
-    assert not w.controller.thread_running
 
 
 def wait_scored(qtbot, w: MainWindow) -> None:  # type: ignore[no-untyped-def]
@@ -295,10 +279,7 @@ def test_open_second_clip_mid_run_drops_stale_results(
 
 
 def test_close_during_scoring(qtbot, tiny_model: Path, settings: QSettings, long_clip: Path) -> None:  # type: ignore[no-untyped-def]
-    w = MainWindow(str(tiny_model), settings, quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    w = shown_window(qtbot, tiny_model, settings)
     w.open_clip(str(long_clip))
     qtbot.waitUntil(lambda: w.controller.n_scored > 0, timeout=TIMEOUT)
     w.close()
@@ -421,10 +402,7 @@ def test_unfamiliar_clip_is_flagged_in_the_summary(  # type: ignore[no-untyped-d
     from conftest import make_tiny_model
 
     strict = make_tiny_model(tmp_path / "strict", recon_error_limit=0.0)  # every clip is "unlike"
-    w = MainWindow(str(strict), settings, quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    w = shown_window(qtbot, strict, settings)
     assert w.open_clip(str(synthetic_clip))
     wait_scored(qtbot, w)
     assert not w.summary.familiarity.isHidden()
@@ -684,10 +662,7 @@ def test_withheld_clip_stays_out_of_the_exam_total(  # type: ignore[no-untyped-d
     from conftest import make_tiny_model
 
     strict = make_tiny_model(tmp_path / "strict", recon_error_limit=0.0)  # every clip is "unlike"
-    w = MainWindow(str(strict), settings, quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    w = shown_window(qtbot, strict, settings)
     with qtbot.waitSignal(w.controller.exam_changed, timeout=TIMEOUT):
         assert w.open_clip(str(synthetic_clip))
     exam = w.controller.exam

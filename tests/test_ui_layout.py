@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import shown_window
 from PySide6.QtCore import QPoint, QRectF, QSettings
 from PySide6.QtGui import QColor, QImage, QPainter
 from PySide6.QtWidgets import QWidget
@@ -30,8 +31,6 @@ from lusviewer.ui.chest_diagram import (
 )
 from lusviewer.ui.main_window import MainWindow
 from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR
-
-TIMEOUT = 60_000
 
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
 
@@ -60,10 +59,7 @@ def _cells() -> list[ZoneCell]:
 def busy_window(qtbot: Any, tiny_model: Path, tmp_path: Path) -> Iterator[MainWindow]:
     """The window at its fullest: six exam rows with a three-line summary, the timeline with a
     finding (its legend on two rows), the status bar while scoring (progress, rate, Cancel)."""
-    w = MainWindow(str(tiny_model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
+    w = shown_window(qtbot, tiny_model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
     n = 100
     rng = np.random.default_rng(0)
     probs = rng.dirichlet(np.ones(4), n).astype(np.float32)
@@ -213,3 +209,30 @@ def test_diagram_key_names_the_uncertain_treatment(qtbot: Any) -> None:
     assert key is not None and key.right() <= 420
     shot = wide.grab().toImage()
     assert UNCERTAIN_FILL in _colours_in(shot, key)
+
+
+def _ink_rows(img: QImage, box: QRectF) -> int:
+    """How many pixel rows of a zone's interior below its code (the top fifth) hold dark ink."""
+    x0, x1 = int(box.left() + 3), int(box.right() - 3)
+    y0, y1 = int(box.top() + box.height() * 0.22), int(box.bottom() - 3)
+    return sum(any(img.pixelColor(x, y).value() < 200 for x in range(x0, x1)) for y in range(y0, y1))
+
+
+def test_diagram_prints_no_unreadable_words_in_a_zone(qapp: Any) -> None:
+    """The Exam tab's 6-zone diagram at 1280x800 (about 160x100 px) printed "not scanned" in a
+    5 px font and "no reliable score" in 3 px, sized to fit one line: unreadable specks (seen
+    in the clinician walk, an exam with three zones scored). A zone now prints them, broken
+    between words, only in a font of at least 7 px; in a smaller zone its white dotted box (or
+    grey hatch) and the key say it. The PDF's larger diagram still prints them, on two lines."""
+    cells = [ZoneCell(z, "scored", 1, "uncertain", clips=1) for z in BLUE_ZONES[:4]]
+    cells += [ZoneCell(BLUE_ZONES[4], "withheld", None, "withheld", clips=1), ZoneCell(BLUE_ZONES[5], "not scanned")]
+    code = BLUE_ZONES[5].code
+    small = zone_boxes(QRectF(0, 0, 160, 100), cells)[code]
+    assert _ink_rows(_render(cells, 160, 100), small) == 0
+
+    from lusviewer.ui.chest_diagram import READABLE_PX, fitted_font
+
+    large = zone_boxes(QRectF(0, 0, 600, 260), cells)[code]
+    assert _ink_rows(_render(cells, 600, 260), large) >= 2 * READABLE_PX
+    inner = QRectF(large.left(), large.top() + large.height() * 0.2, large.width(), large.height() * 0.7)
+    assert fitted_font("not scanned", inner, large.height() * 0.17).pixelSize() >= READABLE_PX

@@ -11,6 +11,7 @@ import pytest
 pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
+from conftest import shown_window
 from PySide6.QtCore import QSettings
 
 from lusviewer.ui.main_window import MainWindow
@@ -20,11 +21,7 @@ TIMEOUT = 60_000
 
 def _window(qtbot: Any, model: Path, tmp_path: Path) -> MainWindow:
     """The viewer, shown, with its model loaded."""
-    w = MainWindow(str(model), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat), quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
-    return w
+    return shown_window(qtbot, model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
 
 
 def _scored(qtbot: Any, model: Path, tmp_path: Path, clip: Path) -> MainWindow:
@@ -70,6 +67,37 @@ def test_cursor_label_sits_on_no_scores_line(qtbot: Any) -> None:
     lo, hi = -0.4, 3.4
     y = lo + t.cursor_label.orthoPos * (hi - lo)
     assert min(abs(y - k) for k in range(4)) >= 0.4, y
+
+
+@pytest.mark.parametrize("width", [640, 1000])
+def test_cursor_label_stays_inside_the_plot_at_the_last_frames(qtbot: Any, width: int) -> None:
+    """Stepping to the last frames of a 60-frame clip at 1280x800, the cursor's label ran past
+    the plot's right edge and was cut to "frame 53": it now turns to the cursor's left there,
+    and stays right of it at the start, readable whole at either end."""
+    import numpy as np
+
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    t = ScoreTimeline()
+    qtbot.addWidget(t)
+    t.resize(width, 400)
+    t.show()
+    qtbot.waitExposed(t)
+    t.set_fps(25.0)
+    n = 60
+    probs = np.full((n, 4), 0.25, np.float32)
+    t.reset(n)
+    t.update_scores(np.zeros(n, np.int64), probs, np.zeros(n, np.float32), n)
+    vb = t.score_plot.vb.sceneBoundingRect()
+    for frame in (0, n // 2, n - 7, n - 1):
+        t.set_cursor(frame)
+        qtbot.wait(20)
+        label = t.cursor_label.sceneBoundingRect()
+        assert vb.left() <= label.left() and label.right() <= vb.right() + 1, (frame, label, vb)
+        assert t.cursor_label.textItem.toPlainText().strip() == t.cursor_text(frame).strip()
+    t.set_cursor(0)
+    qtbot.wait(20)
+    assert t.cursor_label.sceneBoundingRect().left() >= t.cursors[0].scenePos().x() - 1  # right of the line
 
 
 def test_exam_tab_marks_a_total_of_guesses(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
@@ -284,3 +312,58 @@ def test_exam_report_timeline_draws_weak_calls_grey(qapp: Any) -> None:
 
     assert SCORE_COLOURS[3] in colours(False)  # a confident run: the score's colour
     assert not colours(True) & {c.lower() for c in SCORE_COLOURS}
+
+
+def test_exam_report_strip_frames_all_four_levels_alike(qapp: Any) -> None:
+    """The PDF's per-frame strip outlined the levels 1-3 in black (a text pen left set) and
+    not level 0, whose bars then read as drawn below the chart (seen in the walk's report).
+    Now no level has an edge of its own and one light frame holds all four: down the strip's
+    left edge, every level's band is the same."""
+    import numpy as np
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QImage, QPainter
+
+    from lusviewer.ui.exam_report import _timeline
+
+    img = QImage(400, 120, QImage.Format.Format_RGB32)
+    img.fill(QColor("white"))
+    painter = QPainter(img)
+    r = QRectF(0, 0, 400, 120)
+    _timeline(painter, r, np.full(50, 3), np.zeros(50, bool), 25.0, 10, "confident")
+    painter.end()
+    top, height = 2.0, 120 - 13.0
+    # the strip's left edge (x 8, right of the level labels), at the middle of each level's band
+    edge = [img.pixelColor(8, round(top + height * (k + 0.5) / 4)).value() for k in range(4)]
+    assert max(edge) - min(edge) <= 24, edge  # the old: 64 beside levels 1-2, 250 (no edge) beside 0
+    assert max(edge) < 230, edge  # a frame is there
+
+
+def test_cancelling_an_exam_queue_says_which_clips_went_unscored(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
+    """Esc while an exam's clips were scored one after the other dropped the clip being scored
+    and those still queued without a word: the total read "INCOMPLETE: 1 of 6 zones scored" and
+    the PDF called their zones "not scanned" (seen in the walk: patient 17, Esc on the 4th of 6).
+    They are now recorded as not scored and the total names them."""
+    from lusviewer.io.synthetic import synthetic_frames, write_video
+
+    clips = [
+        str(write_video(tmp_path / f"zone{k}.avi", synthetic_frames(40, size=64, seed=k), fps=20.0, fourcc="MJPG"))
+        for k in range(3)
+    ]
+    w = _window(qtbot, tiny_model, tmp_path)
+    c = w.controller
+    cancelled: list[int] = []
+
+    def on_scores(_start: int, _n: int) -> None:
+        if len(c.exam) == 1 and c.running and not cancelled:
+            cancelled.append(1)
+            w.status_bar.cancel_button.click()  # the user's Cancel (as Esc)
+
+    c.scores_updated.connect(on_scores)
+    w.open_clips(clips)
+    qtbot.waitUntil(lambda: bool(cancelled) and not c.running, timeout=TIMEOUT)
+    qtbot.wait(50)
+    assert [e.clip for e in c.exam.entries] == clips[:1]
+    assert c.exam.not_scored == clips[1:]
+    assert "2 clips could not be scored (not in the total)" in c.exam.summary()
+    assert not c.queued
+    w.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ pytest.importorskip("PySide6")
 pytest.importorskip("pytestqt")
 
 from corpus import faststart, index_frames, last_sample_size, write_cv2
-from PySide6.QtCore import QSettings
+from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QColor
 
 from lusviewer.io import ClipError
@@ -30,11 +29,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.usefixtures("no_leaked_threads")
-
-
-@pytest.fixture
-def settings(tmp_path: Path) -> QSettings:
-    return QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
 
 
 @pytest.fixture
@@ -50,14 +44,9 @@ def warnings_shown(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 @pytest.fixture
-def window(qtbot, tiny_model: Path, settings: QSettings, warnings_shown: list) -> Iterator[MainWindow]:  # type: ignore[no-untyped-def]
-    w = MainWindow(str(tiny_model), settings, quiet=True)
-    qtbot.addWidget(w)
-    w.show()
-    qtbot.waitUntil(lambda: w.controller.model_status is not None, timeout=TIMEOUT)
-    yield w
-    w.close()
-    assert not w.controller.thread_running
+def window(window: MainWindow, warnings_shown: list) -> MainWindow:  # type: ignore[type-arg]
+    """conftest's window, its warning dialogs recorded in ``warnings_shown``."""
+    return window
 
 
 def fail_after_first_batch(w: MainWindow, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -262,18 +251,44 @@ def _lab(hex_colour: str, sim: np.ndarray) -> np.ndarray:
 
 def test_probability_colours_are_told_apart_also_when_colour_blind() -> None:
     """CIE76 distance between any two of p0-p3 at least 30, with normal vision and under
-    simulated protanopia and deuteranopia (Viénot, Brettel & Mollon 1999, linear RGB)."""
+    simulated protanopia and deuteranopia (Viénot, Brettel & Mollon 1999, linear RGB) and
+    tritanopia (Machado, Oliveira & Fernandes 2009, severity 1): the old p0 bluish green
+    and p2 blue were 17 apart under tritanopia."""
     from lusviewer.ui.palette import PROB_COLOURS
 
     vision = {
         "normal": np.eye(3),
         "protanopia": np.array([[0.1523, 1.0526, -0.2049], [0.1145, 0.7863, 0.0992], [-0.0039, -0.0481, 1.0520]]),
         "deuteranopia": np.array([[0.3673, 0.8606, -0.2280], [0.2801, 0.6725, 0.0474], [-0.0118, 0.0429, 0.9689]]),
+        "tritanopia": np.array([[1.2555, -0.0767, -0.1788], [-0.0784, 0.9308, 0.1476], [0.0047, 0.6914, 0.3039]]),
     }
     for name, sim in vision.items():
         for a, b in itertools.combinations(range(len(PROB_COLOURS)), 2):
             d = float(np.linalg.norm(_lab(PROB_COLOURS[a], sim) - _lab(PROB_COLOURS[b], sim)))
             assert d >= 30, f"p{a} and p{b} {d:.1f} apart under {name}"
+
+
+def test_probability_curves_are_told_apart_in_grey_and_from_the_reconstruction_error(qtbot) -> None:  # type: ignore[no-untyped-def]
+    """In greyscale print: p0-p3 are ordered in lightness (p0 lightest, at least 12 L* apart
+    from one step to the next), and two curves of the same dash pattern are at least 50 L*
+    apart; no probability curve has the reconstruction error's dashes. Checked on the
+    timeline's own pens, the ones its legend draws."""
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    tl = ScoreTimeline()
+    qtbot.addWidget(tl)
+    pens = [curve.opts["pen"] for curve in tl.prob_curves]
+
+    def pattern(pen) -> tuple[float, ...]:  # type: ignore[no-untyped-def]
+        return tuple(pen.dashPattern()) if pen.style() != Qt.PenStyle.SolidLine else ()
+
+    grey = [float(_lab(pen.color().name(), np.eye(3))[0]) for pen in pens]
+    assert all(a - b >= 12 for a, b in itertools.pairwise(grey)), grey
+    for a, b in itertools.combinations(range(4), 2):
+        if pattern(pens[a]) == pattern(pens[b]):
+            assert abs(grey[a] - grey[b]) >= 50, f"p{a} and p{b}: same line, L* {grey[a]:.0f} and {grey[b]:.0f}"
+    recon = pattern(tl.recon_curve.opts["pen"])
+    assert recon and all(pattern(pen) != recon for pen in pens)
 
 
 def test_reconstruction_overlay_has_a_legend(qtbot) -> None:  # type: ignore[no-untyped-def]

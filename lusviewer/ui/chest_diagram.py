@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt
-from PySide6.QtGui import QBrush, QColor, QFont, QPainter, QPainterPath, QPaintEvent, QPen
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPaintEvent, QPen
 from PySide6.QtWidgets import QSizePolicy, QWidget
 
 from lusviewer.report.exam_report import ZoneCell
@@ -33,6 +33,11 @@ NOT_SCANNED_FILL = "#ffffff"
 #: "0?" read as a confident normal), its edge dashed and its score in dark grey.
 UNCERTAIN_FILL = "#ebebeb"
 OUTLINE = "#404040"
+#: The smallest font a zone prints its words in ("not scanned", "no reliable score"); where
+#: they would be smaller (the Exam tab's diagram at 1280x800 and under) the zone leaves them
+#: out and its look says it: white with a dotted edge, grey hatched (the key beside or in the
+#: tooltip). The PDF's larger zones print them.
+READABLE_PX = 7
 
 
 #: A texture per score, so that grey-scale print tells them apart (0 and 3, 1 and 2 have
@@ -239,18 +244,39 @@ def _paint_cell(painter: QPainter, box: QRectF, cell: ZoneCell) -> None:
             f"×{cell.clips}",
         )
     main, small = zone_labels(cell)
-    big = min(h * (0.42 if small else 0.5), w * 0.45)
+    clin = small.startswith("clin.")
+    words = bool(small) and not clin  # "no reliable score", "not scanned": broken between words
+    big = min(h * (0.3 if words else 0.42 if small else 0.5), w * 0.45)
     if main:
         painter.setFont(_font(big, bold=True))
         painter.setPen(ink)
-        r = QRectF(box.left(), box.top() + h * 0.12, w, h * (0.55 if small else 0.8))
+        r = QRectF(box.left(), box.top() + h * 0.12, w, h * (0.33 if words else 0.55 if small else 0.8))
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter, main)
     if small:
-        px = min(h * 0.17, w / max(6, len(small)) * 1.7)
-        painter.setFont(_font(px, bold=small.startswith("clin.")))
+        top, height = (0.45, 0.52) if main and words else (0.62, 0.38) if main else (0.2, 0.7)
+        r = QRectF(box.left() + edge, box.top() + h * top, w - 2 * edge, h * height)
+        font = fitted_font(small, r, h * 0.17, bold=clin, wrap=words)
+        if words and font.pixelSize() < READABLE_PX:
+            return  # never print what cannot be read: the zone's fill and edge, and the key, say it
+        painter.setFont(font)
         painter.setPen(ink if cell.state != "not scanned" else QColor("#505050"))
-        r = QRectF(box.left(), box.top() + (h * 0.62 if main else 0), w, h * 0.38 if main else h)
         painter.drawText(r, Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, small)
+
+
+def fitted_font(text: str, rect: QRectF, largest: float, *, bold: bool = False, wrap: bool = True) -> QFont:
+    """The largest font, up to ``largest`` px, that fits ``text`` in ``rect`` (broken between
+    words where ``wrap``). A zone's "not scanned" and "no reliable score" were sized to fit on
+    one line: 5 px and 3 px in the Exam tab's 6-zone diagram at 1280x800, unreadable; where
+    even broken they would be under :data:`READABLE_PX`, the zone leaves them out."""
+    flags = int(Qt.AlignmentFlag.AlignCenter) | (int(Qt.TextFlag.TextWordWrap) if wrap else 0)
+    px = max(1, int(largest))
+    while px > 1:
+        font = _font(px, bold)
+        fits = QFontMetricsF(font).boundingRect(QRectF(0, 0, rect.width(), 1e4), flags, text)
+        if fits.width() <= rect.width() and fits.height() <= rect.height():
+            return font
+        px -= 1
+    return _font(1, bold)
 
 
 def zone_labels(cell: ZoneCell) -> tuple[str, str]:

@@ -280,9 +280,17 @@ class Controller(QObject):
         self._request_score.emit(self._job, self.info.path, self._cancel)
 
     def cancel_all(self) -> None:
-        """The user's cancel: the running job and the clips still queued."""
+        """The user's cancel: the running job and the clips still queued. The clips of a
+        queue (meant for the exam) left unscored are recorded as not scored, so the exam's
+        total says so: they went unmentioned, and the PDF then called their zones "not
+        scanned"."""
+        dropped = self.queued
+        if self.running and self._from_queue and self.info is not None and self.info.path not in self.exam:
+            dropped.insert(0, self.info.path)
         self.clear_queue()
         self.cancel()
+        if [path for path in dropped if self.exam_session.failed(path)]:
+            self.exam_changed.emit()
 
     def cancel(self) -> None:
         """Cancel the running job (its results are dropped from now on)."""

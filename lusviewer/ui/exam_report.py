@@ -391,9 +391,10 @@ def _timeline(
     label_w = 8.0
     plot = QRectF(r.left() + label_w, r.top() + 2, r.width() - label_w, r.height() - 13)
     n = len(scores)
-    painter.setPen(Qt.PenStyle.NoPen)
     for k in range(4):  # faint bands, one per score
         band = QRectF(plot.left(), plot.bottom() - (k + 1) * plot.height() / 4, plot.width(), plot.height() / 4)
+        # no edge: the label's pen, left set, outlined bands 1-3 and not 0, which then read as off the chart
+        painter.setPen(Qt.PenStyle.NoPen)
         painter.setBrush(QColor("#f2f2f2" if k % 2 else "#fafafa"))
         painter.drawRect(band)
         _text(painter, QRectF(r.left(), band.top(), label_w - 1, band.height()), str(k), _font(5.5), _CENTER, "#404040")
@@ -412,6 +413,9 @@ def _timeline(
         painter.setBrush(QBrush(colour, Qt.BrushStyle.Dense3Pattern) if bool(weak[a]) else QBrush(colour))
         h = plot.height() / 4
         painter.drawRect(QRectF(plot.left() + a * dx, plot.bottom() - (s + 1) * h + h * 0.15, (b - a) * dx, h * 0.7))
+    painter.setPen(QPen(QColor("#9a9a9a"), 0.5))  # one frame round the four levels, over the bars
+    painter.setBrush(Qt.BrushStyle.NoBrush)
+    painter.drawRect(plot)
     painter.setPen(QPen(QColor("#1f1fbf"), 0.8))
     xw = plot.left() + (worst + 0.5) * dx
     painter.drawLine(QPointF(xw, plot.top()), QPointF(xw, plot.bottom()))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QPointF, QSignalBlocker, Qt, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QCheckBox, QWidget
 
@@ -18,10 +18,11 @@ from lusviewer.ui.palette import (
     FINDING_COLOURS,
     FINDING_LABELS,
     PROB_COLOURS,
-    RECON_COLOUR,
     SCORE_COLOURS,
     SCORE_SHORT,
     WEAK_COLOUR,
+    prob_pen,
+    recon_pen,
 )
 
 if TYPE_CHECKING:
@@ -122,8 +123,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.score_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]
         self.weak_levels = [sp.plot(connect="finite") for _ in SCORE_COLOURS]  # low-confidence runs, dashed
         self.set_unreliable(False)
-        self.prob_curves = [pp.plot(pen=pg.mkPen(c, width=1.5)) for c in PROB_COLOURS]
-        self.recon_curve = pp.plot(pen=pg.mkPen(RECON_COLOUR, width=2, style=Qt.PenStyle.DashLine))
+        self.prob_curves = [pp.plot(pen=prob_pen(k)) for k in range(len(PROB_COLOURS))]
+        self.recon_curve = pp.plot(pen=recon_pen())
         for k, curve in enumerate(self.prob_curves):
             self.legend.addItem(curve, f"p{k}")
         self.legend.addItem(self.recon_curve, "recon error (÷ clip max)")
@@ -161,6 +162,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             self.cursors[0], text="", position=self.CURSOR_LABEL_AT, anchors=[(0, 0.5), (0, 0.5)], color="#1f1fbf"
         )
         self.cursor_label.setZValue(20)
+        self.score_plot.vb.sigResized.connect(self._place_cursor_label)  # the room right of it changes
         for p in (sp, pp):
             p.getAxis("bottom").enableAutoSIPrefix(False)
         # Scoring stopped early (failed or cancelled): the frames never scored are shaded
@@ -341,6 +343,17 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
 
     def _label_cursor(self, index: int) -> None:
         self.cursor_label.setText(self.cursor_text(index) if self._n else "")
+        self._place_cursor_label()
+
+    def _place_cursor_label(self) -> None:
+        """The label right of the cursor, or left of it where the text would run past the plot's
+        right edge (it was cut to "frame 53" on the last frames of a clip at 1280x800)."""
+        vb = self.score_plot.vb
+        room = vb.sceneBoundingRect().right() - vb.mapViewToScene(QPointF(self.cursors[0].value(), 0)).x()
+        anchor = (1, 0.5) if room < self.cursor_label.boundingRect().width() + 4 else (0, 0.5)
+        if self.cursor_label.anchors[0] != anchor:
+            self.cursor_label.anchors = [anchor, anchor]
+            self.cursor_label.updatePosition()
 
     def set_fps(self, fps: float) -> None:
         """The open clip's frame rate, for the axis in seconds and the cursor's time."""
