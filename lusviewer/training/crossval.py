@@ -52,6 +52,7 @@ from lusviewer.training.validation import (
     majority_baseline,
     sequence_probs,
 )
+from lusviewer.wording import count
 
 MAJORITY = "majority"
 
@@ -103,7 +104,8 @@ def run_crossval(
     t0 = time.time()
     size = model_config(cfg).input_size
     frames = {c.path: cached_frames(c.path, size, cfg.cache_dir, cfg.crop) for c in clips}
-    log(f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s")
+    patients = count(len({c.group for c in clips}), "patient")
+    log(f"{count(len(clips), 'clip')}, {patients}, {k} folds; decoded in {time.time() - t0:.0f} s")
     reports: list[Path] = []
     for r, rcfg, folds in plans:
         if repeats > 1:
@@ -162,7 +164,7 @@ def _run_repeat(
             work.mkdir(parents=True, exist_ok=True)
             run.data["fold"] = {"k": k, "test_patients": sorted(groups[2])}
             run.save()
-            log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
+            log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {count(len(test), 'clip')}")
             t_run = time.time()
             run.data.setdefault("config", asdict(vcfg))
             res, model = _train_and_test(vcfg, fi, init, (train, val, test), frames, out, run)
