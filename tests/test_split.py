@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 from conftest import shared_data
@@ -121,3 +122,35 @@ def test_one_patient_cannot_be_split() -> None:
     assert "\n" not in text and text.startswith("--val-fraction 0.2: 1 patient cannot be split")
     assert "--val-fraction 0" in text
     assert split_by_group(clips, val_fraction=0, seed=0) == (clips, [])  # no validation: fine
+
+
+def test_folds_that_leave_too_few_patients_are_refused_before_decoding(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """crossval -k 2 on 3 patients: one fold trains on 1 patient, which the validation split
+    cannot split. It said '1 patient cannot be split' after decoding every clip, where the
+    data has 3; now one line before any decoding names the fold and the ways out. -k above
+    the number of patients names -k."""
+    from lusviewer.cli import run
+
+    root = tmp_path / "blues"
+    (root / "videos").mkdir(parents=True)
+    rows = ["video_file,Severity Score,A-lines,B-lines,comments"]
+    for p, score in ((2, 1), (3, 2), (4, 3)):
+        (root / "videos" / f"patient_{p}_L1.mp4").write_bytes(b"never decoded")
+        rows.append(f"patient_{p}_L1,{score}.0,yes,no,")
+    (root / "severity.csv").write_text("\n".join(rows) + "\n")
+    common = ["crossval", "--data", str(root), "--variants", "compact", "--cache-dir", str(tmp_path / "cache")]
+    capsys.readouterr()
+    assert run([*common, "--out", str(tmp_path / "cv"), "-k", "2"]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "lusviewer: error: fold 0 of 2: its training side has 1 patient (of 3), which --val-fraction 0.2 cannot "
+        "split into training and validation patients; use more patients, or --val-fraction 0 (fixed epochs, no "
+        "validation)"
+    ]
+    assert not (tmp_path / "cache").exists()  # nothing decoded
+    assert run([*common, "--out", str(tmp_path / "cv5"), "-k", "5"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "lusviewer: error: -k 5: needs 2 <= k <= the number of patients; the data has 3 patients"
+    ]

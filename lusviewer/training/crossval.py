@@ -99,6 +99,7 @@ def run_crossval(
     for r in range(repeats):
         rcfg = replace(cfg, seed=cfg.seed + 1000 * r, out=str(out if repeats == 1 else out / f"rep{r}"))
         folds = group_kfold(clips, k=k, seed=rcfg.seed)
+        _check_fold_sides(cfg, folds)  # before any decoding: a fold whose training side cannot be split
         _check_fold_dirs(rcfg, clips, folds, variants, Path(rcfg.out), only_folds)  # before any decoding or training
         plans.append((r, rcfg, folds))
     t0 = time.time()
@@ -121,6 +122,24 @@ def run_crossval(
     from lusviewer.training.cvreport import write_repeated_report
 
     return write_repeated_report([out], out / "report.md", command=cfg.command)
+
+
+def _check_fold_sides(cfg: TrainConfig, folds: list[tuple[list[LabelledClip], list[LabelledClip]]]) -> None:
+    """Each fold's training side is split again for validation (``--val-fraction``): one of
+    fewer than 2 patients cannot be, which is said now, naming the fold and the ways out,
+    rather than after the decoding as a split of '1 patient' where the data has more."""
+    if cfg.val_fraction <= 0:
+        return
+    for fi, (train_all, test) in enumerate(folds):
+        n = len({c.group for c in train_all})
+        if n < 2:
+            total = n + len({c.group for c in test})
+            raise ValueError(
+                f"fold {fi} of {len(folds)}: its training side has {count(n, 'patient')} (of {total}), which "
+                f"--val-fraction {cfg.val_fraction:g} cannot split into training and validation patients; "
+                f"use {'fewer folds (-k), ' if len(folds) > 2 else ''}more patients, or --val-fraction 0 "
+                "(fixed epochs, no validation)"
+            )
 
 
 def _run_repeat(

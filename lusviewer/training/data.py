@@ -409,7 +409,8 @@ def group_kfold(
     for c in clips:
         by_group[c.group].append(c)
     if k < 2 or k > len(by_group):
-        raise ValueError(f"need 2 <= k <= number of patients ({len(by_group)}), got k={k}")
+        n = len(by_group)
+        raise ValueError(f"-k {k}: needs 2 <= k <= the number of patients; the data has {count(n, 'patient')}")
     strata: dict[int, list[str]] = defaultdict(list)
     for g, cs in sorted(by_group.items()):
         strata[max(c.score for c in cs)].append(g)
