@@ -136,3 +136,17 @@ def test_rows_read_back_from_csv_parts_lose_the_formula_guard(tmp_path: Path) ->
         w.add_rows([frame], clip, from_csv=True)
         w.not_scored("x.mp4", "x.mp4: cannot be opened")
     assert not out.exists() and not list(tmp_path.iterdir())  # not committed: nothing written, nothing left
+
+
+def test_an_exam_named_json_is_refused_before_scoring(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path
+) -> None:
+    """-o r.json writes JSON, so --exam e.json would read as JSON too; the exam is a CSV:
+    refused in one line, before any scoring, nothing written."""
+    exam = tmp_path / "e.json"
+    argv = ["score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(tmp_path / "r.json")]
+    rc, stderr = _run(capsys, *argv, "--exam", str(exam))
+    assert rc == 2 and stderr.splitlines() == [
+        f"lusviewer: error: --exam {exam}: the exam is written as CSV only; name it .csv (the JSON report is -o)"
+    ]
+    assert not list(tmp_path.iterdir())

@@ -136,9 +136,11 @@ def _once(clips: list[str]) -> list[str]:
 def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     """The outputs are checked before any work: a report that cannot be written, or one
     that would overwrite an input, is refused now rather than after scoring."""
-    from lusviewer.report import output_problem, report_outputs
+    from lusviewer.report import is_json_report, output_problem, report_outputs
 
     reports = [str(p) for p in report_outputs(args.output)]
+    if args.exam and is_json_report(args.exam):  # -o r.json writes JSON: an exam.json of CSV would mislead
+        return f"error: --exam {args.exam}: the exam is written as CSV only; name it .csv (the JSON report is -o)"
     if args.exam and _same_file(args.exam, *reports):
         return f"error: --exam {args.exam} would overwrite the report: choose another file"
     pdf = getattr(args, "exam_report", None)
