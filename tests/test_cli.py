@@ -628,6 +628,10 @@ def test_counts_are_in_words(capsys: pytest.CaptureFixture[str], tmp_path: Path,
 
     assert [count(n, "clip") for n in (0, 1, 2)] == ["0 clips", "1 clip", "2 clips"]
     assert count(1, "training patient") == "1 training patient" and count(3, "batch", "batches") == "3 batches"
+    from lusviewer.training.loop import batches_per_epoch
+
+    with pytest.raises(ValueError, match=r"^1 training frame per epoch \(1 training clip, --frames-per-clip 1\)"):
+        batches_per_epoch(1, 32, clips=count(1, "training clip"), frames_per_clip=1, step="training")
     from lusviewer.io.synthetic import synthetic_frames
 
     frames = np.stack([f[:, :, 0] for f in synthetic_frames(3, size=32, seed=3)])

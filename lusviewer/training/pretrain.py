@@ -223,7 +223,7 @@ def _pretrain_epochs(
         nb = batches_per_epoch(
             len(items),
             cfg.batch_size,
-            clips=f"{len(pool)} clips",
+            clips=count(len(pool), "clip"),
             frames_per_clip=cfg.frames_per_clip,
             step="pretraining",
         )
