@@ -150,3 +150,40 @@ def test_an_exam_named_json_is_refused_before_scoring(
         f"lusviewer: error: --exam {exam}: the exam is written as CSV only; name it .csv (the JSON report is -o)"
     ]
     assert not list(tmp_path.iterdir())
+
+
+def test_a_disk_that_fills_is_one_line_and_leaves_nothing(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    tiny_model: Path,
+    synthetic_clip: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The JSON is streamed clip by clip: a write that fails (disk full) while a clip is added
+    is one error line naming the report, exit 2, no temporary file; an earlier report is kept."""
+    import io
+
+    from lusviewer.report import json_report
+
+    out = tmp_path / "r.json"
+    out.write_text("EARLIER\n")
+    real_open = open
+
+    class Full(io.StringIO):
+        def write(self, text: str) -> int:
+            if '"per_frame"' in text:  # the header goes in; the first clip does not
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    def opener(file: object, mode: str = "r", *a: object, **k: object) -> object:
+        if "w" in mode and ".tmp" in str(file):
+            real_open(file, mode, *a, **k).close()  # the temporary file exists, as it would
+            return Full()
+        return real_open(file, mode, *a, **k)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(json_report, "open", opener, raising=False)
+    rc, stderr = _run(capsys, "score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(out), "-q")
+    assert rc == 2 and stderr.splitlines() == [
+        f"lusviewer: error: {out}: the report could not be written (No space left on device); no report written"
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r.json"] and out.read_text() == "EARLIER\n"

@@ -13,7 +13,8 @@ finding). Unlike the CSV, it also lists the inputs that could not be scored, wit
 reason, under ``not_scored``, and says in ``all_scored`` whether there were any: a script
 reading only this file still sees a partial run as partial.
 
-Written like the CSV: to a temporary file, renamed into place when complete; temporary
+Written like the CSV: streamed, clip by clip, to a temporary file, renamed into place
+when complete (``all_scored`` and ``not_scored`` come last, after ``clips``); temporary
 files of a killed run are removed by the next run that writes the same report.
 """
 
@@ -22,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TextIO
 
 from lusviewer.report.csv_report import (
     CLIP_COLUMNS,
@@ -89,75 +91,82 @@ def clip_entry(frames: Sequence[Sequence[str]], clip: Sequence[str], *, from_csv
 
 
 class JsonReportWriter:
-    """Collects clips (and the inputs not scored) and writes the JSON report on
-    :meth:`commit`, as :class:`~lusviewer.report.csv_report.ReportWriter` writes the CSV:
-    leaving the block without ``commit()`` writes nothing and leaves an earlier report
-    as it was; a failure to write is one :class:`ReportError`, with no temporary file left."""
+    """Streams clips into the JSON report (each clip written as it comes, so memory does not
+    grow with the number of clips) and renames it into place on :meth:`commit`, as
+    :class:`~lusviewer.report.csv_report.ReportWriter` does the CSV: leaving the block
+    without ``commit()`` leaves an earlier report as it was and no temporary file; a
+    failure to write is one :class:`ReportError`, after which no temporary file is left."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        from lusviewer import __version__
+
         self.path = Path(path)
         self.outputs: tuple[Path, ...] = (self.path,)
         self._tmp = tmp_name(self.path, os.getpid())
-        self._clips: list[dict[str, Any]] = []
+        self._fh: TextIO | None = None
         self._not_scored: list[dict[str, str]] = []
+        self.n_clips = 0
         self._closed = False
+        head = {"report": REPORT_KIND, "format_version": FORMAT_VERSION, "lusviewer_version": __version__}
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             remove_stale_temporaries(self.path)
+            self._fh = open(self._tmp, "w", encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+            self._fh.write("{\n" + "".join(f" {_dumps(k)}: {_dumps(v)},\n" for k, v in head.items()) + ' "clips": [')
         except OSError as exc:
-            raise ReportError(f"{self.path}: the report cannot be written ({exc.strerror or exc})") from None
-
-    @property
-    def n_clips(self) -> int:
-        return len(self._clips)
+            self.discard()
+            raise ReportError(f"{self.path}: the report cannot be written ({_describe(exc)})") from None
 
     def add(self, result: ClipScores) -> None:
         self.add_rows(frame_rows(result), clip_row(result))
 
     def add_rows(self, frames: Sequence[Sequence[str]], clip: Sequence[str], *, from_csv: bool = False) -> None:
         """One clip's rows, as :func:`frame_rows` and :func:`clip_row` make them or (``from_csv``)
-        as read back from a report's CSV files."""
-        if self._closed:
+        as read back from a report's CSV files; a write failure discards the report."""
+        if self._closed or self._fh is None:
             raise ReportError(f"{self.path}: the report was already committed or discarded")
-        self._clips.append(clip_entry(frames, clip, from_csv=from_csv))
+        text = textwrap.indent(_dumps(clip_entry(frames, clip, from_csv=from_csv), indent=1), "  ")
+        self._write(("\n" if not self.n_clips else ",\n") + text)
+        self.n_clips += 1
 
     def not_scored(self, clip: str, reason: str) -> None:
         """An input that could not be scored (a clip, a folder), and why: listed in the report."""
         self._not_scored.append({"clip": clip, "reason": reason})
 
-    def document(self) -> dict[str, Any]:
-        from lusviewer import __version__
-
-        return {
-            "report": REPORT_KIND,
-            "format_version": FORMAT_VERSION,
-            "lusviewer_version": __version__,
-            "all_scored": not self._not_scored,
-            "clips": self._clips,
-            "not_scored": self._not_scored,
-        }
+    def _write(self, text: str) -> None:
+        assert self._fh is not None
+        try:
+            self._fh.write(text)
+        except OSError as exc:
+            self.discard()
+            raise ReportError(f"{self.path}: the report could not be written ({_describe(exc)})") from None
 
     def commit(self) -> None:
-        if self._closed:
+        if self._closed or self._fh is None:
             raise ReportError(f"{self.path}: the report was already committed or discarded")
+        tail = {"not_scored": self._not_scored, "all_scored": not self._not_scored}
+        self._write(
+            ("\n ],\n" if self.n_clips else "],\n")
+            + ",\n".join(f" {_dumps(k)}: {textwrap.indent(_dumps(v, indent=1), ' ').lstrip()}" for k, v in tail.items())
+            + "\n}\n"
+        )
         try:
-            with open(self._tmp, "w", encoding="utf-8", errors="backslashreplace") as fh:
-                # NaN/inf never reach here (an empty cell is null): allow_nan=False keeps the file strict JSON
-                json.dump(self.document(), fh, indent=1, ensure_ascii=False, allow_nan=False)
-                fh.write("\n")
+            self._fh.close()
             os.replace(self._tmp, self.path)
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             self.discard()
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             kept = "an earlier one is kept"
-            raise ReportError(f"{self.path}: the report could not be written ({reason}); {kept}") from None
+            raise ReportError(f"{self.path}: the report could not be put in place ({_describe(exc)}); {kept}") from None
         self._closed = True
 
     def discard(self) -> None:
-        """Remove the temporary file; never raises."""
+        """Close and remove the temporary file; never raises."""
         if self._closed:
             return
         self._closed = True
+        if self._fh is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._fh.close()
         with contextlib.suppress(OSError):
             self._tmp.unlink(missing_ok=True)
 
@@ -168,3 +177,12 @@ class JsonReportWriter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.discard()
+
+
+def _dumps(value: Any, indent: int | None = None) -> str:
+    # strict JSON: NaN/inf never reach here (an empty cell is null), allow_nan=False keeps it so
+    return json.dumps(value, indent=indent, ensure_ascii=False, allow_nan=False)
+
+
+def _describe(exc: OSError) -> str:
+    return exc.strerror or str(exc) or type(exc).__name__
