@@ -658,3 +658,17 @@ def test_info_does_not_call_a_compact_model_its_cnn_alone() -> None:
     assert "| the model (compact) | frame | 6 |" in text and "CNN alone" not in text
     hybrid = card | {"architecture": {"variant": "cnn_lstm"}, "metrics": metrics}
     assert "| CNN alone | clip | 6 |" in model_summary(hybrid) and "| CNN+LSTM | clip | 6 |" in model_summary(hybrid)
+
+
+def test_a_truncated_single_frame_dicom_says_1_frame(tmp_path: Path) -> None:
+    """The readers' lines count in words too: 'header says 1 frame', not '1 frame(s)'."""
+    import pydicom
+
+    from lusviewer.io import ClipError, open_clip
+
+    path = make_dicom(tmp_path / "one.dcm", np.full((1, 16, 16), 90, np.uint8), "MONOCHROME2")
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:100]  # less than the one 256-byte frame
+    ds.save_as(path)
+    with pytest.raises(ClipError, match=r"header says 1 frame, pixel data holds none"):
+        open_clip(path)
