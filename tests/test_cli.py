@@ -285,7 +285,7 @@ def test_exam_counts_an_input_that_fails_twice_once(tmp_path: Path, tiny_model: 
         "-o", str(tmp_path / "r.csv"), "--exam", str(exam), "-q",
     )  # fmt: skip
     assert out.returncode == 1, out.stderr
-    assert "1 input(s) could not be scored" in out.stderr  # the second is the same file: said, scored once
+    assert "1 input could not be scored" in out.stderr  # the second is the same file: said, scored once
     assert "given before; scored once" in out.stderr
     assert "; 1 clip could not be scored (not in the total)" in out.stderr, out.stderr
     assert read_csv(exam)[1][-1]["zone"].endswith("; 1 more could not be scored")
@@ -510,7 +510,7 @@ def test_search_problems_and_empty_folders_are_failed_inputs(
     assert any("loop.mp4" in ln and ln.startswith("lusviewer: error: ") for ln in lines), stderr
     assert any("new\\nline.mp4" in ln for ln in lines), stderr  # escaped: no forged line
     assert any(str(empty) in ln and "no supported clips" in ln for ln in lines), stderr
-    assert "3 input(s) could not be scored" in stderr, stderr
+    assert "3 inputs could not be scored" in stderr, stderr
     check_report(out, {str(folder / "good.mp4"): 40}, tiny_model)
 
 
@@ -566,3 +566,109 @@ def test_stale_temporaries_of_dead_processes_are_removed_by_score(
     assert rc == 0, stderr
     assert not any(f.exists() for f in stale)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["r.csv", "r_clips.csv"]
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("1,x", "'x' is not a whole number; expected {noun} numbers such as"),
+        ("-1", "there is no {noun} -1: {noun}s are numbered {span}"),
+        ("", "no {noun} number; expected {noun} numbers such as"),
+        (" , ", "no {noun} number; expected {noun} numbers such as"),
+        ("0,1.5", "'1.5' is not a whole number"),
+    ],
+)
+@pytest.mark.parametrize(
+    ("command", "option", "noun", "span"),
+    [
+        (["crossval", "--data", "no-such-data", "-k", "3"], "--run-folds", "fold", "0..2"),
+        (["crossval-report", "no-such-run"], "--repeats-only", "repeat", "from 0"),
+    ],
+)
+def test_comma_lists_give_one_line_naming_the_option(
+    capsys: pytest.CaptureFixture[str], command: list[str], option: str, noun: str, span: str, value: str, reason: str
+) -> None:
+    """--run-folds and --repeats-only share one parser; each bad list is one line naming the
+    option, the value given and what is wrong with it, before any data is read."""
+    rc, stderr = _run_cli(capsys, *command, f"{option}={value}")
+    assert rc == 2
+    _assert_prefixed(stderr)
+    assert len(stderr.splitlines()) == 1, stderr
+    assert stderr.startswith(f"lusviewer: error: {option} {value!r}: "), stderr
+    assert reason.format(noun=noun, span=span) in stderr, stderr
+
+
+def test_run_folds_beyond_k_and_lists_that_parse(capsys: pytest.CaptureFixture[str]) -> None:
+    from lusviewer.cli.common import number_list
+
+    rc, stderr = _run_cli(capsys, "crossval", "--data", "no-such-data", "-k", "3", "--run-folds", "0,3")
+    assert rc == 2 and "--run-folds '0,3': there is no fold 3: folds are numbered 0..2" in stderr, stderr
+    assert number_list("--run-folds", " 2, 0,,2 ", noun="fold", example="0,1", size=3) == [0, 2]
+    assert number_list("--repeats-only", "1", noun="repeat", example="0") == [1]
+
+
+def test_a_trained_models_default_name_follows_its_variant() -> None:
+    """`train --variant compact` wrote lusviewer-hybrid.json, a card named "lusviewer-hybrid"
+    (and that name in every score report's model column) for a model that is no hybrid."""
+    from lusviewer.cli import build_parser
+    from lusviewer.cli.train import train_config
+
+    def name(*extra: str) -> str:
+        return str(train_config(build_parser().parse_args(["train", "--data", "d", *extra])).name)
+
+    assert name() == "lusviewer-hybrid"  # the paper's hybrid, the default variant: as before
+    assert name("--variant", "compact") == "lusviewer-compact"
+    assert name("--variant", "cnn") == "lusviewer-cnn"
+    assert name("--variant", "compact", "--name", "mine") == "mine"
+
+
+def test_counts_are_in_words(capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path) -> None:
+    """One clip is "1 clip", never "1 clips" or "clip(s)"; the CSV's columns are untouched."""
+    from lusviewer.wording import count
+
+    assert [count(n, "clip") for n in (0, 1, 2)] == ["0 clips", "1 clip", "2 clips"]
+    assert count(1, "training patient") == "1 training patient" and count(3, "batch", "batches") == "3 batches"
+    from lusviewer.training.loop import batches_per_epoch
+
+    with pytest.raises(ValueError, match=r"^1 training frame per epoch \(1 training clip, --frames-per-clip 1\)"):
+        batches_per_epoch(1, 32, clips=count(1, "training clip"), frames_per_clip=1, step="training")
+    from lusviewer.io.synthetic import synthetic_frames
+
+    frames = np.stack([f[:, :, 0] for f in synthetic_frames(3, size=32, seed=3)])
+    one = make_dicom(tmp_path / "one.dcm", frames, "MONOCHROME2", FrameTime="50")
+    report = tmp_path / "r.csv"
+    rc, stderr = _run_cli(
+        capsys, "score", str(one), str(tmp_path / "gone.mp4"), "--model", str(tiny_model), "-o", str(report)
+    )
+    assert rc == 1
+    assert f"wrote {report} and {tmp_path / 'r_clips.csv'} (1 clip)" in stderr, stderr
+    assert "lusviewer: 1 input could not be scored (see above)" in stderr, stderr
+
+
+def test_info_does_not_call_a_compact_model_its_cnn_alone() -> None:
+    """`lusviewer info` on a trained compact model listed its validation rows as "CNN alone",
+    the hybrid's part: a compact model is its CNN, and its rows say so."""
+    from lusviewer.cli import model_summary
+
+    m = {"n": 6, **{k: 0.5 for k in ("accuracy", "macro_f1", "sensitivity", "specificity", "within_one", "qwk")}}
+    metrics = {"cnn": {"frame": m, "clip": m}, "cnn_lstm": {"clip": m}}
+    card = {"name": "x", "architecture": {"variant": "compact"}, "input": {"size": 64}, "sha256": "0" * 64}
+    card |= {"weights_file": "x.safetensors", "metrics": {"cnn": metrics["cnn"]}}
+    text = model_summary(card)
+    assert "| the model (compact) | frame | 6 |" in text and "CNN alone" not in text
+    hybrid = card | {"architecture": {"variant": "cnn_lstm"}, "metrics": metrics}
+    assert "| CNN alone | clip | 6 |" in model_summary(hybrid) and "| CNN+LSTM | clip | 6 |" in model_summary(hybrid)
+
+
+def test_a_truncated_single_frame_dicom_says_1_frame(tmp_path: Path) -> None:
+    """The readers' lines count in words too: 'header says 1 frame', not '1 frame(s)'."""
+    import pydicom
+
+    from lusviewer.io import ClipError, open_clip
+
+    path = make_dicom(tmp_path / "one.dcm", np.full((1, 16, 16), 90, np.uint8), "MONOCHROME2")
+    ds = pydicom.dcmread(path)
+    ds.PixelData = ds.PixelData[:100]  # less than the one 256-byte frame
+    ds.save_as(path)
+    with pytest.raises(ClipError, match=r"header says 1 frame, pixel data holds none"):
+        open_clip(path)

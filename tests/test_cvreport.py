@@ -196,7 +196,7 @@ def test_report_cli_says_what_is_wrong_in_one_line(two_recipes: tuple[Path, Path
     cases = [
         ([str(tmp_path / "none")], "no fold results"),
         ([str(ce), "--reference", "nope"], "--reference 'nope': not one of"),
-        ([str(ce), "--repeats-only", "x"], "--repeats-only 'x': expected repeat numbers"),
+        ([str(ce), "--repeats-only", "x"], "--repeats-only 'x': 'x' is not a whole number; expected repeat numbers"),
         ([str(ce), "--repeats-only", "5"], "no results of repeat(s) [5]"),
         ([str(ce), "-o", str(tmp_path / "missing" / "dir" / "r.md"), "--bootstrap", "100"], None),
         ([str(ce), "-o", "/proc/no/r.md", "--bootstrap", "100"], "cannot write the report"),
@@ -232,7 +232,7 @@ def test_a_run_with_some_repeats_done_pairs_on_the_repeats_it_shares(
     full = load_recipes([f"{coral}@expected"])[0]
     assert {c: r["pred"] for c, r in b.repeats[0].items()} == {c: r["pred"] for c, r in full.repeats[0].items()}
     text = write_repeated_report([ce, f"{partial}@expected"], tmp_path / "r.md", reps=100, repeats=[0]).read_text()
-    assert "Only repeat(s) 0 of each recipe" in text and "95 % intervals: 100 resamples of the patients" in text
+    assert "Only repeat 0 of each recipe" in text and "95 % intervals: 100 resamples of the patients" in text
     assert "partial:compact@expected" in text
     with pytest.raises(ValueError, match=r"no results of repeat\(s\) \[2\]"):
         load_recipes([ce], repeats=[2])

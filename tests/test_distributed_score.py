@@ -116,3 +116,23 @@ def test_a_failed_clip_and_a_failed_rank_are_named_and_the_others_kept(tmp_path:
     part0 = part_path(two, 0, 2)
     assert [r[0] for r in rows(clips_path_for(part0))[1:]] == [str(clips / "c0.mp4"), str(clips / "c3.mp4")]
     assert rows(part0)[1:] == rows(two)[1:]
+
+
+def test_two_ranks_write_the_json_report_one_process_writes(tmp_path: Path, tiny_model: Path) -> None:
+    """-o report.json: the ranks' parts are CSVs, rank 0 writes the same JSON as one process,
+    the clip that failed listed under not_scored with its reason in both."""
+    import json
+
+    clips = folder(tmp_path / "clips", ["c0.mp4", "c1_bad.mp4", "c2.mp4"])
+    one, two = tmp_path / "one.json", tmp_path / "two.json"
+    assert part_path(two, 1, 2) == tmp_path / "two.rank1of2.csv"
+    assert missing_path_for(two) == tmp_path / "two_missing.csv"
+    single = score(str(clips), "-o", str(one), "--model", str(tiny_model))
+    assert single.returncode == 1, single.stderr
+    ranked = score(str(clips), "-o", str(two), "--model", str(tiny_model), ranks=2)
+    assert ranked.returncode == 1, ranked.stderr[-3000:]
+    doc_one, doc_two = (json.loads(p.read_text(encoding="utf-8")) for p in (one, two))
+    assert doc_two == doc_one
+    assert [Path(c["clip"]).name for c in doc_two["clips"]] == ["c0.mp4", "c2.mp4"]
+    assert [Path(c["clip"]).name for c in doc_two["not_scored"]] == ["c1_bad.mp4"]
+    assert doc_two["all_scored"] is False and "not a readable video" in doc_two["not_scored"][0]["reason"]

@@ -326,4 +326,4 @@ def test_score_goes_on_clip_by_clip_when_scoring_together_fails(
     assert rows["new"] == rows["old"] and len(rows["new"][1]) == 4
     said = capsys.readouterr().err
     assert "scoring the clips together stopped (RuntimeError: a decode process ended unexpectedly (simulated))" in said
-    assert "the 2 clip(s) left are scored one by one" in said
+    assert "the 2 clips left are scored one by one" in said

@@ -726,7 +726,11 @@ def test_training_commands_report_bad_data_in_one_line(tmp_path: Path, blues_lik
     cv_common = ["crossval", "--data", str(blues_like), "--tiny"]
     cases = [
         (["train", *common, "--labels", str(labels), "--out", str(tmp_path / "o")], "patient_9_missing.mp4"),
-        ([*cv_common, "--labels", str(labels), "-k", "2", "--out", str(tmp_path / "cv")], "patient_9_missing.mp4"),
+        # 2 patients, 2 folds: each fold trains on 1 patient, so no validation split (else that is said first)
+        (
+            [*cv_common, "--labels", str(labels), "-k", "2", "--val-fraction", "0", "--out", str(tmp_path / "cv")],
+            "patient_9_missing.mp4",
+        ),
         (["train", *common, "--val-fraction", "1", "--out", str(tmp_path / "o")], "--val-fraction"),
         (["train", *common, "--out", str(a_file)], "is a file"),
         (["train", *common, "--cnn-epochs", "0", "--out", str(tmp_path / "o")], "--cnn-epochs"),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 
 from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, err
+from lusviewer.wording import count
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     r = calibrate(oof)
     note = (
-        f"temperature scaling fitted on {int(r['frames'])} out-of-fold frames of {oof.clips} test clips "
+        f"temperature scaling fitted on {count(int(r['frames']), 'out-of-fold frame')} of "
+        f"{count(oof.clips, 'test clip')} "
         f"({oof.runs} fold runs of `{args.cv}`, variant {variant}; each frame's target its clip's score); "
         f"top-label ECE {r['ece_before']:.3f} before, {r['ece_after']:.3f} after (temperature fitted on the "
         "other half of the patients)"

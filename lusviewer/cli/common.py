@@ -262,3 +262,25 @@ def _variants(args: argparse.Namespace) -> set[str]:
     one = getattr(args, "variant", None)
     many = getattr(args, "variants", None)
     return {one} if isinstance(one, str) else {v.strip() for v in many.split(",")} if isinstance(many, str) else set()
+
+
+def number_list(option: str, text: str, *, noun: str, example: str, size: int | None = None) -> list[int]:
+    """The numbers of a comma list option (``--run-folds 0,2``, ``--repeats-only 0``), sorted,
+    each once; empty items (``0,,1``, a trailing comma) are ignored. :class:`ValueError`, one
+    line naming the option, what was given and what is wrong, for no number, an item that is
+    not a whole number, or one below 0 or (with ``size``) not below ``size``."""
+    given = f"{option} {text!r}"
+    expected = f"expected {noun} numbers such as {example}"
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    if not items:
+        raise ValueError(f"{given}: no {noun} number; {expected}")
+    numbers = set()
+    for item in items:
+        if not re.fullmatch(r"[+-]?[0-9]+", item):
+            raise ValueError(f"{given}: {item!r} is not a whole number; {expected}")
+        numbers.add(int(item))
+    span = f"0..{size - 1}" if size is not None else "from 0"
+    outside = [n for n in sorted(numbers) if n < 0 or (size is not None and n >= size)]
+    if outside:
+        raise ValueError(f"{given}: there is no {noun} {outside[0]}: {noun}s are numbered {span}")
+    return sorted(numbers)

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 import argparse
 
-from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_paths, err, says_data_errors
+from lusviewer.cli.common import (
+    EXIT_OK,
+    EXIT_USAGE,
+    Command,
+    check_training_paths,
+    err,
+    number_list,
+    says_data_errors,
+)
 from lusviewer.cli.options import add_data_args, add_training_args, variants
 from lusviewer.cli.train import train_config
 
@@ -46,16 +54,10 @@ def add_arguments(cv: argparse.ArgumentParser) -> None:
 def _folds(args: argparse.Namespace) -> list[int] | None:
     """The folds of --run-folds; None, with the reason said, when they are no folds of this run."""
     try:
-        only = sorted({int(f) for f in args.run_folds.split(",") if f.strip()})
-        if not only:
-            raise ValueError("no fold")
-    except ValueError:
-        err(f"error: --run-folds {args.run_folds!r}: expected fold numbers such as 0,1")
+        return number_list("--run-folds", args.run_folds, noun="fold", example="0,1", size=args.folds)
+    except ValueError as exc:
+        err(f"error: {exc}")
         return None
-    if any(not 0 <= f < args.folds for f in only):
-        err(f"error: --run-folds {args.run_folds!r}: folds are numbered 0..{args.folds - 1}")
-        return None
-    return only
 
 
 @says_data_errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, err
+from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, err, number_list
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,11 +56,9 @@ def run(args: argparse.Namespace) -> int:
     repeats = None
     if args.repeats_only is not None:
         try:
-            repeats = sorted({int(r) for r in args.repeats_only.split(",") if r.strip()})
-        except ValueError:
-            repeats = []
-        if not repeats or min(repeats) < 0:
-            err(f"error: --repeats-only {args.repeats_only!r}: expected repeat numbers such as 0 or 0,1")
+            repeats = number_list("--repeats-only", args.repeats_only, noun="repeat", example="0 or 0,1")
+        except ValueError as exc:
+            err(f"error: {exc}")
             return EXIT_USAGE
     patients = None
     if args.patients is not None:

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TextIO
 
 from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, err, quiet_opencv
+from lusviewer.wording import count
 
 #: The ranks meet once, at the end: the slowest share sets the wait, so the collective's
 #: timeout is long (torch's default of 30 minutes could end a large archive's run).
@@ -48,16 +49,23 @@ def launched() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
+def _csv_suffix(p: Path) -> str:
+    """The suffix of a CSV beside report ``p``: its own, ``.csv`` for a JSON report or none."""
+    return ".csv" if not p.suffix or p.suffix.lower() == ".json" else p.suffix
+
+
 def part_path(report: str | os.PathLike[str], rank: int, world: int) -> Path:
-    """Rank ``rank``'s part of ``report``: ``report.rank1of2.csv`` beside it."""
+    """Rank ``rank``'s part of ``report``: ``report.rank1of2.csv`` beside it (a CSV pair, for
+    a JSON report too: rank 0 writes the JSON from the parts)."""
     p = Path(report)
-    return p.with_name(f"{p.stem}.rank{rank}of{world}{p.suffix or '.csv'}")
+    return p.with_name(f"{p.stem}.rank{rank}of{world}{_csv_suffix(p)}")
 
 
 def missing_path_for(report: str | os.PathLike[str]) -> Path:
-    """``report.csv`` -> ``report_missing.csv``: the clips a distributed run could not score."""
+    """``report.csv`` -> ``report_missing.csv``: the clips a distributed run could not score
+    (``report.json`` -> ``report_missing.csv``; the JSON lists them under ``not_scored`` too)."""
     p = Path(report)
-    return p.with_name(f"{p.stem}_missing{p.suffix or '.csv'}")
+    return p.with_name(f"{p.stem}_missing{_csv_suffix(p)}")
 
 
 def share_of(clips: list[str], rank: int, world: int) -> list[str]:
@@ -106,7 +114,7 @@ class _Tee:
 
 
 @contextlib.contextmanager
-def _errors_kept() -> Iterator[_Tee]:
+def errors_kept() -> Iterator[_Tee]:
     tee, stderr = _Tee(sys.stderr), sys.stderr
     sys.stderr = tee
     try:
@@ -158,7 +166,7 @@ def _join(device: str) -> tuple[int, int, str]:
     return rank, world, device
 
 
-def run_share(args: argparse.Namespace, clips: list[str], failed_inputs: int) -> int:
+def run_share(args: argparse.Namespace, clips: list[str], failed_inputs: list[tuple[str, str]]) -> int:
     """This rank's share of ``lusviewer score``; on rank 0, then, the merged report.
     The exit status: rank 0's says whether every input is in the report; another rank's,
     whether its own share was scored."""
@@ -173,7 +181,7 @@ def run_share(args: argparse.Namespace, clips: list[str], failed_inputs: int) ->
     # One set of progress bars and model lines (rank 0's); errors and warnings from every rank.
     args = argparse.Namespace(**{**vars(args), "device": device, "quiet": args.quiet or rank != 0})
     outcome = Outcome(rank, str(part_path(args.output, rank, world)))
-    with _errors_kept() as said:
+    with errors_kept() as said:
         try:
             _score_share(args, mine, outcome, said)
         except KeyboardInterrupt:
@@ -208,11 +216,19 @@ def _read_part(outcome: Outcome) -> tuple[list[list[str]], list[list[str]]]:
     return frames, clip_rows
 
 
-def merge(output: str, clips: list[str], outcomes: list[Outcome], failed_inputs: int, *, quiet: bool = False) -> int:
+def merge(
+    output: str,
+    clips: list[str],
+    outcomes: list[Outcome],
+    failed_inputs: list[tuple[str, str]],
+    *,
+    quiet: bool = False,
+) -> int:
     """Rank 0: the report from the ranks' parts, the clips in the order one process scores
-    them; the clips missing, with the reason, in ``report_missing.csv``; the exit status."""
+    them; the clips missing, with the reason, in ``report_missing.csv``; the exit status.
+    ``failed_inputs``: the inputs whose search failed, each with the reason (said already)."""
     from lusviewer.io import display_path
-    from lusviewer.report import ReportWriter, clips_path_for
+    from lusviewer.report import clips_path_for, report_writer
     from lusviewer.report.csv_report import ReportError
 
     world = len(outcomes)
@@ -241,19 +257,24 @@ def merge(output: str, clips: list[str], outcomes: list[Outcome], failed_inputs:
         err("error: no clip could be scored; no report written")
         return EXIT_SOME_FAILED
     try:
-        with ReportWriter(output) as writer:
+        with report_writer(output) as writer:
+            for path, reason in failed_inputs:
+                writer.not_scored(path, reason)
             for clip in clips:
                 if clip in rows:
-                    writer.add_rows(*rows[clip])
+                    writer.add_rows(*rows[clip], from_csv=True)
+                elif clip in missing:
+                    writer.not_scored(clip, missing[clip][1])
             writer.commit()
     except ReportError as exc:
         err(f"error: {exc}; the ranks' parts are kept: {', '.join(display_path(p) for p in parts)}")
         return EXIT_USAGE
     if not quiet:
-        err(f"wrote {display_path(writer.path)} and {display_path(writer.clips_path)} ({writer.n_clips} clips)")
+        paths = " and ".join(display_path(p) for p in writer.outputs)
+        err(f"wrote {paths} ({count(writer.n_clips, 'clip')})")
     if missing:
         err(
-            f"{len(missing)} clip(s) missing from the report, listed with the reason in "
+            f"{count(len(missing), 'clip')} missing from the report, listed with the reason in "
             f"{display_path(missing_path_for(output))}; the ranks' parts are kept: "
             f"{', '.join(display_path(p) for p in parts)}"
         )
@@ -263,7 +284,7 @@ def merge(output: str, clips: list[str], outcomes: list[Outcome], failed_inputs:
                 with contextlib.suppress(OSError):
                     f.unlink()
     if failed_inputs:
-        err(f"{failed_inputs} input(s) could not be scored (see above); the report holds the others")
+        err(f"{count(len(failed_inputs), 'input')} could not be scored (see above); the report holds the others")
     return EXIT_SOME_FAILED if missing or failed_inputs else EXIT_OK
 
 

@@ -21,6 +21,7 @@ from lusviewer.cli.common import (
     quiet_opencv,
 )
 from lusviewer.cli.options import add_data_args, add_option, add_rule
+from lusviewer.wording import count
 
 if TYPE_CHECKING:
     from lusviewer.model import LoadedModel
@@ -144,8 +145,9 @@ def run(args: argparse.Namespace) -> int:
     trained_on = [c for c in clips if c.group in seen]
     if trained_on:  # their scores measure fitting, not generalisation
         err(
-            f"warning: {len(trained_on)} of the {len(clips)} clips belong to the model's own training patients "
-            f"(from its card: {len({c.group for c in trained_on})} patients); their metrics are no test. "
+            f"warning: {len(trained_on)} of the {count(len(clips), 'clip')} belong to the model's own training "
+            f"patients (from its card: {count(len({c.group for c in trained_on}), 'patient')}); their metrics are "
+            "no test. "
             "--card-val-patients keeps only the held-out ones."
         )
     baseline, source = _baseline(args, loaded, clips)

@@ -8,10 +8,16 @@ from typing import Any
 
 from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, load_model_or_say
 from lusviewer.cli.options import add_option
+from lusviewer.wording import count
 
 
 def _thousands(n: object) -> str:
     return f"{n:,}" if isinstance(n, int) else "?"
+
+
+def _clips(n: object) -> str:
+    """A card's clip count in words; ``? clips`` where the card does not say."""
+    return count(n, "clip") if isinstance(n, int) else "? clips"
 
 
 def _card_lines(card: dict[str, Any]) -> list[str]:
@@ -28,8 +34,8 @@ def _card_lines(card: dict[str, Any]) -> list[str]:
         f"- data licence: {tr.get('data_licence', '?')}; {tr.get('model_licence', '')}",
         f"- citation: {tr.get('citation', '?')}",
         f"- split: {split.get('kind', '?')}, seed {split.get('seed', '?')}: "
-        f"{len(split.get('train_patients', []))} training patients ({split.get('train_clips', '?')} clips), "
-        f"{len(split.get('val_patients', []))} validation patients ({split.get('val_clips', '?')} clips)",
+        f"{count(len(split.get('train_patients', [])), 'training patient')} ({_clips(split.get('train_clips'))}), "
+        f"{count(len(split.get('val_patients', [])), 'validation patient')} ({_clips(split.get('val_clips'))})",
         f"- command: `{tr.get('command', '?')}`",
     ]
     inference = card.get("inference", {})
@@ -97,15 +103,18 @@ def _repeated_cv_table(metrics: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _validation_table(metrics: dict[str, Any]) -> list[str]:
-    """The validation metrics of the model, its CNN alone and the majority baseline."""
+def _validation_table(metrics: dict[str, Any], variant: object = "cnn_lstm") -> list[str]:
+    """The validation metrics of the model, its CNN alone (the hybrid's) and the majority baseline.
+    A model without an LSTM (``variant`` compact, cnn, densenet) is its CNN: its row says so
+    rather than "CNN alone", which reads as a part of a larger model."""
     rows = []
     base = metrics.get("baselines", {})
+    cnn = "CNN alone" if variant == "cnn_lstm" else f"the model ({variant})"
     for label, key, level in [
         ("CNN+LSTM", "cnn_lstm", "frame"),
-        ("CNN alone", "cnn", "frame"),
+        (cnn, "cnn", "frame"),
         ("CNN+LSTM", "cnn_lstm", "clip"),
-        ("CNN alone", "cnn", "clip"),
+        (cnn, "cnn", "clip"),
         ("CNN+LSTM, majority rule", "cnn_lstm", "clip_majority_rule"),
     ]:
         m = metrics.get(key, {}).get(level)
@@ -159,7 +168,8 @@ def _crossval_tables(metrics: dict[str, Any]) -> list[str]:
 def model_summary(card: dict[str, Any]) -> str:
     """The model card as Markdown: what it is, what it was trained on, how it scored."""
     metrics = card.get("metrics", {})
-    lines = _card_lines(card) + _repeated_cv_table(metrics) + _validation_table(metrics)
+    variant = card.get("architecture", {}).get("variant", "cnn_lstm")
+    lines = _card_lines(card) + _repeated_cv_table(metrics) + _validation_table(metrics, variant)
     if metrics.get("note"):
         lines += [metrics["note"], ""]
     return "\n".join(lines + _crossval_tables(metrics))

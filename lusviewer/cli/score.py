@@ -21,6 +21,7 @@ from lusviewer.cli.common import (
     quiet_opencv,
 )
 from lusviewer.cli.options import add_exam_zones, add_folder_batching, add_option, add_precision, add_rule
+from lusviewer.wording import count
 
 T = TypeVar("T")
 
@@ -30,13 +31,21 @@ if TYPE_CHECKING:
     import numpy as np
 
     from lusviewer.inference import ClipResult, ScoringEngine
-    from lusviewer.report import ReportWriter
+    from lusviewer.report import JsonReportWriter, ReportWriter
     from lusviewer.report.session import ExamSession
 
 
 def add_arguments(s: argparse.ArgumentParser) -> None:
     s.add_argument("paths", nargs="+", metavar="PATH", help="a clip, or a folder of clips (searched recursively)")
-    s.add_argument("-o", "--output", default="report.csv", help="per-frame report (default: report.csv)")
+    s.add_argument(
+        "-o",
+        "--output",
+        default="report.csv",
+        metavar="REPORT",
+        help="the report (default: report.csv): REPORT, one row per frame, and REPORT_clips.csv, one row per "
+        "clip; a name ending .json writes one JSON file instead, for scripts: each clip with the clip CSV's "
+        "fields (typed) and its frames, and the inputs that could not be scored, with the reason",
+    )
     add_option(s, "--model")
     add_option(s, "--device")
     add_precision(s)
@@ -79,23 +88,25 @@ def add_arguments(s: argparse.ArgumentParser) -> None:
     add_option(s, "--quiet", help="no progress bars")
 
 
-def _inputs(args: argparse.Namespace) -> tuple[list[str], int]:
-    """The clips of the inputs, and how many inputs failed: each problem met searching a
-    folder (an unreadable subfolder, a link loop...) and each folder without a clip."""
+def _inputs(args: argparse.Namespace) -> tuple[list[str], list[tuple[str, str]]]:
+    """The clips of the inputs, and the inputs that failed, each with the reason (said):
+    each problem met searching a folder (an unreadable subfolder, a link loop...) and each
+    folder without a clip."""
     from lusviewer.io import ClipError, display_path, find_clips
 
     clips: list[str] = []
     problems: list[ClipError] = []
-    failed = 0
+    failed: list[tuple[str, str]] = []
     for p in args.paths:
         before = len(problems)
         found = find_clips(p, on_error=problems.append)
         for problem in problems[before:]:
             err(f"error: {problem}")
-        failed += len(problems) - before
+            failed.append((problem.path, str(problem)))
         if os.path.isdir(p) and not found and len(problems) == before:
-            err(f"error: {display_path(p)}: no supported clips in this folder")
-            failed += 1
+            reason = f"{display_path(p)}: no supported clips in this folder"
+            err(f"error: {reason}")
+            failed.append((p, reason))
         clips.extend(found)
     return _once(clips), failed
 
@@ -125,14 +136,17 @@ def _once(clips: list[str]) -> list[str]:
 def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     """The outputs are checked before any work: a report that cannot be written, or one
     that would overwrite an input, is refused now rather than after scoring."""
-    from lusviewer.report import clips_path_for, output_problem
+    from lusviewer.report import is_json_report, output_problem, report_outputs
 
-    if args.exam and _same_file(args.exam, args.output, str(clips_path_for(args.output))):
+    reports = [str(p) for p in report_outputs(args.output)]
+    if args.exam and is_json_report(args.exam):  # -o r.json writes JSON: an exam.json of CSV would mislead
+        return f"error: --exam {args.exam}: the exam is written as CSV only; name it .csv (the JSON report is -o)"
+    if args.exam and _same_file(args.exam, *reports):
         return f"error: --exam {args.exam} would overwrite the report: choose another file"
     pdf = getattr(args, "exam_report", None)
-    if pdf and _same_file(pdf, args.output, str(clips_path_for(args.output)), *([args.exam] if args.exam else [])):
+    if pdf and _same_file(pdf, *reports, *([args.exam] if args.exam else [])):
         return f"error: --exam-report {pdf} would overwrite another report: choose another file"
-    for out in (args.output, clips_path_for(args.output), *([args.exam] if args.exam else []), *([pdf] if pdf else [])):
+    for out in (*reports, *([args.exam] if args.exam else []), *([pdf] if pdf else [])):
         problem = output_problem(out, inputs=[*clips, *args.paths]) or _clip_named(out)
         if problem:
             return f"error: cannot write the report: {problem}"
@@ -229,7 +243,8 @@ def _score_clip(engine: ScoringEngine, path: str, quiet: bool) -> ClipResult | N
     bar.close()
     n = len(result.scores)  # the engine marks a clip that decoded fewer frames than promised incomplete
     if not result.info.complete and (said is None or not said.said.incomplete):
-        err(f"warning: {name}: the clip is incomplete (cut short or damaged); scored on the {n} frames present")
+        what = "the clip is incomplete (cut short or damaged)"
+        err(f"warning: {name}: {what}; scored on the {count(n, 'frame')} present")
     return result
 
 
@@ -287,7 +302,7 @@ def _results(
                 if not result.info.complete and (said is None or not said.said.incomplete):
                     name = display_path(outcome.path)
                     what = "the clip is incomplete (cut short or damaged)"
-                    err(f"warning: {name}: {what}; scored on the {n} frames present")
+                    err(f"warning: {name}: {what}; scored on the {count(n, 'frame')} present")
                 yield outcome.path, result
     except _FolderFailed as exc:  # the run as a whole (a decoding process killed, the GPU): the rest clip by clip
         failure = exc.cause
@@ -295,7 +310,7 @@ def _results(
         bar.close()
     if failure is not None:
         err(
-            f"warning: scoring the clips together stopped ({_what(failure)}); the {len(clips) - given} clip(s) "
+            f"warning: scoring the clips together stopped ({_what(failure)}); the {count(len(clips) - given, 'clip')} "
             "left are scored one by one"
         )
         for path in clips[given:]:
@@ -305,7 +320,8 @@ def _results(
         s = scorer.stats
         rate = s.frames / s.wall_s if s.wall_s > 0 else 0.0
         err(
-            f"scored {s.frames} frames of {len(clips)} clips in {s.wall_s:.1f} s ({rate:.0f} frames/s, CNN {s.capture})"
+            f"scored {count(s.frames, 'frame')} of {count(len(clips), 'clip')} in {s.wall_s:.1f} s "
+            f"({rate:.0f} frames/s, CNN {s.capture})"
         )
 
 
@@ -327,7 +343,7 @@ def _guarded(items: Iterator[T]) -> Iterator[T]:
         yield item
 
 
-def _write(args: argparse.Namespace, writer: ReportWriter, session: ExamSession) -> int | None:
+def _write(args: argparse.Namespace, writer: ReportWriter | JsonReportWriter, session: ExamSession) -> int | None:
     """Commit the report and write the exam; an exit status when that failed."""
     from lusviewer.io import display_path
 
@@ -340,7 +356,8 @@ def _write(args: argparse.Namespace, writer: ReportWriter, session: ExamSession)
         err(f"error: {exc}")
         return EXIT_USAGE
     if not args.quiet:
-        err(f"wrote {display_path(writer.path)} and {display_path(writer.clips_path)} ({writer.n_clips} clips)")
+        paths = " and ".join(display_path(p) for p in writer.outputs)
+        err(f"wrote {paths} ({count(writer.n_clips, 'clip')})")
     if args.exam:
         try:
             session.export(args.exam)
@@ -386,20 +403,21 @@ def _write_pdf(args: argparse.Namespace, session: ExamSession) -> int | None:
 
 def run(args: argparse.Namespace) -> int:
     from lusviewer.io import display_path
-    from lusviewer.report import ReportWriter
+    from lusviewer.report import report_writer
     from lusviewer.report.csv_report import ReportError
     from lusviewer.report.session import ExamSession
 
     if args.batch_size < 1:  # the engine would say "batch_size", after the folders were searched
         err(f"error: --batch-size {args.batch_size}: must be at least 1")
         return EXIT_USAGE
-    clips, failed = _inputs(args)
+    clips, search_failures = _inputs(args)
+    failed = len(search_failures)
     problem = _output_problem(args, clips)
     if problem:
         err(problem)
         return EXIT_USAGE
     if distributed.launched():  # under torchrun: this rank's share; rank 0 merges the report
-        return distributed.run_share(args, clips, failed)
+        return distributed.run_share(args, clips, search_failures)
     engine = _engine(args)
     if engine is None:
         return EXIT_USAGE
@@ -413,16 +431,21 @@ def run(args: argparse.Namespace) -> int:
     session = ExamSession(args.exam_zones, zone_rule=rule)
     mixed = False  # warned that the exam's clips are of several patients
     try:
-        writer = ReportWriter(args.output)
+        writer = report_writer(args.output)
     except ReportError as exc:  # one line naming the report and the reason; nothing left behind
         err(f"error: {exc}")
         return EXIT_USAGE
+    for path, reason in search_failures:
+        writer.not_scored(path, reason)
     results = _results(args, engine, clips)
-    with writer, quiet_opencv(), contextlib.closing(results):  # closed: no decoding process left
+    with writer, quiet_opencv(), contextlib.closing(results), distributed.errors_kept() as said:
+        mark = len(said.errors)  # the error lines said since the last clip: a failed clip's reason
         for path, result in results:
             if result is None:
                 failed += 1
                 session.failed(path)
+                writer.not_scored(path, said.last_error(mark) or "could not be scored")
+                mark = len(said.errors)
                 continue
             if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
                 err(f"warning: {display_path(path)}: {result.familiarity_warning}")
@@ -431,6 +454,7 @@ def run(args: argparse.Namespace) -> int:
             except ReportError as exc:  # disk full: the report is discarded, no temporary file left
                 err(f"error: {exc}; no report written")
                 return EXIT_USAGE
+            mark = len(said.errors)
             exam_wanted = args.exam or args.exam_report
             other = session.exam.other_patient(result.clip) if exam_wanted and not mixed else None
             if other:  # once: the exam's summary names them all
@@ -448,18 +472,21 @@ def run(args: argparse.Namespace) -> int:
         if status is not None:
             return status
     if failed:
-        err(f"{failed} input(s) could not be scored (see above); the report holds the others")
+        err(f"{count(failed, 'input')} could not be scored (see above); the report holds the others")
         return EXIT_SOME_FAILED
     return EXIT_OK
 
 
 COMMAND = Command(
     name="score",
-    help="score clips (files or folders) and write a per-frame and a per-clip CSV report",
+    help="score clips (files or folders) and write a per-frame and a per-clip CSV report (or one JSON file)",
     description=(
         "Score every frame of each clip and write REPORT (one row per frame) and "
         "REPORT_clips.csv (one row per clip: the clip score by the model card's rule, and its confidence: "
-        "confident, uncertain or withheld). Research software, not a medical device: a score is not a "
+        "confident, uncertain or withheld), or, with -o REPORT.json, the same fields in one JSON file, with the "
+        "inputs that could not be scored. A clip unlike the training clips has confidence withheld (its "
+        "clip_score is no finding); one that decoded fewer frames than its header announces has complete no "
+        "(false in JSON). Research software, not a medical device: a score is not a "
         "diagnosis. Exit status: 0 all inputs scored; 1 some input could not be scored (the others are in "
         "the report; when none could, no report is written); 2 usage error, the model cannot be loaded or "
         "the report cannot be written (no report); 130 interrupted."

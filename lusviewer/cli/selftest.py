@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from lusviewer.cli.common import say_model_warnings
+from lusviewer.wording import count
 
 
 def self_test(model: str | None = None) -> int:
@@ -28,7 +29,7 @@ def self_test(model: str | None = None) -> int:
             result = engine.score_clip(clip)
         problems = []
         if len(result.scores) != n:
-            problems.append(f"{len(result.scores)} frames scored of {n}")
+            problems.append(f"{count(len(result.scores), 'frame')} scored of {n}")
         if not np.allclose(result.probs.sum(1), 1.0, atol=1e-3):
             problems.append("probabilities do not sum to 1")
         if not np.all(np.isfinite(result.recon_error)):
@@ -40,7 +41,7 @@ def self_test(model: str | None = None) -> int:
         return 1
     print(
         f"lusviewer self-test ok: {loaded.card.display_name} (sha256 {loaded.card.sha256[:12]}, verified) "
-        f"scored {n} frames of {sample.name} on {engine.description} in {time.perf_counter() - t0:.1f} s",
+        f"scored {count(n, 'frame')} of {sample.name} on {engine.description} in {time.perf_counter() - t0:.1f} s",
         flush=True,
     )
     return 0

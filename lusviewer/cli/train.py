@@ -10,6 +10,13 @@ from lusviewer.cli.common import EXIT_OK, EXIT_USAGE, Command, check_training_pa
 from lusviewer.cli.options import add_data_args, add_training_args, run_options, variants
 
 
+def default_name(variant: str) -> str:
+    """The model's name when --name is not given: ``lusviewer-hybrid`` for the paper's hybrid
+    (cnn_lstm, as always), else the variant's (``lusviewer-compact``): a compact model is not
+    named a hybrid in its card, its file names and ``lusviewer score``'s ``model`` column."""
+    return "lusviewer-hybrid" if variant == "cnn_lstm" else f"lusviewer-{variant.replace('_', '-')}"
+
+
 def train_config(args: argparse.Namespace) -> Any:
     """The training recipe from the options of ``train`` or ``crossval`` (which has no
     --work-dir, --variant, --name, --model-version: their defaults)."""
@@ -45,7 +52,7 @@ def train_config(args: argparse.Namespace) -> Any:
         data_name=args.data_name,
         data_licence=args.data_licence,
         citation=args.citation,
-        name=getattr(args, "name", "lusviewer-hybrid"),
+        name=getattr(args, "name", None) or default_name(getattr(args, "variant", "cnn_lstm")),
         version=getattr(args, "model_version", "1"),
     )
 
@@ -61,7 +68,12 @@ def add_arguments(t: argparse.ArgumentParser) -> None:
         help="cnn_lstm (default) = the paper's hybrid; cnn = its CNN alone; densenet = its DenseNet-201 branch "
         "alone; compact = the small CNN outside the paper (the shipped model's, with --width 0.5)",
     )
-    t.add_argument("--name", default="lusviewer-hybrid", help="the model's name in its card (default lusviewer-hybrid)")
+    t.add_argument(
+        "--name",
+        default=None,
+        help="the model's name in its card and file names (default: lusviewer-hybrid for cnn_lstm, else "
+        "lusviewer-VARIANT, e.g. lusviewer-compact)",
+    )
     t.add_argument("--model-version", default="1", help="the model's version in its card (default 1)")
     add_training_args(t)
 

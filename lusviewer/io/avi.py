@@ -17,6 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from lusviewer.io.base import DEFAULT_FPS, MAX_FRAME_PIXELS, ClipError, ClipInfo, ClipReader, display_path, sane_fps
+from lusviewer.wording import count
 
 _log = logging.getLogger(__name__)
 
@@ -203,10 +204,10 @@ class RawAviReader(ClipReader):
         )
         if not complete:
             _log.warning(
-                "%s: the clip is incomplete (the header says %s frames, %d are whole in the file)",
+                "%s: the clip is incomplete (the header says %s, the file holds %s)",
                 display_path(self._path),
-                header_count if header_count is not None else "more",
-                n,
+                count(header_count, "frame") if header_count is not None else "more frames",
+                count(n, "whole frame"),
             )
 
     def _index(self, size: int) -> tuple[np.ndarray, bool]:

@@ -23,6 +23,7 @@ from lusviewer.io.base import (
     quoted,
     sane_fps,
 )
+from lusviewer.wording import count
 
 _log = logging.getLogger(__name__)
 _warn_lock = threading.RLock()
@@ -253,12 +254,13 @@ class DicomClipReader(ClipReader):
         except Exception as exc:
             raise ClipError(path, f"DICOM header is corrupt or unsupported ({_why(exc)})") from None
         if present == 0:
-            raise ClipError(path, f"DICOM pixel data is truncated (header says {n} frame(s), pixel data holds none)")
+            said = f"header says {count(n, 'frame')}"
+            raise ClipError(path, f"DICOM pixel data is truncated ({said}, pixel data holds none)")
         if present < n:  # trust the frames actually present
             _log.warning(
-                "%s: the clip is incomplete (the header says %d frames, the pixel data holds %d); reading those",
+                "%s: the clip is incomplete (the header says %s, the pixel data holds %d); reading those",
                 display_path(self._path),
-                n,
+                count(n, "frame"),
                 present,
             )
         self._header_frames = n

@@ -11,6 +11,7 @@ from dataclasses import replace
 import cv2
 import numpy as np
 
+from lusviewer import wording
 from lusviewer.io.base import (
     DEFAULT_FPS,
     SEEK_THRESHOLD,
@@ -101,9 +102,9 @@ class VideoClipReader(ClipReader):
         )
         self.info = replace(self.info, frame_count=n, complete=complete)
         if not complete:
-            said = f"the header says {header} frames, " if header is not None and header > n else ""
-            _log.warning("%s: the clip is incomplete (%s%d frames decode; file cut short or damaged)",
-                         display_path(self._path), said, n)  # fmt: skip
+            said = f"the header says {wording.count(header, 'frame')}, " if header is not None and header > n else ""
+            _log.warning("%s: the clip is incomplete (%s%s decoded; file cut short or damaged)",
+                         display_path(self._path), said, wording.count(n, "frame"))  # fmt: skip
 
     def _capture(self) -> cv2.VideoCapture:
         cap = cv2.VideoCapture(self._path, cv2.CAP_FFMPEG)

@@ -250,6 +250,7 @@ class ReportWriter:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.clips_path = clips_path_for(self.path)
+        self.outputs: tuple[Path, ...] = (self.path, self.clips_path)
         self._tmp = tmp_name(self.path, os.getpid())
         self._tmp_clips = tmp_name(self.clips_path, os.getpid())
         self._fhs: list[TextIO] = []
@@ -276,9 +277,10 @@ class ReportWriter:
         """Add one clip's rows; a write failure discards the report (:class:`ReportError`)."""
         self.add_rows(frame_rows(result), clip_row(result))
 
-    def add_rows(self, frames: Sequence[Sequence[str]], clip: Sequence[str]) -> None:
+    def add_rows(self, frames: Sequence[Sequence[str]], clip: Sequence[str], *, from_csv: bool = False) -> None:
         """Add one clip's rows as :func:`frame_rows` and :func:`clip_row` make them, or as
-        read back from a report (``csv_cell`` leaves its own output as it is)."""
+        read back from a report (``from_csv``; the same here: ``csv_cell`` leaves its own
+        output as it is)."""
         if self._closed:
             raise ReportError(f"{self.path}: the report was already committed or discarded")
         try:
@@ -288,6 +290,10 @@ class ReportWriter:
             self.discard()
             raise ReportError(f"{self.path}: the report could not be written ({_describe(exc)})") from None
         self.n_clips += 1
+
+    def not_scored(self, clip: str, reason: str) -> None:
+        """An input that could not be scored: not in the CSV, whose contract is its columns
+        (the command says it on stderr and in its exit status; the JSON report lists it)."""
 
     def commit(self) -> None:
         """Rename both files into place. If the second rename fails, the first is undone

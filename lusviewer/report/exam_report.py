@@ -16,6 +16,7 @@ import numpy as np
 from lusviewer.report.exam import Exam
 from lusviewer.report.session import ClipDetail, ExamSession
 from lusviewer.report.zones import Zone, zone_named
+from lusviewer.wording import count
 
 #: Printed on every page of the report.
 RESEARCH_ONLY = "Research use only, not a medical device"
@@ -109,7 +110,7 @@ def clinician_line(exam: Exam) -> str:
     if not exam.n_clinician:
         return "Clinician's total: none recorded"
     if exam.clinician_total is None:
-        return f"Clinician's total: none ({exam.n_clinician} of {len(exam)} zones scored)"
+        return f"Clinician's total: none ({exam.n_clinician} of {count(len(exam), 'zone')} scored)"
     return (
         f"Clinician's total: {exam.clinician_total} / {exam.maximum} "
         f"(agrees with the model on {exam.n_agree} of {exam.n_clinician} zones)"

@@ -52,6 +52,7 @@ from lusviewer.training.validation import (
     majority_baseline,
     sequence_probs,
 )
+from lusviewer.wording import count
 
 MAJORITY = "majority"
 
@@ -98,12 +99,14 @@ def run_crossval(
     for r in range(repeats):
         rcfg = replace(cfg, seed=cfg.seed + 1000 * r, out=str(out if repeats == 1 else out / f"rep{r}"))
         folds = group_kfold(clips, k=k, seed=rcfg.seed)
+        _check_fold_sides(cfg, folds)  # before any decoding: a fold whose training side cannot be split
         _check_fold_dirs(rcfg, clips, folds, variants, Path(rcfg.out), only_folds)  # before any decoding or training
         plans.append((r, rcfg, folds))
     t0 = time.time()
     size = model_config(cfg).input_size
     frames = {c.path: cached_frames(c.path, size, cfg.cache_dir, cfg.crop) for c in clips}
-    log(f"{len(clips)} clips, {len({c.group for c in clips})} patients, {k} folds; decoded in {time.time() - t0:.0f} s")
+    patients = count(len({c.group for c in clips}), "patient")
+    log(f"{count(len(clips), 'clip')}, {patients}, {k} folds; decoded in {time.time() - t0:.0f} s")
     reports: list[Path] = []
     for r, rcfg, folds in plans:
         if repeats > 1:
@@ -119,6 +122,24 @@ def run_crossval(
     from lusviewer.training.cvreport import write_repeated_report
 
     return write_repeated_report([out], out / "report.md", command=cfg.command)
+
+
+def _check_fold_sides(cfg: TrainConfig, folds: list[tuple[list[LabelledClip], list[LabelledClip]]]) -> None:
+    """Each fold's training side is split again for validation (``--val-fraction``): one of
+    fewer than 2 patients cannot be, which is said now, naming the fold and the ways out,
+    rather than after the decoding as a split of '1 patient' where the data has more."""
+    if cfg.val_fraction <= 0:
+        return
+    for fi, (train_all, test) in enumerate(folds):
+        n = len({c.group for c in train_all})
+        if n < 2:
+            total = n + len({c.group for c in test})
+            raise ValueError(
+                f"fold {fi} of {len(folds)}: its training side has {count(n, 'patient')} (of {total}), which "
+                f"--val-fraction {cfg.val_fraction:g} cannot split into training and validation patients; "
+                f"use {'fewer folds (-k), ' if len(folds) > 2 else ''}more patients, or --val-fraction 0 "
+                "(fixed epochs, no validation)"
+            )
 
 
 def _run_repeat(
@@ -162,7 +183,7 @@ def _run_repeat(
             work.mkdir(parents=True, exist_ok=True)
             run.data["fold"] = {"k": k, "test_patients": sorted(groups[2])}
             run.save()
-            log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {len(test)} clips")
+            log(f"fold {fi + 1}/{k}, {variant}: train {len(train)} / val {len(val)} / test {count(len(test), 'clip')}")
             t_run = time.time()
             run.data.setdefault("config", asdict(vcfg))
             res, model = _train_and_test(vcfg, fi, init, (train, val, test), frames, out, run)

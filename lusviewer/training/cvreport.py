@@ -35,6 +35,7 @@ import numpy as np
 from lusviewer.training.cliprule import nested_predictions
 from lusviewer.training.metrics import classification_metrics, ordinal_aucs, roc_auc, spearman
 from lusviewer.training.stopping import BUDGET, STAGE_WORDS
+from lusviewer.wording import count
 
 #: The clip metrics of the report, in its column order, and how they read.
 KEYS = ("qwk", "mae", "accuracy", "within_one", "balanced_accuracy", "macro_f1", "auc_ge1", "auc_ge2", "auc_ge3")
@@ -384,9 +385,10 @@ def report_lines(c: Comparison, *, reference: str | None = None) -> list[str]:
     models = [n for n in c.names if n not in (*ALWAYS, ORACLE)]
     aux_keys = [k for k in ("aux_auc_a_lines", "aux_auc_b_lines") if any(k in c.point[n] for n in models)]
     lines = [
-        f"{c.n_clips} clips of {c.n_patients} patients, each tested once per repeat on a model that never saw "
-        f"its patient; {c.repeats} repeat(s) of the k-fold. Point estimates: the metric over all out-of-fold "
-        f"clips of a repeat, averaged over repeats. 95 % intervals: {_n_draws(c):,} resamples of the patients "
+        f"{count(c.n_clips, 'clip')} of {count(c.n_patients, 'patient')}, each tested once per repeat on a model "
+        f"that never saw its patient; {count(c.repeats, 'repeat')} of the k-fold. Point estimates: the metric "
+        "over all out-of-fold clips of a repeat, averaged over repeats. "
+        f"95 % intervals: {_n_draws(c):,} resamples of the patients "
         "(the same resamples for every row, so differences are paired). AUC >= k: telling clips of score >= k from the "
         "others by the clip's risk (0.5 = chance). LUS-total Spearman: rank correlation over patients of the "
         "sum of their clip scores, model against experts. The oracle row gives each clip its patient's most "
@@ -453,10 +455,13 @@ def write_repeated_report(
             "",
         ]
     if repeats is not None:
-        lines += [f"Only repeat(s) {', '.join(map(str, sorted(set(repeats))))} of each recipe (`--repeats-only`).", ""]
+        only = sorted(set(repeats))
+        which = f"{'repeat' if len(only) == 1 else 'repeats'} {', '.join(map(str, only))}"
+        lines += [f"Only {which} of each recipe (`--repeats-only`).", ""]
     if patients is not None:
         lines += [
-            f"Only the clips of {len(set(patients))} patients (`--patients`: {', '.join(sorted(set(patients)))}), "
+            f"Only the clips of {count(len(set(patients)), 'patient')} "
+            f"(`--patients`: {', '.join(sorted(set(patients)))}), "
             "scored as in the whole cross-validation (nested rules fitted on every fold).",
             "",
         ]

@@ -23,6 +23,7 @@ from torch import Tensor
 
 from lusviewer.io import DICOM_EXTENSIONS, VIDEO_EXTENSIONS, ClipError, open_clip
 from lusviewer.model.preprocess import model_frames
+from lusviewer.wording import count
 
 _PATIENT_RE = re.compile(r"patient_(\d+)")
 
@@ -345,24 +346,57 @@ def split_by_group(
     clips: Sequence[LabelledClip], *, val_fraction: float, seed: int
 ) -> tuple[list[LabelledClip], list[LabelledClip]]:
     """Patient-disjoint split, stratified by each patient's worst clip score. With
-    ``val_fraction`` 0, every clip trains (no validation)."""
+    ``val_fraction`` 0, every clip trains (no validation).
+
+    Each score's patients are shuffled (``seed``) and that score gives its share of the
+    fraction, rounded, at least one patient, so that every score is validated. That needs
+    a validation place per score: where the fraction of all patients, rounded, gives fewer
+    places than there are scores (small data: 4 patients of 3 scores at 0.2 gave 3 of the
+    4 patients to validation), or where it would leave fewer training than validation
+    patients, validation takes instead that many patients (at least 1, at most half), one
+    at a time from the score with the most patients still training. Data of normal size
+    (COVID-BLUeS' 50 patients and every cross-validation fold's training side, at the
+    default fraction) is split as it always was. Fewer than 2 patients cannot be split:
+    :class:`ValueError`, one line."""
     if val_fraction <= 0:
         return list(clips), []
     by_group: dict[str, list[LabelledClip]] = defaultdict(list)
     for c in clips:
         by_group[c.group].append(c)
+    n = len(by_group)
+    if n < 2:
+        raise ValueError(
+            f"--val-fraction {val_fraction:g}: {count(n, 'patient')} cannot be split into training and "
+            "validation patients; use --val-fraction 0 (every patient trains, for the fixed --cnn-epochs) "
+            "or more patients"
+        )
     strata: dict[int, list[str]] = defaultdict(list)
     for g, cs in sorted(by_group.items()):
         strata[max(c.score for c in cs)].append(g)
     rng = random.Random(seed)
-    val_groups: set[str] = set()
     for _, groups in sorted(strata.items()):
         rng.shuffle(groups)
-        val_groups.update(groups[: max(1, round(len(groups) * val_fraction))])
+    take = {s: max(1, round(len(groups) * val_fraction)) for s, groups in strata.items()}
+    places = max(1, round(n * val_fraction))
+    if places < len(strata) or 2 * sum(take.values()) > n:
+        take = _val_places(strata, min(places, n // 2))
+    val_groups = {g for s, groups in strata.items() for g in groups[: take[s]]}
     train = [c for c in clips if c.group not in val_groups]
     val = [c for c in clips if c.group in val_groups]
     assert not {c.group for c in train} & {c.group for c in val}
+    assert 0 < len({c.group for c in val}) <= len({c.group for c in train})
     return train, val
+
+
+def _val_places(strata: dict[int, list[str]], places: int) -> dict[int, int]:
+    """How many validation patients each score gives when there are only ``places``: one
+    at a time from the score with the most patients still training (the lower score on a
+    tie), so that a score held by one patient stays in training while another has more."""
+    take = dict.fromkeys(strata, 0)
+    for _ in range(places):
+        s = max(sorted(strata), key=lambda k: len(strata[k]) - take[k])
+        take[s] += 1
+    return take
 
 
 def group_kfold(
@@ -375,7 +409,8 @@ def group_kfold(
     for c in clips:
         by_group[c.group].append(c)
     if k < 2 or k > len(by_group):
-        raise ValueError(f"need 2 <= k <= number of patients ({len(by_group)}), got k={k}")
+        n = len(by_group)
+        raise ValueError(f"-k {k}: needs 2 <= k <= the number of patients; the data has {count(n, 'patient')}")
     strata: dict[int, list[str]] = defaultdict(list)
     for g, cs in sorted(by_group.items()):
         strata[max(c.score for c in cs)].append(g)

@@ -31,6 +31,7 @@ from lusviewer.training.metrics import (
     patient_agreement,
     patient_scores,
 )
+from lusviewer.wording import count
 
 METRICS = ("accuracy", "macro_f1", "sensitivity", "specificity", "within_one", "qwk")
 CI_METRICS = ("accuracy", "macro_f1", "within_one", "qwk")
@@ -204,7 +205,7 @@ def write_eval_report(result: EvalResult, out_dir: str | os.PathLike[str], *, co
     lines = [
         f"# Evaluation of {result.model}",
         "",
-        f"{result.n_clips} clips scored"
+        f"{count(result.n_clips, 'clip')} scored"
         + (f", {len(result.failed)} could not be read" if result.failed else "")
         + "."
         + (

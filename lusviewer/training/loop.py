@@ -21,6 +21,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lusviewer.training.stopping import BUDGET, budget_warning, stop_reason
+from lusviewer.wording import count
 
 
 def log(msg: str) -> None:
@@ -98,7 +99,8 @@ def batches_per_epoch(n_items: int, batch: int, *, clips: str, frames_per_clip: 
     nb = n_items // batch
     if nb < 1:
         raise ValueError(
-            f"{n_items} {'training ' if step == 'training' else ''}frames per epoch ({clips}, --frames-per-clip "
+            f"{count(n_items, 'training frame' if step == 'training' else 'frame')} per epoch ({clips}, "
+            "--frames-per-clip "
             f"{frames_per_clip}) do not fill one batch of {batch}: no {step} step would run; lower --batch-size "
             "or raise --frames-per-clip"
         )

@@ -64,6 +64,7 @@ from lusviewer.training.loop import (
 )
 from lusviewer.training.probe import run_probe
 from lusviewer.training.simsiam import Encoder, SimSiam, collapse, encoder_for, two_views
+from lusviewer.wording import count
 
 __all__ = [
     "FORMAT",
@@ -222,7 +223,7 @@ def _pretrain_epochs(
         nb = batches_per_epoch(
             len(items),
             cfg.batch_size,
-            clips=f"{len(pool)} clips",
+            clips=count(len(pool), "clip"),
             frames_per_clip=cfg.frames_per_clip,
             step="pretraining",
         )
@@ -282,9 +283,9 @@ def pretrain_branch(
     assert not {c.group for c in train} & {c.group for c in val}, "patient leak"
     pool = [c.path for c in train if c.path in frames] + [p for p in extra if p in frames]
     log(
-        f"pretraining on {sum(len(frames[p]) for p in pool)} frames: {len(train)} clips of "
-        f"{len({c.group for c in train})} training patients + {len(extra)} unlabelled clips; {len(val)} clips of "
-        f"{len({c.group for c in val})} held-out patients (probe only)"
+        f"pretraining on {count(sum(len(frames[p]) for p in pool), 'frame')}: {count(len(train), 'clip')} of "
+        f"{count(len({c.group for c in train}), 'training patient')} + {count(len(extra), 'unlabelled clip')}; "
+        f"{count(len(val), 'clip')} of {count(len({c.group for c in val}), 'held-out patient')} (probe only)"
     )
     dev = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)

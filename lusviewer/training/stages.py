@@ -52,6 +52,7 @@ from lusviewer.training.loop import (
 from lusviewer.training.losses import aux_loss, coral_loss, mil_ordinal_loss, recon_term, sord_loss
 from lusviewer.training.stopping import BUDGET, budget_warning, stop_reason
 from lusviewer.training.validation import cnn_features, evaluate_sequence, validate_cnn
+from lusviewer.wording import count
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ def train_cnn(r: StageRun) -> dict[str, Any]:
         nb = batches_per_epoch(  # each rank takes every world-th batch
             len(items),
             batch * world,
-            clips=f"{len(train)} training clips",
+            clips=count(len(train), "training clip"),
             frames_per_clip=cfg.frames_per_clip,
             step="training",
         )

@@ -35,6 +35,7 @@ from lusviewer.training.loop import RunState, dist_info, init_distributed, log
 from lusviewer.training.pretrain import check_held_out, pretrain_for
 from lusviewer.training.stages import StageRun, train_cnn, train_end_to_end, train_lstm
 from lusviewer.training.validation import baselines, clip_metrics, cnn_features, evaluate_sequence
+from lusviewer.wording import count
 
 __all__ = [
     "RECIPE_KEYS",
@@ -242,8 +243,9 @@ def run_training(cfg: TrainConfig) -> Path:
     for note in split_warnings(train, val):
         log(f"warning: {note}")
     log(
-        f"{len(clips)} clips: train {len(train)} clips / {len({c.group for c in train})} patients, "
-        f"val {len(val)} clips / {len({c.group for c in val})} patients"
+        f"{count(len(clips), 'clip')}: train {count(len(train), 'clip')} / "
+        f"{count(len({c.group for c in train}), 'patient')}, "
+        f"val {count(len(val), 'clip')} / {count(len({c.group for c in val}), 'patient')}"
     )
     model = HybridModel(model_config(cfg))
     t0 = time.time()
@@ -272,12 +274,13 @@ def run_training(cfg: TrainConfig) -> Path:
     if val:
         final = metrics["cnn_lstm" if model.sequence is not None else "cnn"]
         log(
-            f"validation ({len(val)} clips): frame acc {final['frame']['accuracy']:.3f} "
+            f"validation ({count(len(val), 'clip')}): frame acc {final['frame']['accuracy']:.3f} "
             f"macro-F1 {final['frame']['macro_f1']:.3f}; clip acc {final['clip']['accuracy']:.3f} "
             f"macro-F1 {final['clip']['macro_f1']:.3f}"
         )
     else:
-        log(f"trained on all {len(train)} clips ({len({c.group for c in train})} patients); no validation")
+        patients = count(len({c.group for c in train}), "patient")
+        log(f"trained on all {count(len(train), 'clip')} ({patients}); no validation")
     card = build_card(
         cfg,
         model,
