@@ -367,3 +367,40 @@ def test_cancelling_an_exam_queue_says_which_clips_went_unscored(qtbot: Any, tin
     assert "2 clips could not be scored (not in the total)" in c.exam.summary()
     assert not c.queued
     w.close()
+
+
+def test_opening_a_clip_by_hand_during_an_exam_queue_records_the_clips_left_unscored(
+    qtbot: Any, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Opening another clip by hand while an exam's clips were scored one after the other
+    dropped the clip being scored and those still queued without a note (Esc records them
+    since 1627b80): they are now recorded as not scored and the exam's total says so."""
+    from PySide6.QtCore import QTimer
+
+    from lusviewer.io.synthetic import synthetic_frames, write_video
+
+    clips = [
+        str(write_video(tmp_path / f"zone{k}.avi", synthetic_frames(40, size=64, seed=k), fps=20.0, fourcc="MJPG"))
+        for k in range(4)
+    ]
+    other = clips.pop()
+    w = _window(qtbot, tiny_model, tmp_path)
+    c = w.controller
+    opened: list[bool] = []
+
+    def on_scores(_start: int, _n: int) -> None:
+        if len(c.exam) == 1 and c.running and not opened:
+            opened.append(True)
+            QTimer.singleShot(0, lambda: opened.append(w.open_clip(other)))  # the user's own clip
+
+    c.scores_updated.connect(on_scores)
+    w.open_clips(clips)
+    qtbot.waitUntil(lambda: len(opened) == 2 and c.result is not None, timeout=TIMEOUT)
+    qtbot.wait(50)
+    assert opened[1] and c.info is not None and c.info.path == other
+    assert not c.queued
+    assert [e.clip for e in c.exam.entries] == [clips[0], other]
+    assert c.exam.not_scored == clips[1:]
+    assert "2 clips could not be scored (not in the total)" in c.exam.summary()
+    assert "⚠" in w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
+    w.close()
