@@ -33,7 +33,14 @@ from PySide6.QtGui import (
 )
 
 from lusviewer.report.exam_report import RESEARCH_ONLY, ExamReport, ZoneRow
-from lusviewer.ui.chest_diagram import UNCERTAIN_FILL, WITHHELD_FILL, paint_chest, paint_legend, text_colour
+from lusviewer.ui.chest_diagram import (
+    UNCERTAIN_FILL,
+    WITHHELD_FILL,
+    has_not_scored,
+    paint_chest,
+    paint_legend,
+    text_colour,
+)
 from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR
 
 #: Page geometry in points (1/72 inch): A4 and its margins.
@@ -186,7 +193,9 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     legend_w = 124.0
     diagram = QRectF(MARGIN, y, w - legend_w - 8, 152)
     paint_chest(painter, diagram, report.cells)
-    paint_legend(painter, QRectF(MARGIN + w - legend_w, y + 16, legend_w, 120))
+    not_scored = has_not_scored(report.cells)
+    key = QRectF(MARGIN + w - legend_w, y + 16 - 8 * not_scored, legend_w, 120 + 16 * not_scored)
+    paint_legend(painter, key, not_scored=not_scored)
     y += 156
     # A total of uncertain zones is a guess: said beside it, and printed in grey when every
     # counted zone is uncertain (the shipped model's common case), as the viewer's "LUS 4? of 18".

@@ -301,7 +301,7 @@ class MainWindow(QMainWindow):
             c.clinician_scores,
             zones={e.clip: z for e in exam.entries if (z := exam.body_zone(e.clip))},
             zone_choices=choices_for(exam.zones),
-            cells=diagram_cells(exam),
+            cells=diagram_cells(exam, c.exam_session.zone_rule),
             zone_names={z.code: z.name for z in exam.scheme},
         )
         warn = "⚠ " if exam.incomplete or exam.n_unfamiliar or exam.not_scored else ""
