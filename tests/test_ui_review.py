@@ -404,3 +404,54 @@ def test_opening_a_clip_by_hand_during_an_exam_queue_records_the_clips_left_unsc
     assert "2 clips could not be scored (not in the total)" in c.exam.summary()
     assert "⚠" in w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
     w.close()
+
+
+def test_worst_frame_is_the_most_severe_finding(
+    qtbot: Any, tiny_model: Path, tmp_path: Path, synthetic_clip: Path
+) -> None:
+    """A clip scored 0 with many frames scored 1 (the real patient_11_R2: clip score 0, 27
+    frames score 1) had "Worst frame: 47", a frame scored 0, behind "Jump to worst frame": the
+    frame behind the clip score. The worst frame is now the most severe finding (a frame of the
+    highest frame score); the frame behind the clip score (the CSV's worst_frame, unchanged) has
+    its own button where it is another."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from lusviewer.report.aggregate import summarize_clip
+
+    w = _scored(qtbot, tiny_model, tmp_path, synthetic_clip)
+    r = w.controller.result
+    assert r is not None
+    n = len(r.scores)
+    scores = np.zeros(n, dtype=np.int64)
+    scores[1::3] = 1  # every third frame scores 1: mean severity 0.3, clip score 0
+    probs = (np.eye(4, dtype=np.float32)[scores] * 0.9 + 0.025).astype(np.float32)
+    summary = summarize_clip(scores, probs, fps=r.info.fps, rule="expected")  # the shipped model's rule
+    assert summary.clip_score == 0 and scores[summary.worst_frame] == 0  # the CSV's frame: behind the clip score
+    w.scoring.finished(replace(r, scores=scores, probs=probs, summary=summary))
+    qtbot.wait(20)
+    jumped: list[int] = []
+    w.summary.jump_to_worst.connect(jumped.append)
+    w.summary.worst.click()
+    assert jumped and scores[jumped[-1]] == 1, jumped  # the most severe finding
+    qtbot.waitUntil(lambda: w.controller.index == jumped[-1], timeout=TIMEOUT)
+    assert f"Worst frame: {jumped[-1]} (score 1)" in w.summary.rule.text()
+    assert f"the clip score's frame: {summary.worst_frame}" in w.summary.rule.text()
+    assert w.summary.clip_frame.isVisible()
+    w.summary.clip_frame.click()
+    assert jumped[-1] == summary.worst_frame
+    w.close()
+
+
+def test_most_severe_frame_prefers_confident_calls_and_the_longest_run() -> None:
+    import numpy as np
+
+    from lusviewer.report.exam_report import most_severe_frame
+
+    s = np.array([0, 2, 0, 1, 2, 2, 2, 0, 2, 2])
+    assert most_severe_frame(s) == 5  # the middle of the longest run of 2s (4..6)
+    weak = np.zeros(10, dtype=bool)
+    weak[4:7] = True
+    assert most_severe_frame(s, weak) == 8  # confident 2s first: 1, 8..9 -> the run 8..9
+    assert most_severe_frame(np.zeros(5, dtype=np.int64), np.ones(5, dtype=bool)) == 2

@@ -42,10 +42,18 @@ class ZoneRow:
     confidence: str  # "confident", "uncertain", "withheld"
     clinician: int | None
     frames: int
-    worst_frame: int
+    worst_frame: int  # the exam CSV's: the frame behind the clip score
     unfamiliar: bool | None
     repeated: bool  # its zone is given to another clip too
     detail: ClipDetail | None = None
+
+    @property
+    def severe_frame(self) -> int:
+        """The clip's worst frame, its most severe finding (:func:`most_severe_frame`); the
+        CSV's ``worst_frame`` (the frame behind the clip score) where no per-frame scores are kept."""
+        if self.detail is None or not len(self.detail.scores):
+            return self.worst_frame
+        return most_severe_frame(self.detail.scores, self.detail.weak)
 
     @property
     def score_text(self) -> str:
@@ -233,6 +241,26 @@ def build_exam_report(session: ExamSession, fields: ExamFields | None = None) ->
         lusviewer_version=__version__,
         unplaced=unplaced,
     )
+
+
+def most_severe_frame(scores: np.ndarray, weak: np.ndarray | None = None) -> int:
+    """The clip's worst frame as a clinician means it, its most severe finding: of the frames
+    of the highest frame score (confident calls first, where any is), the middle of their
+    longest run. Not the CSV's ``worst_frame``, the frame behind the clip score (of the frames
+    that make the clip score): a clip scored 0 by its rule may hold frames scored 1 (seen:
+    patient_11_R2, clip score 0, 'worst frame' 47 a frame scored 0 while 27 frames score 1)."""
+    s = np.asarray(scores, dtype=np.int64)
+    if s.size == 0:
+        raise ValueError("a clip needs at least one scored frame")
+    top = s == s.max()
+    if weak is not None:
+        sure = top & ~np.asarray(weak, dtype=bool)[: s.size]
+        if sure.any():
+            top = sure
+    edges = np.diff(np.r_[0, top.astype(np.int8), 0])
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(ends - starts))  # the first of the longest runs
+    return int((starts[k] + ends[k] - 1) // 2)
 
 
 def thumbnail_of(frame: np.ndarray, width: int = 200) -> np.ndarray:
