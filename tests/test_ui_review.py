@@ -455,3 +455,39 @@ def test_most_severe_frame_prefers_confident_calls_and_the_longest_run() -> None
     weak[4:7] = True
     assert most_severe_frame(s, weak) == 8  # confident 2s first: 1, 8..9 -> the run 8..9
     assert most_severe_frame(np.zeros(5, dtype=np.int64), np.ones(5, dtype=bool)) == 2
+
+
+@pytest.mark.parametrize("findings", [False, True])
+def test_timeline_legend_is_compact_and_evenly_spaced(qtbot: Any, findings: bool) -> None:
+    """With a finding shown (two legend lines), p0 sat far left of p1-p3: one grid, stretched
+    over the plot's width, whose first column "recon error (÷ clip max)" under p0 set
+    (viewer-error-overlay.png: p0 at x 650, p1 955, p2 1112, p3 1190). Each line is now its
+    own legend, as wide as its entries: p0-p3 evenly spaced, close together, at the plots' edge."""
+    import numpy as np
+
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    tl = ScoreTimeline()
+    qtbot.addWidget(tl)
+    tl.resize(1000, 440)
+    tl.show()
+    n = 100
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), n).astype(np.float32)
+    tl.reset(n)
+    tl.update_scores(probs.argmax(1), probs, rng.random(n).astype(np.float32), n)
+    if findings:
+        tl.set_findings(("a_lines",), rng.random((n, 1)).astype(np.float32))
+    qtbot.wait(50)
+    samples = {}
+    for legend in (tl.legend, getattr(tl, "legend2", tl.legend)):
+        for sample, label in legend.items:
+            samples[label.text] = sample.sceneBoundingRect().left()
+    xs = np.array([samples[f"p{k}"] for k in range(4)])
+    gaps = np.diff(xs)
+    assert gaps.min() > 0 and gaps.max() - gaps.min() <= 3, xs  # evenly spaced
+    assert xs[-1] - xs[0] < 240, xs  # compact: not spread over the 1000 px plot
+    plot_left = tl.prob_plot.vb.sceneBoundingRect().left()
+    assert abs(xs[0] - plot_left) <= 12, (xs[0], plot_left)  # from the plots' left edge
+    if findings:
+        assert "p(A-lines)" in samples and "recon error (÷ clip max)" in samples
