@@ -150,6 +150,24 @@ def test_moved_divider_is_kept_on_resize(qtbot: Any, busy_window: MainWindow) ->
     assert split.user_set and abs(split.sizes()[0] - sizes[0]) <= 10, (sizes, split.sizes())
 
 
+def test_automatic_divider_is_not_saved_as_the_users(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
+    """The divider's automatic place was saved on quit and, restored at the next start, counted
+    as the user's: the Exam tab then never got the height its rows need. Only a divider the
+    user moved is saved (and restored as theirs)."""
+    ini = str(tmp_path / "s.ini")
+    w = shown_window(qtbot, tiny_model, QSettings(ini, QSettings.Format.IniFormat))
+    w.close()
+    assert not QSettings(ini, QSettings.Format.IniFormat).contains("right_splitter")
+    w = shown_window(qtbot, tiny_model, QSettings(ini, QSettings.Format.IniFormat))
+    assert not w.right_splitter.user_set
+    w.right_splitter.moveSplitter(300, 1)
+    w.close()
+    assert QSettings(ini, QSettings.Format.IniFormat).contains("right_splitter")
+    w = shown_window(qtbot, tiny_model, QSettings(ini, QSettings.Format.IniFormat))
+    assert w.right_splitter.user_set
+    w.close()
+
+
 # ------------------------------------------------------------------ the chest diagram
 
 
