@@ -455,6 +455,10 @@ def test_most_severe_frame_prefers_confident_calls_and_the_longest_run() -> None
     weak[4:7] = True
     assert most_severe_frame(s, weak) == 8  # confident 2s first: 1, 8..9 -> the run 8..9
     assert most_severe_frame(np.zeros(5, dtype=np.int64), np.ones(5, dtype=bool)) == 2
+    # the frame behind the clip score, where it is of the highest score: one frame, not two
+    assert most_severe_frame(s, None, prefer=9) == 9
+    assert most_severe_frame(s, weak, prefer=4) == 8  # a weak call where confident ones are
+    assert most_severe_frame(s, None, prefer=3) == 5  # a 1: not the worst
 
 
 @pytest.mark.parametrize("findings", [False, True])

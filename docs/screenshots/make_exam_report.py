@@ -58,7 +58,8 @@ def main() -> None:
             result = engine.score_clip(reader)
         with open_clip(clip) as reader:
             # the worst frame, its most severe finding, as the viewer's PDF shows it
-            thumb = thumbnail_of(reader.frame(most_severe_frame(result.scores, low_confidence(result.probs))))
+            worst = most_severe_frame(result.scores, low_confidence(result.probs), result.summary.worst_frame)
+            thumb = thumbnail_of(reader.frame(worst))
         session.scored(result, thumbnail=thumb)
         label = labels.get(Path(clip).stem)
         if label is not None:

@@ -53,7 +53,7 @@ class ZoneRow:
         CSV's ``worst_frame`` (the frame behind the clip score) where no per-frame scores are kept."""
         if self.detail is None or not len(self.detail.scores):
             return self.worst_frame
-        return most_severe_frame(self.detail.scores, self.detail.weak)
+        return most_severe_frame(self.detail.scores, self.detail.weak, self.worst_frame)
 
     @property
     def score_text(self) -> str:
@@ -243,11 +243,12 @@ def build_exam_report(session: ExamSession, fields: ExamFields | None = None) ->
     )
 
 
-def most_severe_frame(scores: np.ndarray, weak: np.ndarray | None = None) -> int:
+def most_severe_frame(scores: np.ndarray, weak: np.ndarray | None = None, prefer: int | None = None) -> int:
     """The clip's worst frame as a clinician means it, its most severe finding: of the frames
-    of the highest frame score (confident calls first, where any is), the middle of their
-    longest run. Not the CSV's ``worst_frame``, the frame behind the clip score (of the frames
-    that make the clip score): a clip scored 0 by its rule may hold frames scored 1 (seen:
+    of the highest frame score (confident calls first, where any is), ``prefer`` (the frame
+    behind the clip score) where it is one of them, else the middle of their longest run.
+    Not always the CSV's ``worst_frame``, the frame behind the clip score (of the frames that
+    make the clip score): a clip scored 0 by its rule may hold frames scored 1 (seen:
     patient_11_R2, clip score 0, 'worst frame' 47 a frame scored 0 while 27 frames score 1)."""
     s = np.asarray(scores, dtype=np.int64)
     if s.size == 0:
@@ -257,6 +258,8 @@ def most_severe_frame(scores: np.ndarray, weak: np.ndarray | None = None) -> int
         sure = top & ~np.asarray(weak, dtype=bool)[: s.size]
         if sure.any():
             top = sure
+    if prefer is not None and 0 <= prefer < s.size and top[prefer]:
+        return int(prefer)
     edges = np.diff(np.r_[0, top.astype(np.int8), 0])
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     k = int(np.argmax(ends - starts))  # the first of the longest runs

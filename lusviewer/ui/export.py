@@ -229,7 +229,9 @@ class Exporter:
             detail = session.details.get(e.clip)
             if detail is None or detail.thumbnail is not None:
                 continue
-            index = most_severe_frame(detail.scores, detail.weak) if len(detail.scores) else e.worst_frame
+            index = (
+                most_severe_frame(detail.scores, detail.weak, e.worst_frame) if len(detail.scores) else e.worst_frame
+            )
             try:
                 with open_clip(e.clip) as reader:
                     frame = reader.frame(index)

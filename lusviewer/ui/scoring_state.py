@@ -171,7 +171,7 @@ class ScoringState(QObject):
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
         weak = low_confidence(result.probs)
-        severe = most_severe_frame(result.scores, weak)
+        severe = most_severe_frame(result.scores, weak, s.worst_frame)
         self._summary.set_summary(
             s.clip_score,
             s.rule,
