@@ -213,7 +213,8 @@ class MainWindow(QMainWindow):
             "Stop scoring the queued clips?",
             f"{len(queued)} clip{'s are' if len(queued) != 1 else ' is'} still waiting to be scored: "
             f"{', '.join(Path(p).name for p in queued)}.\n\nOpen {Path(path).name} instead and leave "
-            f"{'them' if len(queued) != 1 else 'it'} unscored?",
+            f"{'them' if len(queued) != 1 else 'it'} unscored? The exam will list "
+            f"{'them' if len(queued) != 1 else 'it'} as not scored.",
         ):
             return False
         return self.controller.open(path, replace_queue=True)

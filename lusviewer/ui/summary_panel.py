@@ -101,8 +101,8 @@ def frames_disagree_text(clip_score: int, rule: str, counts: tuple[int, ...] | n
 
 #: The two frames the summary jumps to, in its buttons' tooltips.
 WORST_TOOLTIP = (
-    "The worst frame: the most severe finding, of the frames with the highest frame score "
-    "(confident calls first), the middle of their longest run"
+    "The worst frame: the most severe finding, a frame of the highest frame score (confident calls "
+    "first): the frame behind the clip score where it is one, else the middle of their longest run"
 )
 CLIP_FRAME_TOOLTIP = (
     "The frame behind the clip score (the CSV's worst_frame): of the frames that make the clip "
@@ -114,8 +114,8 @@ def frames_text(worst: int, worst_score: int, worst_weak: bool, clip_frame: int)
     """The summary's sentence on its two frames: the worst (most severe) frame with its score,
     and the frame behind the clip score where it is another."""
     text = f"Worst frame: {worst} (score {worst_score}{', a weak call' if worst_weak else ''})"
-    if clip_frame == worst:
-        return text + ", also the frame behind the clip score."
+    if clip_frame == worst:  # also the frame behind the clip score (the button's tooltip says so)
+        return text + "."
     return text + f"; the clip score's frame: {clip_frame}."
 
 
