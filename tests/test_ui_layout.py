@@ -106,6 +106,7 @@ def test_layout_fits_1024x600(qtbot: Any, busy_window: MainWindow) -> None:
     assert w.status_bar.isVisible() and right <= 1024 and bottom <= 600 and top >= 550
     score_h, prob_h = _plot_heights(w)
     assert score_h >= 50 and prob_h >= 50, (score_h, prob_h)
+    assert w.timeline.ci.geometry().width() <= w.timeline.width()  # the plots end inside the window
     panel = w.exam_panel
     table_bottom = _rect_in(w, panel.table)[3]
     assert panel.table.height() >= 4 * 22 + 26

@@ -495,3 +495,10 @@ def test_timeline_legend_is_compact_and_evenly_spaced(qtbot: Any, findings: bool
     assert abs(xs[0] - plot_left) <= 12, (xs[0], plot_left)  # from the plots' left edge
     if findings:
         assert "p(A-lines)" in samples and "recon error (÷ clip max)" in samples
+    # in a 1024 px window's timeline (510 px) the legend moves left rather than stretch the
+    # plots past the view's right edge (indented, p0-p3 and recon error on one line did)
+    tl.resize(510, 250)
+    qtbot.wait(50)
+    assert tl.ci.geometry().width() <= tl.width(), (tl.ci.geometry().width(), tl.width())
+    box = tl.legend_box.sceneBoundingRect()
+    assert box.left() >= 0 and tl.legend.sceneBoundingRect().right() <= tl.width()

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QPointF, QRectF, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import QCheckBox, QWidget
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
@@ -95,6 +95,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         # one grid of two rows stretched over the plot's width put p0 far left of p1-p3, its
         # column set by "recon error" under it (viewer-error-overlay.png).
         self.legend_box = pg.GraphicsLayout()
+        self._legend_indent = AXIS_WIDTH
         self.legend_box.layout.setContentsMargins(AXIS_WIDTH, 0, 0, 0)
         self.legend_box.layout.setSpacing(0)
         self.addItem(self.legend_box, row=1, col=0)
@@ -357,6 +358,28 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             self.legend_box.layout.setAlignment(legend, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         self.legend2.setVisible(bool(self.legend2.items) and self.legend.isVisible())
         self.legend_box.setFixedHeight(LEGEND_LINE * (1 + bool(self.legend2.items)))
+        self._indent_legend()
+        if self.centralWidget is not None:  # the scene as wide as the view again, whatever it was stretched to
+            self.centralWidget.setGeometry(QRectF(self.range))
+
+    def _indent_legend(self) -> None:
+        """The legend starts at the plots' left edge where the view has room for it, further
+        left where it has not (a 1024 px window: p0-p3 and recon error on one line are 454 px
+        wide; indented 110 px they stretched the plots past the view's right edge)."""
+        widest = max(self.legend.width(), self.legend2.width())
+        left, _top, right, _bottom = self.ci.layout.getContentsMargins()
+        indent = int(max(0, min(AXIS_WIDTH, self.width() - widest - left - right - 4)))
+        if indent != self._legend_indent:
+            self._legend_indent = indent
+            self.legend_box.layout.setContentsMargins(indent, 0, 0, 0)
+            # the scene's minimum width now, not at the next layout pass: a resize would clamp to the old one
+            self.legend_box.layout.activate()
+            self.ci.layout.activate()
+
+    def resizeEvent(self, ev: QResizeEvent | None) -> None:
+        if hasattr(self, "legend2"):  # pyqtgraph calls it from its __init__, before the legends exist
+            self._indent_legend()
+        super().resizeEvent(ev)
 
     def set_findings_visible(self, on: bool) -> None:
         for name in self._findings_in_legend:
