@@ -350,3 +350,49 @@ def test_exam_fields_dialog_keeps_what_is_typed(qtbot: Any) -> None:
     dialog.patient.setText("  P-7 ")
     dialog.date.setText("2 Dec 2026")
     assert dialog.fields() == ExamFields("P-7", "2 Dec 2026", "Dr A")
+
+
+def test_zones_of_clips_that_could_not_be_scored_are_not_called_not_scanned(qapp: Any, tmp_path: Path) -> None:
+    """An exam whose last clips were cancelled (Esc) or failed: the PDF's text said they
+    "could not be scored" while its chest diagram, and the note "3 zones of the protocol not
+    scanned", called their zones not scanned. Their zones now read "not scored" (a cross on
+    white, a solid edge), with a key entry, and the notes no longer count them as not scanned."""
+    from lusviewer.ui.exam_report import write_exam_pdf
+
+    session = _session(6, 3)  # R1 R2 R3 scored
+    session.failed("exam/patient_7_L1.mp4")  # cancelled, or failed
+    session.failed("exam/patient_7_L2.mp4")
+    report = build_exam_report(session)
+    states = {c.zone.code: c.state for c in report.cells}
+    assert states == {
+        "R1": "scored",
+        "R2": "scored",
+        "R3": "withheld",
+        "L1": "not scored",
+        "L2": "not scored",
+        "L3": "not scanned",
+    }
+    from lusviewer.ui.chest_diagram import NOT_SCORED_MARK, has_not_scored
+
+    assert has_not_scored(report.cells)
+    assert zone_labels(next(c for c in report.cells if c.zone.code == "L1")) == (NOT_SCORED_MARK, "not scored")
+    assert "1 zone of the protocol not scanned" in report.notes
+    assert any(n.startswith("2 clips could not be scored") for n in report.notes)
+    # painted unlike a zone not scanned
+    cells = [c for c in report.cells if c.zone.code in ("L1", "L3")]
+    boxes = zone_boxes(QRectF(0, 0, 600, 260), cells)
+    img = _render(cells)
+
+    def crop(code: str) -> list[str]:
+        b = boxes[code].toRect()
+        return [img.pixelColor(x, y).name() for y in range(b.top(), b.bottom()) for x in range(b.left(), b.right())]
+
+    dark = [sum(QColor(c).lightness() < 100 for c in crop(code)) for code in ("L1", "L3")]
+    assert dark[0] > 2 * dark[1], dark  # the cross and the solid edge (L3: its code and "not scanned")
+    out = write_exam_pdf(tmp_path / "exam.pdf", report)
+    if PDFTOTEXT is None:
+        pytest.skip("pdftotext (poppler-utils) is not installed: the PDF's text is not read back")
+    flat = " ".join(_pdf_text(out).split())
+    assert "× could not be scored" in flat  # the key
+    assert "2 clips could not be scored: patient_7_L1.mp4, patient_7_L2.mp4" in flat
+    assert "3 zones of the protocol not scanned" not in flat

@@ -106,6 +106,7 @@ def test_layout_fits_1024x600(qtbot: Any, busy_window: MainWindow) -> None:
     assert w.status_bar.isVisible() and right <= 1024 and bottom <= 600 and top >= 550
     score_h, prob_h = _plot_heights(w)
     assert score_h >= 50 and prob_h >= 50, (score_h, prob_h)
+    assert w.timeline.ci.geometry().width() <= w.timeline.width()  # the plots end inside the window
     panel = w.exam_panel
     table_bottom = _rect_in(w, panel.table)[3]
     assert panel.table.height() >= 4 * 22 + 26
@@ -148,6 +149,24 @@ def test_moved_divider_is_kept_on_resize(qtbot: Any, busy_window: MainWindow) ->
     qtbot.wait(50)
     # Qt shares the 10 px between the two; the 45 % rule would have put the handle back near 400
     assert split.user_set and abs(split.sizes()[0] - sizes[0]) <= 10, (sizes, split.sizes())
+
+
+def test_automatic_divider_is_not_saved_as_the_users(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
+    """The divider's automatic place was saved on quit and, restored at the next start, counted
+    as the user's: the Exam tab then never got the height its rows need. Only a divider the
+    user moved is saved (and restored as theirs)."""
+    ini = str(tmp_path / "s.ini")
+    w = shown_window(qtbot, tiny_model, QSettings(ini, QSettings.Format.IniFormat))
+    w.close()
+    assert not QSettings(ini, QSettings.Format.IniFormat).contains("right_splitter")
+    w = shown_window(qtbot, tiny_model, QSettings(ini, QSettings.Format.IniFormat))
+    assert not w.right_splitter.user_set
+    w.right_splitter.moveSplitter(300, 1)
+    w.close()
+    assert QSettings(ini, QSettings.Format.IniFormat).contains("right_splitter")
+    w = shown_window(qtbot, tiny_model, QSettings(ini, QSettings.Format.IniFormat))
+    assert w.right_splitter.user_set
+    w.close()
 
 
 # ------------------------------------------------------------------ the chest diagram
@@ -236,3 +255,51 @@ def test_diagram_prints_no_unreadable_words_in_a_zone(qapp: Any) -> None:
     assert _ink_rows(_render(cells, 600, 260), large) >= 2 * READABLE_PX
     inner = QRectF(large.left(), large.top() + large.height() * 0.2, large.width(), large.height() * 0.7)
     assert fitted_font("not scanned", inner, large.height() * 0.17).pixelSize() >= READABLE_PX
+
+
+def _whole_rows(table: Any) -> tuple[list[int], list[int]]:
+    """The table's rows drawn whole, and those cut by the viewport's edges."""
+    vh = table.viewport().height()
+    whole, cut = [], []
+    for row in range(table.rowCount()):
+        y, h = table.rowViewportPosition(row), table.rowHeight(row)
+        if y >= 0 and y + h <= vh:
+            whole.append(row)
+        elif y < vh and y + h > 0:
+            cut.append(row)
+    return whole, cut
+
+
+def test_exam_table_shows_all_six_rows_at_1280x800(qtbot: Any, busy_window: MainWindow) -> None:
+    """At 1280x800 the Exam tab's table showed about 4 of a 6-zone exam's rows, scrolled to
+    the current (last) one with half a row at the top (viewer-exam-diagram.png). The tab now
+    takes the height its rows need from the timeline (its plots stay readable), every row
+    whole, the rest of the tab unclipped; at 1024x600, where that is impossible, the table
+    scrolls by whole rows: never a half row at the top."""
+    w = busy_window
+    panel = w.exam_panel
+    panel.table.selectRow(5)  # the clip on screen: the last zone
+    w.resize(1280, 800)
+    qtbot.wait(100)
+    assert (w.width(), w.height()) == (1280, 800)
+    whole, cut = _whole_rows(panel.table)
+    assert whole == list(range(6)) and not cut, (whole, cut)
+    score_h, prob_h = _plot_heights(w)
+    assert score_h >= 100 and prob_h >= 100, (score_h, prob_h)
+    table_bottom = _rect_in(w, panel.table)[3]
+    for b in (panel.open_button, panel.export_button):
+        assert b.isVisible() and _rect_in(w, b)[1] >= table_bottom - 2
+        assert _rect_in(w, b)[3] <= _rect_in(w, w.status_bar)[1]
+    assert _rect_in(w, panel.diagram)[3] <= _rect_in(w, panel.table)[1]
+    assert panel.total.height() >= panel.total.heightForWidth(panel.total.width())
+    # back on the Clip tab the timeline gets its height back
+    w.side_tabs.setCurrentWidget(w.summary)
+    qtbot.wait(50)
+    assert _plot_heights(w)[0] > score_h
+    w.side_tabs.setCurrentWidget(panel)
+    w.resize(1024, 600)
+    qtbot.wait(100)
+    panel.table.scrollToBottom()
+    qtbot.wait(20)
+    whole, cut = _whole_rows(panel.table)
+    assert 5 in whole and (not cut or cut[0] > whole[-1]), (whole, cut)  # none cut at the top

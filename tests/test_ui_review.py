@@ -367,3 +367,138 @@ def test_cancelling_an_exam_queue_says_which_clips_went_unscored(qtbot: Any, tin
     assert "2 clips could not be scored (not in the total)" in c.exam.summary()
     assert not c.queued
     w.close()
+
+
+def test_opening_a_clip_by_hand_during_an_exam_queue_records_the_clips_left_unscored(
+    qtbot: Any, tiny_model: Path, tmp_path: Path
+) -> None:
+    """Opening another clip by hand while an exam's clips were scored one after the other
+    dropped the clip being scored and those still queued without a note (Esc records them
+    since 1627b80): they are now recorded as not scored and the exam's total says so."""
+    from PySide6.QtCore import QTimer
+
+    from lusviewer.io.synthetic import synthetic_frames, write_video
+
+    clips = [
+        str(write_video(tmp_path / f"zone{k}.avi", synthetic_frames(40, size=64, seed=k), fps=20.0, fourcc="MJPG"))
+        for k in range(4)
+    ]
+    other = clips.pop()
+    w = _window(qtbot, tiny_model, tmp_path)
+    c = w.controller
+    opened: list[bool] = []
+
+    def on_scores(_start: int, _n: int) -> None:
+        if len(c.exam) == 1 and c.running and not opened:
+            opened.append(True)
+            QTimer.singleShot(0, lambda: opened.append(w.open_clip(other)))  # the user's own clip
+
+    c.scores_updated.connect(on_scores)
+    w.open_clips(clips)
+    qtbot.waitUntil(lambda: len(opened) == 2 and c.result is not None, timeout=TIMEOUT)
+    qtbot.wait(50)
+    assert opened[1] and c.info is not None and c.info.path == other
+    assert not c.queued
+    assert [e.clip for e in c.exam.entries] == [clips[0], other]
+    assert c.exam.not_scored == clips[1:]
+    assert "2 clips could not be scored (not in the total)" in c.exam.summary()
+    assert "⚠" in w.side_tabs.tabText(w.side_tabs.indexOf(w.exam_panel))
+    w.close()
+
+
+def test_worst_frame_is_the_most_severe_finding(
+    qtbot: Any, tiny_model: Path, tmp_path: Path, synthetic_clip: Path
+) -> None:
+    """A clip scored 0 with many frames scored 1 (the real patient_11_R2: clip score 0, 27
+    frames score 1) had "Worst frame: 47", a frame scored 0, behind "Jump to worst frame": the
+    frame behind the clip score. The worst frame is now the most severe finding (a frame of the
+    highest frame score); the frame behind the clip score (the CSV's worst_frame, unchanged) has
+    its own button where it is another."""
+    from dataclasses import replace
+
+    import numpy as np
+
+    from lusviewer.report.aggregate import summarize_clip
+
+    w = _scored(qtbot, tiny_model, tmp_path, synthetic_clip)
+    r = w.controller.result
+    assert r is not None
+    n = len(r.scores)
+    scores = np.zeros(n, dtype=np.int64)
+    scores[1::3] = 1  # every third frame scores 1: mean severity 0.3, clip score 0
+    probs = (np.eye(4, dtype=np.float32)[scores] * 0.9 + 0.025).astype(np.float32)
+    summary = summarize_clip(scores, probs, fps=r.info.fps, rule="expected")  # the shipped model's rule
+    assert summary.clip_score == 0 and scores[summary.worst_frame] == 0  # the CSV's frame: behind the clip score
+    w.scoring.finished(replace(r, scores=scores, probs=probs, summary=summary))
+    qtbot.wait(20)
+    jumped: list[int] = []
+    w.summary.jump_to_worst.connect(jumped.append)
+    w.summary.worst.click()
+    assert jumped and scores[jumped[-1]] == 1, jumped  # the most severe finding
+    qtbot.waitUntil(lambda: w.controller.index == jumped[-1], timeout=TIMEOUT)
+    assert f"Worst frame: {jumped[-1]} (score 1)" in w.summary.rule.text()
+    assert f"the clip score's frame: {summary.worst_frame}" in w.summary.rule.text()
+    assert w.summary.clip_frame.isVisible()
+    w.summary.clip_frame.click()
+    assert jumped[-1] == summary.worst_frame
+    w.close()
+
+
+def test_most_severe_frame_prefers_confident_calls_and_the_longest_run() -> None:
+    import numpy as np
+
+    from lusviewer.report.exam_report import most_severe_frame
+
+    s = np.array([0, 2, 0, 1, 2, 2, 2, 0, 2, 2])
+    assert most_severe_frame(s) == 5  # the middle of the longest run of 2s (4..6)
+    weak = np.zeros(10, dtype=bool)
+    weak[4:7] = True
+    assert most_severe_frame(s, weak) == 8  # confident 2s first: 1, 8..9 -> the run 8..9
+    assert most_severe_frame(np.zeros(5, dtype=np.int64), np.ones(5, dtype=bool)) == 2
+    # the frame behind the clip score, where it is of the highest score: one frame, not two
+    assert most_severe_frame(s, None, prefer=9) == 9
+    assert most_severe_frame(s, weak, prefer=4) == 8  # a weak call where confident ones are
+    assert most_severe_frame(s, None, prefer=3) == 5  # a 1: not the worst
+
+
+@pytest.mark.parametrize("findings", [False, True])
+def test_timeline_legend_is_compact_and_evenly_spaced(qtbot: Any, findings: bool) -> None:
+    """With a finding shown (two legend lines), p0 sat far left of p1-p3: one grid, stretched
+    over the plot's width, whose first column "recon error (÷ clip max)" under p0 set
+    (viewer-error-overlay.png: p0 at x 650, p1 955, p2 1112, p3 1190). Each line is now its
+    own legend, as wide as its entries: p0-p3 evenly spaced, close together, at the plots' edge."""
+    import numpy as np
+
+    from lusviewer.ui.timeline import ScoreTimeline
+
+    tl = ScoreTimeline()
+    qtbot.addWidget(tl)
+    tl.resize(1000, 440)
+    tl.show()
+    n = 100
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(4), n).astype(np.float32)
+    tl.reset(n)
+    tl.update_scores(probs.argmax(1), probs, rng.random(n).astype(np.float32), n)
+    if findings:
+        tl.set_findings(("a_lines",), rng.random((n, 1)).astype(np.float32))
+    qtbot.wait(50)
+    samples = {}
+    for legend in (tl.legend, getattr(tl, "legend2", tl.legend)):
+        for sample, label in legend.items:
+            samples[label.text] = sample.sceneBoundingRect().left()
+    xs = np.array([samples[f"p{k}"] for k in range(4)])
+    gaps = np.diff(xs)
+    assert gaps.min() > 0 and gaps.max() - gaps.min() <= 3, xs  # evenly spaced
+    assert xs[-1] - xs[0] < 240, xs  # compact: not spread over the 1000 px plot
+    plot_left = tl.prob_plot.vb.sceneBoundingRect().left()
+    assert abs(xs[0] - plot_left) <= 12, (xs[0], plot_left)  # from the plots' left edge
+    if findings:
+        assert "p(A-lines)" in samples and "recon error (÷ clip max)" in samples
+    # in a 1024 px window's timeline (510 px) the legend moves left rather than stretch the
+    # plots past the view's right edge (indented, p0-p3 and recon error on one line did)
+    tl.resize(510, 250)
+    qtbot.wait(50)
+    assert tl.ci.geometry().width() <= tl.width(), (tl.ci.geometry().width(), tl.width())
+    box = tl.legend_box.sceneBoundingRect()
+    assert box.left() >= 0 and tl.legend.sceneBoundingRect().right() <= tl.width()

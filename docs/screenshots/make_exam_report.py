@@ -38,7 +38,8 @@ def main() -> None:
     from lusviewer.cli.common import load_model_or_say
     from lusviewer.inference import ScoringEngine
     from lusviewer.io import open_clip
-    from lusviewer.report.exam_report import ExamFields, build_exam_report, thumbnail_of
+    from lusviewer.report.aggregate import low_confidence
+    from lusviewer.report.exam_report import ExamFields, build_exam_report, most_severe_frame, thumbnail_of
     from lusviewer.report.session import ExamSession
     from lusviewer.report.zones import zone_rule
     from lusviewer.resources import default_model_path
@@ -56,7 +57,9 @@ def main() -> None:
         with open_clip(clip) as reader:
             result = engine.score_clip(reader)
         with open_clip(clip) as reader:
-            thumb = thumbnail_of(reader.frame(int(result.summary.worst_frame)))
+            # the worst frame, its most severe finding, as the viewer's PDF shows it
+            worst = most_severe_frame(result.scores, low_confidence(result.probs), result.summary.worst_frame)
+            thumb = thumbnail_of(reader.frame(worst))
         session.scored(result, thumbnail=thumb)
         label = labels.get(Path(clip).stem)
         if label is not None:

@@ -45,7 +45,7 @@ def main() -> None:
         for row, score in enumerate(args.yours.split(",") if args.yours else []):
             w.exam_panel.clinician_box(row).setCurrentIndex(int(score) + 1)
         w.side_tabs.setCurrentWidget(w.exam_panel)
-        w.jump(c.result.summary.worst_frame if c.result is not None else 0)  # type: ignore[attr-defined]
+        w.summary.worst.click()  # "Jump to worst frame": the most severe finding
         QTimer.singleShot(400, finish)
 
     def finish() -> None:

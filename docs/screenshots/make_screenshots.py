@@ -86,7 +86,7 @@ def main() -> None:
         QTimer.singleShot(300, lambda: (shot(name), next_overlay()))
 
     def finished(result: object) -> None:
-        target = args.frame if args.frame is not None else result.summary.worst_frame  # type: ignore[attr-defined]
+        target = args.frame if args.frame is not None else w.summary.worst_frame  # the worst frame, as the button jumps
         w.jump(target)
         if args.only_scored:
             overlay_steps.clear()

@@ -8,6 +8,7 @@ the same :class:`~lusviewer.report.exam.Exam` object is read.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from lusviewer.report.exam import Exam
 from lusviewer.report.session import ClipDetail, ExamSession
-from lusviewer.report.zones import Zone, zone_named
+from lusviewer.report.zones import Zone, zone_from_name, zone_named
 from lusviewer.wording import count
 
 #: Printed on every page of the report.
@@ -42,10 +43,18 @@ class ZoneRow:
     confidence: str  # "confident", "uncertain", "withheld"
     clinician: int | None
     frames: int
-    worst_frame: int
+    worst_frame: int  # the exam CSV's: the frame behind the clip score
     unfamiliar: bool | None
     repeated: bool  # its zone is given to another clip too
     detail: ClipDetail | None = None
+
+    @property
+    def severe_frame(self) -> int:
+        """The clip's worst frame, its most severe finding (:func:`most_severe_frame`); the
+        CSV's ``worst_frame`` (the frame behind the clip score) where no per-frame scores are kept."""
+        if self.detail is None or not len(self.detail.scores):
+            return self.worst_frame
+        return most_severe_frame(self.detail.scores, self.detail.weak, self.worst_frame)
 
     @property
     def score_text(self) -> str:
@@ -63,7 +72,9 @@ class ZoneRow:
 @dataclass(frozen=True)
 class ZoneCell:
     """One zone of the chest diagram. ``state``: "scored" (``score`` counted, ``confidence``
-    "confident" or "uncertain"), "withheld" (scanned, no reliable score) or "not scanned"."""
+    "confident" or "uncertain"), "withheld" (scanned, no reliable score), "not scored"
+    (scanned: its clip could not be opened or scored, or its scoring was stopped) or
+    "not scanned"."""
 
     zone: Zone
     state: str
@@ -119,8 +130,10 @@ def clinician_line(exam: Exam) -> str:
 
 def _notes(exam: Exam, unplaced: int) -> list[str]:
     notes = []
-    if exam.missing_zones:
-        notes.append(f"{exam.missing_zones} zone{'s' if exam.missing_zones != 1 else ''} of the protocol not scanned")
+    # a zone whose clip could not be scored was scanned: the notes name it below, not as "not scanned"
+    missing = max(0, exam.missing_zones - len(exam.not_scored))
+    if missing:
+        notes.append(f"{missing} zone{'s' if missing != 1 else ''} of the protocol not scanned")
     if exam.n_withheld:
         notes.append(
             f"{exam.n_withheld} zone{'s' if exam.n_withheld != 1 else ''} with no reliable score "
@@ -142,9 +155,23 @@ def _notes(exam: Exam, unplaced: int) -> list[str]:
     return notes
 
 
-def diagram_cells(exam: Exam) -> list[ZoneCell]:
+def not_scored_zones(exam: Exam, zone_rule: Callable[[str], str | None] | None = None) -> dict[str, int]:
+    """Zone code -> how many of the exam's clips that could not be scored (:attr:`Exam.not_scored`)
+    were meant for it: by ``zone_rule`` (``--zone-from``), else by the clip's file name."""
+    where: dict[str, int] = {}
+    for clip in exam.not_scored:
+        code = (zone_rule(clip) if zone_rule is not None else None) or zone_from_name(clip, exam.zones)
+        if code is not None:
+            where[code] = where.get(code, 0) + 1
+    return where
+
+
+def diagram_cells(exam: Exam, zone_rule: Callable[[str], str | None] | None = None) -> list[ZoneCell]:
     """One cell per zone of the exam's scheme: the worst counted score of the clips placed
-    there (withheld clips count only where no other clip is), the clinician's (highest) score."""
+    there (withheld clips count only where no other clip is), the clinician's (highest) score.
+    A zone with no scored clip whose clip could not be scored (:func:`not_scored_zones`) was
+    scanned: "not scored", never "not scanned"."""
+    failed = not_scored_zones(exam, zone_rule)
     cells = []
     for z in exam.scheme:
         mine = [e for e in exam.entries if exam.body_zone(e.clip) == z.code]
@@ -156,6 +183,8 @@ def diagram_cells(exam: Exam) -> list[ZoneCell]:
             cells.append(ZoneCell(z, "scored", worst.clip_score, worst.confidence, best_clin, len(mine)))
         elif mine:
             cells.append(ZoneCell(z, "withheld", None, "withheld", best_clin, len(mine)))
+        elif z.code in failed:
+            cells.append(ZoneCell(z, "not scored", clips=failed[z.code]))
         else:
             cells.append(ZoneCell(z, "not scanned"))
     return cells
@@ -191,7 +220,7 @@ def build_exam_report(session: ExamSession, fields: ExamFields | None = None) ->
             )
         )
     rows.sort(key=lambda r: order.get(r.zone.code, len(order)) if r.zone else len(order) + 1)  # stable
-    cells = diagram_cells(exam)
+    cells = diagram_cells(exam, session.zone_rule)
     entries = exam.entries
     names = {e.weights_sha256: e.model for e in entries}
     devices = list(dict.fromkeys(d.device for d in session.details.values() if d.device))
@@ -213,6 +242,29 @@ def build_exam_report(session: ExamSession, fields: ExamFields | None = None) ->
         lusviewer_version=__version__,
         unplaced=unplaced,
     )
+
+
+def most_severe_frame(scores: np.ndarray, weak: np.ndarray | None = None, prefer: int | None = None) -> int:
+    """The clip's worst frame as a clinician means it, its most severe finding: of the frames
+    of the highest frame score (confident calls first, where any is), ``prefer`` (the frame
+    behind the clip score) where it is one of them, else the middle of their longest run.
+    Not always the CSV's ``worst_frame``, the frame behind the clip score (of the frames that
+    make the clip score): a clip scored 0 by its rule may hold frames scored 1 (seen:
+    patient_11_R2, clip score 0, 'worst frame' 47 a frame scored 0 while 27 frames score 1)."""
+    s = np.asarray(scores, dtype=np.int64)
+    if s.size == 0:
+        raise ValueError("a clip needs at least one scored frame")
+    top = s == s.max()
+    if weak is not None:
+        sure = top & ~np.asarray(weak, dtype=bool)[: s.size]
+        if sure.any():
+            top = sure
+    if prefer is not None and 0 <= prefer < s.size and top[prefer]:
+        return int(prefer)
+    edges = np.diff(np.r_[0, top.astype(np.int8), 0])
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    k = int(np.argmax(ends - starts))  # the first of the longest runs
+    return int((starts[k] + ends[k] - 1) // 2)
 
 
 def thumbnail_of(frame: np.ndarray, width: int = 200) -> np.ndarray:

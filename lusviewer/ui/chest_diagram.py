@@ -5,7 +5,9 @@ front, the back and both sides. Painted by :func:`paint_chest` on any ``QPainter
 Exam tab's :class:`ChestDiagram` and the PDF report (``ui.exam_report``) alike.
 
 A zone scanned with no reliable score (the clip is unlike the training clips) is light
-grey and hatched, a zone not scanned is white with a dotted edge. An uncertain score (a
+grey and hatched; a zone scanned whose clip could not be scored (it failed, or its scoring
+was stopped) is white with a solid edge and a cross; a zone not scanned is white with a
+dotted edge. An uncertain score (a
 guess: the same rule as the Clip and Exam tabs' grey "Score 1, uncertain") is never
 painted in its score's colour: the zone is a pale neutral grey with a dashed edge (the
 timeline's dashes for weak calls) and the score printed in dark grey with a ``?``
@@ -29,6 +31,9 @@ from lusviewer.ui.palette import SCORE_COLOURS, SCORE_SHORT, UNCERTAIN_COLOUR
 #: A zone scanned with no reliable score (hatched) and one not scanned (white, dotted edge).
 WITHHELD_FILL = "#c8c8c8"
 NOT_SCANNED_FILL = "#ffffff"
+#: A zone scanned whose clip could not be scored: white, a solid edge, a cross for its score.
+NOT_SCORED_FILL = "#ffffff"
+NOT_SCORED_MARK = "×"
 #: An uncertain score (a guess, counted): a pale neutral fill, not the score's colour (a green
 #: "0?" read as a confident normal), its edge dashed and its score in dark grey.
 UNCERTAIN_FILL = "#ebebeb"
@@ -74,6 +79,8 @@ def cell_fill(cell: ZoneCell) -> str:
     """The zone's fill: the score's colour only for a confident score."""
     if cell.state == "scored" and cell.score is not None:
         return UNCERTAIN_FILL if uncertain(cell) else SCORE_COLOURS[cell.score]
+    if cell.state == "not scored":
+        return NOT_SCORED_FILL
     return WITHHELD_FILL if cell.state == "withheld" else NOT_SCANNED_FILL
 
 
@@ -288,6 +295,8 @@ def zone_labels(cell: ZoneCell) -> tuple[str, str]:
         return main, f"clin. {cell.clinician}" if cell.differs else ""
     if cell.state == "withheld":
         return "–", f"clin. {cell.clinician}" if cell.clinician is not None else "no reliable score"
+    if cell.state == "not scored":
+        return NOT_SCORED_MARK, "not scored"
     return "", "not scanned"
 
 
@@ -298,15 +307,28 @@ LEGEND_OTHERS = [
     (WITHHELD_FILL, "–", "no reliable score"),
     (NOT_SCANNED_FILL, "", "not scanned"),
 ]
+#: Only where a zone shows it: a clip that could not be scored (failed, or its scoring stopped).
+LEGEND_NOT_SCORED = (NOT_SCORED_FILL, NOT_SCORED_MARK, "could not be scored")
 
 
-def paint_legend(painter: QPainter, rect: QRectF, *, scores: bool = True, short: bool = False) -> None:
+def has_not_scored(cells: Sequence[ZoneCell]) -> bool:
+    return any(c.state == "not scored" for c in cells)
+
+
+def paint_legend(
+    painter: QPainter, rect: QRectF, *, scores: bool = True, short: bool = False, not_scored: bool = False
+) -> None:
     """The diagram's key in one column: scores 0-3 (confident: in their colours; without
-    ``scores``, left out), uncertain, no reliable score, not scanned; ``short``: "uncertain"
-    without "(a guess)", for the Exam tab's narrow key."""
+    ``scores``, left out), uncertain, no reliable score, ``not_scored`` (where a zone shows
+    it: "could not be scored", "not scored" when ``short``), not scanned; ``short``:
+    "uncertain" without "(a guess)", for the Exam tab's narrow key."""
     painter.save()
     painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-    others = [(f, m, w.split(" (")[0] if short else w) for f, m, w in LEGEND_OTHERS]
+    listed = list(LEGEND_OTHERS)
+    if not_scored:
+        fill, mark, words = LEGEND_NOT_SCORED
+        listed.insert(2, (fill, mark, "not scored" if short else words))
+    others = [(f, m, w.split(" (")[0] if short else w) for f, m, w in listed]
     items = (LEGEND_SCORES if scores else []) + others
     line = rect.height() / len(items)
     sw = min(line * 0.8, rect.width() * 0.2)
@@ -325,7 +347,7 @@ def paint_legend(painter: QPainter, rect: QRectF, *, scores: bool = True, short:
         if mark == "–":
             painter.setBrush(QBrush(QColor("#6a6a6a"), Qt.BrushStyle.BDiagPattern))
             painter.drawRect(box)
-        elif mark and not mark.endswith("?"):
+        elif mark and mark.isdigit():
             paint_texture(painter, box, int(mark))
         painter.setFont(_font(min(line * 0.55, 13), bold=mark.endswith("?")))
         painter.setPen(QColor(UNCERTAIN_COLOUR) if mark.endswith("?") else text_colour(fill))
@@ -373,7 +395,8 @@ class ChestDiagram(QWidget):
         self.setToolTip(
             "The exam's zones on the chest. A confident score fills its zone with the score's colour (0 green, "
             "1 amber, 2 orange, 3 red); an uncertain one (a guess, counted in the total) is pale grey with a dashed "
-            "edge and its score in grey with a ?, e.g. 0?; grey hatched: no reliable score; white: not scanned. "
+            "edge and its score in grey with a ?, e.g. 0?; grey hatched: no reliable score; white with a cross: "
+            "scanned, but its clip could not be scored; white, dotted edge: not scanned. "
             "Where your score differs, or the model's is withheld, it is printed under the model's (clin.)."
         )
 
@@ -409,7 +432,9 @@ class ChestDiagram(QWidget):
                     rect = QRectF(
                         key.left() - self.KEY_GAP - self._views_width(), rect.top(), self._views_width(), rect.height()
                     )
-                    paint_legend(painter, key, scores=self._key_has_scores(), short=True)
+                    paint_legend(
+                        painter, key, scores=self._key_has_scores(), short=True, not_scored=has_not_scored(self.cells)
+                    )
                 paint_chest(painter, rect, self.cells)
             else:
                 painter.setPen(QColor("#707070"))
@@ -420,7 +445,7 @@ class ChestDiagram(QWidget):
     def _key_has_scores(self) -> bool:
         """The confident scores' colours in the key too: where a zone shows one, and there is room."""
         confident = any(c.state == "scored" and not uncertain(c) for c in self.cells)
-        return confident and self.height() >= 7 * self.KEY_LINE
+        return confident and self.height() >= (7 + has_not_scored(self.cells)) * self.KEY_LINE
 
     def _views_width(self) -> float:
         return views_width(QRectF(self.rect()).adjusted(4, 2, -4, -2), len(self.cells))
@@ -432,7 +457,7 @@ class ChestDiagram(QWidget):
             return None
         rect = QRectF(self.rect()).adjusted(4, 2, -4, -2)
         views = self._views_width()
-        lines = 7 if self._key_has_scores() else 3
+        lines = (7 if self._key_has_scores() else 3) + has_not_scored(self.cells)
         # its type grows with a taller diagram (1920x1080), up to 1.4 times, where there is room
         scale = max(1.0, min(1.4, rect.height() / (self.FULL_HEIGHT * 1.4)))
         while scale > 1.0 and rect.width() - views < self.KEY_WIDTH * scale + self.KEY_GAP:

@@ -213,7 +213,12 @@ class Controller(QObject):
             self.clip_failed.emit(path, f"{type(exc).__name__}: {exc}")
             return False
         opening_warnings, self._opening = self._opening, None
+        dropped: list[str] = []
         if replace_queue:
+            # The user's own clip ends the exam's queue: the queue's clips it leaves unscored
+            # (the one being scored, those still queued) are recorded as not scored, as Esc
+            # does, so the exam's total says so (they went unmentioned).
+            dropped = self._queue_left_unscored()
             self.clear_queue()
         self._from_queue = False
         self.cancel()
@@ -234,6 +239,8 @@ class Controller(QObject):
             if Path(path).name in message:  # not a late warning about the previous clip
                 self.clip_warning.emit(message)
         self.start_scoring()
+        if [p for p in dropped if p != path and self.exam_session.failed(p)]:
+            self.exam_changed.emit()
         return True
 
     def frame(self, index: int) -> np.ndarray:
@@ -284,13 +291,19 @@ class Controller(QObject):
         queue (meant for the exam) left unscored are recorded as not scored, so the exam's
         total says so: they went unmentioned, and the PDF then called their zones "not
         scanned"."""
-        dropped = self.queued
-        if self.running and self._from_queue and self.info is not None and self.info.path not in self.exam:
-            dropped.insert(0, self.info.path)
+        dropped = self._queue_left_unscored()
         self.clear_queue()
         self.cancel()
         if [path for path in dropped if self.exam_session.failed(path)]:
             self.exam_changed.emit()
+
+    def _queue_left_unscored(self) -> list[str]:
+        """The queue's clips that stopping it now leaves unscored: the one being scored (when it
+        came from the queue and is not in the exam yet), then those still queued."""
+        dropped = self.queued
+        if self.running and self._from_queue and self.info is not None and self.info.path not in self.exam:
+            dropped.insert(0, self.info.path)
+        return dropped
 
     def cancel(self) -> None:
         """Cancel the running job (its results are dropped from now on)."""

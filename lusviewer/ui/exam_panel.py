@@ -55,6 +55,35 @@ class _FocusedComboBox(QComboBox):
             event.ignore()
 
 
+class _WholeRowsTable(QTableWidget):
+    """A table whose rows are drawn whole: its viewport is a whole number of rows high (the
+    pixels left over are a blank strip under it) and it scrolls by rows. Scrolled per pixel,
+    or per row to its last row (Qt aligns that one to the bottom), it showed part of a row at
+    the top (viewer-exam-diagram.png at 1280x800)."""
+
+    def __init__(self, rows: int, columns: int) -> None:
+        super().__init__(rows, columns)
+        self.setVerticalScrollMode(QAbstractItemView.ScrollMode.ScrollPerItem)
+        self._fitting = False
+
+    def updateGeometries(self) -> None:
+        super().updateGeometries()
+        if self._fitting:
+            return
+        self._fitting = True
+        try:
+            m = self.viewportMargins()
+            row = self.verticalHeader().defaultSectionSize()
+            room = self.height() - 2 * self.frameWidth() - m.top()
+            if self.horizontalScrollBar().isVisible():
+                room -= self.horizontalScrollBar().height()
+            rest = room % row if room >= row else 0
+            if m.bottom() != rest:
+                self.setViewportMargins(m.left(), m.top(), m.right(), rest)
+        finally:
+            self._fitting = False
+
+
 class ExamPanel(QWidget):
     """The exam: one row per scored clip (zone, the model's clip score, the clinician's
     own score, a note), the LUS score total, and buttons to open, remove, clear and
@@ -67,6 +96,8 @@ class ExamPanel(QWidget):
     zones_changed = Signal(object)  # the protocol's number of zones, or None
     clear_requested = Signal()
     export_requested = Signal()
+    #: Its rows changed: the height it wants (:meth:`wanted_height`) may have.
+    rows_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -88,7 +119,7 @@ class ExamPanel(QWidget):
             "no reliable score (unlike the training clips) is left out and the exam is incomplete; an uncertain "
             "score is counted, marked."
         )
-        self.table = QTableWidget(0, 5)
+        self.table = _WholeRowsTable(0, 5)
         headers = (
             ("Clip", ""),
             ("Model", "The model's clip score"),
@@ -158,6 +189,7 @@ class ExamPanel(QWidget):
         left.addLayout(head)
         left.addWidget(self.total)
         left.addStretch(1)
+        self._left = left
         self._top = top = QHBoxLayout()
         top.addLayout(left, 3)
         top.addWidget(self.diagram, 2)
@@ -266,6 +298,26 @@ class ExamPanel(QWidget):
         rest = self.export_button.sizeHint().height() + 12
         self.diagram.want_height(self.height() - table - rest)
 
+    def wanted_height(self) -> int:
+        """The height that shows every row of the exam whole (the window's side splitter gives it
+        where the timeline can spare it, :class:`~lusviewer.ui.layout.SideSplitter`); 0 for no rows."""
+        rows = self.table.rowCount()
+        if not rows:
+            return 0
+        layout = self.layout()
+        assert layout is not None
+        margins = layout.contentsMargins()
+        spacing = layout.spacing()
+        top = max(self.diagram.FULL_HEIGHT, self._left.sizeHint().height())
+        table = (
+            rows * self.table.verticalHeader().defaultSectionSize()
+            + self.table.horizontalHeader().sizeHint().height()
+            + 2 * self.table.frameWidth()
+            + 2
+        )
+        buttons = max(b.sizeHint().height() for b in (self.open_button, self.export_button))
+        return margins.top() + margins.bottom() + top + table + buttons + 2 * spacing
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         self._spare_for_diagram()
         wide = self.width() >= self.WIDE
@@ -340,3 +392,4 @@ class ExamPanel(QWidget):
                 self.table.selectRow(self._paths.index(current))
         self._update_buttons()
         self._spare_for_diagram()  # more rows: less to spare
+        self.rows_changed.emit()

@@ -3,7 +3,7 @@ Soldati's 14 zones), painted with Qt's own PDF writer (vector text, fonts embedd
 other dependency), from :class:`~lusviewer.report.exam_report.ExamReport`.
 
 The page: the fields the clinician typed, the chest diagram and its key, the LUS score
-with its protocol and the clinician's total, one row per clip (zone, worst frame, a
+with its protocol and the clinician's total, one row per clip (zone, worst frame: its most severe finding, a
 timeline of its per-frame scores, the model's and the clinician's score, the share of
 low-confidence frames, whether the clip is like the training clips), and in the footer
 the model, its weights' sha256, the device and lusviewer's version, and "Research use
@@ -33,7 +33,14 @@ from PySide6.QtGui import (
 )
 
 from lusviewer.report.exam_report import RESEARCH_ONLY, ExamReport, ZoneRow
-from lusviewer.ui.chest_diagram import UNCERTAIN_FILL, WITHHELD_FILL, paint_chest, paint_legend, text_colour
+from lusviewer.ui.chest_diagram import (
+    UNCERTAIN_FILL,
+    WITHHELD_FILL,
+    has_not_scored,
+    paint_chest,
+    paint_legend,
+    text_colour,
+)
 from lusviewer.ui.palette import SCORE_COLOURS, UNCERTAIN_COLOUR
 
 #: Page geometry in points (1/72 inch): A4 and its margins.
@@ -186,7 +193,9 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     legend_w = 124.0
     diagram = QRectF(MARGIN, y, w - legend_w - 8, 152)
     paint_chest(painter, diagram, report.cells)
-    paint_legend(painter, QRectF(MARGIN + w - legend_w, y + 16, legend_w, 120))
+    not_scored = has_not_scored(report.cells)
+    key = QRectF(MARGIN + w - legend_w, y + 16 - 8 * not_scored, legend_w, 120 + 16 * not_scored)
+    paint_legend(painter, key, not_scored=not_scored)
     y += 156
     # A total of uncertain zones is a guess: said beside it, and printed in grey when every
     # counted zone is uncertain (the shipped model's common case), as the viewer's "LUS 4? of 18".
@@ -279,7 +288,8 @@ def _row(painter: QPainter, row: ZoneRow, r: QRectF) -> None:
         "#404040",
     )
     detail = row.detail
-    # worst frame
+    # the worst frame: its most severe finding (the viewer's "Jump to worst frame"), not the CSV's worst_frame
+    severe = row.severe_frame
     if detail is not None and detail.thumbnail is not None:
         _image(painter, detail.thumbnail, QRectF(thumb.left(), thumb.top(), thumb.width(), thumb.height() - 9))
     else:
@@ -289,14 +299,15 @@ def _row(painter: QPainter, row: ZoneRow, r: QRectF) -> None:
     _text(
         painter,
         QRectF(thumb.left(), thumb.bottom() - 8, thumb.width(), 8),
-        f"frame {row.worst_frame}",
+        f"frame {severe}"
+        + (f" · score {int(detail.scores[severe])}" if detail is not None and len(detail.scores) else ""),
         _font(6),
         _CENTER,
         "#404040",
     )
     # per-frame scores
     if detail is not None and len(detail.scores):
-        _timeline(painter, timeline, detail.scores, detail.weak, detail.fps, row.worst_frame, row.confidence)
+        _timeline(painter, timeline, detail.scores, detail.weak, detail.fps, severe, row.confidence)
     # the model's score, the clinician's
     _score_chip(painter, QRectF(model.left(), model.top() + 1, 26, 19), row.model_score, row.confidence)
     words = {"withheld": "no reliable score", "uncertain": "uncertain"}.get(row.confidence, "")

@@ -216,21 +216,26 @@ class Exporter:
         return True
 
     def _add_thumbnails(self) -> None:
-        """The worst frame of each clip of the exam, read now (a few frames: quick) where not kept yet."""
+        """The worst frame (most severe finding: :func:`~lusviewer.report.exam_report.most_severe_frame`,
+        as the Clip tab's "Jump to worst frame") of each clip of the exam, read now (a few frames:
+        quick) where not kept yet."""
         from dataclasses import replace
 
         from lusviewer.io import open_clip
-        from lusviewer.report.exam_report import thumbnail_of
+        from lusviewer.report.exam_report import most_severe_frame, thumbnail_of
 
         session = self._c.exam_session
         for e in session.exam.entries:
             detail = session.details.get(e.clip)
             if detail is None or detail.thumbnail is not None:
                 continue
+            index = (
+                most_severe_frame(detail.scores, detail.weak, e.worst_frame) if len(detail.scores) else e.worst_frame
+            )
             try:
                 with open_clip(e.clip) as reader:
-                    frame = reader.frame(e.worst_frame)
+                    frame = reader.frame(index)
             except Exception as exc:  # the report shows an empty frame box; the scores are what matter
-                log.warning("%s: worst frame %d not shown in the exam report (%s)", e.clip, e.worst_frame, exc)
+                log.warning("%s: worst frame %d not shown in the exam report (%s)", e.clip, index, exc)
                 continue
             session.details[e.clip] = replace(detail, thumbnail=thumbnail_of(frame))

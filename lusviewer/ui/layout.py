@@ -49,10 +49,15 @@ class SideSplitter(QSplitter):
     1920x1080 while the exam table showed four rows."""
 
     BELOW_SHARE = 0.45
+    #: The share of the height the timeline keeps when a tab wants more (:attr:`wanted_below`).
+    TIMELINE_KEEPS = 0.5
 
     def __init__(self) -> None:
         super().__init__(Qt.Orientation.Vertical)
         self.user_set = False
+        #: The height the tabs want now (the Exam tab: every row whole), 0: none; given where
+        #: the timeline keeps its minimum (6 zones at 1280x800: 4 rows and a half before).
+        self.wanted_below: Callable[[], int] = lambda: 0
         self.splitterMoved.connect(self._moved)
 
     def _moved(self, _pos: int, _index: int) -> None:
@@ -76,8 +81,15 @@ class SideSplitter(QSplitter):
         h = self.height() - self.handleWidth()
         below_min = bottom.minimumSizeHint().height()
         top_min = top.minimumHeight()
-        below = min(max(below_min, round(h * self.BELOW_SHARE)), max(h - top_min, below_min))
+        # what the tabs want, where the timeline keeps half the height (its plots readable)
+        wanted = min(self.wanted_below(), round(h * (1 - self.TIMELINE_KEEPS)))
+        below = min(max(below_min, round(h * self.BELOW_SHARE), wanted), max(h - top_min, below_min))
         self.setSizes([h - below, below])
+
+    def reshare(self) -> None:
+        """What the tabs want changed (another tab, more rows): share again, unless the user set the handle."""
+        if not self.user_set and self.count() == 2:
+            self.share()
 
 
 @dataclass(frozen=True, eq=False)
@@ -181,6 +193,17 @@ def build_views() -> Views:
     right_splitter.setChildrenCollapsible(False)
     right_splitter.addWidget(timeline)
     right_splitter.addWidget(below)
+
+    def exam_wants() -> int:
+        """The Exam tab, current, with rows: the height below the timeline that shows them all."""
+        rows = exam_panel.wanted_height() if side_tabs.currentWidget() is exam_panel else 0
+        if not rows:
+            return 0
+        return rows + below.height() - exam_panel.height()  # the toggles, the tab bar and frame
+
+    right_splitter.wanted_below = exam_wants
+    side_tabs.currentChanged.connect(lambda _i: right_splitter.reshare())
+    exam_panel.rows_changed.connect(right_splitter.reshare)
 
     splitter = QSplitter(Qt.Orientation.Horizontal)
     splitter.addWidget(left)

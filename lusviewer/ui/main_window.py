@@ -213,7 +213,8 @@ class MainWindow(QMainWindow):
             "Stop scoring the queued clips?",
             f"{len(queued)} clip{'s are' if len(queued) != 1 else ' is'} still waiting to be scored: "
             f"{', '.join(Path(p).name for p in queued)}.\n\nOpen {Path(path).name} instead and leave "
-            f"{'them' if len(queued) != 1 else 'it'} unscored?",
+            f"{'them' if len(queued) != 1 else 'it'} unscored? The exam will list "
+            f"{'them' if len(queued) != 1 else 'it'} as not scored.",
         ):
             return False
         return self.controller.open(path, replace_queue=True)
@@ -301,7 +302,7 @@ class MainWindow(QMainWindow):
             c.clinician_scores,
             zones={e.clip: z for e in exam.entries if (z := exam.body_zone(e.clip))},
             zone_choices=choices_for(exam.zones),
-            cells=diagram_cells(exam),
+            cells=diagram_cells(exam, c.exam_session.zone_rule),
             zone_names={z.code: z.name for z in exam.scheme},
         )
         warn = "⚠ " if exam.incomplete or exam.n_unfamiliar or exam.not_scored else ""

@@ -82,7 +82,12 @@ class Preferences:
         w, s = self._w, self._s
         s.setValue("geometry", w.saveGeometry())
         s.setValue("splitter", w.splitter.saveState())
-        s.setValue("right_splitter", w.right_splitter.saveState())
+        # only a balance the user chose: a saved automatic one, restored, counted as the user's
+        # and kept the Exam tab from getting the height its rows need (layout.SideSplitter)
+        if w.right_splitter.user_set:
+            s.setValue("right_splitter", w.right_splitter.saveState())
+        else:
+            s.remove("right_splitter")
         s.setValue("overlay_mode", w.overlay_mode.currentIndex())
         s.setValue("overlay_opacity", w.opacity.value())
         s.setValue("show_probabilities", "true" if w.show_probs.isChecked() else "false")

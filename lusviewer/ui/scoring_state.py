@@ -18,6 +18,7 @@ import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
 from lusviewer.report.aggregate import clip_confidence, low_confidence
+from lusviewer.report.exam_report import most_severe_frame
 
 if TYPE_CHECKING:
     from lusviewer.inference import ClipResult
@@ -170,6 +171,7 @@ class ScoringState(QObject):
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
         weak = low_confidence(result.probs)
+        severe = most_severe_frame(result.scores, weak, s.worst_frame)
         self._summary.set_summary(
             s.clip_score,
             s.rule,
@@ -179,6 +181,7 @@ class ScoringState(QObject):
             result.info.fps,
             clip_confidence(result),
             weak_counts(result.scores, weak),
+            (severe, int(result.scores[severe]), bool(weak[severe])),
         )
         self._summary.set_confidence(weak)
         self._summary.set_familiarity(result.familiarity_warning)

@@ -1,6 +1,7 @@
 """The clip summary: the clip score with its rule, how sure the model is, frames per
-score, a jump to the frame behind the clip score, and (for a model whose card shows
-them) the findings: A-lines, B-lines."""
+score, a jump to the worst frame (the most severe finding) and, where it is another, to
+the frame behind the clip score, and (for a model whose card shows them) the findings:
+A-lines, B-lines."""
 
 from __future__ import annotations
 
@@ -98,9 +99,29 @@ def frames_disagree_text(clip_score: int, rule: str, counts: tuple[int, ...] | n
     )
 
 
+#: The two frames the summary jumps to, in its buttons' tooltips.
+WORST_TOOLTIP = (
+    "The worst frame: the most severe finding, a frame of the highest frame score (confident calls "
+    "first): the frame behind the clip score where it is one, else the middle of their longest run"
+)
+CLIP_FRAME_TOOLTIP = (
+    "The frame behind the clip score (the CSV's worst_frame): of the frames that make the clip "
+    "score, the one the model finds most severe"
+)
+
+
+def frames_text(worst: int, worst_score: int, worst_weak: bool, clip_frame: int) -> str:
+    """The summary's sentence on its two frames: the worst (most severe) frame with its score,
+    and the frame behind the clip score where it is another."""
+    text = f"Worst frame: {worst} (score {worst_score}{', a weak call' if worst_weak else ''})"
+    if clip_frame == worst:  # also the frame behind the clip score (the button's tooltip says so)
+        return text + "."
+    return text + f"; the clip score's frame: {clip_frame}."
+
+
 class SummaryPanel(QWidget):
-    """Clip score with its rule, how sure the model is, frames per score, and a jump
-    to the frame behind the clip score."""
+    """Clip score with its rule, how sure the model is, frames per score, and jumps to the
+    worst frame (the most severe finding) and to the frame behind the clip score."""
 
     jump_to_worst = Signal(int)
 
@@ -141,16 +162,22 @@ class SummaryPanel(QWidget):
         self._all_guesses = False
         self._style_rows([False] * len(SCORE_NAMES))
         self.worst = QPushButton("Jump to worst frame")
-        self.worst.setToolTip(
-            "The frame behind the clip score: of the frames that make it, the one the model finds most severe"
-        )
+        self.worst.setToolTip(WORST_TOOLTIP)
         self.worst.setEnabled(False)
         self._worst = 0
         self.worst.clicked.connect(lambda: self.jump_to_worst.emit(self._worst))
+        # the frame behind the clip score, offered where it is not the worst frame
+        self.clip_frame = QPushButton("Clip-score frame")
+        self.clip_frame.setToolTip(CLIP_FRAME_TOOLTIP)
+        self.clip_frame.hide()
+        self._clip_frame = 0
+        self.clip_frame.clicked.connect(lambda: self.jump_to_worst.emit(self._clip_frame))
         self._clip_score: int | None = None
         head = QGridLayout()
+        head.setVerticalSpacing(2)
         head.addWidget(self.title, 0, 0)
         head.addWidget(self.score, 1, 0)
+        head.addWidget(self.clip_frame, 0, 1, Qt.AlignmentFlag.AlignRight)
         head.addWidget(self.worst, 1, 1, Qt.AlignmentFlag.AlignRight)
         layout.addLayout(head)
         # Shown only when the clip's images are unlike the model's training clips.
@@ -171,6 +198,11 @@ class SummaryPanel(QWidget):
         self.findings.hide()
         layout.addWidget(self.findings)
 
+    @property
+    def worst_frame(self) -> int:
+        """The frame "Jump to worst frame" goes to: the most severe finding."""
+        return self._worst
+
     def clear(self, text: str = "—") -> None:
         self.score.setText(text)
         self.score.setStyleSheet("")
@@ -184,6 +216,7 @@ class SummaryPanel(QWidget):
         self._all_guesses = False
         self._style_rows([False] * len(self.swatches))
         self.worst.setEnabled(False)
+        self.clip_frame.hide()
 
     def _style_rows(self, guess: list[bool]) -> None:
         """Each row in its score's colour, or (a guess) a pale grey swatch with a dashed edge
@@ -237,6 +270,7 @@ class SummaryPanel(QWidget):
         self.score.setStyleSheet("color: #888;")
         self._clip_score = None
         self.worst.setEnabled(False)
+        self.clip_frame.hide()
         self._all_guesses = True  # partial: the counts so far are no finding either
         self._style_rows([True] * len(self.swatches))
         self.rule.setText(
@@ -310,17 +344,22 @@ class SummaryPanel(QWidget):
         fps: float = 0.0,
         confidence: str = "confident",
         weak: np.ndarray | tuple[int, ...] | None = None,
+        severe: tuple[int, int, bool] | None = None,
     ) -> None:
         """The clip score as :func:`~lusviewer.report.aggregate.clip_score_text` words it
         for its ``confidence`` (:func:`~lusviewer.report.aggregate.clip_confidence`): in
         the score's colour only when confident; an uncertain score in neutral grey, and
-        then its frame counts too (``weak``: the weak calls per score, :meth:`set_counts`)."""
+        then its frame counts too (``weak``: the weak calls per score, :meth:`set_counts`).
+        ``worst``: the frame behind the clip score (``ClipSummary.worst_frame``); ``severe``:
+        the worst frame, the most severe finding (frame, its score, a weak call?), from
+        :func:`~lusviewer.report.exam_report.most_severe_frame`; None: ``worst`` is both."""
         self._clip_score = clip_score
         self._all_guesses = confidence != "confident"
         self.score.setText(clip_score_text(clip_score, confidence))
         self.score.setStyleSheet(f"color: {clip_score_colour(clip_score, confidence)};")
         held = f" ({persistence_frames(total, fps) / fps:.2f} s)" if rule.startswith("persistent") and fps > 0 else ""
-        self.rule.setText(f"Rule — {rule}{held}. Worst frame: {worst}.")
+        frame, frame_score, frame_weak = severe if severe is not None else (worst, clip_score, False)
+        self.rule.setText(f"Rule — {rule}{held}. {frames_text(frame, frame_score, frame_weak, worst)}")
         if confidence == "uncertain":
             self.rule.setText(
                 f"{self.rule.text()} Uncertain: weak calls (probability below {LOW_CONFIDENCE:g}), "
@@ -329,5 +368,7 @@ class SummaryPanel(QWidget):
         if disagree := frames_disagree_text(clip_score, rule, counts):
             self.rule.setText(f"{self.rule.text()} {disagree}")
         self.set_counts(counts, total, weak)
-        self._worst = worst
+        self._worst = frame
         self.worst.setEnabled(True)
+        self._clip_frame = worst
+        self.clip_frame.setVisible(worst != frame)

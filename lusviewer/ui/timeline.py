@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QSignalBlocker, Qt, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtCore import QPointF, QRectF, QSignalBlocker, Qt, Signal
+from PySide6.QtGui import QColor, QResizeEvent
 from PySide6.QtWidgets import QCheckBox, QWidget
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, low_confidence
@@ -63,6 +63,18 @@ TIMELINE_TOOLTIP = (
 )
 
 
+#: The legend's lines: their height (px); the plots' left axis width, the legend's indent (it starts at their edge).
+LEGEND_LINE = 18
+AXIS_WIDTH = 110
+RECON_LABEL = "recon error (÷ clip max)"
+
+
+def _compact_legend() -> pg.LegendItem:
+    legend = pg.LegendItem(labelTextColor="k", labelTextSize="8pt", horSpacing=14)
+    legend.layout.setContentsMargins(0, 0, 0, 0)
+    return legend
+
+
 class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph has no type information
     """Per-frame score as a step line on 0-3, probabilities and reconstruction error
     below it, and a cursor at the current frame; click or drag to seek."""
@@ -78,11 +90,21 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.score_axis = FrameAxis()
         self.frame_axis = FrameAxis()
         self.score_plot = self.addPlot(row=0, col=0, axisItems={"bottom": self.score_axis})
-        # The curves' legend has a row of its own between the plots: it hides no curve.
-        self.legend = pg.LegendItem(colCount=5, labelTextColor="k", labelTextSize="8pt", horSpacing=12)
-        self.legend.layout.setContentsMargins(0, 0, 0, 0)
-        self.legend.setMaximumHeight(18)
-        self.addItem(self.legend, row=1, col=0)
+        # The curves' legend has a row of its own between the plots: it hides no curve. Each
+        # of its lines is its own legend, as wide as its entries and from the plots' left edge:
+        # one grid of two rows stretched over the plot's width put p0 far left of p1-p3, its
+        # column set by "recon error" under it (viewer-error-overlay.png).
+        self.legend_box = pg.GraphicsLayout()
+        self._legend_indent = AXIS_WIDTH
+        self.legend_box.layout.setContentsMargins(AXIS_WIDTH, 0, 0, 0)
+        self.legend_box.layout.setSpacing(0)
+        self.addItem(self.legend_box, row=1, col=0)
+        #: p0-p3 (and, without findings, the reconstruction error).
+        self.legend = _compact_legend()
+        #: With findings: the reconstruction error and the findings, under p0-p3.
+        self.legend2 = _compact_legend()
+        self.legend_box.addItem(self.legend, row=0, col=0)
+        self.legend_box.addItem(self.legend2, row=1, col=0)
         self.ci.layout.setVerticalSpacing(0)
         self.prob_plot = self.addPlot(row=2, col=0, axisItems={"bottom": self.frame_axis})
         # Equal shares: with 3:2 the probabilities got 122 px beside the scores' 371 at 1920x1080
@@ -95,7 +117,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             p.setMouseEnabled(x=False, y=False)
             p.hideButtons()
             p.showGrid(x=True, y=False, alpha=0.15)
-            p.getAxis("left").setWidth(110)
+            p.getAxis("left").setWidth(AXIS_WIDTH)
             for ax in ("left", "bottom"):
                 p.getAxis(ax).setTextPen("k")
                 p.getAxis(ax).setPen("k")
@@ -127,7 +149,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self.recon_curve = pp.plot(pen=recon_pen())
         for k, curve in enumerate(self.prob_curves):
             self.legend.addItem(curve, f"p{k}")
-        self.legend.addItem(self.recon_curve, "recon error (÷ clip max)")
+        self.legend.addItem(self.recon_curve, RECON_LABEL)
+        self._fit_legends()
         # The findings' curves: in the plot and the legend only while the clip's result has
         # them (a card that shows them); the check box (placed by the window beside the
         # others) appears with them.
@@ -284,8 +307,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         """The clip's per-frame findings (T, F), columns named by ``names`` (``ClipResult.findings``
         and ``finding_names``); None or no names: none, and the check box hidden."""
         for name in self._findings_in_legend:
-            self.legend.removeItem(self.finding_curves[name])
+            self.legend2.removeItem(self.finding_curves[name])
         self._findings_in_legend = []
+        self.legend2.removeItem(self.recon_curve)
+        self.legend.removeItem(self.recon_curve)
         shown = [n for n in names if n in self.finding_curves] if findings is not None and len(findings) else []
         for name, curve in self.finding_curves.items():
             if name not in shown:
@@ -309,13 +334,52 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
                 curve = self.finding_curves[name]
                 curve.setData(x, findings[:m, col].astype(np.float64).reshape(-1, step).mean(1))
                 curve.setVisible(self.findings_toggle.isChecked())
-                self.legend.addItem(curve, f"p({FINDING_LABELS[name]})")
                 self._findings_in_legend.append(name)
-        # With findings, two rows of four (p0-p3; recon error and the findings under them): one
-        # row of seven, or findings under p0 and p1, would widen the plots past a 1024 px window.
-        self.legend.setColumnCount(4 if self._findings_in_legend else 5)
-        self.legend.setMaximumHeight(36 if self._findings_in_legend else 18)
+        # With findings, two lines (p0-p3; recon error and the findings under them): one line of
+        # seven would widen the plots past a 1024 px window.
+        if self._findings_in_legend:
+            self.legend2.addItem(self.recon_curve, RECON_LABEL)
+            for name in self._findings_in_legend:
+                self.legend2.addItem(self.finding_curves[name], f"p({FINDING_LABELS[name]})")
+        else:
+            self.legend.addItem(self.recon_curve, RECON_LABEL)
+        self._fit_legends()
         self._update_prob_plot_visibility()
+
+    def _fit_legends(self) -> None:
+        """Each legend line as wide as its entries (none stretched over the plot), the second
+        one taking no height while it is empty."""
+        for legend in (self.legend, self.legend2):
+            legend.setColumnCount(len(legend.items) or 1)
+            legend.layout.invalidate()
+            width = legend.layout.effectiveSizeHint(Qt.SizeHint.PreferredSize).width()
+            legend.setFixedWidth(width if legend.items else 0)
+            legend.setFixedHeight(LEGEND_LINE if legend.items else 0)
+            self.legend_box.layout.setAlignment(legend, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        self.legend2.setVisible(bool(self.legend2.items) and self.legend.isVisible())
+        self.legend_box.setFixedHeight(LEGEND_LINE * (1 + bool(self.legend2.items)))
+        self._indent_legend()
+        if self.centralWidget is not None:  # the scene as wide as the view again, whatever it was stretched to
+            self.centralWidget.setGeometry(QRectF(self.range))
+
+    def _indent_legend(self) -> None:
+        """The legend starts at the plots' left edge where the view has room for it, further
+        left where it has not (a 1024 px window: p0-p3 and recon error on one line are 454 px
+        wide; indented 110 px they stretched the plots past the view's right edge)."""
+        widest = max(self.legend.width(), self.legend2.width())
+        left, _top, right, _bottom = self.ci.layout.getContentsMargins()
+        indent = int(max(0, min(AXIS_WIDTH, self.width() - widest - left - right - 4)))
+        if indent != self._legend_indent:
+            self._legend_indent = indent
+            self.legend_box.layout.setContentsMargins(indent, 0, 0, 0)
+            # the scene's minimum width now, not at the next layout pass: a resize would clamp to the old one
+            self.legend_box.layout.activate()
+            self.ci.layout.activate()
+
+    def resizeEvent(self, ev: QResizeEvent | None) -> None:
+        if hasattr(self, "legend2"):  # pyqtgraph calls it from its __init__, before the legends exist
+            self._indent_legend()
+        super().resizeEvent(ev)
 
     def set_findings_visible(self, on: bool) -> None:
         for name in self._findings_in_legend:
@@ -326,7 +390,9 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         findings = bool(self._findings_in_legend) and self.findings_toggle.isChecked()
         on = self.prob_curves[0].isVisible() or self.recon_curve.isVisible() or findings
         self.prob_plot.setVisible(on)
+        self.legend_box.setVisible(on)
         self.legend.setVisible(on)
+        self.legend2.setVisible(on and bool(self.legend2.items))
         # The plots share their x axis: with the lower plot shown, the upper one's tick labels
         # only repeat it (their row cost the plots 20 px at 1024x600), so it keeps its ticks only.
         self.score_axis.setStyle(showValues=not on)
