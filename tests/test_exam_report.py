@@ -396,3 +396,46 @@ def test_zones_of_clips_that_could_not_be_scored_are_not_called_not_scanned(qapp
     assert "× could not be scored" in flat  # the key
     assert "2 clips could not be scored: patient_7_L1.mp4, patient_7_L2.mp4" in flat
     assert "3 zones of the protocol not scanned" not in flat
+
+
+def test_cli_report_shows_the_most_severe_frame(
+    tmp_path: Path, tiny_model: Path, synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The CLI's PDF takes its picture from the frame its caption names, the clip's most
+    severe finding (the viewer's export does the same), not the CSV's worst_frame."""
+    import csv
+
+    import numpy as np
+
+    from lusviewer.__main__ import main
+    from lusviewer.cli import score as score_cli
+    from lusviewer.report.aggregate import low_confidence
+    from lusviewer.report.csv_report import clips_path_for
+    from lusviewer.report.exam_report import most_severe_frame
+
+    asked: list[int] = []
+    monkeypatch.setattr(score_cli, "_thumbnail", lambda path, frame: asked.append(frame))
+    out = tmp_path / "r.csv"
+    assert main(["score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(out),
+                 "--exam-report", str(tmp_path / "exam.pdf"), "-q"]) == 0  # fmt: skip
+    frames = list(csv.DictReader(out.open()))
+    probs = np.array([[float(r[f"p{k}"]) for k in range(4)] for r in frames])
+    scores = np.array([int(r["score"]) for r in frames])
+    (clip,) = csv.DictReader(clips_path_for(out).open())
+    assert asked == [most_severe_frame(scores, low_confidence(probs), int(clip["worst_frame"]))]
+
+
+def test_cli_picture_frame_differs_from_the_csv_worst_frame_where_the_finding_does() -> None:
+    """A clip scored 0 by its rule with a run of confident 1s: the CSV's worst_frame (the
+    frame behind the clip score, here 0) is not the frame the PDF must show (the middle
+    of the run of 1s)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from lusviewer.cli.score import _severe_frame
+
+    scores = np.array([0, 0, 1, 1, 1, 0, 0])
+    probs = np.eye(4)[scores] * 0.9 + 0.025
+    result = SimpleNamespace(scores=scores, probs=probs, summary=SimpleNamespace(worst_frame=0))
+    assert _severe_frame(result) == 3  # type: ignore[arg-type]

@@ -370,6 +370,17 @@ def _write(args: argparse.Namespace, writer: ReportWriter | JsonReportWriter, se
     return None
 
 
+def _severe_frame(result: ClipResult) -> int:
+    """The frame the PDF shows and captions: the clip's most severe finding, as the
+    viewer's export and the report's caption choose it (not always the CSV's
+    ``worst_frame``, the frame behind the clip score)."""
+    from lusviewer.report.aggregate import low_confidence
+    from lusviewer.report.exam_report import most_severe_frame
+
+    worst = int(result.summary.worst_frame)
+    return most_severe_frame(result.scores, low_confidence(result.probs), worst) if len(result.scores) else worst
+
+
 def _thumbnail(path: str, frame: int) -> np.ndarray | None:
     """The clip's worst frame, small, for the PDF report; None (said) when it cannot be read again."""
     from lusviewer.io import display_path, open_clip
@@ -460,7 +471,7 @@ def run(args: argparse.Namespace) -> int:
             if other:  # once: the exam's summary names them all
                 mixed = True
                 err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
-            thumb = _thumbnail(path, int(result.summary.worst_frame)) if args.exam_report else None
+            thumb = _thumbnail(path, _severe_frame(result)) if args.exam_report else None
             session.scored(result, thumbnail=thumb)
             if (args.zone_from or args.exam_report) and session.exam.body_zone(result.clip) is None:
                 err(
