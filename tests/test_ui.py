@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -145,6 +146,16 @@ def test_export_equals_cli(qtbot, window: MainWindow, synthetic_clip: Path, tiny
     assert gui.read_text() == cli.read_text()
     assert (tmp_path / "gui_clips.csv").read_text() == (tmp_path / "cli_clips.csv").read_text()
     assert not window.export_to(str(gui), overwrite=False)  # asks before overwriting
+    # a name ending .json: one JSON report, as `score -o x.json` writes (was CSV text in a .json file)
+    assert window.export_to(str(tmp_path / "gui.json"))
+    out = subprocess.run(
+        [sys.executable, "-m", "lusviewer", "score", str(synthetic_clip), "--model", str(tiny_model),
+         "-o", str(tmp_path / "cli.json")],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    gui_json, cli_json = (json.loads((tmp_path / f"{k}.json").read_text()) for k in ("gui", "cli"))
+    assert gui_json["clips"] == cli_json["clips"] and not (tmp_path / "gui_clips.json").exists()
 
 
 def test_exam_collects_scored_clips_and_exports_like_the_cli(  # type: ignore[no-untyped-def]

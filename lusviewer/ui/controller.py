@@ -475,13 +475,17 @@ class Controller(QObject):
     def thread_running(self) -> bool:
         return self._thread.isRunning()
 
-    def export(self, path: str) -> tuple[Path, Path]:
-        """Write the same two CSV files as ``lusviewer score`` (atomically)."""
-        from lusviewer.report import write_report
+    def export(self, path: str) -> tuple[Path, ...]:
+        """Write what ``lusviewer score -o path`` writes (atomically): the two CSV files,
+        or one JSON report for a name ending ``.json``. Returns the files written."""
+        from lusviewer.report import report_writer
 
         if self.result is None:
             raise RuntimeError("scoring has not finished")
-        return write_report(path, [self.result])
+        with report_writer(path) as writer:
+            writer.add(self.result)
+            writer.commit()
+            return writer.outputs
 
     # -------------------------------------------------------------------- exam
     @property

@@ -75,7 +75,12 @@ class Exporter:
         c = self._c
         if c.info is None:
             return
-        path = self._save_path("Export CSV report", Path(c.info.path).stem + "_report.csv", Path(c.info.path).parent)
+        path = self._save_path(
+            "Export report",
+            Path(c.info.path).stem + "_report.csv",
+            Path(c.info.path).parent,
+            "CSV (*.csv);;JSON (*.json)",
+        )
         if path:
             self.request_export(path)
 
@@ -126,9 +131,9 @@ class Exporter:
             )
 
     def export_to(self, path: str, *, overwrite: bool | None = None) -> bool:
-        from lusviewer.report import clips_path_for
+        from lusviewer.report import report_outputs
 
-        existing = [p for p in (Path(path), clips_path_for(path)) if p.exists()]
+        existing = [p for p in report_outputs(path) if p.exists()]
         if existing and not (
             overwrite
             if overwrite is not None
@@ -136,11 +141,11 @@ class Exporter:
         ):
             return False
         try:
-            frames, clips = self._c.export(path)
+            written = self._c.export(path)
         except (OSError, RuntimeError) as exc:
             self._warn("Export failed", f"{path}: {exc}")
             return False
-        self._notify(f"Wrote {frames} and {clips.name}", 8000)
+        self._notify(f"Wrote {written[0]}" + "".join(f" and {p.name}" for p in written[1:]), 8000)
         return True
 
     def export_exam_dialog(self) -> None:
