@@ -76,7 +76,7 @@ class Exporter:
         if c.info is None:
             return
         path = self._save_path(
-            "Export report",
+            "Export clip scores",
             Path(c.info.path).stem + "_report.csv",
             Path(c.info.path).parent,
             "CSV (*.csv);;JSON (*.json)",

@@ -270,7 +270,7 @@ def build_menus(window: QMainWindow, on: MenuActions, *, device: str) -> Menus:
     act_open = fm.addAction("&Open…", on.open_dialog)
     act_open.setShortcut(QKeySequence.StandardKey.Open)
     recent_menu = fm.addMenu("Open &Recent")
-    act_export = fm.addAction("&Export report (CSV or JSON)…", on.export)
+    act_export = fm.addAction("&Export clip scores (CSV or JSON)…", on.export)
     act_export.setShortcut(QKeySequence("Ctrl+E"))
     act_export.setEnabled(False)
     act_export_exam = fm.addAction("Export e&xam CSV…", on.export_exam)
