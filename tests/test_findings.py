@@ -242,7 +242,7 @@ def test_summary_withholds_the_findings_of_an_unfamiliar_clip(qtbot: Any) -> Non
 
 
 def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:
-    from lusviewer.ui.timeline import ScoreTimeline
+    from lusviewer.ui.timeline import RECON_LABEL, ScoreTimeline
 
     t = ScoreTimeline()
     qtbot.addWidget(t)
@@ -256,8 +256,7 @@ def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:
     np.testing.assert_allclose(y, values[:, 0], atol=1e-6)
     np.testing.assert_array_equal(x, np.arange(30))
     np.testing.assert_allclose(t.finding_curves["a_lines"].getData()[1], values[:, 1], atol=1e-6)
-    labels = [label.text for _, label in t.legend.items]
-    assert labels[-2:] == ["p(B-lines)", "p(A-lines)"]
+    assert t.legend_labels()[-2:] == ["p(B-lines)", "p(A-lines)"]
     t.findings_toggle.setChecked(False)
     assert not t.finding_curves["b_lines"].isVisible()
     t.findings_toggle.setChecked(True)
@@ -268,9 +267,9 @@ def test_timeline_check_box_and_trace_only_with_findings(qtbot: Any) -> None:
     assert t.findings_toggle.text() == "Findings (A-lines)" and "B-lines" not in t.findings_toggle.toolTip()
     t.set_findings(("b_lines",), values[:, 1:])
     assert t.finding_curves["a_lines"].getData()[1] is None or not len(t.finding_curves["a_lines"].getData()[1])
-    assert [label.text for _, label in t.legend.items][-1] == "p(B-lines)" and len(t.legend.items) == 6
+    assert t.legend_labels()[-1] == "p(B-lines)" and len(t.legend_labels()) == 6
     t.reset(30)  # another clip: gone
-    assert t.findings_toggle.isHidden() and len(t.legend.items) == 5
+    assert t.findings_toggle.isHidden() and t.legend_labels() == ["p0", "p1", "p2", "p3", RECON_LABEL]
 
 
 def test_model_card_page_lists_the_findings() -> None:
@@ -314,7 +313,7 @@ def test_viewer_shows_the_findings_only_for_a_card_that_lists_them(
     r = w.controller.result
     if r.findings is None:  # the same heads, a card that does not list them: nothing anywhere
         assert w.timeline.findings_toggle.isHidden() and w.summary.findings.isHidden()
-        assert len(w.timeline.legend.items) == 5
+        assert len(w.timeline.legend_labels()) == 5
         return
     assert w.timeline.findings_toggle.isVisible()
     np.testing.assert_allclose(w.timeline.finding_curves["b_lines"].getData()[1], r.findings[:, 1], atol=1e-6)

@@ -346,6 +346,10 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         self._fit_legends()
         self._update_prob_plot_visibility()
 
+    def legend_labels(self) -> list[str]:
+        """The legend's entries in reading order (first line, then the second)."""
+        return [label.text for legend in (self.legend, self.legend2) for _, label in legend.items]
+
     def _fit_legends(self) -> None:
         """Each legend line as wide as its entries (none stretched over the plot), the second
         one taking no height while it is empty."""
