@@ -50,6 +50,24 @@ def err(msg: str) -> None:
     print(f"lusviewer: {printable(msg)}", file=sys.stderr, flush=True)
 
 
+def not_scored_line(given: list[str], failed: list[str]) -> str:
+    """The closing line of a run where ``failed`` could not be scored: each counted as what
+    it is. A path given on the command line is an "input"; one found in a folder given is a
+    "file" (or "folder": a subfolder that cannot be read, a folder of frame images), so that
+    three clips failing in one folder given are not "3 inputs"."""
+    from lusviewer.wording import count
+
+    named = set(given)
+    inputs = sum(p in named for p in failed)
+    found = [p for p in failed if p not in named]
+    folders = sum(Path(p).is_dir() for p in found)
+    parts = [count(inputs, "input")] if inputs else []
+    inside = [count(n, noun) for n, noun in ((len(found) - folders, "file"), (folders, "folder")) if n]
+    if inside:
+        parts.append(" and ".join(inside) + " in the folders given")
+    return f"{' and '.join(parts)} could not be scored (see above); the report holds the others"
+
+
 #: What ``--device`` takes.
 _DEVICE = re.compile(r"auto|cpu|cuda(?::([0-9]+))?")
 

@@ -18,6 +18,7 @@ from lusviewer.cli.common import (
     current_warning_lines,
     err,
     load_model_or_say,
+    not_scored_line,
     quiet_opencv,
 )
 from lusviewer.cli.options import add_exam_zones, add_folder_batching, add_option, add_precision, add_rule
@@ -422,7 +423,7 @@ def run(args: argparse.Namespace) -> int:
         err(f"error: --batch-size {args.batch_size}: must be at least 1")
         return EXIT_USAGE
     clips, search_failures = _inputs(args)
-    failed = len(search_failures)
+    failed = [path for path, _ in search_failures]
     problem = _output_problem(args, clips)
     if problem:
         err(problem)
@@ -453,7 +454,7 @@ def run(args: argparse.Namespace) -> int:
         mark = len(said.errors)  # the error lines said since the last clip: a failed clip's reason
         for path, result in results:
             if result is None:
-                failed += 1
+                failed.append(path)
                 session.failed(path)
                 writer.not_scored(path, said.last_error(mark) or "could not be scored")
                 mark = len(said.errors)
@@ -483,7 +484,7 @@ def run(args: argparse.Namespace) -> int:
         if status is not None:
             return status
     if failed:
-        err(f"{count(failed, 'input')} could not be scored (see above); the report holds the others")
+        err(not_scored_line(args.paths, failed))
         return EXIT_SOME_FAILED
     return EXIT_OK
 
