@@ -4,9 +4,12 @@ machine line states the threads it used."""
 
 from __future__ import annotations
 
+import csv
 from pathlib import Path
 
 import pytest
+
+from lusviewer.io.synthetic import synthetic_frames, write_video
 
 
 def _run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
@@ -49,3 +52,29 @@ def test_not_scored_line_counts_each_as_what_it_is(tmp_path: Path) -> None:
     assert not_scored_line(given, [str(tmp_path / "x.mp4")]).startswith("1 file in the folders given could")
     line = not_scored_line(given, ["a.mp4", str(sub), str(tmp_path / "x.mp4"), str(tmp_path / "y.mp4")])
     assert line.startswith("1 input and 2 files and 1 folder in the folders given could not be scored"), line
+
+
+def _one_patient(root: Path) -> Path:
+    (root / "videos").mkdir(parents=True)
+    with open(root / "severity.csv", "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(["video_file", "Severity Score", "A-lines", "B-lines", "comments"])
+        for k, point in enumerate(("L1", "R2")):
+            write_video(root / "videos" / f"patient_1_{point}.mp4", synthetic_frames(6, size=40, seed=k))
+            w.writerow([f"patient_1_{point}", f"{k}.0", "yes", "no", ""])
+    return root
+
+
+def test_pretrain_advises_only_what_pretrain_takes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    """One patient cannot be split: the old advice, --val-fraction 0, is refused by pretrain."""
+    data = _one_patient(tmp_path / "blues")
+    out = str(tmp_path / "pre.safetensors")
+    common = ["pretrain", "--data", str(data), "--out", out, "--work-dir", str(tmp_path / "work"), "--tiny"]
+    rc, stderr = _run_cli(capsys, *common, "--val-fraction", "0")
+    assert rc == 2 and "--val-fraction 0: must be between 0 and 1" in stderr, stderr  # pretrain takes no 0
+    rc, stderr = _run_cli(capsys, *common, "--fp32", "--epochs", "1")
+    assert rc == 2, stderr
+    lines = [ln for ln in stderr.splitlines() if "cannot be split" in ln]
+    assert len(lines) == 1, stderr
+    assert "use data of at least 2 patients" in lines[0] and "use --val-fraction 0" not in lines[0], lines
+    assert not Path(out).exists()

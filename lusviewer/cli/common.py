@@ -247,7 +247,7 @@ def check_training_paths(args: argparse.Namespace, *folders: str) -> str | None:
     vf = getattr(args, "val_fraction", None)
     no_validation = args.command in ("train", "crossval") and vf == 0  # fixed epochs, the last kept
     if vf is not None and not 0 < vf < 1 and not no_validation:
-        return f"--val-fraction {vf}: must be between 0 and 1 (validation patients pick the best epoch)"
+        return f"--val-fraction {vf:g}: must be between 0 and 1 (validation patients pick the best epoch)"
     if getattr(args, "cnn_epochs", 1) < 1:
         return "--cnn-epochs must be at least 1"
     for name, least, inclusive in _LEAST:
