@@ -8,6 +8,7 @@ import csv
 from pathlib import Path
 
 import pytest
+import torch
 
 from lusviewer.io.synthetic import synthetic_frames, write_video
 
@@ -78,3 +79,18 @@ def test_pretrain_advises_only_what_pretrain_takes(capsys: pytest.CaptureFixture
     assert len(lines) == 1, stderr
     assert "use data of at least 2 patients" in lines[0] and "use --val-fraction 0" not in lines[0], lines
     assert not Path(out).exists()
+
+
+def test_machine_states_the_threads_used() -> None:
+    """The cross-validation report's "trained on" (and the card's machine): a run with
+    --threads 1 on 2 cores said "2 CPU cores", as if it had used both."""
+    from lusviewer.training.loop import machine
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert machine(torch.device("cpu")).startswith("1 thread on "), machine(torch.device("cpu"))
+        torch.set_num_threads(2)
+        assert machine(torch.device("cpu")).startswith("2 threads on "), machine(torch.device("cpu"))
+    finally:
+        torch.set_num_threads(before)
