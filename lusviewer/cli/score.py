@@ -136,9 +136,17 @@ def _once(clips: list[str]) -> list[str]:
 
 def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     """The outputs are checked before any work: a report that cannot be written, or one
-    that would overwrite an input, is refused now rather than after scoring."""
+    that would overwrite an input, is refused now rather than after scoring; so are an
+    empty ``--exam``/``--exam-report`` name and a ``--zone-from`` CSV that does not exist."""
     from lusviewer.report import is_json_report, output_problem, report_outputs
 
+    for flag, value in (("--exam", args.exam), ("--exam-report", getattr(args, "exam_report", None))):
+        if value is not None and not value.strip():  # '' was taken as "not asked for": the exam was not written
+            return f"error: {flag} {value!r}: an empty file name; name the file to write"
+    zone_from = getattr(args, "zone_from", None)
+    if zone_from and zone_from.lower().endswith(".csv") and not os.path.isfile(zone_from):
+        # read as a regular expression, it matched no clip: every zone was left out, with a warning per clip
+        return f"error: --zone-from {zone_from}: no such CSV file"
     reports = [str(p) for p in report_outputs(args.output)]
     if args.exam and is_json_report(args.exam):  # -o r.json writes JSON: an exam.json of CSV would mislead
         return f"error: --exam {args.exam}: the exam is written as CSV only; name it .csv (the JSON report is -o)"

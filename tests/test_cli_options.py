@@ -1,0 +1,47 @@
+"""``score``'s options given nonsense: refused before any work, in one line, exit 2
+(they were taken silently: the exam or its zones were then missing from the output)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    from lusviewer.cli import run
+
+    capsys.readouterr()
+    rc = run(list(argv))
+    return rc, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flag", ["--exam", "--exam-report"])
+@pytest.mark.parametrize("value", ["", " "])
+def test_an_empty_exam_name_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path, flag: str, value: str
+) -> None:
+    """``--exam ''`` (a variable that was not set) ran as if no exam had been asked for."""
+    out = tmp_path / "r.csv"
+    rc, stderr = _run_cli(capsys, "score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(out), flag, value)
+    assert rc == 2, stderr
+    assert stderr == f"lusviewer: error: {flag} {value!r}: an empty file name; name the file to write\n"
+    assert not out.exists()
+
+
+def test_a_zone_csv_that_does_not_exist_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, tiny_model: Path, synthetic_clip: Path
+) -> None:
+    """A mistyped ``--zone-from zones.csv`` was read as a regular expression that matched no
+    clip: the exam was written with no zone from it, each clip only warned about."""
+    out = tmp_path / "r.csv"
+    missing = tmp_path / "zones.csv"
+    argv = ["score", str(synthetic_clip), "--model", str(tiny_model), "-o", str(out), "-q"]
+    rc, stderr = _run_cli(capsys, *argv, "--zone-from", str(missing), "--exam", str(tmp_path / "exam.csv"))
+    assert rc == 2, stderr
+    assert stderr == f"lusviewer: error: --zone-from {missing}: no such CSV file\n"
+    assert not out.exists()
+    missing.write_text(f"clip,zone\n{synthetic_clip},R2\n")  # once it exists, it is used
+    rc, stderr = _run_cli(capsys, *argv, "--zone-from", str(missing), "--exam", str(tmp_path / "exam.csv"))
+    assert rc == 0, stderr
+    assert "R2" in (tmp_path / "exam.csv").read_text()
