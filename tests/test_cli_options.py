@@ -45,3 +45,24 @@ def test_a_zone_csv_that_does_not_exist_is_refused(
     rc, stderr = _run_cli(capsys, *argv, "--zone-from", str(missing), "--exam", str(tmp_path / "exam.csv"))
     assert rc == 0, stderr
     assert "R2" in (tmp_path / "exam.csv").read_text()
+
+
+@pytest.mark.parametrize("command", ["evaluate", "train", "crossval", "pretrain"])
+def test_a_group_by_that_is_no_regular_expression_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    """``--group-by '('`` was a traceback after the data were searched, or, with COVID-BLUeS
+    data (whose patients come from severity.csv), not noticed at all: ``evaluate`` scored
+    every clip."""
+    from lusviewer.cli import run
+
+    out = ["--out", str(tmp_path / ("m.safetensors" if command == "pretrain" else "out"))]
+    argv = [command, "--data", str(tmp_path), "--group-by", "(", *(out if command != "evaluate" else [])]
+    with pytest.raises(SystemExit) as info:
+        run(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == (
+        f"lusviewer {command}: error: argument --group-by: '(' is not a regular expression "
+        "(missing ), unterminated subpattern at position 0)"
+    ), err
