@@ -47,3 +47,22 @@ def test_a_folder_named_like_a_clip_without_clips_is_said(tmp_path: Path) -> Non
     assert found == [str(clip), str(tmp_path / "holds.mp4" / "inner.avi")]
     assert set(reasons) == {"empty.avi", "nested.mov"}, reasons
     assert reasons["empty.avi"] == "is a folder named like a clip (.avi) and holds no clips; skipped"
+
+
+def test_mixed_bit_depths_in_a_frame_folder_are_named_in_plain_words(tmp_path: Path) -> None:
+    """The folder of frames whose images mix bit depths is refused in one line: "an 8-bit
+    image" (it said "a 8-bit")."""
+    import cv2
+    import numpy as np
+    import pytest
+
+    from lusviewer.io import open_clip
+
+    cv2.imwrite(str(tmp_path / "f0.png"), np.full((8, 8), 4000, np.uint16))
+    cv2.imwrite(str(tmp_path / "f1.png"), np.full((8, 8), 40, np.uint8))
+    with pytest.raises(ClipError) as info:
+        open_clip(tmp_path)
+    assert str(info.value) == (
+        f"{tmp_path / 'f1.png'}: is an 8-bit image but the clip's first frame is 16-bit: "
+        "a clip's frames must share one bit depth"
+    )
