@@ -66,3 +66,30 @@ def test_a_group_by_that_is_no_regular_expression_is_a_usage_error(
         f"lusviewer {command}: error: argument --group-by: '(' is not a regular expression "
         "(missing ), unterminated subpattern at position 0)"
     ), err
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b"", "not a fold result that can be read (Expecting value"),
+        (b"\xff\xfe", "not a fold result that can be read ('utf-8' codec can't decode"),
+        (b'{"clips": [', "not a fold result that can be read (Expecting"),
+        (b'{"clips": []}', "not a fold result of lusviewer crossval (no variant, fold); rerun that fold"),
+        (
+            b'{"clips": [{"clip": "a.mp4"}], "variant": "compact", "fold": 0}',
+            "(1 clip row without all of clip, group, score, pred, risk); rerun that fold",
+        ),
+    ],
+)
+def test_crossval_report_names_a_damaged_fold_result(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: bytes, says: str
+) -> None:
+    """A result.json cut short, not UTF-8 or missing keys was a bare "Expecting value: line 1
+    column 1 (char 0)" or a KeyError traceback, naming no file."""
+    result = tmp_path / "run" / "fold0" / "compact" / "result.json"
+    result.parent.mkdir(parents=True)
+    result.write_bytes(content)
+    rc, stderr = _run_cli(capsys, "crossval-report", str(tmp_path / "run"), "-o", str(tmp_path / "r.md"))
+    assert rc == 2, stderr
+    assert stderr.startswith(f"lusviewer: error: {result}: ") and says in stderr, stderr
+    assert len(stderr.splitlines()) == 1, stderr
