@@ -93,3 +93,40 @@ def test_crossval_report_names_a_damaged_fold_result(
     assert rc == 2, stderr
     assert stderr.startswith(f"lusviewer: error: {result}: ") and says in stderr, stderr
     assert len(stderr.splitlines()) == 1, stderr
+
+
+def test_ctrl_c_says_how_far_it_got_and_that_no_report_was_written(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    tiny_model: Path,
+    synthetic_clip: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Interrupted, ``score`` writes no report (whole or not at all; an earlier one is kept):
+    it said only "interrupted", which left the clips scored so far unaccounted for."""
+    from lusviewer.inference import ScoringEngine
+
+    clips = []
+    for name in ("a.mp4", "b.mp4", "c.mp4"):
+        clips.append(tmp_path / name)
+        clips[-1].write_bytes(synthetic_clip.read_bytes())
+    report = tmp_path / "r.csv"
+    report.write_text("EARLIER\n")
+    real = ScoringEngine.score_clip
+    calls = []
+
+    def score_clip(self: ScoringEngine, *a: object, **k: object) -> object:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(self, *a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ScoringEngine, "score_clip", score_clip)
+    rc, stderr = _run_cli(capsys, "score", *map(str, clips), "--model", str(tiny_model), "-o", str(report), "-q")
+    assert rc == 130, stderr
+    assert stderr.splitlines()[-2:] == [
+        "lusviewer: stopped after 1 of 3 clips: no report written; an earlier report there is kept",
+        "lusviewer: interrupted",
+    ], stderr
+    assert report.read_text() == "EARLIER\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.mp4", "b.mp4", "c.mp4", "r.csv"]

@@ -458,39 +458,46 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in search_failures:
         writer.not_scored(path, reason)
     results = _results(args, engine, clips)
-    with writer, quiet_opencv(), contextlib.closing(results), distributed.errors_kept() as said:
-        mark = len(said.errors)  # the error lines said since the last clip: a failed clip's reason
-        for path, result in results:
-            if result is None:
-                failed.append(path)
-                session.failed(path)
-                writer.not_scored(path, said.last_error(mark) or "could not be scored")
+    done = 0  # clips handed back so far, scored or not
+    try:
+        with writer, quiet_opencv(), contextlib.closing(results), distributed.errors_kept() as said:
+            mark = len(said.errors)  # the error lines said since the last clip: a failed clip's reason
+            for path, result in results:
+                done += 1
+                if result is None:
+                    failed.append(path)
+                    session.failed(path)
+                    writer.not_scored(path, said.last_error(mark) or "could not be scored")
+                    mark = len(said.errors)
+                    continue
+                if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
+                    err(f"warning: {display_path(path)}: {result.familiarity_warning}")
+                try:
+                    writer.add(result)
+                except ReportError as exc:  # disk full: the report is discarded, no temporary file left
+                    err(f"error: {exc}; no report written")
+                    return EXIT_USAGE
                 mark = len(said.errors)
-                continue
-            if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
-                err(f"warning: {display_path(path)}: {result.familiarity_warning}")
-            try:
-                writer.add(result)
-            except ReportError as exc:  # disk full: the report is discarded, no temporary file left
-                err(f"error: {exc}; no report written")
-                return EXIT_USAGE
-            mark = len(said.errors)
-            exam_wanted = args.exam or args.exam_report
-            other = session.exam.other_patient(result.clip) if exam_wanted and not mixed else None
-            if other:  # once: the exam's summary names them all
-                mixed = True
-                err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
-            thumb = _thumbnail(path, _severe_frame(result)) if args.exam_report else None
-            session.scored(result, thumbnail=thumb)
-            if (args.zone_from or args.exam_report) and session.exam.body_zone(result.clip) is None:
-                err(
-                    f"warning: {display_path(path)}: no zone on the chest (from "
-                    + ("--zone-from or " if args.zone_from else "")
-                    + "its name): not placed on the report's diagram"
-                )
-        status = _write(args, writer, session)
-        if status is not None:
-            return status
+                exam_wanted = args.exam or args.exam_report
+                other = session.exam.other_patient(result.clip) if exam_wanted and not mixed else None
+                if other:  # once: the exam's summary names them all
+                    mixed = True
+                    err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
+                thumb = _thumbnail(path, _severe_frame(result)) if args.exam_report else None
+                session.scored(result, thumbnail=thumb)
+                if (args.zone_from or args.exam_report) and session.exam.body_zone(result.clip) is None:
+                    err(
+                        f"warning: {display_path(path)}: no zone on the chest (from "
+                        + ("--zone-from or " if args.zone_from else "")
+                        + "its name): not placed on the report's diagram"
+                    )
+            status = _write(args, writer, session)
+            if status is not None:
+                return status
+    except KeyboardInterrupt:  # the report is written whole or not at all: say what that means here
+        kept = "; an earlier report there is kept" if os.path.exists(args.output) else ""
+        err(f"stopped after {done} of {count(len(clips), 'clip')}: no report written{kept}")
+        raise
     if failed:
         err(not_scored_line(args.paths, failed))
         return EXIT_SOME_FAILED
