@@ -510,7 +510,8 @@ def test_search_problems_and_empty_folders_are_failed_inputs(
     assert any("loop.mp4" in ln and ln.startswith("lusviewer: error: ") for ln in lines), stderr
     assert any("new\\nline.mp4" in ln for ln in lines), stderr  # escaped: no forged line
     assert any(str(empty) in ln and "no supported clips" in ln for ln in lines), stderr
-    assert "3 inputs could not be scored" in stderr, stderr
+    # the empty folder is an input; the loop and the broken link are files found in the folder given
+    assert "1 input and 2 files in the folders given could not be scored" in stderr, stderr
     check_report(out, {str(folder / "good.mp4"): 40}, tiny_model)
 
 

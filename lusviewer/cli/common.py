@@ -50,6 +50,24 @@ def err(msg: str) -> None:
     print(f"lusviewer: {printable(msg)}", file=sys.stderr, flush=True)
 
 
+def not_scored_line(given: list[str], failed: list[str]) -> str:
+    """The closing line of a run where ``failed`` could not be scored: each counted as what
+    it is. A path given on the command line is an "input"; one found in a folder given is a
+    "file" (or "folder": a subfolder that cannot be read, a folder of frame images), so that
+    three clips failing in one folder given are not "3 inputs"."""
+    from lusviewer.wording import count
+
+    named = set(given)
+    inputs = sum(p in named for p in failed)
+    found = [p for p in failed if p not in named]
+    folders = sum(Path(p).is_dir() for p in found)
+    parts = [count(inputs, "input")] if inputs else []
+    inside = [count(n, noun) for n, noun in ((len(found) - folders, "file"), (folders, "folder")) if n]
+    if inside:
+        parts.append(" and ".join(inside) + " in the folders given")
+    return f"{' and '.join(parts)} could not be scored (see above); the report holds the others"
+
+
 #: What ``--device`` takes.
 _DEVICE = re.compile(r"auto|cpu|cuda(?::([0-9]+))?")
 
@@ -229,7 +247,7 @@ def check_training_paths(args: argparse.Namespace, *folders: str) -> str | None:
     vf = getattr(args, "val_fraction", None)
     no_validation = args.command in ("train", "crossval") and vf == 0  # fixed epochs, the last kept
     if vf is not None and not 0 < vf < 1 and not no_validation:
-        return f"--val-fraction {vf}: must be between 0 and 1 (validation patients pick the best epoch)"
+        return f"--val-fraction {vf:g}: must be between 0 and 1 (validation patients pick the best epoch)"
     if getattr(args, "cnn_epochs", 1) < 1:
         return "--cnn-epochs must be at least 1"
     for name, least, inclusive in _LEAST:

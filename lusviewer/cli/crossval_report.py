@@ -70,8 +70,9 @@ def run(args: argparse.Namespace) -> int:
         path = write_repeated_report(
             args.dirs, args.out, reference=args.reference, reps=args.bootstrap, repeats=repeats, patients=patients
         )
-    except ValueError as exc:
-        err(f"error: {exc}")
+    except (ValueError, KeyError, TypeError) as exc:  # a result.json damaged or of another program: named
+        bad = _unreadable_result(args.dirs) if not isinstance(exc, ValueError) or _from_json(exc) else None
+        err(f"error: {bad or exc}")
         return EXIT_USAGE
     except OSError as exc:  # the report cannot be written there
         err(f"error: {args.out}: cannot write the report: {exc.strerror or exc}")
@@ -79,6 +80,53 @@ def run(args: argparse.Namespace) -> int:
     print(path.read_text())
     err(f"wrote {display_path(path)} and {display_path(path.with_suffix('.csv'))}")
     return EXIT_OK
+
+
+def _from_json(exc: ValueError) -> bool:
+    import json
+
+    return isinstance(exc, json.JSONDecodeError | UnicodeDecodeError)
+
+
+#: What the report reads of each fold's result.json, and of each of its clip rows.
+_RESULT_KEYS = ("variant", "fold", "clips")
+_CLIP_KEYS = ("clip", "group", "score", "pred", "risk")
+
+
+def _unreadable_result(dirs: list[str]) -> str | None:
+    """The first fold result under ``dirs`` that is no result the report can read, with
+    why (None when each reads): the report itself stops at such a file with a bare JSON
+    or key error that does not name it."""
+    import json
+
+    from lusviewer.io import display_path
+    from lusviewer.training.cvreport import parse_spec
+    from lusviewer.wording import count
+
+    for d in dirs:
+        try:
+            root = parse_spec(d)[0]
+        except ValueError:
+            continue
+        for f in sorted(root.glob("fold*/*/result.json")) + sorted(root.glob("rep*/fold*/*/result.json")):
+            try:
+                rec = json.loads(f.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                return (
+                    f"{display_path(f)}: not a fold result that can be read ({getattr(exc, 'strerror', None) or exc})"
+                )
+            if not isinstance(rec, dict) or not isinstance(rec.get("clips"), list):
+                return f"{display_path(f)}: not a fold result of lusviewer crossval (no list of clips)"
+            missing = [k for k in _RESULT_KEYS if k not in rec]
+            rows = [c for c in rec["clips"] if not (isinstance(c, dict) and all(k in c for k in _CLIP_KEYS))]
+            if missing or rows:
+                what = (
+                    f"no {', '.join(missing)}"
+                    if missing
+                    else f"{count(len(rows), 'clip row')} without all of {', '.join(_CLIP_KEYS)}"
+                )
+                return f"{display_path(f)}: not a fold result of lusviewer crossval ({what}); rerun that fold"
+    return None
 
 
 COMMAND = Command(

@@ -34,7 +34,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
 
-from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, err, quiet_opencv
+from lusviewer.cli.common import EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, err, not_scored_line, quiet_opencv
 from lusviewer.wording import count
 
 #: The ranks meet once, at the end: the slowest share sets the wait, so the collective's
@@ -197,7 +197,14 @@ def run_share(args: argparse.Namespace, clips: list[str], failed_inputs: list[tu
     dist.all_gather_object(outcomes, outcome)
     status = EXIT_SOME_FAILED if outcome.error else EXIT_OK
     if rank == 0:
-        status = merge(args.output, clips, [o for o in outcomes if o is not None], failed_inputs, quiet=args.quiet)
+        status = merge(
+            args.output,
+            clips,
+            [o for o in outcomes if o is not None],
+            failed_inputs,
+            quiet=args.quiet,
+            given=args.paths,
+        )
     dist.destroy_process_group()
     return status
 
@@ -223,10 +230,12 @@ def merge(
     failed_inputs: list[tuple[str, str]],
     *,
     quiet: bool = False,
+    given: list[str] | None = None,
 ) -> int:
     """Rank 0: the report from the ranks' parts, the clips in the order one process scores
     them; the clips missing, with the reason, in ``report_missing.csv``; the exit status.
-    ``failed_inputs``: the inputs whose search failed, each with the reason (said already)."""
+    ``failed_inputs``: the inputs whose search failed, each with the reason (said already);
+    ``given``: the paths on the command line (a failure inside a folder given is a file, not an input)."""
     from lusviewer.io import display_path
     from lusviewer.report import clips_path_for, report_writer
     from lusviewer.report.csv_report import ReportError
@@ -284,7 +293,7 @@ def merge(
                 with contextlib.suppress(OSError):
                     f.unlink()
     if failed_inputs:
-        err(f"{count(len(failed_inputs), 'input')} could not be scored (see above); the report holds the others")
+        err(not_scored_line([p for p, _ in failed_inputs] if given is None else given, [p for p, _ in failed_inputs]))
     return EXIT_SOME_FAILED if missing or failed_inputs else EXIT_OK
 
 

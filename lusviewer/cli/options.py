@@ -12,6 +12,20 @@ from typing import Any
 
 DEVICE_HELP = "auto (CUDA when present), cpu, cuda, cuda:N"
 
+
+def regex(text: str) -> str:
+    """An option's regular expression, compiled once as the parser reads it: one that does
+    not compile is a usage error now, not a traceback after the data were searched (or,
+    where the layout does not use it, no error at all)."""
+    import re
+
+    try:
+        re.compile(text)
+    except re.error as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a regular expression ({exc})") from None
+    return text
+
+
 #: Options with the same meaning in several commands: flag -> add_argument's keywords
 #: (``short``: the one-letter name before the flag).
 _SHARED: dict[str, dict[str, Any]] = {
@@ -154,6 +168,7 @@ def add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--group-by",
         default=None,
+        type=regex,
         metavar="REGEX",
         help="patient id from each clip's name (first group of REGEX); default: patient_<ID>",
     )

@@ -18,6 +18,7 @@ from lusviewer.cli.common import (
     current_warning_lines,
     err,
     load_model_or_say,
+    not_scored_line,
     quiet_opencv,
 )
 from lusviewer.cli.options import add_exam_zones, add_folder_batching, add_option, add_precision, add_rule
@@ -135,9 +136,17 @@ def _once(clips: list[str]) -> list[str]:
 
 def _output_problem(args: argparse.Namespace, clips: list[str]) -> str | None:
     """The outputs are checked before any work: a report that cannot be written, or one
-    that would overwrite an input, is refused now rather than after scoring."""
+    that would overwrite an input, is refused now rather than after scoring; so are an
+    empty ``--exam``/``--exam-report`` name and a ``--zone-from`` CSV that does not exist."""
     from lusviewer.report import is_json_report, output_problem, report_outputs
 
+    for flag, value in (("--exam", args.exam), ("--exam-report", getattr(args, "exam_report", None))):
+        if value is not None and not value.strip():  # '' was taken as "not asked for": the exam was not written
+            return f"error: {flag} {value!r}: an empty file name; name the file to write"
+    zone_from = getattr(args, "zone_from", None)
+    if zone_from and zone_from.lower().endswith(".csv") and not os.path.isfile(zone_from):
+        # read as a regular expression, it matched no clip: every zone was left out, with a warning per clip
+        return f"error: --zone-from {zone_from}: no such CSV file"
     reports = [str(p) for p in report_outputs(args.output)]
     if args.exam and is_json_report(args.exam):  # -o r.json writes JSON: an exam.json of CSV would mislead
         return f"error: --exam {args.exam}: the exam is written as CSV only; name it .csv (the JSON report is -o)"
@@ -422,7 +431,7 @@ def run(args: argparse.Namespace) -> int:
         err(f"error: --batch-size {args.batch_size}: must be at least 1")
         return EXIT_USAGE
     clips, search_failures = _inputs(args)
-    failed = len(search_failures)
+    failed = [path for path, _ in search_failures]
     problem = _output_problem(args, clips)
     if problem:
         err(problem)
@@ -449,41 +458,48 @@ def run(args: argparse.Namespace) -> int:
     for path, reason in search_failures:
         writer.not_scored(path, reason)
     results = _results(args, engine, clips)
-    with writer, quiet_opencv(), contextlib.closing(results), distributed.errors_kept() as said:
-        mark = len(said.errors)  # the error lines said since the last clip: a failed clip's reason
-        for path, result in results:
-            if result is None:
-                failed += 1
-                session.failed(path)
-                writer.not_scored(path, said.last_error(mark) or "could not be scored")
+    done = 0  # clips handed back so far, scored or not
+    try:
+        with writer, quiet_opencv(), contextlib.closing(results), distributed.errors_kept() as said:
+            mark = len(said.errors)  # the error lines said since the last clip: a failed clip's reason
+            for path, result in results:
+                done += 1
+                if result is None:
+                    failed.append(path)
+                    session.failed(path)
+                    writer.not_scored(path, said.last_error(mark) or "could not be scored")
+                    mark = len(said.errors)
+                    continue
+                if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
+                    err(f"warning: {display_path(path)}: {result.familiarity_warning}")
+                try:
+                    writer.add(result)
+                except ReportError as exc:  # disk full: the report is discarded, no temporary file left
+                    err(f"error: {exc}; no report written")
+                    return EXIT_USAGE
                 mark = len(said.errors)
-                continue
-            if result.unfamiliar:  # warned even with -q: it changes how the scores may be read
-                err(f"warning: {display_path(path)}: {result.familiarity_warning}")
-            try:
-                writer.add(result)
-            except ReportError as exc:  # disk full: the report is discarded, no temporary file left
-                err(f"error: {exc}; no report written")
-                return EXIT_USAGE
-            mark = len(said.errors)
-            exam_wanted = args.exam or args.exam_report
-            other = session.exam.other_patient(result.clip) if exam_wanted and not mixed else None
-            if other:  # once: the exam's summary names them all
-                mixed = True
-                err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
-            thumb = _thumbnail(path, _severe_frame(result)) if args.exam_report else None
-            session.scored(result, thumbnail=thumb)
-            if (args.zone_from or args.exam_report) and session.exam.body_zone(result.clip) is None:
-                err(
-                    f"warning: {display_path(path)}: no zone on the chest (from "
-                    + ("--zone-from or " if args.zone_from else "")
-                    + "its name): not placed on the report's diagram"
-                )
-        status = _write(args, writer, session)
-        if status is not None:
-            return status
+                exam_wanted = args.exam or args.exam_report
+                other = session.exam.other_patient(result.clip) if exam_wanted and not mixed else None
+                if other:  # once: the exam's summary names them all
+                    mixed = True
+                    err(f"warning: {display_path(other)}: the exam's LUS score sums clips of more than one patient")
+                thumb = _thumbnail(path, _severe_frame(result)) if args.exam_report else None
+                session.scored(result, thumbnail=thumb)
+                if (args.zone_from or args.exam_report) and session.exam.body_zone(result.clip) is None:
+                    err(
+                        f"warning: {display_path(path)}: no zone on the chest (from "
+                        + ("--zone-from or " if args.zone_from else "")
+                        + "its name): not placed on the report's diagram"
+                    )
+            status = _write(args, writer, session)
+            if status is not None:
+                return status
+    except KeyboardInterrupt:  # the report is written whole or not at all: say what that means here
+        kept = "; an earlier report there is kept" if os.path.exists(args.output) else ""
+        err(f"stopped after {done} of {count(len(clips), 'clip')}: no report written{kept}")
+        raise
     if failed:
-        err(f"{count(failed, 'input')} could not be scored (see above); the report holds the others")
+        err(not_scored_line(args.paths, failed))
         return EXIT_SOME_FAILED
     return EXIT_OK
 

@@ -173,8 +173,11 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
     link or link loop, a FIFO/device with a clip's name) is passed to
     ``on_error(ClipError)`` (one call per problem; the search goes on), or, without
     ``on_error``, logged as a warning on logger ``lusviewer.io``; so is each file of a
-    video format the search does not take (:data:`OTHER_VIDEO_EXTENSIONS`, e.g. ``.webm``).
-    Symbolic links to folders are not followed (no loops); hidden files are skipped.
+    video format the search does not take (:data:`OTHER_VIDEO_EXTENSIONS`, e.g. ``.webm``),
+    each folder with a clip's name that holds no clip (``x.mp4/``), and each symbolic link
+    to a folder outside the one searched. Symbolic links to folders are not followed (no
+    loops; a link to the folder searched or one of its own folders is passed over, its
+    clips being found there); hidden files are skipped.
     """
 
     def report(where: str | os.PathLike[str], reason: str) -> None:
@@ -191,6 +194,8 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
         return [str(path)]
     found: list[str] = []
     frame_dirs: set[str] = set()
+    clip_named: list[Path] = []  # folders with a clip's name: said if nothing is found in them
+    unread: set[Path] = set()  # folders that could not be read (said)
     stack = [Path(path)]
     while stack:
         folder = stack.pop()
@@ -199,6 +204,7 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
                 entries = sorted(it, key=lambda e: e.name)
         except OSError as exc:
             report(folder, f"folder cannot be read ({exc.strerror or exc}); clips in it are skipped")
+            unread.add(folder)
             continue
         for e in entries:
             f = folder / e.name
@@ -207,6 +213,8 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
                 is_link = e.is_symlink()
                 if e.is_dir(follow_symlinks=False):
                     stack.append(f)
+                    if suffix in SUPPORTED_EXTENSIONS:
+                        clip_named.append(f)
                     continue
                 if e.name.startswith("."):
                     continue
@@ -221,6 +229,9 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
                     report(f, f"cannot be read ({exc.strerror or exc}); skipped")
                 continue
             if stat.S_ISDIR(mode):  # a symbolic link to a folder: not followed
+                if _outside(f, path):
+                    report(f, "is a symbolic link to a folder elsewhere, not followed (its clips are not searched); "
+                           "give that folder itself")  # fmt: skip
                 continue
             if not stat.S_ISREG(mode):
                 if suffix in SUPPORTED_EXTENSIONS:
@@ -235,4 +246,23 @@ def find_clips(path: str | os.PathLike[str], on_error: Callable[[ClipError], Non
                 frame_dirs.add(str(folder))
             elif suffix in OTHER_VIDEO_EXTENSIONS:  # a clip, to its owner: not passed over in silence
                 report(f, f"a {suffix} file is not among the formats a folder search takes ({_SEARCHED}); skipped")
-    return sorted(found + sorted(frame_dirs))
+    clips = found + sorted(frame_dirs)
+    for d in clip_named:
+        inside = str(d) + os.sep
+        if d not in unread and not any(c == str(d) or c.startswith(inside) for c in clips):
+            report(d, f"is a folder named like a clip ({d.suffix.lower()}) and holds no clips; skipped")
+    return sorted(clips)
+
+
+def _outside(link: Path, root: str | os.PathLike[str]) -> bool:
+    """Whether a symbolic link to a folder leads out of the folder searched: not to it, one
+    of its own folders (found there anyway) or a folder above it (a loop)."""
+    try:
+        target, top = os.path.realpath(link), os.path.realpath(root)
+    except (OSError, ValueError):
+        return True
+    return not (
+        target == top
+        or target.startswith(top.rstrip(os.sep) + os.sep)
+        or top.startswith(target.rstrip(os.sep) + os.sep)
+    )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -193,9 +194,10 @@ class DicomClipReader(ClipReader):
 
     YBR_* photometric interpretations are converted by pydicom; PALETTE COLOR is
     expanded through its lookup table; more-than-8-bit data is scaled to 8 bits with
-    the window from the header, else min-max of the first frame (fixed for the whole
-    clip so levels never jump between frames), both on stored values; MONOCHROME1 is
-    then inverted. Bad input of any kind raises :class:`ClipError`.
+    the window from the header, else the lowest..highest stored value over all frames
+    (found at open, one frame at a time, as for image stacks; fixed for the whole clip
+    so levels never jump between frames); MONOCHROME1 is then inverted. Bad input of
+    any kind raises :class:`ClipError`.
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -275,7 +277,12 @@ class DicomClipReader(ClipReader):
             complete=present >= n,
             header_frame_count=n,
         )
-        self._first = self._decode(0)
+        self._deep = False  # stored values deeper than 8 bits (set as frame 0 is converted)
+        first = self._decode(0)
+        if self._deep and present > 1 and self._window() is None:
+            self._clip_range()
+            first = self._decode(0)
+        self._first = first
 
     def _raw(self, index: int) -> np.ndarray:
         from pydicom.pixels import pixel_array  # type: ignore[attr-defined]
@@ -285,23 +292,51 @@ class DicomClipReader(ClipReader):
                 return np.asarray(pixel_array(self._path))
             return np.asarray(pixel_array(self._path, index=index))
 
-    def _convert(self, arr: np.ndarray) -> np.ndarray:
+    def _lut(self, arr: np.ndarray) -> np.ndarray:
         from pydicom.pixels import apply_color_lut  # type: ignore[attr-defined]
 
-        if self._photometric == "PALETTE COLOR":
-            arr = apply_color_lut(arr, self._ds)
+        return np.asarray(apply_color_lut(arr, self._ds)) if self._photometric == "PALETTE COLOR" else arr
+
+    def _window(self) -> tuple[float, float] | None:
+        """The header's window as (lowest, highest) stored value; None if absent or corrupt."""
+        try:
+            wc, ww = self._ds.WindowCenter, self._ds.WindowWidth
+            c = float(wc[0] if hasattr(wc, "__len__") and not isinstance(wc, str) else wc)
+            w = float(ww[0] if hasattr(ww, "__len__") and not isinstance(ww, str) else ww)
+        except Exception:
+            return None
+        return (c - w / 2, c + w / 2) if w > 0 and np.isfinite(c) and np.isfinite(w) else None
+
+    def _clip_range(self) -> None:
+        """Deeper than 8 bits and no window in the header: the lowest and highest stored
+        value over all the clip's frames (read once, one at a time), as for image stacks.
+        Frame 0's alone left a brighter later frame mostly white (a 16-bit clip whose frame
+        0 reached 1000 and frame 1 60000: 99 % of frame 1 at 255). A frame that does not
+        decode ends the pass (reading it will say so)."""
+        from pydicom.pixels import iter_pixels  # type: ignore[attr-defined]
+
+        n = self.info.frame_count
+        lo, hi = np.inf, -np.inf
+        try:
+            with _pydicom_warnings(self._path):
+                frames = iter_pixels(self._path) if n == self._header_frames else (self._raw(i) for i in range(n))
+                for raw in itertools.islice(frames, n):
+                    arr = self._lut(np.asarray(raw))
+                    if arr.size:
+                        lo, hi = min(lo, float(arr.min())), max(hi, float(arr.max()))
+        except Exception:  # pydicom and the codecs raise many types for bad pixel data
+            pass
+        if np.isfinite(lo) and np.isfinite(hi):
+            self._scale = (lo, max(hi - lo, 1e-6))
+
+    def _convert(self, arr: np.ndarray) -> np.ndarray:
+        arr = self._lut(arr)
         if arr.dtype != np.uint8:
+            self._deep = True
             # The window (and min-max) is on stored values: scale first, invert after.
             if self._scale is None:
-                lo, hi = float(arr.min()), float(arr.max())
-                try:
-                    wc, ww = self._ds.WindowCenter, self._ds.WindowWidth
-                    c = float(wc[0] if hasattr(wc, "__len__") and not isinstance(wc, str) else wc)
-                    w = float(ww[0] if hasattr(ww, "__len__") and not isinstance(ww, str) else ww)
-                    if w > 0 and np.isfinite(c) and np.isfinite(w):
-                        lo, hi = c - w / 2, c + w / 2
-                except Exception:  # absent or corrupt: min-max of the first frame
-                    pass
+                window = self._window()
+                lo, hi = window or (float(arr.min()), float(arr.max()))
                 self._scale = (lo, max(hi - lo, 1e-6))
             lo, span = self._scale
             arr = np.clip((arr.astype(np.float32) - lo) * (255.0 / span), 0, 255).astype(np.uint8)

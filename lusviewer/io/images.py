@@ -131,6 +131,11 @@ def _bits(dtype: np.dtype) -> str:
     return f"{dtype.itemsize * 8}-bit" + (" float" if dtype.kind == "f" else "")
 
 
+def _a(words: str) -> str:
+    """``words`` with its article: "an 8-bit", "a 16-bit"."""
+    return f"{'an' if words.startswith(('8', '11', '18')) else 'a'} {words}"
+
+
 class _Levels:
     """The one 8-bit conversion of a clip: identity for 8-bit images; for deeper ones
     the clip's lowest..highest stored value to 0..255, the same for every frame."""
@@ -192,7 +197,7 @@ class _StillClip(ClipReader):
         if img.dtype != self._levels.dtype:
             raise ClipError(
                 self._where(index),
-                f"is a {_bits(img.dtype)} image but the clip's first frame is {_bits(self._levels.dtype)}: "
+                f"is {_a(_bits(img.dtype))} image but the clip's first frame is {_bits(self._levels.dtype)}: "
                 "a clip's frames must share one bit depth",
             )
         return img

@@ -83,6 +83,7 @@ class VideoClipReader(ClipReader):
         elif container == "mpeg-ps":  # the coded pictures in the file
             header = mpeg_picture_count(self._path) or None
         self._gaps = False  # timestamps show frames missing (MPEG streams)
+        self._gap_at: int | None = None  # the first frame decoded after frames went missing: the clip ends before it
         self.info = ClipInfo(
             path=self._path,
             frame_count=max(1, count),
@@ -100,6 +101,12 @@ class VideoClipReader(ClipReader):
         complete = (
             (header is None or n >= header) and gif_whole and not self._gaps and not cut_short(self._path, container)
         )
+        if self._gap_at is not None:  # frames after a gap would be read as the frames missing: not read
+            _log.warning("%s: the clip is incomplete (frames missing after frame %d, damaged or cut data); only the "
+                         "%s before the gap are read", display_path(self._path), self._gap_at - 1,
+                         wording.count(self._gap_at, "frame"))  # fmt: skip
+            self.info = replace(self.info, frame_count=self._gap_at, complete=False)
+            return
         self.info = replace(self.info, frame_count=n, complete=complete)
         if not complete:
             said = f"the header says {wording.count(header, 'frame')}, " if header is not None and header > n else ""
@@ -153,6 +160,8 @@ class VideoClipReader(ClipReader):
                     and self._lost(ms, prev_ms, first_ms, n)
                 ):
                     self._gaps = True  # a frame between these two did not decode
+                    if self._gap_at is None:  # frame n-1 decoded is a later frame: it and all after are misnumbered
+                        self._gap_at = n - 1
                 prev_ms = ms if ms is not None else prev_ms
                 first_ms = prev_ms if first_ms is None else first_ms
         if n == 0:
@@ -242,11 +251,35 @@ class VideoClipReader(ClipReader):
             except ClipError:
                 if i == 0:
                     raise
+                self._check_not_skipped(i)
                 self.info = replace(self.info, frame_count=i, complete=False)
                 _log.warning("%s: frame %d and after do not decode; the clip is incomplete (%d frames read)",
                              display_path(self._path), i, i)  # fmt: skip
                 return
             yield to_rgb(frame)
+
+    def _check_not_skipped(self, i: int) -> None:
+        """Reading in order stopped at frame ``i``, before the end the container's index
+        promises. The decoder may have passed over frames it could not decode earlier on
+        (FFmpeg does so silently, in an AVI of MJPEG with damaged data), so that the frames
+        read since were later ones, numbered as the ones missing. Frame ``i - 1`` reached by
+        a seek (by the index) must equal the one read in order; if not, :class:`ClipError`:
+        the frames read cannot be numbered."""
+        if not (self._seek_exact and self._last is not None and self._last[0] == i - 1):
+            return
+        read = self._last[1]
+        self._rewind()  # a capture whose read failed may not seek right: a fresh one
+        self._cap.set(cv2.CAP_PROP_POS_FRAMES, float(i - 1))
+        ok, frame = self._cap.read()
+        if ok and frame is not None and self._at_time(i - 1) and np.array_equal(frame, read):
+            self._next, self._last = i, (i - 1, frame)
+            return
+        self._rewind()
+        raise ClipError(
+            self._path,
+            f"frames are missing before frame {i} (damaged data); the frames read after the damage cannot be "
+            "numbered, so the clip is not read",
+        )
 
     def close(self) -> None:
         self._cap.release()

@@ -86,9 +86,11 @@ def autocast(enabled: bool, device: torch.device | None = None) -> Any:
 
 
 def machine(device: torch.device) -> str:
-    """Where a run trained, for the model card."""
+    """Where a run trained, for the model card and the cross-validation report: the CPU
+    threads torch used (``--threads``), not only the cores the machine has."""
     gpu = f"{torch.cuda.get_device_name(device)}, " if device.type == "cuda" else ""
-    return f"{gpu}{os.cpu_count()} CPU cores, torch {torch.__version__}"
+    threads = count(torch.get_num_threads(), "thread")
+    return f"{gpu}{threads} on {os.cpu_count()} CPU cores, torch {torch.__version__}"
 
 
 def batches_per_epoch(n_items: int, batch: int, *, clips: str, frames_per_clip: int, step: str) -> int:

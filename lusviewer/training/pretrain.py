@@ -150,6 +150,13 @@ def run_pretrain(cfg: PretrainConfig) -> Path:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     clips = load_dataset_with(cfg)
+    patients = len({c.group for c in clips})
+    if patients < 2:  # split_by_group's own advice, --val-fraction 0, is train's: pretrain refuses it
+        raise ValueError(
+            f"--val-fraction {cfg.val_fraction:g}: {count(patients, 'patient')} cannot be split into training and "
+            "validation patients (pretrain holds validation patients out for its probe; it takes no "
+            "--val-fraction 0); use data of at least 2 patients"
+        )
     train, val = split_by_group(clips, val_fraction=cfg.val_fraction, seed=cfg.seed)
     extra = unlabelled_clips(cfg.extra)
     labelled = {os.path.abspath(c.path) for c in clips}
