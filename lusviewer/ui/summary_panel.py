@@ -78,7 +78,7 @@ def count_text(count: int, total: int, weak: int) -> str:
     """A row of the Clip tab's frames per score: how many, the share, and how many of them
     are weak calls (a guess)."""
     pct = 100.0 * count / total if total else 0.0
-    text = f"{int(count)} frames ({pct:.0f} %)"
+    text = f"{int(count)} frame{'' if int(count) == 1 else 's'} ({pct:.0f} %)"
     if count and weak >= count:
         return text + ", all weak"
     return text + (f", {int(weak)} weak" if weak else "")
