@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 pytest.importorskip("PySide6")
@@ -15,3 +18,78 @@ def test_one_frame_is_counted_in_the_singular() -> None:
     assert count_text(1, 101, 1) == "1 frame (1 %), all weak"
     assert count_text(0, 101, 0) == "0 frames (0 %)"
     assert count_text(2, 101, 1) == "2 frames (2 %), 1 weak"
+
+
+def test_worst_frame_skips_frames_with_no_picture() -> None:
+    """patient_6_R1 (clip score 0, every frame scored 0) opens with two black frames: its worst
+    frame was frame 0, black, and so was the exam report's picture (12 of the 287 COVID-BLUeS
+    clips). Only the frames chosen are read."""
+    import numpy as np
+
+    from lusviewer.report.exam_report import blank_frame, most_severe_frame, pictured_frame
+
+    black, grey = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 128, np.uint8)
+    picture = np.arange(192, dtype=np.uint8).reshape(8, 8, 3)
+    assert blank_frame(black) and blank_frame(grey) and not blank_frame(picture)
+    frames = [black, black] + [picture] * 8
+    reads: list[int] = []
+
+    def read(i: int) -> np.ndarray:
+        reads.append(i)
+        return frames[i]
+
+    scores = np.zeros(10, np.int64)
+    assert most_severe_frame(scores, None, 0) == 0  # the frame behind the clip score: black
+    assert pictured_frame(scores, None, 0, read) == 5  # the middle of the frames left
+    assert reads == [0, 5]
+    # a more severe frame that is blank gives way to the most severe frame with a picture
+    scores = np.array([3, 3, 1, 1, 2, 2, 2, 0, 0, 0])
+    assert pictured_frame(scores, None, 0, lambda i: frames[i]) == 5
+    # a clip with no picture at all: its worst frame as scored
+    assert pictured_frame(scores, None, 0, lambda i: black) == most_severe_frame(scores, None, 0, range(16))
+
+
+pytest.importorskip("pytestqt")
+
+
+def test_viewer_and_pdf_picture_a_frame_with_a_picture(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
+    """The Clip tab's worst frame, its button, and the exam report's picture and caption all
+    skip the clip's blank opening frames."""
+    from dataclasses import replace
+
+    import numpy as np
+    from conftest import shown_window
+    from PySide6.QtCore import QSettings
+
+    from lusviewer.io.synthetic import synthetic_frames, write_video
+    from lusviewer.report.aggregate import summarize_clip
+    from lusviewer.report.exam_report import blank_frame, build_exam_report
+
+    frames = [np.zeros((96, 96, 3), np.uint8)] * 2 + list(synthetic_frames(18, size=96, seed=3))
+    clip = write_video(tmp_path / "patient_6_R1.mp4", frames, fps=20.0)
+    w = shown_window(qtbot, tiny_model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert w.open_clip(str(clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=60_000)
+    assert blank_frame(w.controller.frame(0)) and not blank_frame(w.controller.frame(2))
+    # as the shipped model scores patient_6_R1: every frame 0, the frame behind the clip score 0
+    r = w.controller.result
+    zeros = np.zeros(len(r.scores), np.int64)
+    probs = np.tile(np.array([[0.9, 0.05, 0.03, 0.02]], np.float32), (len(zeros), 1))
+    s = summarize_clip(zeros, probs, fps=20.0, rule="expected")
+    r0 = replace(r, scores=zeros, probs=probs, summary=s)
+    assert s.worst_frame == 0  # the frame behind the clip score: black (the CSV's worst_frame)
+    w.scoring.finished(r0)
+    assert w.summary.worst_frame >= 2, w.summary.rule.text()
+    assert f"Worst frame: {w.summary.worst_frame} (score 0)" in w.summary.rule.text()
+    w.summary.worst.click()
+    assert w.controller.index == w.summary.worst_frame
+    session = w.controller.exam_session
+    session.clear()
+    session.scored(r0)
+    assert w.exporter.export_report_to(str(tmp_path / "exam.pdf"), overwrite=True)
+    detail = session.details[str(clip)]
+    assert detail.thumbnail is not None and not blank_frame(detail.thumbnail)
+    assert detail.thumbnail_frame == w.summary.worst_frame  # the Clip tab's worst frame
+    (row,) = build_exam_report(session).rows
+    assert row.severe_frame == detail.thumbnail_frame  # the caption names the frame pictured
+    w.close()

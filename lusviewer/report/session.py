@@ -33,6 +33,9 @@ class ClipDetail:
     precision: str
     #: The worst frame (RGB, small), or None where it was not kept.
     thumbnail: np.ndarray | None = None
+    #: The frame ``thumbnail`` shows, where it was chosen skipping blank frames
+    #: (:func:`~lusviewer.report.exam_report.pictured_frame`); None: the most severe frame.
+    thumbnail_frame: int | None = None
 
     @property
     def low_confidence_share(self) -> float:

@@ -227,20 +227,20 @@ class Exporter:
         from dataclasses import replace
 
         from lusviewer.io import open_clip
-        from lusviewer.report.exam_report import most_severe_frame, thumbnail_of
+        from lusviewer.report.exam_report import pictured_frame, thumbnail_of
 
         session = self._c.exam_session
         for e in session.exam.entries:
             detail = session.details.get(e.clip)
             if detail is None or detail.thumbnail is not None:
                 continue
-            index = (
-                most_severe_frame(detail.scores, detail.weak, e.worst_frame) if len(detail.scores) else e.worst_frame
-            )
+            index = e.worst_frame
             try:
                 with open_clip(e.clip) as reader:
+                    if len(detail.scores):  # the worst frame that shows a picture, as the Clip tab's
+                        index = pictured_frame(detail.scores, detail.weak, e.worst_frame, reader.frame)
                     frame = reader.frame(index)
             except Exception as exc:  # the report shows an empty frame box; the scores are what matter
                 log.warning("%s: worst frame %d not shown in the exam report (%s)", e.clip, index, exc)
                 continue
-            session.details[e.clip] = replace(detail, thumbnail=thumbnail_of(frame))
+            session.details[e.clip] = replace(detail, thumbnail=thumbnail_of(frame), thumbnail_frame=index)
