@@ -93,3 +93,14 @@ def test_viewer_and_pdf_picture_a_frame_with_a_picture(qtbot: Any, tiny_model: P
     (row,) = build_exam_report(session).rows
     assert row.severe_frame == detail.thumbnail_frame  # the caption names the frame pictured
     w.close()
+
+
+def test_report_note_ends_in_one_mark() -> None:
+    """The exam report's note ended "clips from 2 folders: one patient?." (an exam with a POCUS
+    clip beside COVID-BLUeS clips)."""
+    from lusviewer.ui.exam_report import note_line
+
+    assert note_line(["2 uncertain scores (weak calls): counted", "clips from 2 folders: one patient?"]) == (
+        "Note: 2 uncertain scores (weak calls): counted; clips from 2 folders: one patient?"
+    )
+    assert note_line(["1 clip not placed on the chest"]) == "Note: 1 clip not placed on the chest."

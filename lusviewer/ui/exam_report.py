@@ -231,9 +231,16 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     _fitted(painter, QRectF(MARGIN, y, w, 14), proto, pt=9.5)
     y += 16
     if report.notes:  # at most three lines: the table's place is fixed
-        text = "Note: " + "; ".join(report.notes) + "."
+        text = note_line(report.notes)
         _text(painter, QRectF(MARGIN, y, w, _TABLE_TOP_FIRST - y - 4), text, _font(8), _WRAP, "#6a4a00")
     return _TABLE_TOP_FIRST
+
+
+def note_line(notes: list[str]) -> str:
+    """The report's note under the total: its notes in one sentence (the last may end in a
+    question, "clips from 2 folders: one patient?": no full stop after it, it read "?.")."""
+    text = "Note: " + "; ".join(notes)
+    return text if text.endswith(("?", ".")) else text + "."
 
 
 #: Table columns: (title, width in points).
