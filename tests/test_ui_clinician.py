@@ -104,3 +104,26 @@ def test_report_note_ends_in_one_mark() -> None:
         "Note: 2 uncertain scores (weak calls): counted; clips from 2 folders: one patient?"
     )
     assert note_line(["1 clip not placed on the chest"]) == "Note: 1 clip not placed on the chest."
+
+
+def test_timeline_title_of_a_clip_unlike_the_training_clips(qtbot: Any, tmp_path: Path, synthetic_clip: Path) -> None:
+    """A POCUS clip (no reliable score: "do not read it as a finding") kept the timeline's
+    usual title above its grey step line; the title now says its frame scores are no finding,
+    and the next clip's timeline has its usual title again."""
+    from conftest import shown_window
+    from PySide6.QtCore import QSettings
+    from test_findings import BOTH, findings_model
+
+    from lusviewer.model.weights import record_in_card
+    from lusviewer.ui.timeline import UNFAMILIAR_TITLE
+
+    card = findings_model(tmp_path / "m", shown=BOTH)
+    record_in_card(card, "inference", {"recon_error_limit": 0.0})  # every clip is unlike its training clips
+    w = shown_window(qtbot, card, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert w.open_clip(str(synthetic_clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=60_000)
+    assert w.controller.result.unfamiliar
+    assert w.timeline.score_plot.titleLabel.text == UNFAMILIAR_TITLE
+    w.timeline.reset(10)  # another clip opened
+    assert w.timeline.score_plot.titleLabel.text.startswith("Score per frame")
+    w.close()

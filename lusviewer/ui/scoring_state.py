@@ -205,7 +205,7 @@ class ScoringState(QObject):
         # a clip unlike the training clips: its findings are withheld, as the summary says, not
         # drawn on the timeline (they were, beside "A-lines withheld")
         self._timeline.set_findings(result.finding_names, None if result.unfamiliar else result.findings)
-        self._timeline.set_unreliable(bool(result.unfamiliar))
+        self._timeline.set_unfamiliar(bool(result.unfamiliar))
         self._status.scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
 
     def failed(self, message: str) -> None:
