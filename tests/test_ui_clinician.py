@@ -127,3 +127,40 @@ def test_timeline_title_of_a_clip_unlike_the_training_clips(qtbot: Any, tmp_path
     w.timeline.reset(10)  # another clip opened
     assert w.timeline.score_plot.titleLabel.text.startswith("Score per frame")
     w.close()
+
+
+def test_clip_tab_lines_are_never_squeezed_at_1024x600(qtbot: Any, tiny_model: Path, tmp_path: Path) -> None:
+    """At 1024x600 the Clip tab of a POCUS clip unlike the training clips (warning, model
+    output, rule, four rows, findings) was squeezed: each row cut through its letters. Its
+    lines now keep their height and the tab scrolls."""
+    import numpy as np
+    from conftest import shown_window
+    from PySide6.QtCore import QSettings
+
+    w = shown_window(qtbot, tiny_model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    w.resize(1024, 600)
+    s = w.summary
+    s.set_summary(
+        1,
+        "expected: the frames' mean severity 1.52, cut at 1.46/1.63/1.72 (fitted in cross-validation)",
+        (0, 96, 41, 1),
+        31,
+        138,
+        22.7,
+        "withheld",
+        (0, 96, 41, 1),
+        (64, 3, True),
+    )
+    s.set_confidence(np.ones(138, bool))
+    s.set_familiarity(
+        "This clip looks unlike the model's training clips (another device, preset or organ?): mean "
+        "reconstruction error 0.354 > 0.115; its scores are unreliable."
+    )
+    s.set_findings({"a_lines": 0.4}, {"a_lines": 0.67})
+    w.side_tabs.setCurrentWidget(s)
+    qtbot.wait(100)
+    assert (w.width(), w.height()) == (1024, 600)
+    for label in [*s.count_names, *s.count_labels, s.rule, s.familiarity]:
+        want = label.heightForWidth(label.width()) if label.wordWrap() else label.sizeHint().height()
+        assert label.height() >= want, (label.text()[:40], label.height(), want)
+    w.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_score_text, low_confidence, persistence_frames
 from lusviewer.ui.palette import (
@@ -127,7 +127,23 @@ class SummaryPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
+        # The panel's lines scroll where the tab is shorter than they are: at 1024x600 the
+        # summary of a clip unlike the training clips (its warning, the model's output, the
+        # rule, four rows, the findings) was squeezed into the tab, each row cut through
+        # its letters ("white lung" without its descenders).
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # its lines wrap
+        content = QWidget()
+        self.scroll_area.setWidget(content)
+        # the tab's own background shows through (setWidget turns the widget's fill on)
+        content.setAutoFillBackground(False)
+        self.scroll_area.viewport().setAutoFillBackground(False)
+        outer.addWidget(self.scroll_area)
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 4, 6, 4)
         self.title = QLabel("Clip score")
         self.score = QLabel("—")
