@@ -201,3 +201,16 @@ def test_cursor_label_is_readable_over_the_score_steps(qtbot: Any) -> None:
     qtbot.wait(50)
     grey = _step_pixels_under_the_cursor_label(t)
     assert grey <= 3, grey
+
+
+def test_frame_line_never_prints_the_same_p_for_two_scores() -> None:
+    """patient_19_R1 frame 88 read "score 3 (p = 0.30; most probable 2, p = 0.30)"."""
+    import numpy as np
+
+    from lusviewer.ui.summary_panel import frame_score_text
+
+    tie = np.array([0.18, 0.22, 0.3012, 0.2988])
+    assert frame_score_text(3, tie) == "score 3 (p = 0.299; most probable 2, p = 0.301), low confidence"
+    apart = np.array([0.1, 0.2, 0.38, 0.32])
+    assert frame_score_text(3, apart) == "score 3 (p = 0.32; most probable 2, p = 0.38), low confidence"
+    assert frame_score_text(2, apart) == "score 2 (p = 0.38), low confidence"

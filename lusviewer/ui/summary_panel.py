@@ -66,10 +66,13 @@ def frame_score_text(score: int, probs: np.ndarray) -> str:
     (:func:`~lusviewer.report.aggregate.low_confidence`: the most probable score's
     probability below :data:`LOW_CONFIDENCE`), not by the shown score's probability."""
     row = np.asarray(probs, dtype=np.float64).reshape(-1)
-    text = f"score {score} (p = {row[score]:.2f}"
     top = int(np.argmax(row))
+    # three decimals where two would print the same p twice: "score 3 (p = 0.30; most
+    # probable 2, p = 0.30)" read as a contradiction (patient_19_R1, frame 88)
+    digits = 3 if top != score and f"{row[score]:.2f}" == f"{row[top]:.2f}" else 2
+    text = f"score {score} (p = {row[score]:.{digits}f}"
     if top != score:
-        text += f"; most probable {top}, p = {row[top]:.2f}"
+        text += f"; most probable {top}, p = {row[top]:.{digits}f}"
     weak = bool(low_confidence(row[None, :])[0])
     return text + ("), low confidence" if weak else ")")
 
