@@ -110,3 +110,38 @@ def test_viewer_protocol_change_says_which_clips_need_a_zone(window: Any) -> Non
     assert codes == {"R7", "R6", "L7", "L6"}, codes  # on the front, none on the back
     message = window.status_bar.message_label.fullText()
     assert "patient_19_R3.mp4, patient_19_L3.mp4 were recorded" in message, message
+
+
+def test_a_zone_given_twice_leaves_another_unscanned() -> None:
+    """Fourteen clips of a 14-zone exam, one moved onto R7 where another clip was: the diagram
+    showed L6 "not scanned" while the total read "14 of 14 zones", complete (tab, PDF, CSV)."""
+    from lusviewer.report.exam_report import build_exam_report
+
+    session = ExamSession(zones=14)
+    clips = [f"p/scan_{side}{k}.mp4" for side in "RL" for k in range(1, 8)]
+    for clip in clips:
+        session.scored(_result(clip, 1))
+    exam = session.exam
+    assert not exam.incomplete and exam.summary().startswith("LUS score 14 of 42 (14 of 14 zones)")
+    session.set_body_zone("p/scan_L6.mp4", "R7")
+    assert exam.repeated_zones == ["R7"] and exam.missing_zones == 1 and exam.incomplete
+    assert exam.summary().startswith("LUS score 14 of 42, INCOMPLETE: 13 of 14 zones scored"), exam.summary()
+    report = build_exam_report(session)
+    assert report.headline == "LUS score 14 / 42, 13 of 14 zones, INCOMPLETE"
+    assert "1 zone of the protocol not scanned" in report.notes
+    assert {c.zone.code: c.state for c in report.cells}["L6"] == "not scanned"
+
+
+def test_exam_csv_total_of_a_zone_given_twice_is_incomplete(tmp_path: Path) -> None:
+    import csv
+
+    from lusviewer.report.exam import write_exam_csv
+
+    session = ExamSession(zones=6)
+    for clip in BLUE_CLIPS:
+        session.scored(_result(clip, 2))
+    session.set_body_zone(BLUE_CLIPS[5], "L2")  # L3's clip placed on L2 too
+    rows = list(csv.DictReader(write_exam_csv(tmp_path / "e.csv", session.exam).open(newline="")))
+    total = rows[-1]
+    # the sum of the six clips, but one of the six zones has none ("complete" is the clips' own)
+    assert total["clip_score"] == "12" and "INCOMPLETE, 1 zone not scored" in total["zone"], total["zone"]
