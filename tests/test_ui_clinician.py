@@ -81,6 +81,8 @@ def test_viewer_and_pdf_picture_a_frame_with_a_picture(qtbot: Any, tiny_model: P
     w.scoring.finished(r0)
     assert w.summary.worst_frame >= 2, w.summary.rule.text()
     assert f"Worst frame: {w.summary.worst_frame} (score 0)" in w.summary.rule.text()
+    # the frame behind the clip score (the CSV's worst_frame) is frame 0 still: said to be blank
+    assert "the clip score's frame: 0 (a blank frame)." in w.summary.rule.text()
     w.summary.worst.click()
     assert w.controller.index == w.summary.worst_frame
     session = w.controller.exam_session

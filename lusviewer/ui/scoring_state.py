@@ -19,7 +19,7 @@ from PySide6.QtCore import QObject, QTimer
 
 from lusviewer.io import ClipError
 from lusviewer.report.aggregate import clip_confidence, low_confidence
-from lusviewer.report.exam_report import most_severe_frame, pictured_frame
+from lusviewer.report.exam_report import blank_frame, most_severe_frame, pictured_frame
 
 if TYPE_CHECKING:
     from lusviewer.inference import ClipResult
@@ -169,6 +169,16 @@ class ScoringState(QObject):
             log.warning("%s: the worst frame's picture could not be read (%s)", result.clip, exc)
             return most_severe_frame(result.scores, weak, prefer)
 
+    def _blank(self, result: ClipResult, index: int) -> bool:
+        """Frame ``index`` of the clip on screen shows no picture (False where it cannot be read)."""
+        c = self._c
+        if c.info is None or c.info.path != result.info.path or c.reader is None:
+            return False
+        try:
+            return blank_frame(c.frame(index))
+        except (ClipError, IndexError, OSError):
+            return False
+
     def finished(self, result: ClipResult) -> None:
         self.phase = ScoringPhase.IDLE
         self._redraw.stop()
@@ -196,6 +206,7 @@ class ScoringState(QObject):
             clip_confidence(result),
             weak_counts(result.scores, weak),
             (severe, int(result.scores[severe]), bool(weak[severe])),
+            severe != s.worst_frame and self._blank(result, s.worst_frame),
         )
         self._summary.set_confidence(weak)
         self._summary.set_familiarity(result.familiarity_warning)

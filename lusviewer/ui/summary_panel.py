@@ -113,13 +113,15 @@ CLIP_FRAME_TOOLTIP = (
 )
 
 
-def frames_text(worst: int, worst_score: int, worst_weak: bool, clip_frame: int) -> str:
+def frames_text(worst: int, worst_score: int, worst_weak: bool, clip_frame: int, clip_frame_blank: bool = False) -> str:
     """The summary's sentence on its two frames: the worst (most severe) frame with its score,
-    and the frame behind the clip score where it is another."""
+    and the frame behind the clip score where it is another (``clip_frame_blank``: it shows
+    nothing, as the black frames that open some clips: said, or its button leads to a black
+    frame unexplained)."""
     text = f"Worst frame: {worst} (score {worst_score}{', a weak call' if worst_weak else ''})"
     if clip_frame == worst:  # also the frame behind the clip score (the button's tooltip says so)
         return text + "."
-    return text + f"; the clip score's frame: {clip_frame}."
+    return text + f"; the clip score's frame: {clip_frame}{' (a blank frame)' if clip_frame_blank else ''}."
 
 
 class SummaryPanel(QWidget):
@@ -364,6 +366,7 @@ class SummaryPanel(QWidget):
         confidence: str = "confident",
         weak: np.ndarray | tuple[int, ...] | None = None,
         severe: tuple[int, int, bool] | None = None,
+        clip_frame_blank: bool = False,
     ) -> None:
         """The clip score as :func:`~lusviewer.report.aggregate.clip_score_text` words it
         for its ``confidence`` (:func:`~lusviewer.report.aggregate.clip_confidence`): in
@@ -378,7 +381,9 @@ class SummaryPanel(QWidget):
         self.score.setStyleSheet(f"color: {clip_score_colour(clip_score, confidence)};")
         held = f" ({persistence_frames(total, fps) / fps:.2f} s)" if rule.startswith("persistent") and fps > 0 else ""
         frame, frame_score, frame_weak = severe if severe is not None else (worst, clip_score, False)
-        self.rule.setText(f"Rule — {rule}{held}. {frames_text(frame, frame_score, frame_weak, worst)}")
+        self.rule.setText(
+            f"Rule — {rule}{held}. {frames_text(frame, frame_score, frame_weak, worst, clip_frame_blank)}"
+        )
         if confidence == "uncertain":
             self.rule.setText(
                 f"{self.rule.text()} Uncertain: weak calls (probability below {LOW_CONFIDENCE:g}), "
