@@ -221,3 +221,36 @@ def test_frame_line_never_prints_the_same_p_for_two_scores() -> None:
     apart = np.array([0.1, 0.2, 0.38, 0.32])
     assert frame_score_text(3, apart) == "score 3 (p = 0.32; most probable 2, p = 0.38), low confidence"
     assert frame_score_text(2, apart) == "score 2 (p = 0.38), low confidence"
+
+
+def test_export_failures_are_one_line_naming_the_file_once(
+    qtbot: Any, tiny_model: Path, tmp_path: Path, synthetic_clip: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A JSON export that could not be written said "/proc/x.json: /proc/x.json: the report cannot
+    be written ..."; a PDF report given a folder said "[Errno 21] Is a directory:
+    '/.tmp.12087.tmp' -> '/tmp'" (a temporary file's name, not the user's)."""
+    import logging
+
+    from conftest import shown_window
+    from PySide6.QtCore import QSettings
+
+    w = shown_window(qtbot, tiny_model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert w.open_clip(str(synthetic_clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=60_000)
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    caplog.set_level(logging.WARNING, logger="lusviewer.ui.main_window")
+    for path in (blocker / "x.json", blocker / "x.csv"):
+        caplog.clear()
+        assert not w.export_to(str(path), overwrite=True)
+        (line,) = [r.getMessage() for r in caplog.records if "Export failed" in r.getMessage()]
+        assert line.count(str(path)) == 1 and "\n" not in line, line
+    w.controller.exam_session.scored(w.controller.result)
+    caplog.clear()
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    assert not w.exporter.export_report_to(str(folder), overwrite=True)
+    (line,) = [r.getMessage() for r in caplog.records if "Export failed" in r.getMessage()]
+    assert line == f"Export failed: {folder}: is a folder; give the report a file name (exam.pdf)", line
+    assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
+    w.close()

@@ -76,6 +76,8 @@ def write_exam_pdf(path: str | os.PathLike[str], report: ExamReport) -> Path:
 
     ensure_gui_app()
     path = Path(path)
+    if path.is_dir():  # it said "[Errno 21] Is a directory: '/.tmp.12087.tmp' -> '/tmp'"
+        raise OSError(f"{path}: is a folder; give the report a file name (exam.pdf)")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = tmp_name(path, os.getpid())

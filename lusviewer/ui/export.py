@@ -19,6 +19,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+def failure_line(path: str, exc: BaseException) -> str:
+    """One line naming the file and the reason: the path once (the writers' messages name it
+    already: "/proc/x.json: /proc/x.json: the report cannot be written ...")."""
+    text = str(exc)
+    return text if text.startswith(f"{path}:") else f"{path}: {text}"
+
+
 class ExamFieldsDialog(QDialog):
     """What the clinician types for the exam report: patient or exam id, date, operator
     (never guessed from the files; left blank where not typed)."""
@@ -143,7 +150,7 @@ class Exporter:
         try:
             written = self._c.export(path)
         except (OSError, RuntimeError) as exc:
-            self._warn("Export failed", f"{path}: {exc}")
+            self._warn("Export failed", failure_line(path, exc))
             return False
         self._notify(f"Wrote {written[0]}" + "".join(f" and {p.name}" for p in written[1:]), 8000)
         return True
@@ -173,7 +180,7 @@ class Exporter:
         try:
             out = self._c.export_exam(path)
         except (OSError, ValueError) as exc:
-            self._warn("Export failed", f"{path}: {exc}")
+            self._warn("Export failed", failure_line(path, exc))
             return False
         self._notify(f"Wrote {out} ({self._c.exam.summary()})", 8000)
         return True
@@ -215,7 +222,7 @@ class Exporter:
         try:
             out = write_exam_pdf(path, build_exam_report(c.exam_session, fields or self.fields))
         except (OSError, ValueError) as exc:
-            self._warn("Export failed", f"{path}: {exc}")
+            self._warn("Export failed", failure_line(path, exc))
             return False
         self._notify(f"Wrote {out} ({c.exam.summary()})", 8000)
         return True
