@@ -254,3 +254,18 @@ def test_export_failures_are_one_line_naming_the_file_once(
     assert line == f"Export failed: {folder}: is a folder; give the report a file name (exam.pdf)", line
     assert list(folder.iterdir()) == [] and not list(tmp_path.glob(".*.tmp"))
     w.close()
+
+
+def test_exam_note_reads_whole_in_its_tooltip(qtbot: Any) -> None:
+    """At 1280x800 the Exam table's notes were cut ("you 2, model 3; weak calls: ...") with no
+    way to read the rest."""
+    from lusviewer.report.exam import ExamEntry
+    from lusviewer.ui.exam_panel import COL_NOTE, ExamPanel
+
+    panel = ExamPanel()
+    qtbot.addWidget(panel)
+    entry = ExamEntry("a/patient_19_R1.mp4", "patient_19_R1", 3, 100, 96, False, "m", "ab" * 32, "uncertain")
+    panel.set_exam([entry], "LUS score 3 of 3 (1 zone)", clinician={entry.clip: 2})
+    item = panel.table.item(0, COL_NOTE)
+    assert item.text() == "you 2, model 3; weak calls: counted in the total, a guess"
+    assert item.toolTip() == item.text()
