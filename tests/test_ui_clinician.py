@@ -269,3 +269,38 @@ def test_exam_note_reads_whole_in_its_tooltip(qtbot: Any) -> None:
     item = panel.table.item(0, COL_NOTE)
     assert item.text() == "you 2, model 3; weak calls: counted in the total, a guess"
     assert item.toolTip() == item.text()
+
+
+def test_pdf_export_shows_a_busy_cursor(
+    qtbot: Any, tiny_model: Path, tmp_path: Path, synthetic_clip: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Writing a 14-zone exam's PDF held the window still for 1.6 s with the arrow cursor; now
+    a busy cursor meanwhile, gone before a warning and after the report is written."""
+    from conftest import shown_window
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtWidgets import QApplication
+
+    import lusviewer.ui.exam_report as pdf
+
+    w = shown_window(qtbot, tiny_model, QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat))
+    assert w.open_clip(str(synthetic_clip))
+    qtbot.waitUntil(lambda: w.controller.result is not None, timeout=60_000)
+    w.controller.exam_session.scored(w.controller.result)
+    seen: list[object] = []
+    write = pdf.write_exam_pdf
+
+    def watched(path: str, report: Any) -> Path:
+        cursor = QApplication.overrideCursor()
+        seen.append(None if cursor is None else cursor.shape())
+        return write(path, report)
+
+    monkeypatch.setattr(pdf, "write_exam_pdf", watched)
+    assert w.exporter.export_report_to(str(tmp_path / "exam.pdf"), overwrite=True)
+    assert seen == [Qt.CursorShape.WaitCursor] and QApplication.overrideCursor() is None
+    warned: list[object] = []
+    monkeypatch.setattr(w, "_warn", lambda _t, _x: warned.append(QApplication.overrideCursor()))
+    folder = tmp_path / "reports"
+    folder.mkdir()
+    assert not w.exporter.export_report_to(str(folder), overwrite=True)
+    assert warned == [None] and QApplication.overrideCursor() is None
+    w.close()
