@@ -432,9 +432,6 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         return f" frame {index} · {index / self._fps:.2f} s" if self._fps > 0 else f" frame {index}"
 
     def _label_cursor(self, index: int) -> None:
-        # no clip: no label, not an empty white box; shown first (pyqtgraph's setVisible(True)
-        # sets the label's text to its format, "")
-        self.cursor_label.setVisible(bool(self._n))
         self.cursor_label.setText(self.cursor_text(index) if self._n else "")
         self._place_cursor_label()
 
