@@ -168,43 +168,6 @@ def test_clip_tab_lines_are_never_squeezed_at_1024x600(qtbot: Any, tiny_model: P
     w.close()
 
 
-def _step_pixels_under_the_cursor_label(t: Any) -> int:
-    """Pixels of the score's step line (#555555) inside the cursor's label."""
-    from PySide6.QtGui import QColor
-
-    img = t.grab().toImage()
-    box = t.mapFromScene(t.cursor_label.sceneBoundingRect()).boundingRect().adjusted(3, 3, -3, -3)
-    grey = 0
-    for x in range(box.left(), box.right()):
-        for y in range(box.top(), box.bottom()):
-            c = QColor(img.pixel(x, y))
-            grey += abs(c.red() - 0x55) < 30 and abs(c.green() - 0x55) < 30 and abs(c.blue() - 0x55) < 30
-    return grey
-
-
-def test_cursor_label_is_readable_over_the_score_steps(qtbot: Any) -> None:
-    """Near the end of patient_19_R1 the score line's vertical steps (2 <-> 3) ran through the
-    cursor's label ("frame 96 | 3.84 s"): it now sits on a light ground (80 step pixels in it before)."""
-    import numpy as np
-
-    from lusviewer.ui.timeline import ScoreTimeline
-
-    t = ScoreTimeline()
-    qtbot.addWidget(t)
-    t.resize(640, 400)
-    t.show()
-    qtbot.waitExposed(t)
-    n = 100
-    scores = np.array([2 + (i // 2) % 2 for i in range(n)], np.int64)  # a step every other frame
-    probs = np.eye(4, dtype=np.float32)[scores] * 0.6 + 0.1
-    t.reset(n)
-    t.update_scores(scores, probs, np.zeros(n, np.float32), n)
-    t.set_cursor(50)
-    qtbot.wait(50)
-    grey = _step_pixels_under_the_cursor_label(t)
-    assert grey <= 3, grey
-
-
 def test_frame_line_never_prints_the_same_p_for_two_scores() -> None:
     """patient_19_R1 frame 88 read "score 3 (p = 0.30; most probable 2, p = 0.30)"."""
     import numpy as np

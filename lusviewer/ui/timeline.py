@@ -183,14 +183,8 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
         # the cursor's frame and time, both, whichever the axis shows
         # between the levels 2 and 3 (y = 2.5 on -0.4..3.4): at 0.93 it sat on the score-3 line,
         # the shipped model's most common score, and the two were hard to read (seen at 1024x600)
-        # on a light ground: the score line's steps ran through it ("frame 96 | 3.84 s", patient_19_R1)
         self.cursor_label = pg.InfLineLabel(
-            self.cursors[0],
-            text="",
-            position=self.CURSOR_LABEL_AT,
-            anchors=[(0, 0.5), (0, 0.5)],
-            color="#1f1fbf",
-            fill=pg.mkBrush(255, 255, 255, 225),
+            self.cursors[0], text="", position=self.CURSOR_LABEL_AT, anchors=[(0, 0.5), (0, 0.5)], color="#1f1fbf"
         )
         self.cursor_label.setZValue(20)
         self.score_plot.vb.sigResized.connect(self._place_cursor_label)  # the room right of it changes
