@@ -282,9 +282,17 @@ class Exam:
         return 3 * (self._zones if self._zones is not None else len(self._entries))
 
     @property
+    def n_zones_scanned(self) -> int:
+        """The distinct zones the clips were recorded at (by their zone on the chest, else their
+        label, as :attr:`repeated_zones`): a zone given to two clips is one zone."""
+        return len({self._body.get(e.clip) or e.zone for e in self._entries.values()})
+
+    @property
     def missing_zones(self) -> int:
-        """Zones of the protocol not yet scored (0 without a protocol)."""
-        return max(0, self._zones - len(self._entries)) if self._zones is not None else 0
+        """Zones of the protocol not yet scored (0 without a protocol). Counted by zone, not by
+        clip: 14 clips with one zone given twice left L6 unscanned on the diagram while the
+        total read "14 of 14 zones", complete."""
+        return max(0, self._zones - self.n_zones_scanned) if self._zones is not None else 0
 
     @property
     def n_incomplete(self) -> int:
@@ -308,14 +316,17 @@ class Exam:
         w = self.n_withheld
         withheld = f"{w} zone{'s' if w != 1 else ''} with no reliable score (unlike the training clips; not in total)"
         if self.missing_zones:
-            text = f"LUS score {self.total} of {self.maximum}, INCOMPLETE: {n} of {self._zones} zones scored"
+            text = (
+                f"LUS score {self.total} of {self.maximum}, INCOMPLETE: {self.n_zones_scanned} of {self._zones} "
+                "zones scored"
+            )
             text += f", {withheld}" if w else ""
         elif w:
             text = f"LUS score {self.total} of {self.maximum}, INCOMPLETE: {withheld}"
         elif self._zones is None:
             text = f"LUS score {self.total} of {self.maximum} ({n} zone{'s' if n != 1 else ''})"
         else:
-            text = f"LUS score {self.total} of {self.maximum} ({n} of {self._zones} zones)"
+            text = f"LUS score {self.total} of {self.maximum} ({self.n_zones_scanned} of {self._zones} zones)"
         if self.n_clinician:
             text += "; clinician " + (
                 f"{self.clinician_total}"
@@ -399,7 +410,11 @@ def write_exam_csv(path: str | os.PathLike[str], exam: Exam) -> Path:
                     f"LUS score, sum of {len(exam)} zones (maximum {exam.maximum}"
                     + (f", protocol of {exam.zones} zones" if exam.zones is not None else "")
                     + ")"
-                    + (f"; INCOMPLETE, {exam.missing_zones} zones not scored" if exam.missing_zones else "")
+                    + (
+                        f"; INCOMPLETE, {exam.missing_zones} zone{'s' if exam.missing_zones != 1 else ''} not scored"
+                        if exam.missing_zones
+                        else ""
+                    )
                     + (
                         f"; INCOMPLETE, {exam.n_withheld} zone{'s' if exam.n_withheld != 1 else ''} "
                         "with no reliable score (withheld, not in the total)"

@@ -8,7 +8,7 @@ the same :class:`~lusviewer.report.exam.Exam` object is read.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +54,8 @@ class ZoneRow:
         CSV's ``worst_frame`` (the frame behind the clip score) where no per-frame scores are kept."""
         if self.detail is None or not len(self.detail.scores):
             return self.worst_frame
+        if self.detail.thumbnail_frame is not None:  # the frame pictured (a blank frame skipped)
+            return self.detail.thumbnail_frame
         return most_severe_frame(self.detail.scores, self.detail.weak, self.worst_frame)
 
     @property
@@ -112,6 +114,8 @@ class ExamReport:
 def headline(exam: Exam) -> str:
     """The report's total: ``LUS score 8 / 18, 6 of 6 zones`` (+ ``, INCOMPLETE``)."""
     counted = len(exam) - exam.n_withheld
+    if exam.zones is not None:  # by zone: a zone given to two clips is one of the protocol's zones
+        counted = len({exam.body_zone(e.clip) or e.zone for e in exam.entries if not e.withheld})
     of = exam.zones if exam.zones is not None else len(exam)
     text = f"LUS score {exam.total} / {exam.maximum}, {counted} of {of} zones"
     return text + (", INCOMPLETE" if exam.incomplete else "")
@@ -244,17 +248,25 @@ def build_exam_report(session: ExamSession, fields: ExamFields | None = None) ->
     )
 
 
-def most_severe_frame(scores: np.ndarray, weak: np.ndarray | None = None, prefer: int | None = None) -> int:
+def most_severe_frame(
+    scores: np.ndarray, weak: np.ndarray | None = None, prefer: int | None = None, skip: Collection[int] = ()
+) -> int:
     """The clip's worst frame as a clinician means it, its most severe finding: of the frames
     of the highest frame score (confident calls first, where any is), ``prefer`` (the frame
     behind the clip score) where it is one of them, else the middle of their longest run.
     Not always the CSV's ``worst_frame``, the frame behind the clip score (of the frames that
     make the clip score): a clip scored 0 by its rule may hold frames scored 1 (seen:
-    patient_11_R2, clip score 0, 'worst frame' 47 a frame scored 0 while 27 frames score 1)."""
+    patient_11_R2, clip score 0, 'worst frame' 47 a frame scored 0 while 27 frames score 1).
+    Frames in ``skip`` (frames with no picture: :func:`pictured_frame`) are never chosen
+    while another frame is left."""
     s = np.asarray(scores, dtype=np.int64)
     if s.size == 0:
         raise ValueError("a clip needs at least one scored frame")
-    top = s == s.max()
+    left = np.ones(s.size, dtype=bool)
+    left[[i for i in skip if 0 <= i < s.size]] = False
+    if not left.any():
+        left[:] = True
+    top = left & (s == s[left].max())
     if weak is not None:
         sure = top & ~np.asarray(weak, dtype=bool)[: s.size]
         if sure.any():
@@ -265,6 +277,35 @@ def most_severe_frame(scores: np.ndarray, weak: np.ndarray | None = None, prefer
     starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
     k = int(np.argmax(ends - starts))  # the first of the longest runs
     return int((starts[k] + ends[k] - 1) // 2)
+
+
+#: A frame whose pixels span fewer grey levels than this shows nothing (a blank frame).
+BLANK_RANGE = 8
+#: :func:`pictured_frame` reads at most this many blank frames (a clip of blank frames: its worst frame as scored).
+MAX_BLANK_READS = 16
+
+
+def blank_frame(frame: np.ndarray) -> bool:
+    """No picture in the frame: every pixel (nearly) the same, as the two black frames that
+    open 25 of the 287 COVID-BLUeS clips (patient_6_R1: frames 0 and 1)."""
+    f = np.asarray(frame)
+    return f.size == 0 or int(f.max()) - int(f.min()) < BLANK_RANGE
+
+
+def pictured_frame(
+    scores: np.ndarray, weak: np.ndarray | None, prefer: int | None, read: Callable[[int], np.ndarray]
+) -> int:
+    """:func:`most_severe_frame` among the frames that show a picture (``read(i)``: frame
+    ``i``; only the frames chosen are read, one more per blank frame met): the worst frame
+    a clinician is shown and the report pictures. A clip scored 0 whose frames all score 0
+    had its first frame, black, as its worst frame (12 of the 287 COVID-BLUeS clips); a
+    clip with no picture (:data:`MAX_BLANK_READS` blank frames met) keeps the last frame tried."""
+    skip: set[int] = set()
+    while True:
+        index = most_severe_frame(scores, weak, prefer, skip)
+        if index in skip or len(skip) >= MAX_BLANK_READS or not blank_frame(read(index)):
+            return index
+        skip.add(index)
 
 
 def thumbnail_of(frame: np.ndarray, width: int = 200) -> np.ndarray:

@@ -19,7 +19,7 @@ import numpy as np
 from lusviewer.report.aggregate import low_confidence
 from lusviewer.report.csv_report import ClipScores
 from lusviewer.report.exam import Exam, ExamEntry, write_exam_csv
-from lusviewer.report.zones import zone_from_name
+from lusviewer.report.zones import Zone, zone_from_name, zone_named
 
 
 @dataclass(frozen=True)
@@ -33,6 +33,9 @@ class ClipDetail:
     precision: str
     #: The worst frame (RGB, small), or None where it was not kept.
     thumbnail: np.ndarray | None = None
+    #: The frame ``thumbnail`` shows, where it was chosen skipping blank frames
+    #: (:func:`~lusviewer.report.exam_report.pictured_frame`); None: the most severe frame.
+    thumbnail_frame: int | None = None
 
     @property
     def low_confidence_share(self) -> float:
@@ -53,6 +56,9 @@ class ExamSession:
         self.zone_rule = zone_rule
         #: Per clip in the exam, what its report row shows (per-frame scores, worst frame).
         self.details: dict[str, ClipDetail] = {}
+        #: Clips whose zone the last change of protocol took off: the new protocol has no zone
+        #: where they were recorded (:meth:`set_zones`).
+        self.unplaced: list[str] = []
 
     @property
     def exam(self) -> Exam:
@@ -120,10 +126,28 @@ class ExamSession:
         return True
 
     def set_zones(self, zones: int | None) -> bool:
-        """The exam's protocol (6 or 14 zones, or None: the zones scored)."""
+        """The exam's protocol (6 or 14 zones, or None: the zones scored). The clips keep
+        their places on the chest: where the protocol's zones are another scheme's (the BLUE
+        points, Soldati's 14 zones), a clip's zone is that scheme's zone of the same place
+        (the upper BLUE point ``R1``: Soldati's anterior upper ``R7``), and where the new
+        scheme has no such zone (a PLAPS point; a posterior zone) it is taken off, for the
+        clinician to choose (:attr:`unplaced`). A code kept as it was named another place
+        in the other scheme: the right upper BLUE point was drawn, and reported, as the
+        right posterior lower zone."""
         if zones == self._exam.zones:
             return False
+        before = self._exam.scheme
+        placed = {e.clip: z for e in self._exam.entries if (z := self._exam.body_zone(e.clip)) is not None}
         self._exam.zones = zones
+        self.unplaced = []
+        after = self._exam.scheme
+        if after != before:
+            for clip, code in placed.items():
+                zone = zone_named(code, before)
+                same = _same_place(zone, after) if zone is not None else None
+                self._exam.set_body_zone(clip, same)
+                if same is None:
+                    self.unplaced.append(clip)
         if len(self._exam):
             self.exported = False
         return True
@@ -151,3 +175,8 @@ class ExamSession:
         out = write_exam_csv(path, self._exam)
         self.exported = True
         return out
+
+
+def _same_place(zone: Zone, scheme: tuple[Zone, ...]) -> str | None:
+    """The code of ``scheme``'s zone at ``zone``'s place on the chest (side, region, level), or None."""
+    return next((z.code for z in scheme if (z.side, z.region, z.level) == (zone.side, zone.region, zone.level)), None)

@@ -385,7 +385,9 @@ class ExamPanel(QWidget):
                 self.table.setItem(row, COL_CLIP, zone)
                 self.table.setItem(row, COL_MODEL, score)
                 self.table.setCellWidget(row, COL_YOURS, self._clinician_box(e.clip, mine))
-                self.table.setItem(row, COL_NOTE, QTableWidgetItem("; ".join(notes)))
+                note = QTableWidgetItem("; ".join(notes))
+                note.setToolTip(note.text())  # cut short in its column at 1280x800 ("weak calls: counted in the ...")
+                self.table.setItem(row, COL_NOTE, note)
                 self.table.setCellWidget(row, COL_ZONE, self._zone_box(e.clip, code, zone_choices, names, repeated))
             self.table.clearSelection()
             if current in self._paths:

@@ -76,6 +76,8 @@ def write_exam_pdf(path: str | os.PathLike[str], report: ExamReport) -> Path:
 
     ensure_gui_app()
     path = Path(path)
+    if path.is_dir():  # it said "[Errno 21] Is a directory: '/.tmp.12087.tmp' -> '/tmp'"
+        raise OSError(f"{path}: is a folder; give the report a file name (exam.pdf)")
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path)
     tmp = tmp_name(path, os.getpid())
@@ -231,9 +233,16 @@ def _overview(painter: QPainter, report: ExamReport, y: float) -> float:
     _fitted(painter, QRectF(MARGIN, y, w, 14), proto, pt=9.5)
     y += 16
     if report.notes:  # at most three lines: the table's place is fixed
-        text = "Note: " + "; ".join(report.notes) + "."
+        text = note_line(report.notes)
         _text(painter, QRectF(MARGIN, y, w, _TABLE_TOP_FIRST - y - 4), text, _font(8), _WRAP, "#6a4a00")
     return _TABLE_TOP_FIRST
+
+
+def note_line(notes: list[str]) -> str:
+    """The report's note under the total: its notes in one sentence (the last may end in a
+    question, "clips from 2 folders: one patient?": no full stop after it, it read "?.")."""
+    text = "Note: " + "; ".join(notes)
+    return text if text.endswith(("?", ".")) else text + "."
 
 
 #: Table columns: (title, width in points).

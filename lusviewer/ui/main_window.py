@@ -289,8 +289,15 @@ class MainWindow(QMainWindow):
         )
 
     def _zones_chosen(self, zones: int | None) -> None:
-        self.controller.set_exam_zones(zones)
+        c = self.controller
+        c.set_exam_zones(zones)
         self.settings.setValue("exam_zones", zones or 0)
+        if unplaced := [Path(p).name for p in c.exam_session.unplaced if p in c.exam]:
+            self.notify(
+                f"No zone of this protocol where {', '.join(unplaced)} {'was' if len(unplaced) == 1 else 'were'} "
+                "recorded: choose the zone in the Exam table",
+                12000,
+            )
 
     def _on_exam_changed(self) -> None:
         c = self.controller

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PySide6.QtCore import QObject, QTimer
 
+from lusviewer.io import ClipError
 from lusviewer.report.aggregate import clip_confidence, low_confidence
-from lusviewer.report.exam_report import most_severe_frame
+from lusviewer.report.exam_report import blank_frame, most_severe_frame, pictured_frame
 
 if TYPE_CHECKING:
     from lusviewer.inference import ClipResult
@@ -155,6 +156,29 @@ class ScoringState(QObject):
         """No redraw pending (the window closes)."""
         self._redraw.stop()
 
+    def _pictured(self, result: ClipResult, weak: np.ndarray) -> int:
+        """The worst frame that shows a picture (:func:`~lusviewer.report.exam_report.pictured_frame`,
+        as the exam report's): a blank frame is never the one "Jump to worst frame" shows."""
+        c = self._c
+        prefer = result.summary.worst_frame
+        if c.info is None or c.info.path != result.info.path or c.reader is None:
+            return most_severe_frame(result.scores, weak, prefer)
+        try:
+            return pictured_frame(result.scores, weak, prefer, c.frame)
+        except (ClipError, IndexError, OSError) as exc:  # a frame that cannot be read: the worst frame as scored
+            log.warning("%s: the worst frame's picture could not be read (%s)", result.clip, exc)
+            return most_severe_frame(result.scores, weak, prefer)
+
+    def _blank(self, result: ClipResult, index: int) -> bool:
+        """Frame ``index`` of the clip on screen shows no picture (False where it cannot be read)."""
+        c = self._c
+        if c.info is None or c.info.path != result.info.path or c.reader is None:
+            return False
+        try:
+            return blank_frame(c.frame(index))
+        except (ClipError, IndexError, OSError):
+            return False
+
     def finished(self, result: ClipResult) -> None:
         self.phase = ScoringPhase.IDLE
         self._redraw.stop()
@@ -171,7 +195,7 @@ class ScoringState(QObject):
             "; UNLIKE the training clips (scores unreliable)" if result.unfamiliar else "",
         )
         weak = low_confidence(result.probs)
-        severe = most_severe_frame(result.scores, weak, s.worst_frame)
+        severe = self._pictured(result, weak)
         self._summary.set_summary(
             s.clip_score,
             s.rule,
@@ -182,6 +206,7 @@ class ScoringState(QObject):
             clip_confidence(result),
             weak_counts(result.scores, weak),
             (severe, int(result.scores[severe]), bool(weak[severe])),
+            severe != s.worst_frame and self._blank(result, s.worst_frame),
         )
         self._summary.set_confidence(weak)
         self._summary.set_familiarity(result.familiarity_warning)
@@ -191,7 +216,7 @@ class ScoringState(QObject):
         # a clip unlike the training clips: its findings are withheld, as the summary says, not
         # drawn on the timeline (they were, beside "A-lines withheld")
         self._timeline.set_findings(result.finding_names, None if result.unfamiliar else result.findings)
-        self._timeline.set_unreliable(bool(result.unfamiliar))
+        self._timeline.set_unfamiliar(bool(result.unfamiliar))
         self._status.scoring_over(f"Scored {len(result.scores)} frames in {result.elapsed_s:.1f} s")
 
     def failed(self, message: str) -> None:

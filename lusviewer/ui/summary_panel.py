@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QGridLayout, QLabel, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QGridLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
 from lusviewer.report.aggregate import LOW_CONFIDENCE, clip_score_text, low_confidence, persistence_frames
 from lusviewer.ui.palette import (
@@ -66,10 +66,13 @@ def frame_score_text(score: int, probs: np.ndarray) -> str:
     (:func:`~lusviewer.report.aggregate.low_confidence`: the most probable score's
     probability below :data:`LOW_CONFIDENCE`), not by the shown score's probability."""
     row = np.asarray(probs, dtype=np.float64).reshape(-1)
-    text = f"score {score} (p = {row[score]:.2f}"
     top = int(np.argmax(row))
+    # three decimals where two would print the same p twice: "score 3 (p = 0.30; most
+    # probable 2, p = 0.30)" read as a contradiction (patient_19_R1, frame 88)
+    digits = 3 if top != score and f"{row[score]:.2f}" == f"{row[top]:.2f}" else 2
+    text = f"score {score} (p = {row[score]:.{digits}f}"
     if top != score:
-        text += f"; most probable {top}, p = {row[top]:.2f}"
+        text += f"; most probable {top}, p = {row[top]:.{digits}f}"
     weak = bool(low_confidence(row[None, :])[0])
     return text + ("), low confidence" if weak else ")")
 
@@ -78,7 +81,7 @@ def count_text(count: int, total: int, weak: int) -> str:
     """A row of the Clip tab's frames per score: how many, the share, and how many of them
     are weak calls (a guess)."""
     pct = 100.0 * count / total if total else 0.0
-    text = f"{int(count)} frames ({pct:.0f} %)"
+    text = f"{int(count)} frame{'' if int(count) == 1 else 's'} ({pct:.0f} %)"
     if count and weak >= count:
         return text + ", all weak"
     return text + (f", {int(weak)} weak" if weak else "")
@@ -110,13 +113,15 @@ CLIP_FRAME_TOOLTIP = (
 )
 
 
-def frames_text(worst: int, worst_score: int, worst_weak: bool, clip_frame: int) -> str:
+def frames_text(worst: int, worst_score: int, worst_weak: bool, clip_frame: int, clip_frame_blank: bool = False) -> str:
     """The summary's sentence on its two frames: the worst (most severe) frame with its score,
-    and the frame behind the clip score where it is another."""
+    and the frame behind the clip score where it is another (``clip_frame_blank``: it shows
+    nothing, as the black frames that open some clips: said, or its button leads to a black
+    frame unexplained)."""
     text = f"Worst frame: {worst} (score {worst_score}{', a weak call' if worst_weak else ''})"
     if clip_frame == worst:  # also the frame behind the clip score (the button's tooltip says so)
         return text + "."
-    return text + f"; the clip score's frame: {clip_frame}."
+    return text + f"; the clip score's frame: {clip_frame}{' (a blank frame)' if clip_frame_blank else ''}."
 
 
 class SummaryPanel(QWidget):
@@ -127,7 +132,23 @@ class SummaryPanel(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        layout = QVBoxLayout(self)
+        # The panel's lines scroll where the tab is shorter than they are: at 1024x600 the
+        # summary of a clip unlike the training clips (its warning, the model's output, the
+        # rule, four rows, the findings) was squeezed into the tab, each row cut through
+        # its letters ("white lung" without its descenders).
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        self.scroll_area = QScrollArea()
+        self.scroll_area.setWidgetResizable(True)
+        self.scroll_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroll_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)  # its lines wrap
+        content = QWidget()
+        self.scroll_area.setWidget(content)
+        # the tab's own background shows through (setWidget turns the widget's fill on)
+        content.setAutoFillBackground(False)
+        self.scroll_area.viewport().setAutoFillBackground(False)
+        outer.addWidget(self.scroll_area)
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(6, 4, 6, 4)
         self.title = QLabel("Clip score")
         self.score = QLabel("—")
@@ -345,6 +366,7 @@ class SummaryPanel(QWidget):
         confidence: str = "confident",
         weak: np.ndarray | tuple[int, ...] | None = None,
         severe: tuple[int, int, bool] | None = None,
+        clip_frame_blank: bool = False,
     ) -> None:
         """The clip score as :func:`~lusviewer.report.aggregate.clip_score_text` words it
         for its ``confidence`` (:func:`~lusviewer.report.aggregate.clip_confidence`): in
@@ -359,7 +381,9 @@ class SummaryPanel(QWidget):
         self.score.setStyleSheet(f"color: {clip_score_colour(clip_score, confidence)};")
         held = f" ({persistence_frames(total, fps) / fps:.2f} s)" if rule.startswith("persistent") and fps > 0 else ""
         frame, frame_score, frame_weak = severe if severe is not None else (worst, clip_score, False)
-        self.rule.setText(f"Rule — {rule}{held}. {frames_text(frame, frame_score, frame_weak, worst)}")
+        self.rule.setText(
+            f"Rule — {rule}{held}. {frames_text(frame, frame_score, frame_weak, worst, clip_frame_blank)}"
+        )
         if confidence == "uncertain":
             self.rule.setText(
                 f"{self.rule.text()} Uncertain: weak calls (probability below {LOW_CONFIDENCE:g}), "

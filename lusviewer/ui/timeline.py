@@ -67,6 +67,8 @@ TIMELINE_TOOLTIP = (
 LEGEND_LINE = 18
 AXIS_WIDTH = 110
 RECON_LABEL = "recon error (÷ clip max)"
+#: The score plot's title for a clip unlike the training clips (no longer than the usual title).
+UNFAMILIAR_TITLE = "Unlike the training clips: frame scores are no finding"
 
 
 def _compact_legend() -> pg.LegendItem:
@@ -200,6 +202,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             self.unscored_regions.append(region)
         self.unscored = self.unscored_regions[0]
         self.partial = False
+        self.unfamiliar = False  # the clip is unlike the training clips (set_unfamiliar)
         self.partial_text = ""  # in the score plot's title, where it hides no frame
         self._n = 0
         self.n_drawn = 0  # frames on the timeline now (the status bar's progress says the same number)
@@ -213,6 +216,17 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             colour = QColor("#9a9a9a") if on else QColor(SCORE_COLOURS[k])
             strong.setPen(pg.mkPen(colour, width=4))
             weak.setPen(pg.mkPen(QColor("#9a9a9a") if on else QColor(WEAK_COLOUR), width=4, style=Qt.PenStyle.DashLine))
+
+    def set_unfamiliar(self, on: bool) -> None:
+        """The clip is unlike the training clips (its clip score withheld): grey score lines,
+        and a title that says so. The title still read "Score per frame (grey dashes: a
+        guess ...)" above a POCUS clip's step line, its scores looking like findings."""
+        self.unfamiliar = on
+        self.set_unreliable(on)
+        if not self.partial:  # a partial timeline's title says that first
+            self.score_plot.setTitle(
+                UNFAMILIAR_TITLE if on else self._title, color="#8a1c00" if on else "k", size="10pt", bold=False
+            )
 
     def set_partial(self, scored: int | None, total: int = 0, why: str = "scoring failed") -> None:
         """Mark the timeline partial: ``scored`` of ``total`` frames were scored when scoring
@@ -241,7 +255,7 @@ class ScoreTimeline(pg.GraphicsLayoutWidget):  # type: ignore[misc]  # pyqtgraph
             item.setData([], [])
         self.n_drawn = 0
         self.set_findings((), None)
-        self.set_unreliable(False)
+        self.set_unfamiliar(False)
         self.set_partial(None)
         self.set_frame_count(n_frames)
         self.set_cursor(0)
