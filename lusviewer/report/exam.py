@@ -285,7 +285,12 @@ class Exam:
     def n_zones_scanned(self) -> int:
         """The distinct zones the clips were recorded at (by their zone on the chest, else their
         label, as :attr:`repeated_zones`): a zone given to two clips is one zone."""
-        return len({self._body.get(e.clip) or e.zone for e in self._entries.values()})
+        return self.distinct_zones()
+
+    def distinct_zones(self, *, withheld: bool = True) -> int:
+        """The distinct zones of the clips (as :attr:`n_zones_scanned`); without ``withheld``,
+        only of clips whose score counts in the total."""
+        return len({self._body.get(e.clip) or e.zone for e in self._entries.values() if withheld or not e.withheld})
 
     @property
     def missing_zones(self) -> int:

@@ -115,7 +115,7 @@ def headline(exam: Exam) -> str:
     """The report's total: ``LUS score 8 / 18, 6 of 6 zones`` (+ ``, INCOMPLETE``)."""
     counted = len(exam) - exam.n_withheld
     if exam.zones is not None:  # by zone: a zone given to two clips is one of the protocol's zones
-        counted = len({exam.body_zone(e.clip) or e.zone for e in exam.entries if not e.withheld})
+        counted = exam.distinct_zones(withheld=False)
     of = exam.zones if exam.zones is not None else len(exam)
     text = f"LUS score {exam.total} / {exam.maximum}, {counted} of {of} zones"
     return text + (", INCOMPLETE" if exam.incomplete else "")

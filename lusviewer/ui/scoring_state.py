@@ -156,26 +156,29 @@ class ScoringState(QObject):
         """No redraw pending (the window closes)."""
         self._redraw.stop()
 
+    def _on_screen(self, result: ClipResult) -> bool:
+        """The result is of the clip open on screen, whose frames can be read."""
+        c = self._c
+        return c.info is not None and c.info.path == result.info.path and c.reader is not None
+
     def _pictured(self, result: ClipResult, weak: np.ndarray) -> int:
         """The worst frame that shows a picture (:func:`~lusviewer.report.exam_report.pictured_frame`,
         as the exam report's): a blank frame is never the one "Jump to worst frame" shows."""
-        c = self._c
         prefer = result.summary.worst_frame
-        if c.info is None or c.info.path != result.info.path or c.reader is None:
+        if not self._on_screen(result):
             return most_severe_frame(result.scores, weak, prefer)
         try:
-            return pictured_frame(result.scores, weak, prefer, c.frame)
+            return pictured_frame(result.scores, weak, prefer, self._c.frame)
         except (ClipError, IndexError, OSError) as exc:  # a frame that cannot be read: the worst frame as scored
             log.warning("%s: the worst frame's picture could not be read (%s)", result.clip, exc)
             return most_severe_frame(result.scores, weak, prefer)
 
     def _blank(self, result: ClipResult, index: int) -> bool:
         """Frame ``index`` of the clip on screen shows no picture (False where it cannot be read)."""
-        c = self._c
-        if c.info is None or c.info.path != result.info.path or c.reader is None:
+        if not self._on_screen(result):
             return False
         try:
-            return blank_frame(c.frame(index))
+            return blank_frame(self._c.frame(index))
         except (ClipError, IndexError, OSError):
             return False
 
